@@ -1,0 +1,61 @@
+"""The serial executor: every pass runs in this process, a chunk at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+from atoll.executors.base import Executor
+from atoll.operators import Step, merge_partials, run_steps
+
+__all__ = ["SerialExecutor", "chunks_of", "combine"]
+
+
+def chunks_of(data: Iterable, size: int) -> Iterator:
+    """Yield ``data`` in chunks of at most ``size`` elements: slices of a sequence, lists otherwise.
+
+    >>> [list(c) for c in chunks_of(range(5), 2)]
+    [[0, 1], [2, 3], [4]]
+    """
+    if isinstance(data, (list, tuple, range)):
+        for start in range(0, len(data), size):
+            yield data[start:start + size]
+        return
+    it = iter(data)
+    while True:
+        chunk = list(islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def combine(parts: Iterable, aggregate: Step | None) -> Any:
+    """Return the result of a pass from its per-chunk results, in order."""
+    if aggregate is not None:
+        return merge_partials(aggregate, parts)
+    out: list = []
+    for part in parts:
+        out.extend(part)
+    return out
+
+
+class SerialExecutor(Executor):
+    """Runs a pipeline in the calling process, ``chunk_size`` elements at a time: a generator is never
+    held whole, and a fused pass over a long list or range never builds full-length intermediates."""
+
+    name = "serial"
+
+    def __init__(self, chunk_size: int = 65536):
+        self.chunk_size = chunk_size
+
+    def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
+        if isinstance(data, (list, tuple, range)) and len(data) <= self.chunk_size:
+            part = run_steps(steps, data, aggregate)
+            return part if aggregate is None else merge_partials(aggregate, [part])
+        # chunks bound the intermediate lists of a fused pass (and never hold a generator whole)
+        return combine((run_steps(steps, chunk, aggregate)
+                        for chunk in chunks_of(data, self.chunk_size)), aggregate)
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"

@@ -1,0 +1,307 @@
+"""The Pipeline DSL: an immutable description of stages. Nothing runs here; executors run pipelines.
+
+>>> p = Pipeline(name="double-sum").map(lambda x: x * 2).reduce(lambda a, b: a + b)
+>>> p([1, 2, 3])
+12
+>>> p
+Pipeline(name='double-sum') map(<lambda>) -> reduce(<lambda>)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from atoll.errors import PipelineError
+
+__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS"]
+
+#: element-wise operators: fused into one pass over a partition
+NARROW = ("map", "flatMap", "filter", "mapValues", "flatMapValues")
+#: operators that fold a collection; combined inside each partition before merging
+AGGREGATE = ("reduce", "reduceByKey")
+#: operators whose branches each see the input (fork*) or one element of it (split*)
+BRANCHING = ("fork", "forkMap", "split", "splitMap")
+#: names a runtime keyword argument cannot take: they choose how a pipeline runs
+RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress"})
+
+_BRANCH_DEFAULT_OP = {"fork": "to", "forkMap": "map", "split": "to", "splitMap": "map"}
+
+
+def function_name(func: Any) -> str:
+    """Return a short readable name for a stage's function."""
+    if func is None:
+        return "identity"
+    if isinstance(func, Pipeline):
+        return repr(func.name) if func._name else "Pipeline"
+    inner = getattr(func, "func", None)  # functools.partial
+    if inner is not None and hasattr(func, "args"):
+        return function_name(inner)
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or type(func).__name__
+
+
+def _fingerprint(func: Any) -> str:
+    """Return a stable description of a function for provenance: its module, name and code."""
+    if func is None:
+        return "identity"
+    if isinstance(func, Pipeline):
+        return func.sig
+    code = getattr(func, "__code__", None)
+    module = getattr(func, "__module__", "") or ""
+    text = f"{module}.{function_name(func)}"
+    if code is not None:
+        text += ":" + hashlib.md5(_code_text(code).encode()).hexdigest()[:12]
+    return text
+
+
+def _code_text(code: Any) -> str:
+    """Return a description of a code object that is the same in every process.
+
+    ``repr(co_consts)`` is not: a nested code object (a comprehension, an inner lambda) shows its
+    memory address and a frozenset constant its hash order. The global names read (``co_names``) are
+    included so that ``lambda x: len(x)`` and ``lambda x: sum(x)`` differ.
+    """
+    consts = []
+    for const in code.co_consts:
+        if hasattr(const, "co_code"):
+            consts.append("<code " + _code_text(const) + ">")
+        elif isinstance(const, frozenset):
+            consts.append("frozenset(" + repr(sorted(map(repr, const))) + ")")
+        else:
+            consts.append(repr(const))
+    return f"{code.co_code.hex()}|{'|'.join(consts)}|{','.join(code.co_names)}"
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """One step of a pipeline: an operator, its function (or branches) and what is bound to it."""
+
+    op: str
+    func: Any = None
+    branches: tuple[Pipeline, ...] = ()
+    args: tuple = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    runtime_kwargs: tuple[str, ...] = ()
+
+    @property
+    def function(self) -> str:
+        """Return the name of the stage's function, or the branch names joined by ``|``."""
+        if self.op in BRANCHING:
+            return "|".join(_branch_name(b) for b in self.branches)
+        return function_name(self.func)
+
+    def describe(self) -> str:
+        """Return e.g. ``map(tokenize, delimiter=',')``."""
+        bound = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
+        bound += [f"{k}=<runtime>" for k in self.runtime_kwargs]
+        return f"{self.op}({', '.join([self.function, *bound])})"
+
+    def fingerprint(self) -> str:
+        """Return the text hashed into the pipeline's ``sig``."""
+        if self.op in BRANCHING:
+            inner = "|".join(b.sig for b in self.branches)
+        else:
+            inner = _fingerprint(self.func)
+        return f"{self.op}:{inner}:{self.args!r}:{self.kwargs!r}:{self.runtime_kwargs!r}"
+
+
+def _branch_name(branch: Pipeline) -> str:
+    if branch._name or len(branch.stages) != 1:
+        return branch._name or ("identity" if not branch.stages else "Pipeline")
+    return branch.stages[0].function
+
+
+class Pipeline:
+    """An immutable chain of stages. Each operator returns a **new** Pipeline.
+
+    This differs from the original atoll, whose operators appended to the pipeline they were called on
+    and returned it: there ``common.map(f)`` changed ``common`` for everyone holding it. Here ``common``
+    is unchanged and can be shared, forked and registered with the service safely; keep the returned
+    pipeline (``p = p.map(f)``).
+
+    ``p(data)`` runs serially, ``p(data, n_jobs=N)`` on N local processes, ``p(data, distributed=True)``
+    on Spark, and ``p.run(data, executor=...)`` on any executor. Runtime keyword arguments declared with
+    ``kwargs=[...]`` are supplied at call time: ``p(data, scale=2)``.
+    """
+
+    __slots__ = ("_name", "stages")
+
+    def __init__(self, name: str | None = None, stages: Sequence[Stage] = ()):
+        if name is not None and not isinstance(name, str):
+            raise PipelineError(f"Pipeline name must be a string, got {type(name).__name__}")
+        self._name = name
+        self.stages: tuple[Stage, ...] = tuple(stages)
+
+    # -- description -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Return the given name, or the ``sig`` when the pipeline has none."""
+        return self._name if self._name is not None else self.sig
+
+    @property
+    def sig(self) -> str:
+        """Return an md5 over the stage descriptions: the pipeline's provenance."""
+        text = "->".join(stage.fingerprint() for stage in self.stages)
+        return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+    @property
+    def expected_kwargs(self) -> tuple[str, ...]:
+        """Return the runtime keyword arguments this pipeline (nested ones included) needs."""
+        names: dict[str, None] = {}
+        for stage in self.stages:
+            names.update(dict.fromkeys(stage.runtime_kwargs))
+            if isinstance(stage.func, Pipeline):
+                names.update(dict.fromkeys(stage.func.expected_kwargs))
+            for branch in stage.branches:
+                names.update(dict.fromkeys(branch.expected_kwargs))
+        return tuple(names)
+
+    def describe(self) -> list[str]:
+        """Return one description per stage, e.g. ``['flatMap(split)', 'reduceByKey(add)']``."""
+        return [stage.describe() for stage in self.stages]
+
+    def __repr__(self) -> str:
+        head = f"Pipeline(name={self._name!r})" if self._name else "Pipeline()"
+        body = " -> ".join(self.describe())
+        return f"{head} {body}" if body else head
+
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def with_name(self, name: str) -> Pipeline:
+        """Return the same stages under another name."""
+        return Pipeline(name, self.stages)
+
+    # -- composition -------------------------------------------------------------------------
+
+    def _add(self, op: str, func: Any, args: tuple, kwargs: dict) -> Pipeline:
+        index = len(self.stages)
+        runtime = kwargs.pop("kwargs", None) or ()
+        if isinstance(runtime, str):
+            runtime = (runtime,)
+        runtime = tuple(runtime)
+        where = f"stage {index} {op}({function_name(func)})"
+        if func is None and op in AGGREGATE:
+            raise PipelineError(f"{where}: {op} needs a function of two arguments, got None")
+        if func is not None and not callable(func):
+            raise PipelineError(f"{where}: the function must be callable (or None for identity), "
+                                f"got {type(func).__name__} {func!r}")
+        if isinstance(func, Pipeline) and (args or kwargs):
+            raise PipelineError(f"{where}: a nested pipeline takes no bound arguments")
+        bad = sorted(RESERVED_KWARGS.intersection(runtime))
+        if bad:
+            raise PipelineError(f"{where}: runtime kwargs {bad} are reserved names "
+                                f"({', '.join(sorted(RESERVED_KWARGS))})")
+        stage = Stage(op, func, (), tuple(args), tuple(kwargs.items()), runtime)
+        return Pipeline(self._name, self.stages + (stage,))
+
+    def _branch(self, op: str, branches: tuple) -> Pipeline:
+        index = len(self.stages)
+        if not branches:
+            raise PipelineError(f"stage {index} {op}(): needs at least one branch")
+        normalized = []
+        for i, branch in enumerate(branches):
+            if branch is None:
+                branch = Pipeline()
+            elif not isinstance(branch, Pipeline):
+                if not callable(branch):
+                    raise PipelineError(f"stage {index} {op}: branch {i} must be a function, a "
+                                        f"Pipeline or None, got {type(branch).__name__} {branch!r}")
+                branch = getattr(Pipeline(), _BRANCH_DEFAULT_OP[op])(branch)
+            normalized.append(branch)
+        return Pipeline(self._name, self.stages + (Stage(op, branches=tuple(normalized)),))
+
+    def map(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also applies ``func`` to each element (a tuple is unpacked)."""
+        return self._add("map", func, args, kwargs)
+
+    def flatMap(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also maps each element to an iterable and concatenates them."""
+        return self._add("flatMap", func, args, kwargs)
+
+    def filter(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also keeps the elements for which ``func`` is truthy."""
+        return self._add("filter", func, args, kwargs)
+
+    def mapValues(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also applies ``func`` to the value of each (key, value) pair."""
+        return self._add("mapValues", func, args, kwargs)
+
+    def flatMapValues(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also expands each (key, value) into (key, w) for w in func(value)."""
+        return self._add("flatMapValues", func, args, kwargs)
+
+    def reduce(self, func: Callable, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also left-folds the collection with an associative ``func``."""
+        return self._add("reduce", func, args, kwargs)
+
+    def reduceByKey(self, func: Callable, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also folds the values of each key: ``[(key, folded), ...]``."""
+        return self._add("reduceByKey", func, args, kwargs)
+
+    def to(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also calls ``func`` on the whole input (a tuple is spread)."""
+        return self._add("to", func, args, kwargs)
+
+    def fork(self, *branches: Callable | Pipeline | None) -> Pipeline:
+        """Return a pipeline that also gives a tuple of each branch's result on the same input."""
+        return self._branch("fork", branches)
+
+    def forkMap(self, *branches: Callable | Pipeline | None) -> Pipeline:
+        """Like ``fork``, but a bare function branch is mapped over the input."""
+        return self._branch("forkMap", branches)
+
+    def split(self, *branches: Callable | Pipeline | None) -> Pipeline:
+        """Return a pipeline that also feeds element i of a tuple/list input to branch i."""
+        return self._branch("split", branches)
+
+    def splitMap(self, *branches: Callable | Pipeline | None) -> Pipeline:
+        """Like ``split``, but a bare function branch is mapped over its element."""
+        return self._branch("splitMap", branches)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def check_kwargs(self, supplied: dict[str, Any]) -> None:
+        """Raise PipelineError when a declared runtime kwarg is missing or an unknown one is given."""
+        expected = self.expected_kwargs
+        missing = [k for k in expected if k not in supplied]
+        unknown = sorted(k for k in supplied if k not in expected)
+        if not missing and not unknown:
+            return
+        takes = ", ".join(expected) if expected else "none"
+        problems = []
+        if missing:
+            needers = [s.describe() for s in self._stages_needing(missing)]
+            problems.append(f"missing runtime kwargs {missing} (needed by {'; '.join(needers)})")
+        if unknown:
+            problems.append(f"unknown runtime kwargs {unknown}")
+        raise PipelineError(f"pipeline {self.name!r}: {' and '.join(problems)}; it takes: {takes}")
+
+    def _stages_needing(self, names: Iterable[str]) -> list[Stage]:
+        names = set(names)
+        found = []
+        for stage in self.stages:
+            nested = [stage.func] if isinstance(stage.func, Pipeline) else list(stage.branches)
+            if names.intersection(stage.runtime_kwargs) or any(
+                    names.intersection(n.expected_kwargs) for n in nested):
+                found.append(stage)
+        return found
+
+    def run(self, data: Any, executor: Any = None, **kwargs) -> Any:
+        """Run on ``executor`` (serial when None) and return the result."""
+        from atoll.executors import SerialExecutor
+
+        return (executor or SerialExecutor()).run(self, data, kwargs)
+
+    def __call__(self, data: Any, *, n_jobs: int | None = None, serial: bool = False,
+                 distributed: bool = False, executor: Any = None, progress: bool = False,
+                 **kwargs) -> Any:
+        """Run the pipeline on ``data``; the keyword arguments choose the executor (see class doc)."""
+        from atoll.executors import choose_executor
+
+        chosen = choose_executor(n_jobs=n_jobs, serial=serial, distributed=distributed,
+                                 executor=executor, progress=progress)
+        return chosen.run(self, data, kwargs)

@@ -1,0 +1,57 @@
+"""Package metadata for atoll."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+extras = {
+    "spark": ["pyspark>=3.5,<5"],
+    "service": [
+        "flask>=3.0,<4",
+        "gunicorn>=21,<24",
+        "celery>=5.4,<6",
+        "kombu>=5.4,<6",
+        "requests>=2.31,<3",
+    ],
+    "flower": ["flower>=2.0,<3"],
+    "numpy": ["numpy>=1.24"],
+    "docs": ["sphinx>=7,<9"],
+}
+extras["test"] = sorted(set(
+    extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + [
+        "pytest>=7,<10",
+        "pytest-timeout>=2.1,<3",
+        "hypothesis>=6.80,<7",
+        "psutil>=5.9,<8",
+        "openapi-spec-validator>=0.7,<1",
+        "schemathesis>=3.30,<5",
+        "ruff>=0.4",
+    ]))
+extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
+
+setup(
+    name="atoll",
+    version="0.1.0",
+    description="Plain Python functions as data-analysis pipelines: serial, parallel, on Spark, "
+                "and served over HTTP",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["atoll", "atoll.*"]),
+    install_requires=[
+        "joblib>=1.3,<2",
+        "cloudpickle>=2.2,<4",
+        "dill>=0.3.6,<0.5",
+        "pyyaml>=6,<7",
+        "tqdm>=4.60,<5",
+    ],
+    extras_require=extras,
+    entry_points={"console_scripts": ["atoll=atoll.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Information Analysis",
+    ],
+)
