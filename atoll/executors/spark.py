@@ -1,0 +1,400 @@
+"""The Spark executor: the same pipelines on Apache Spark (``local[*]``, a standalone cluster, YARN,
+Kubernetes; Mesos through pyspark 3.5).
+
+How a pipeline maps onto Spark's RDD API (the shared walk in :mod:`atoll.executors.base` decides what
+runs; this module only decides where):
+
+* the input becomes an RDD (``parallelize``; a :mod:`atoll.sources` file source becomes ``textFile``);
+* a fused run of element-wise stages is one ``mapPartitions`` running :func:`~atoll.operators.run_steps`;
+* ``reduceByKey`` combines inside each partition first, then ``RDD.reduceByKey`` merges across them;
+* ``reduce`` folds each partition, and the partials are merged in partition order (``RDD.reduce``);
+* a fork caches the RDD its branches read, and results stay RDDs until the pipeline's end.
+
+A failing user function raises, on the driver, its original exception type with the stage, the item and
+the worker traceback: the worker pickles the :class:`~atoll.errors.StageFailure` into the message of the
+exception Spark reports, and the driver decodes it.
+
+One SparkContext per process (pyspark allows one): created on first use, reused by every executor with
+the same master, replaced (and logged) when another master is asked for, stopped at exit.
+
+Functions travel with cloudpickle (modules registered by value included); the driver's ``sys.path`` is
+given to the Python workers as ``PYTHONPATH``, so a module importable here imports on workers that share
+this disk (local mode, a cluster on this machine); elsewhere install it on the workers as usual.
+
+Mesos: Spark 4 removed it. With pyspark >= 4 a ``mesos://`` master (also the one ``zookeeper_host``
+sets) is a :class:`SparkUnavailableError` saying to install pyspark 3.5.x. Without pyspark or Java the
+error says what to install: ``pip install 'atoll[spark]'``, Java 17.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import logging
+import os
+import pickle
+import re
+import shutil
+import sys
+import threading
+import traceback
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import Any
+
+import cloudpickle
+
+from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
+from atoll.executors.base import Executor
+from atoll.executors.serial import chunks_of
+from atoll.operators import Step, merge_partials, run_steps
+
+__all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spark_context"]
+
+log = logging.getLogger(__name__)
+
+INSTALL_PYSPARK = "pip install 'atoll[spark]'"
+INSTALL_JAVA = ("install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`) and put `java` on "
+                "PATH or set JAVA_HOME")
+_LOOPBACK_MASTER = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost)[:/].*)$")
+_MAX_FAILURE_BYTES = 256 * 1024
+_FAILURE = re.compile(r"ATOLL-FAILURE<([A-Za-z0-9+/=]+)>")
+
+
+class SparkUnavailableError(ConfigError):
+    """pyspark or Java is missing, or the master needs another pyspark version; the message says what to
+    install."""
+
+
+# -- the one SparkContext ------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_context: Any = None
+
+
+def _pyspark_version() -> str:
+    try:
+        import pyspark
+    except ImportError as exc:
+        raise SparkUnavailableError(f"the Spark executor needs pyspark, which is not installed "
+                                    f"({exc}): {INSTALL_PYSPARK}") from None
+    return pyspark.__version__
+
+
+def _check_master(master: str, version: str) -> None:
+    if master.startswith("mesos://") and int(version.split(".")[0]) >= 4:
+        raise SparkUnavailableError(
+            f"spark_master {master!r} uses Mesos, which Spark 4 removed; pyspark {version} is installed. "
+            f"To run on Mesos install pyspark 3.5.x: pip install 'pyspark>=3.5,<4'")
+
+
+def _check_java() -> None:
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
+        return
+    if shutil.which("java"):
+        return
+    where = f"JAVA_HOME={home} has no bin/java" if home else "no `java` on PATH and JAVA_HOME unset"
+    raise SparkUnavailableError(f"the Spark executor needs Java ({where}): {INSTALL_JAVA}")
+
+
+def _worker_pythonpath() -> str:
+    """Return the driver's import path, so modules importable here import on workers sharing its disk."""
+    return os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+
+
+def spark_context(master: str, conf: Mapping[str, Any] | None = None, app_name: str = "atoll",
+                  log_level: str | None = None) -> Any:
+    """Return the process's SparkContext on ``master``, creating it (or replacing one on another master)."""
+    global _context
+    _check_master(master, _pyspark_version())
+    from pyspark import SparkConf, SparkContext
+
+    with _lock:
+        current = _context or SparkContext._active_spark_context
+        if current is not None and current._jsc is not None:
+            if current.master == master:
+                _context = current
+                running = current.getConf() if conf else None
+                ignored = sorted(k for k, v in (conf or {}).items() if running.get(str(k)) != str(v))
+                if ignored:
+                    log.warning("the SparkContext on %s is already running: its settings %s stay as "
+                                "they are (stop_spark_context() first to change them)", master,
+                                ", ".join(ignored))
+                if log_level and getattr(current, "_atoll_log_level", None) != log_level:
+                    current.setLogLevel(log_level)
+                    current._atoll_log_level = log_level
+                return current
+            log.info("stopping the SparkContext on %s: a pipeline asks for master %s (pyspark allows "
+                     "one SparkContext per process)", current.master, master)
+            current.stop()
+        _context = None
+        _check_java()
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        if _LOOPBACK_MASTER.match(master):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        spark_conf = SparkConf().setMaster(master).setAppName(app_name)
+        spark_conf.set("spark.ui.showConsoleProgress", "false")
+        for key, value in (conf or {}).items():
+            spark_conf.set(str(key), str(value))
+        log.info("starting a SparkContext on %s", master)
+        sc = SparkContext(conf=spark_conf)
+        sc.setLogLevel(log_level or "WARN")
+        sc._atoll_log_level = log_level or "WARN"
+        sc.environment["PYTHONPATH"] = _worker_pythonpath()
+        _context = sc
+        return sc
+
+
+def stop_spark_context() -> None:
+    """Stop the SparkContext atoll started, if any."""
+    global _context
+    with _lock:
+        if _context is not None:
+            log.info("stopping the SparkContext on %s", _context.master)
+            try:
+                _context.stop()
+            finally:
+                _context = None
+
+
+atexit.register(stop_spark_context)
+
+
+# -- failures cross from the workers as text -----------------------------------------------------
+
+def _encoded(error: BaseException) -> RuntimeError:
+    """Return an exception whose message carries ``error`` pickled, for the driver to decode."""
+    try:
+        payload = pickle.dumps(error)
+    except Exception:
+        payload = pickle.dumps(PipelineError(str(error), getattr(error, "stage", None)))
+    if len(payload) > _MAX_FAILURE_BYTES and isinstance(error, StageFailure):
+        # a huge failing element would travel in every copy of Spark's error message: send its repr
+        payload = pickle.dumps(stage_failure(error.original, error.stage, error.item_repr,
+                                             error.remote_traceback))
+    return RuntimeError("ATOLL-FAILURE<" + base64.b64encode(payload).decode("ascii") + ">")
+
+
+def _decoded(exc: BaseException) -> BaseException | None:
+    """Return the atoll error encoded in a Spark job failure, or None."""
+    texts = [str(exc)]
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            texts.append(str(java.toString()))
+        except Exception:
+            pass
+    for text in texts:
+        match = _FAILURE.search(text)
+        if match:
+            try:
+                return pickle.loads(base64.b64decode(match.group(1)))
+            except Exception:
+                return None
+    return None
+
+
+_payload_cache: dict[bytes, Any] = {}
+
+
+def _loads(payload: bytes) -> Any:
+    """Return the unpickled pass, cached per worker process so each partition does not unpickle it."""
+    hit = _payload_cache.get(payload)
+    if hit is None:
+        if len(_payload_cache) >= 16:
+            _payload_cache.clear()
+        hit = _payload_cache[payload] = cloudpickle.loads(payload)
+    return hit
+
+
+def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
+    """Worker side: run a fused pass over one partition (see :func:`run_steps`)."""
+    steps, aggregate = _loads(payload)
+    items = iterator if isinstance(iterator, (list, range)) else list(iterator)
+    try:
+        result = run_steps(steps, items, aggregate)
+    except PipelineError as exc:  # StageFailure included
+        raise _encoded(exc) from None
+    if aggregate is None:
+        return result
+    if aggregate.op == "reduce":
+        return [result]
+    return iter(result.items())
+
+
+def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
+    """Return the pass pickled, or a PipelineError naming the stage whose function cannot travel."""
+    try:
+        return cloudpickle.dumps((steps, aggregate))
+    except Exception as exc:
+        for step in [*steps, aggregate]:
+            try:
+                cloudpickle.dumps(step)
+            except Exception:
+                raise PipelineError(f"{step.info.describe()}: its function cannot be sent to Spark "
+                                    f"workers ({type(exc).__name__}: {exc})", stage=step.info) from None
+        raise
+
+
+class _MergeValues:
+    """``reduceByKey``'s function as Spark calls it across partitions, failing like the other executors."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    @property
+    def aggregate(self) -> Step:
+        return _loads(self.payload)[1]
+
+    def __call__(self, a: Any, b: Any) -> Any:
+        try:
+            return self.aggregate.func(a, b)
+        except StageFailure as exc:
+            raise _encoded(exc) from None
+        except PipelineError as exc:
+            if exc.stage is None:
+                exc.stage = self.aggregate.info
+                exc.args = (f"{self.aggregate.info.describe()}: {exc.message}",)
+            raise _encoded(exc) from None
+        except Exception as exc:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            raise _encoded(stage_failure(exc, self.aggregate.info, NO_ITEM, tb)) from None
+
+
+def _parse_partition(parse, iterator: Iterable) -> Iterable:
+    try:
+        return parse(iterator)
+    except PipelineError as exc:
+        raise _encoded(exc) from None
+
+
+# -- the executor --------------------------------------------------------------------------------
+
+class SparkExecutor(Executor):
+    """Runs pipelines on Spark: ``SparkExecutor(master="local[2]")``, ``"spark://host:7077"``, ...
+
+    ``conf`` is passed to SparkConf as it is; ``log_level`` sets Spark's own logging (WARN by default).
+    """
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None, conf: Mapping[str, Any] | None = None,
+                 app_name: str = "atoll", log_level: str | None = None, chunk_size: int = 262_144):
+        self.master = master or "local[*]"
+        self.conf = dict(conf or {})
+        self.app_name = app_name
+        self.log_level = log_level
+        #: elements of a generator input parallelized at a time
+        self.chunk_size = chunk_size
+        _check_master(self.master, _pyspark_version())
+        self._local = threading.local()  # RDDs a run cached for its forks, per calling thread
+
+    @classmethod
+    def from_config(cls, config: Any = None) -> SparkExecutor:
+        """Return the executor that the configuration (``load_config()`` when None) describes."""
+        if config is None:
+            from atoll.config import load_config
+
+            config = load_config()
+        master = config["spark_master"]
+        if not master:
+            zookeeper = config["zookeeper_host"]
+            master = f"mesos://zk://{zookeeper}/mesos" if zookeeper else "local[*]"
+        conf = dict(config["spark_conf"] or {})
+        if config["spark_binary"]:
+            conf.setdefault("spark.executor.uri", config["spark_binary"])
+        return cls(master=master, conf=conf, log_level=config["spark_log_level"])
+
+    def __repr__(self) -> str:
+        return f"SparkExecutor(master={self.master!r})"
+
+    @property
+    def context(self) -> Any:
+        """Return the SparkContext this executor runs on (started on first use)."""
+        return spark_context(self.master, self.conf, self.app_name, self.log_level)
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self, pipeline, data: Any, kwargs: dict | None = None) -> Any:
+        """Return ``pipeline``'s result on ``data``; RDDs cached for forks are released after."""
+        sc = self.context
+        path = _worker_pythonpath()
+        if sc.environment.get("PYTHONPATH") != path:
+            sc.environment["PYTHONPATH"] = path
+        outer = getattr(self._local, "cached", None)
+        self._local.cached = []
+        try:
+            return self._decoding(super().run, pipeline, data, kwargs)
+        finally:
+            for rdd in self._local.cached:
+                rdd.unpersist()
+            self._local.cached = outer
+
+    def _decoding(self, action, *args) -> Any:
+        """Run ``action``; a Spark job failure that carries an atoll error raises that error."""
+        try:
+            return action(*args)
+        except AtollError:
+            raise
+        except Exception as exc:
+            decoded = _decoded(exc)
+            if decoded is None:
+                raise
+            raise decoded from None
+
+    def _rdd(self, data: Any) -> Any:
+        from atoll.sources import FileSource
+
+        if self.is_dataset(data):
+            return data
+        sc = self.context
+        if isinstance(data, FileSource):
+            rdd = sc.textFile(data.spark_path())
+            parse = data.partition_parser()
+            if parse is not None:
+                rdd = rdd.mapPartitions(partial(_parse_partition, parse))
+            return rdd
+        if isinstance(data, tuple):  # e.g. a fork's results, which may be RDDs themselves
+            data = list(self.collect(data))
+        if isinstance(data, (list, range)):
+            return sc.parallelize(data, max(1, min(sc.defaultParallelism, len(data))))
+        # any other iterable (a generator) is sent a chunk at a time, never held whole
+        parts = [sc.parallelize(chunk, max(1, min(sc.defaultParallelism, len(chunk))))
+                 for chunk in chunks_of(data, self.chunk_size)]
+        if not parts:
+            return sc.parallelize([], 1)
+        return parts[0] if len(parts) == 1 else sc.union(parts)
+
+    def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
+        rdd = self._rdd(data)
+        # pickled here with cloudpickle (not pyspark's copy of it), so modules registered by value
+        # and exception types travel as they do on the local executor
+        payload = _pickled(steps, aggregate)
+        runner = partial(_run_partition, payload)
+        if aggregate is None:
+            return rdd.mapPartitions(runner) if steps else rdd
+        combined = rdd.mapPartitions(runner)
+        if aggregate.op == "reduce":
+            return merge_partials(aggregate, self._decoding(combined.collect))
+        return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
+
+    def is_dataset(self, value: Any) -> bool:
+        try:
+            from pyspark import RDD
+        except ImportError:
+            return False
+        return isinstance(value, RDD)
+
+    def collect_dataset(self, value: Any) -> Any:
+        return self._decoding(value.collect)
+
+    def reusable(self, value: Any) -> Any:
+        if self.is_dataset(value) and not value.is_cached:  # a caller's own cache is left alone
+            value.cache()
+            cached = getattr(self._local, "cached", None)
+            if cached is not None:
+                cached.append(value)
+            return value
+        return super().reusable(value)
