@@ -1,0 +1,264 @@
+"""The ``atoll`` command (also ``python -m atoll``).
+
+Each subcommand is added by an ``add_<name>(subparsers)`` function that sets ``func`` on its parser;
+``func(args)`` returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+__all__ = ["main", "build_parser", "load_service", "parse_bind", "CliError"]
+
+log = logging.getLogger("atoll.cli")
+
+
+class CliError(Exception):
+    """A usage problem the command reports as one line and exit status 2."""
+
+
+def load_service(target: str) -> Any:
+    """Return the :class:`atoll.Atoll` named by ``MODULE:SERVICE`` (``MODULE`` alone means ``:service``)."""
+    from atoll.service import Atoll
+
+    module_name, _, attr = target.partition(":")
+    attr = attr or "service"
+    if not module_name:
+        raise CliError(f"expected MODULE:SERVICE (like examples.comments:service), got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CliError(f"cannot import module {module_name!r}: no such module (run from the "
+                           f"folder that contains it, or install it)") from None
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    try:
+        service = getattr(module, attr)
+    except AttributeError:
+        found = [n for n, v in vars(module).items() if isinstance(v, Atoll)]
+        hint = f"; it has: {', '.join(found)}" if found else "; it defines no Atoll service"
+        raise CliError(f"module {module_name!r} has no attribute {attr!r}{hint}") from None
+    if not isinstance(service, Atoll):
+        raise CliError(f"{module_name}:{attr} is a {type(service).__name__}, not an atoll.Atoll service")
+    return service
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    """Return (host, port) of ``HOST:PORT`` (``:PORT`` or ``PORT`` mean 127.0.0.1)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep:
+        host, port = "", bind
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise CliError(f"--bind must be HOST:PORT, got {bind!r}") from None
+    if not 0 <= number <= 65535:
+        raise CliError(f"--bind port must be 0-65535, got {number}")
+    return host, number
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def add_serve(subparsers: Any) -> None:
+    """Add ``atoll serve``."""
+    parser = subparsers.add_parser(
+        "serve", help="serve a service's pipelines over HTTP (gunicorn)",
+        description="Serve the registered pipelines of MODULE:SERVICE over HTTP with gunicorn "
+                    "(threaded workers), or with Flask's reloading development server (--dev).")
+    parser.add_argument("target", metavar="MODULE:SERVICE",
+                        help="the atoll.Atoll instance to serve, e.g. examples.comments:service")
+    parser.add_argument("--bind", "-b", default="127.0.0.1:8000", metavar="HOST:PORT",
+                        help="address to listen on (default 127.0.0.1:8000)")
+    parser.add_argument("--workers", "-w", type=_positive, default=2,
+                        help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=_positive, default=4,
+                        help="threads per worker process (default 4)")
+    parser.add_argument("--timeout", type=_positive, default=120, metavar="SECONDS",
+                        help="gunicorn restarts a worker silent for this long; a synchronous pipeline "
+                             "call must finish within it (default 120)")
+    parser.add_argument("--dev", action="store_true",
+                        help="Flask's development server with the reloader and debugger (not for "
+                             "production)")
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
+    service = load_service(args.target)
+    host, port = parse_bind(args.bind)
+    worker = start_embedded_worker(service, args.target)
+    try:
+        if args.dev:
+            service.create_app().run(host=host, port=port, debug=True, use_reloader=True)
+            return 0
+        run_gunicorn(service, f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+                     workers=args.workers, threads=args.threads, timeout=args.timeout)
+    finally:
+        if worker is not None:
+            stop_process(worker)
+    return 0
+
+
+def start_embedded_worker(service: Any, target: str) -> Any:
+    """Start ``atoll worker TARGET`` as a child process when jobs use the embedded broker."""
+    import subprocess
+
+    from atoll.service.tasks import is_embedded
+
+    if not (is_embedded(service.config) and service.config.embedded_worker):
+        return None
+    log.info("embedded broker: starting a worker process beside the web process")
+    return subprocess.Popen([sys.executable, "-m", "atoll.cli", "worker", target])
+
+
+def stop_process(process: Any, timeout: float = 20) -> None:
+    """Stop a child process with SIGTERM (warm shutdown), then SIGKILL after ``timeout`` seconds."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# -- worker and status -------------------------------------------------------------------------
+
+
+def add_worker(subparsers: Any) -> None:
+    """Add ``atoll worker``."""
+    parser = subparsers.add_parser(
+        "worker", help="run a Celery worker for a service's asynchronous jobs",
+        description="Run a Celery worker that runs MODULE:SERVICE's pipelines for asynchronous jobs "
+                    "and delivers their callbacks. Options after the target go to `celery worker` "
+                    "(e.g. --concurrency 4 --pool threads).")
+    parser.add_argument("target", metavar="MODULE:SERVICE",
+                        help="the atoll.Atoll instance whose pipelines to run")
+    parser.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_WORKER_OPTION",
+                        help="options passed on to `celery worker`")
+    parser.set_defaults(func=worker)
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run ``atoll worker``."""
+    from atoll.service.tasks import run_worker
+
+    run_worker(load_service(args.target), args.celery_args)
+    return 0
+
+
+def add_status(subparsers: Any) -> None:
+    """Add ``atoll status``."""
+    parser = subparsers.add_parser(
+        "status", help="show broker and worker health, or one job's record",
+        description="Print MODULE:SERVICE's health (broker, workers) as JSON, or the record of JOB_ID. "
+                    "Exit status 1 when a required part is down or the job is unknown.")
+    parser.add_argument("target", metavar="MODULE:SERVICE", help="the atoll.Atoll instance")
+    parser.add_argument("job_id", nargs="?", help="a job id returned by a 202 answer")
+    parser.set_defaults(func=status)
+
+
+def status(args: argparse.Namespace) -> int:
+    """Run ``atoll status``."""
+    import json
+
+    from atoll.service import jobs
+
+    service = load_service(args.target)
+    if args.job_id:
+        record = jobs.job_status(service, args.job_id)
+        if record is None:
+            print(f"atoll status: no job {args.job_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(record, indent=2))
+        return 0
+    jobs.install(service)
+    healthy, report = service.health()
+    print(json.dumps({"status": "ok" if healthy else "unavailable", "checks": report}, indent=2))
+    return 0 if healthy else 1
+
+
+def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, timeout: int = 120,
+                 **options: Any) -> None:
+    """Serve ``service.create_app()`` with gunicorn's threaded workers until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+                "timeout": timeout, "accesslog": None, "errorlog": "-",
+                "loglevel": service.config.log_level.lower(), **options}
+
+    class _Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return service.create_app()
+
+    _Server().run()
+
+
+# -- the command -------------------------------------------------------------------------------
+
+#: functions adding one subcommand each; other modules of atoll append theirs
+SUBCOMMANDS = [add_serve, add_worker, add_status]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``atoll`` argument parser with every subcommand."""
+    from atoll import __version__
+
+    parser = argparse.ArgumentParser(prog="atoll", description="Serve and run atoll data pipelines.")
+    parser.add_argument("--version", action="version", version=f"atoll {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``atoll`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except CliError as exc:
+        print(f"atoll {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from atoll.errors import AtollError
+
+        if isinstance(exc, AtollError):  # a bad config or registration: one line, no traceback
+            print(f"atoll {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

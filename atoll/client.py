@@ -1,0 +1,205 @@
+"""Python client of the atoll HTTP API::
+
+    client = Client("http://127.0.0.1:8000", token=None)
+    client.run("wordcount", ["a b", "b"])        # -> [['a', 1], ['b', 2]]
+
+A failed call raises :class:`RemoteError` carrying the remote error's name, message, traceback, stage,
+item and the HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+from atoll.errors import AtollError
+
+__all__ = ["Client", "RemoteError", "Job"]
+
+
+class RemoteError(AtollError):
+    """The service answered with an error: ``name``, ``message``, ``traceback``, ``stage``, ``item``,
+    ``status`` (HTTP) and the whole ``payload`` (the ``error`` object)."""
+
+    def __init__(self, name: str, message: str, status: int | None = None, traceback: str = "",
+                 stage: dict | None = None, item: Any = None, payload: dict | None = None):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+        self.status = status
+        self.traceback = traceback or ""
+        self.stage = stage
+        self.item = item
+        self.payload = payload or {}
+        if self.traceback and hasattr(self, "add_note"):
+            self.add_note("Remote traceback:\n" + self.traceback.rstrip())
+
+    def __str__(self) -> str:
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{self.name}{status}: {self.message}"
+
+    @classmethod
+    def from_error(cls, error: dict, status: int | None = None) -> RemoteError:
+        """Return the RemoteError for an ``{"name", "message", ...}`` error object."""
+        return cls(str(error.get("name", "RemoteError")), str(error.get("message", "")), status,
+                   error.get("traceback") or "", error.get("stage"), error.get("item"), error)
+
+
+class Client:
+    """Calls a running atoll service at ``url``; ``token`` is sent as ``Authorization: Bearer``."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float | None = 60.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"
+
+    def close(self) -> None:
+        """Close the underlying HTTP connections."""
+        self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
+        """Send one request; return the decoded JSON answer or raise :class:`RemoteError`."""
+        from atoll.service.encoding import to_json
+
+        headers = {}
+        data = None
+        if body is not None:
+            data = to_json(body, path="request").encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        response = self.session.request(method, self.url + path, data=data, headers=headers,
+                                        timeout=self.timeout)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code in expect and payload is not None:
+            return payload
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            raise RemoteError.from_error(payload["error"], response.status_code)
+        text = response.text[:500] if payload is None else json.dumps(payload)[:500]
+        raise RemoteError("HTTPError", f"{method} {path} answered {response.status_code} "
+                                       f"{response.reason}: {text}", response.status_code)
+
+    def _pipeline_path(self, name: str) -> str:
+        return "/pipelines/" + quote(name.strip("/"), safe="")
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def run(self, name: str, data: Any, **kwargs: Any) -> Any:
+        """Run pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results."""
+        body: dict[str, Any] = {"data": data}
+        if kwargs:
+            body["kwargs"] = kwargs
+        return self.request("POST", self._pipeline_path(name), body)["results"]
+
+    def submit(self, name: str, data: Any, callback: str | None = None, **kwargs: Any) -> Job:
+        """Queue pipeline ``name`` on ``data`` as an asynchronous job; return its :class:`Job`.
+
+        With ``callback`` the service also POSTs the outcome to that URL.
+        """
+        body: dict[str, Any] = {"data": data}
+        if kwargs:
+            body["kwargs"] = kwargs
+        if callback is not None:
+            body["callback"] = callback
+        else:
+            body["async"] = True
+        answer = self.request("POST", self._pipeline_path(name), body, expect=(202,))
+        return Job(self, answer["job_id"], answer.get("status_url"))
+
+    def map(self, name: str, inputs: Iterable[Any], timeout: float | None = None,
+            **kwargs: Any) -> list[Any]:
+        """Submit one job per input, wait for all; return their results in input order.
+
+        The first failed job raises its :class:`RemoteError`; ``timeout`` bounds the whole wait.
+        """
+        jobs = [self.submit(name, data, **kwargs) for data in inputs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return [job.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                for job in jobs]
+
+    def job(self, job_id: str) -> Job:
+        """Return the :class:`Job` of a job id returned earlier."""
+        return Job(self, job_id)
+
+    def pipelines(self) -> list[dict]:
+        """Return the registered pipelines: name, endpoint, stages, kwargs, sig."""
+        return self.request("GET", "/pipelines")["pipelines"]
+
+    def health(self) -> dict:
+        """Return the service's health report (also when it answers 503)."""
+        return self.request("GET", "/health", expect=(200, 503))
+
+    def openapi(self) -> dict:
+        """Return the service's OpenAPI document."""
+        return self.request("GET", "/openapi.json")
+
+
+class Job:
+    """An asynchronous job on the service, polled through ``GET /jobs/<id>``.
+
+    ``status()`` is ``queued``, ``running``, ``succeeded`` or ``failed``; ``result(timeout)`` waits for
+    the results (raising the job's :class:`RemoteError` when it failed).
+    """
+
+    #: the longest pause between two polls, seconds
+    max_poll_interval = 0.5
+
+    def __init__(self, client: Client, job_id: str, status_url: str | None = None):
+        self.client = client
+        self.job_id = job_id
+        self.status_url = status_url
+        self._record: dict | None = None
+
+    def __repr__(self) -> str:
+        status = self._record["status"] if self._record else "unknown"
+        return f"Job({self.job_id!r}, status={status!r})"
+
+    def record(self) -> dict:
+        """Return the job's current record: status, results or error, timestamps."""
+        if self._record is None or self._record.get("status") not in ("succeeded", "failed"):
+            self._record = self.client.request("GET", "/jobs/" + quote(self.job_id, safe=""))
+        return self._record
+
+    def status(self) -> str:
+        """Return ``queued``, ``running``, ``succeeded`` or ``failed``."""
+        return self.record()["status"]
+
+    def done(self) -> bool:
+        """Return True once the job succeeded or failed."""
+        return self.status() in ("succeeded", "failed")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job; return its results, raise its RemoteError, or TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.01
+        while not self.done():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {self.job_id} is still {self._record['status']} after "
+                                   f"{timeout} s")
+            left = self.max_poll_interval if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(pause, left)))
+            pause = min(pause * 2, self.max_poll_interval)
+        record = self._record
+        if record["status"] == "failed":
+            raise RemoteError.from_error(record.get("error") or {"name": "JobFailed", "message": ""})
+        return record.get("results")

@@ -1,0 +1,243 @@
+"""The service: :class:`Atoll` holds the registry of pipelines; ``create_app()`` builds the Flask app.
+
+>>> from atoll import Pipeline
+>>> service = Atoll()
+>>> service.register_pipeline("/double", Pipeline().map(lambda x: 2 * x))
+>>> service.run_pipeline("double", [1, 2], {})
+[2, 4]
+>>> app = service.create_app()
+>>> app.test_client().post("/pipelines/double", json={"data": [3]}).get_json()
+{'results': [6]}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask
+
+from atoll.config import Config, load_config
+from atoll.errors import AtollError
+from atoll.executors import Executor, LocalExecutor, SerialExecutor
+from atoll.pipeline import Pipeline
+
+__all__ = ["Atoll", "Registered", "RegistrationError", "UnknownPipeline", "HealthCheck"]
+
+log = logging.getLogger("atoll.service")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
+
+#: a health check returns (name, ok, detail, required)
+HealthCheck = Callable[[], tuple[str, bool, dict, bool]]
+
+
+class RegistrationError(AtollError):
+    """A pipeline cannot be registered: bad endpoint, duplicate name, or the app already exists."""
+
+
+class UnknownPipeline(AtollError, KeyError):
+    """No pipeline is registered under this name."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"no pipeline named {name!r}; registered: {listed}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _ExecutorFactory:
+    """Return the registered pipeline's executor, built on first use and reused afterwards."""
+
+    def __init__(self, build: Callable[[], Executor], description: str):
+        self._build = build
+        self.description = description
+        self._executor: Executor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Executor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = self._build()
+        return self._executor
+
+    def __repr__(self) -> str:
+        return f"<executor {self.description}>"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A pipeline as the service knows it: its name, endpoint, the pipeline and its executor factory."""
+
+    name: str
+    endpoint: str
+    pipeline: Pipeline
+    executor: Callable[[], Executor] = field(repr=False)
+
+    def describe(self) -> dict:
+        """Return the JSON form listed by ``GET /pipelines``."""
+        return {"name": self.name, "endpoint": self.endpoint, "stages": self.pipeline.describe(),
+                "kwargs": list(self.pipeline.expected_kwargs), "sig": self.pipeline.sig,
+                "executor": getattr(self.executor, "description", "custom")}
+
+
+def _spark(config: Config) -> Callable[[], Executor]:
+    def build() -> Executor:
+        from atoll.executors.spark import SparkExecutor
+
+        return SparkExecutor.from_config(config)
+
+    return build
+
+
+def _local(n_jobs: int) -> Callable[[], Executor]:
+    return lambda: SerialExecutor() if n_jobs == 1 else LocalExecutor(n_jobs=n_jobs)
+
+
+class Atoll:
+    """A pipeline service: register pipelines, then ``create_app()`` gives the Flask app to serve."""
+
+    def __init__(self, config: Config | None = None):
+        self.config: Config = config if config is not None else load_config()
+        self.pipelines: dict[str, Registered] = {}
+        #: callables returning (name, ok, detail, required); GET /health reports them all
+        self.health_checks: list[HealthCheck] = [self._service_check]
+        #: extra blueprints that create_app() registers after its own
+        self.blueprints: list[Blueprint] = []
+        self._apps = 0
+        logging.getLogger("atoll").setLevel(self.config.log_level)
+
+    def __repr__(self) -> str:
+        return f"Atoll(pipelines={sorted(self.pipelines)})"
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def register_pipeline(self, endpoint: str, pipeline: Pipeline, executor: Executor | str | None = None,
+                          n_jobs: int | None = None, distributed: bool = False) -> None:
+        """Register ``pipeline`` at ``/pipelines/<name>`` where name is ``endpoint`` without slashes.
+
+        ``executor`` (an Executor or "serial"/"local"/"spark"), ``n_jobs`` (local processes) or
+        ``distributed=True`` (Spark) choose how it runs; none of them means ``default_executor``.
+        """
+        if self._apps:
+            raise RegistrationError(f"register {endpoint!r} before create_app(): the app already "
+                                    f"serves a fixed set of pipelines")
+        if not isinstance(pipeline, Pipeline):
+            raise RegistrationError(f"{endpoint!r}: expected an atoll Pipeline, got "
+                                    f"{type(pipeline).__name__}")
+        if not isinstance(endpoint, str):
+            raise RegistrationError(f"endpoint must be a string like '/wordcount', got {endpoint!r}")
+        name = endpoint.strip("/")
+        if not _NAME.match(name):
+            raise RegistrationError(f"endpoint {endpoint!r}: a pipeline name is one path segment of "
+                                    f"letters, digits, '_', '-', '.' or '~' (like '/wordcount')")
+        if name in self.pipelines:
+            raise RegistrationError(f"a pipeline is already registered as {name!r}")
+        factory = self._executor_factory(name, executor, n_jobs, distributed)
+        self.pipelines[name] = Registered(name, f"/pipelines/{name}", pipeline, factory)
+        log.debug("registered pipeline %r (%s)", name, factory.description)
+
+    def _executor_factory(self, name: str, executor: Executor | str | None, n_jobs: int | None,
+                          distributed: bool) -> _ExecutorFactory:
+        chosen = [k for k, v in (("executor", executor), ("n_jobs", n_jobs),
+                                 ("distributed", distributed or None)) if v is not None]
+        if len(chosen) > 1:
+            raise RegistrationError(f"{name!r}: pass only one of executor=, n_jobs=, distributed=True; "
+                                    f"got {', '.join(chosen)}")
+        if isinstance(executor, Executor):
+            return _ExecutorFactory(lambda: executor, repr(executor))
+        if n_jobs is not None:
+            if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+                raise RegistrationError(f"{name!r}: n_jobs must be a non-zero integer, got {n_jobs!r}")
+            return _ExecutorFactory(_local(n_jobs), f"local(n_jobs={n_jobs})")
+        kind = "spark" if distributed else executor if executor is not None else self.config.default_executor
+        if kind == "serial":
+            return _ExecutorFactory(SerialExecutor, "serial")
+        if kind == "local":
+            return _ExecutorFactory(_local(self.config.n_jobs), f"local(n_jobs={self.config.n_jobs})")
+        if kind == "spark":
+            return _ExecutorFactory(_spark(self.config), "spark")
+        raise RegistrationError(f"{name!r}: executor must be an atoll Executor or one of serial, local, "
+                                f"spark; got {executor!r}")
+
+    def get(self, name: str) -> Registered:
+        """Return the registered pipeline ``name`` or raise :class:`UnknownPipeline`."""
+        try:
+            return self.pipelines[name]
+        except KeyError:
+            raise UnknownPipeline(name, list(self.pipelines)) from None
+
+    def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None) -> Any:
+        """Run the registered pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results.
+
+        Raises :class:`UnknownPipeline`, or the pipeline's own PipelineError / StageFailure.
+        """
+        registered = self.get(name)
+        kwargs = kwargs or {}
+        registered.pipeline.check_kwargs(kwargs)
+        return registered.executor().run(registered.pipeline, data, kwargs)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _service_check(self) -> tuple[str, bool, dict, bool]:
+        return "service", True, {"pipelines": len(self.pipelines)}, True
+
+    def health(self) -> tuple[bool, dict]:
+        """Run every health check; return (all required ones passed, report)."""
+        report: dict[str, dict] = {}
+        healthy = True
+        for check in self.health_checks:
+            try:
+                name, ok, detail, required = check()
+            except Exception as exc:  # a broken check reports itself as failing, required
+                name = getattr(check, "__name__", repr(check))
+                ok, detail, required = False, {"error": f"{type(exc).__name__}: {exc}"}, True
+            report[name] = {"ok": bool(ok), "required": bool(required), **(detail or {})}
+            healthy = healthy and (ok or not required)
+        return healthy, report
+
+    # -- the web app -------------------------------------------------------------------------
+
+    def create_app(self) -> Flask:
+        """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
+        from atoll.service import auth, errors, health, openapi, pipelines
+        from atoll.service.encoding import AtollJSONProvider
+
+        app = Flask("atoll")
+        app.json_provider_class = AtollJSONProvider
+        app.json = AtollJSONProvider(app)
+        app.config["MAX_CONTENT_LENGTH"] = self.config.max_request_bytes
+        app.extensions["atoll"] = self
+        errors.register_handlers(app)
+        auth.install(app, self.config.auth_tokens)
+        self._install_jobs()
+        for blueprint in (pipelines.blueprint, health.blueprint, openapi.blueprint, *self.blueprints):
+            app.register_blueprint(blueprint)
+        self._apps += 1
+        return app
+
+    def _install_jobs(self) -> None:
+        try:
+            from atoll.service import jobs
+        except ImportError as exc:  # celery is part of the service extra
+            log.warning("asynchronous jobs are unavailable: %s", exc)
+            return
+        jobs.install(self)
+
+    @property
+    def celery(self) -> Any:
+        """Return the service's Celery app (``celery = service.celery`` for ``celery -A module:celery``)."""
+        from atoll.service.tasks import get_celery
+
+        return get_celery(self)
+
+    def run(self, host: str = "127.0.0.1", port: int = 5000, debug: bool = False, **options: Any) -> None:
+        """Serve with Flask's development server (use ``atoll serve`` or gunicorn in production)."""
+        self.create_app().run(host=host, port=port, debug=debug, **options)

@@ -1,0 +1,289 @@
+"""Callback delivery: the POST of a job's outcome to the caller's URL, signed, guarded and retried.
+
+* **Signing** follows Standard Webhooks: headers ``webhook-id`` (the job id, the same on every retry,
+  so receivers can de-duplicate), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
+  (``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``) when ``callback_secret`` is set. A secret of the
+  form ``whsec_<base64>`` is used as the decoded key bytes, any other secret as its UTF-8 bytes.
+  Receivers check a delivery with :func:`verify_callback`.
+* **SSRF guard**: a callback URL must be http(s) and its host must resolve only to public addresses —
+  loopback, private, link-local (169.254.169.254), unique-local and other non-global addresses are
+  refused unless ``callback_allow_private`` is true or the host (or address) is listed in
+  ``callback_allowed_hosts``. The check runs when a job is submitted and again at delivery, where the
+  connection goes to the very address that was checked (no second DNS answer can swap it).
+* **Retries**: a connection error, a timeout or any non-2xx answer (redirects are not followed) is
+  retried with exponential backoff and jitter — ``callback_backoff`` doubling up to
+  ``callback_backoff_max`` — at most ``callback_max_retries`` times, each retry a Celery task of its
+  own so that a failing receiver never re-runs the pipeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from atoll.errors import AtollError
+
+__all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
+           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task"]
+
+log = logging.getLogger("atoll.callbacks")
+
+_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+
+
+class CallbackURLError(AtollError, ValueError):
+    """A callback URL is malformed or points at an address the SSRF guard refuses."""
+
+
+class DeliveryError(AtollError):
+    """One delivery attempt failed: connection error, timeout or a non-2xx answer."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked callback URL: where to connect (``address`` is pinned) and what to ask for."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Return why ``ip`` is not a public address, or None when it is."""
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.version == 6 and ip in _UNIQUE_LOCAL:
+        return "unique-local"
+    if ip.is_private:
+        return "private"
+    if ip.is_multicast or ip.is_reserved or not ip.is_global:
+        return "non-public"
+    return None
+
+
+def check_callback_url(url: Any, config: Mapping[str, Any]) -> Target:
+    """Return the checked :class:`Target` of ``url``; raise CallbackURLError saying why it is refused."""
+    if not isinstance(url, str) or not url:
+        raise CallbackURLError(f"callback must be an http(s) URL string; got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise CallbackURLError(f"callback URL {url!r}: scheme must be http or https")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise CallbackURLError(f"callback URL {url!r}: {exc}") from None
+    if not host:
+        raise CallbackURLError(f"callback URL {url!r} has no host")
+    if parts.username or parts.password:
+        raise CallbackURLError(f"callback URL {url!r}: credentials in the URL are not accepted")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CallbackURLError(f"callback URL {url!r}: cannot resolve host {host!r}: {exc}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    allowed = {h.lower().strip("[]") for h in config["callback_allowed_hosts"]}
+    if not config["callback_allow_private"] and host.lower() not in allowed:
+        for address in addresses:
+            why = _refusal(ipaddress.ip_address(address.split("%")[0]))
+            if why and address not in allowed:
+                raise CallbackURLError(
+                    f"callback URL {url!r}: host {host!r} resolves to {why} address {address}; "
+                    f"set callback_allow_private: true or list the host in callback_allowed_hosts "
+                    f"to allow it")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(parts.scheme, host, port, path, addresses[0])
+
+
+def _key(secret: str) -> bytes:
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret[len("whsec_"):])
+    return secret.encode("utf-8")
+
+
+def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """Return the Standard Webhooks signature ``v1,<base64 HMAC-SHA256>`` of ``id.timestamp.body``."""
+    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
+
+
+def signature_headers(secret: str | None, msg_id: str, body: bytes,
+                      timestamp: int | None = None) -> dict[str, str]:
+    """Return the ``webhook-*`` headers of one delivery (no signature when ``secret`` is None)."""
+    ts = int(time.time()) if timestamp is None else int(timestamp)
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts)}
+    if secret:
+        headers["webhook-signature"] = sign(secret, msg_id, ts, body)
+    return headers
+
+
+def verify_callback(secret: str, headers: Mapping[str, str], body: bytes | str,
+                    tolerance: float = 300) -> bool:
+    """Return True when a callback's ``webhook-signature`` matches and its timestamp is fresh.
+
+    ``headers`` may be any mapping (names compared case-insensitively), ``body`` the raw request body.
+    Comparison is constant-time; a timestamp more than ``tolerance`` seconds away from now is refused.
+    """
+    lowered = {str(k).lower(): v for k, v in dict(headers).items()}
+    msg_id = lowered.get("webhook-id")
+    stamp = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not (msg_id and stamp and signatures and secret):
+        return False
+    try:
+        ts = int(stamp)
+    except ValueError:
+        return False
+    if abs(time.time() - ts) > tolerance:
+        return False
+    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    expected = sign(secret, msg_id, ts, raw)
+    return any(hmac.compare_digest(candidate.encode(), expected.encode())
+               for candidate in signatures.split() if candidate.startswith("v1,"))
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """HTTP connection to a pre-checked address; the Host header still names the URL's host."""
+
+    def __init__(self, target: Target, timeout: float):
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._address = target.address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS connection to a pre-checked address, verifying the certificate for the URL's host."""
+
+    def __init__(self, target: Target, timeout: float):
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._address = target.address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+_pool = threading.local()
+
+
+def _connection(target: Target, timeout: float) -> http.client.HTTPConnection:
+    """Return this thread's kept-alive connection to ``target`` (a new one when there is none)."""
+    conns = _pool.__dict__.setdefault("conns", {})
+    key = (target.scheme, target.host, target.port, target.address)
+    conn = conns.get(key)
+    if conn is None:
+        cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+        conn = conns[key] = cls(target, timeout)
+    conn.timeout = timeout
+    return conn
+
+
+def _drop(target: Target) -> None:
+    conns = _pool.__dict__.get("conns", {})
+    conn = conns.pop((target.scheme, target.host, target.port, target.address), None)
+    if conn is not None:
+        conn.close()
+
+
+def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any]) -> int:
+    """POST ``body`` to ``url`` once; return the 2xx status or raise DeliveryError / CallbackURLError."""
+    target = check_callback_url(url, config)
+    headers = {"Content-Type": "application/json", "User-Agent": "atoll-callback",
+               **signature_headers(config["callback_secret"], msg_id, body)}
+    for reuse in (True, False):
+        conn = _connection(target, float(config["callback_timeout"]))
+        fresh = conn.sock is None
+        try:
+            conn.request("POST", target.path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            _drop(target)
+            if reuse and not fresh:  # the kept-alive connection was closed by the receiver: reconnect
+                continue
+            raise DeliveryError(f"callback to {url}: {type(exc).__name__}: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            _drop(target)
+            raise DeliveryError(f"callback to {url}: {type(exc).__name__}: {exc}") from None
+        if response.will_close:
+            _drop(target)
+        if not 200 <= response.status < 300:
+            raise DeliveryError(f"callback to {url} answered {response.status} {response.reason}")
+        return response.status
+    raise DeliveryError(f"callback to {url}: the connection closed twice")
+
+
+def backoff_delay(retry: int, config: Mapping[str, Any]) -> float:
+    """Return seconds before retry number ``retry`` (0-based): doubling backoff, capped, with jitter."""
+    delay = min(float(config["callback_backoff_max"]), float(config["callback_backoff"]) * 2 ** retry)
+    return random.uniform(delay / 2, delay)
+
+
+def make_delivery_task(app: Any, get_config: Any) -> Any:
+    """Register and return the ``atoll.deliver_callback`` task of Celery ``app``.
+
+    ``get_config()`` returns the service's config. The task's arguments are the job id, the URL, the
+    JSON body text and how many attempts were made before it (the first one runs inside the job).
+    """
+
+    @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
+              ignore_result=True, max_retries=None)
+    def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1) -> None:
+        """Deliver one job's callback, retrying with backoff until callback_max_retries is used up."""
+        config = get_config()
+        attempt = attempts_before + self.request.retries
+        try:
+            post_callback(url, body.encode("utf-8"), job_id, config)
+        except CallbackURLError as exc:
+            log.error("job %s: callback refused at delivery: %s", job_id, exc)
+            return
+        except DeliveryError as exc:
+            if attempt >= config["callback_max_retries"]:
+                log.error("job %s: callback not delivered after %d attempts, giving up: %s",
+                          job_id, attempt + 1, exc)
+                return
+            delay = backoff_delay(attempt, config)
+            log.warning("job %s: %s; retry %d of %d in %.2fs", job_id, exc, attempt + 1,
+                        config["callback_max_retries"], delay)
+            raise self.retry(countdown=delay, exc=exc) from None
+        log.info("job %s: callback delivered to %s (attempt %d)", job_id, url, attempt + 1)
+
+    return deliver_callback
+
+
+def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[str, Any],
+                   error: Exception, queue: str | None = None) -> bool:
+    """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed."""
+    if config["callback_max_retries"] < 1:
+        log.error("job %s: callback failed and callback_max_retries is 0: %s", job_id, error)
+        return False
+    delay = backoff_delay(0, config)
+    log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
+    task.apply_async((job_id, url, body, 1), countdown=delay, queue=queue)
+    return True

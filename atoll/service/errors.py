@@ -1,0 +1,125 @@
+"""Every error answer of the service is JSON ``{"error": {"name", "message", ...}}``, never an HTML page.
+
+:class:`ApiError` is raised by handlers for a request the service refuses; :func:`register_handlers`
+turns it, Werkzeug's HTTP errors and pipeline errors into JSON with the right status.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from flask import Flask, Response, current_app
+from werkzeug.exceptions import HTTPException
+
+from atoll.errors import NO_ITEM, PipelineError, StageFailure
+from atoll.service.encoding import EncodingError, jsonable, to_json
+
+__all__ = ["ApiError", "error_response", "pipeline_error_body", "register_handlers"]
+
+log = logging.getLogger("atoll.service")
+
+#: the ``name`` given to Werkzeug's HTTP errors, by status
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "RequestTooLarge",
+    415: "UnsupportedMediaType",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
+
+
+class ApiError(Exception):
+    """A refused request: HTTP ``status``, an error ``name``, a ``message`` and extra JSON fields."""
+
+    def __init__(self, status: int, name: str, message: str, headers: dict | None = None,
+                 **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def error_response(status: int, name: str, message: str, headers: dict | None = None,
+                   **extra: Any) -> Response:
+    """Return the JSON error answer ``{"error": {"name", "message", ...}}`` with ``status``."""
+    body = {"error": {"name": name, "message": message, **extra}}
+    try:
+        text = to_json(body, path="error")
+    except EncodingError as exc:  # an odd item in extra: keep the error readable
+        body["error"] = {"name": name, "message": message, "encoding_error": str(exc)}
+        text = to_json(body)
+    return Response(text, status=status, mimetype="application/json", headers=headers)
+
+
+def _item(item: Any, fallback: str) -> Any:
+    if item is NO_ITEM:
+        return None
+    try:
+        return jsonable(item, "item")
+    except EncodingError:
+        return fallback
+
+
+def pipeline_error_body(exc: PipelineError) -> dict:
+    """Return ``{"name", "message", "traceback", "stage", "item"}`` for a pipeline error."""
+    if isinstance(exc, StageFailure):
+        name = exc.name
+        tb = exc.remote_traceback or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        item = _item(exc.item, getattr(exc, "item_repr", ""))
+    else:
+        name = type(exc).__name__
+        tb = exc.remote_traceback or ""
+        item = _item(exc.item, repr(exc.item))
+    stage = exc.stage.to_dict() if exc.stage is not None else None
+    return {"name": name, "message": exc.message, "traceback": tb, "stage": stage, "item": item}
+
+
+def pipeline_error_status(exc: PipelineError) -> int:
+    """Return 500 for a failing user function (StageFailure), 422 for input a pipeline rejected."""
+    return 500 if isinstance(exc, StageFailure) else 422
+
+
+def register_handlers(app: Flask) -> None:
+    """Install the JSON error handlers on ``app``."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.name, exc.message, exc.headers, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type",
+                                                                            "content-length")}
+        message = exc.description or ""
+        if status == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = f"the request body is larger than max_request_bytes = {limit} bytes"
+        elif status == 405:
+            message = f"method not allowed here; allowed: {headers.get('Allow', '')}"
+        name = _HTTP_NAMES.get(status) or type(exc).__name__
+        return error_response(status, name, message, headers)
+
+    @app.errorhandler(PipelineError)
+    def _pipeline_error(exc: PipelineError) -> Response:
+        return error_response(pipeline_error_status(exc), **_split(pipeline_error_body(exc)))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error while serving a request")
+        return error_response(500, "InternalServerError",
+                              f"{type(exc).__name__}: {exc}" if current_app.debug
+                              else "the server failed to answer; its log has the details")
+
+
+def _split(body: dict) -> dict:
+    return {"name": body["name"], "message": body["message"],
+            **{k: v for k, v in body.items() if k not in ("name", "message")}}

@@ -1,0 +1,207 @@
+"""The service's Celery app and its pipeline task: asynchronous jobs that are never silently lost.
+
+One Celery app per :class:`~atoll.service.Atoll` service, configured from atoll's config:
+
+* ``worker_broker`` — e.g. ``amqp://guest:guest@127.0.0.1:5672//``; unset = the embedded broker on
+  local disk (:mod:`atoll.service.transport`) under ``state_dir``.
+* ``worker_backend`` — where job records live (``GET /jobs/<id>``); unset = ``file://`` under
+  ``state_dir`` (one machine). Several machines share ``redis://`` or ``db+postgresql://`` instead.
+
+Messages carry the pipeline **name**, JSON data and JSON kwargs (``json`` is the only accepted
+content type), never a pickled pipeline: a worker loads the same registry with
+``atoll worker MODULE:SERVICE`` or ``celery -A MODULE:celery worker`` where the module holds
+``celery = service.celery``.
+
+Reliability preset: late acknowledgement and re-queue of jobs whose worker process died
+(``task_acks_late``, ``task_reject_on_worker_lost``), prefetch of one job per worker process, broker
+heartbeats, durable queues and publisher confirms (the HTTP 202 is sent only after the broker confirmed
+the message), soft/hard time limits per pipeline (``pipeline_time_limits`` over
+``task_soft_time_limit``/``task_time_limit``). A job can therefore run more than once (a worker killed
+after the callback was sent and before the acknowledgement): receivers de-duplicate on ``job_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from kombu import Queue
+
+from atoll.config import Config
+from atoll.errors import ConfigError, PipelineError
+from atoll.service import callbacks
+from atoll.service.encoding import EncodingError, jsonable, to_json
+from atoll.service.errors import pipeline_error_body
+from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
+
+__all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
+           "run_worker", "PIPELINE_TASK", "DELIVERY_TASK", "QUEUED"]
+
+log = logging.getLogger("atoll.jobs")
+
+PIPELINE_TASK = "atoll.run_pipeline"
+DELIVERY_TASK = "atoll.deliver_callback"
+#: result-backend state of a job that was accepted and not yet started
+QUEUED = "QUEUED"
+
+_lock = threading.Lock()
+
+
+def now() -> str:
+    """Return the current UTC time as ISO 8601 text."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def is_embedded(config: Config) -> bool:
+    """Return True when jobs go through the embedded broker (no ``worker_broker`` configured)."""
+    return not config.worker_broker
+
+
+def _backend_url(config: Config) -> str:
+    url = config.worker_backend
+    if url and url.split("://")[0] in ("rpc", "amqp", "pyamqp"):
+        raise ConfigError(f"{config.source}: worker_backend {url.split('://')[0]}:// sends a result only "
+                          f"to the process that queued the job, so GET /jobs could not answer; use a "
+                          f"shared store: redis://..., db+postgresql://..., or file:// on one machine")
+    if not url:
+        folder = Path(config.state_dir).resolve() / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"file://{folder}"
+    if url.startswith("file://"):  # atomic writes: GET /jobs never reads a half-written record
+        return f"{RESULT_BACKEND}+{url}"
+    return url
+
+
+def celery_settings(config: Config) -> dict[str, Any]:
+    """Return the Celery settings of atoll's reliability preset for ``config``."""
+    queue = config.worker_queue
+    settings: dict[str, Any] = {
+        "result_backend": _backend_url(config),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_default_queue": queue,
+        "task_queues": [Queue(queue, durable=True)],
+        "task_create_missing_queues": True,
+        "result_expires": config.result_expires,
+        "result_extended": False,
+        "task_publish_retry": True,
+        # a broker that is down answers 503 within about a second instead of hanging the request
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                                      "interval_max": 0.5},
+        "broker_connection_timeout": 4.0,
+        "broker_connection_retry_on_startup": True,
+        "broker_pool_limit": 16,
+        "worker_concurrency": config.worker_concurrency,
+        "task_soft_time_limit": config.task_soft_time_limit,
+        "task_time_limit": config.task_time_limit,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+    if is_embedded(config):
+        settings["broker_url"] = "filesystem://localhost/"
+        settings["broker_transport"] = TRANSPORT
+        settings["broker_transport_options"] = embedded_options(config.state_dir)
+    else:
+        settings["broker_url"] = config.worker_broker
+        settings["broker_heartbeat"] = 30
+        settings["broker_transport_options"] = {"confirm_publish": True}
+    return settings
+
+
+def time_limits(config: Config, pipeline: str) -> tuple[float | None, float | None]:
+    """Return (soft, hard) seconds for ``pipeline``: ``pipeline_time_limits`` over the global keys."""
+    own = config.pipeline_time_limits.get(pipeline) or {}
+    return (own.get("soft", config.task_soft_time_limit), own.get("hard", config.task_time_limit))
+
+
+def create_celery(service: Any) -> Celery:
+    """Return a new Celery app for ``service`` with its pipeline and callback-delivery tasks."""
+    config: Config = service.config
+    app = Celery(f"atoll-{config.worker_queue}", set_as_current=False)
+    app.conf.update(celery_settings(config))
+    _register_tasks(app, service)
+    return app
+
+
+def get_celery(service: Any) -> Celery:
+    """Return the Celery app of ``service``, created on first use and kept on the service."""
+    app = service.__dict__.get("_celery_app")
+    if app is None:
+        with _lock:
+            app = service.__dict__.get("_celery_app")
+            if app is None:
+                app = service.__dict__["_celery_app"] = create_celery(service)
+    return app
+
+
+def _error_body(exc: BaseException, name: str, config: Config) -> dict:
+    """Return the ``error`` object of a failed job."""
+    import traceback
+
+    if isinstance(exc, PipelineError):
+        return pipeline_error_body(exc)
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(exc, SoftTimeLimitExceeded):
+        soft, _ = time_limits(config, name)
+        return {"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer than its time "
+                f"limit of {soft} s", "traceback": tb, "stage": None, "item": None}
+    return {"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
+            "item": None}
+
+
+def _register_tasks(app: Celery, service: Any) -> None:
+    config: Config = service.config
+    deliver = callbacks.make_delivery_task(app, lambda: service.config)
+
+    @app.task(name=PIPELINE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+              ignore_result=True, store_errors_even_if_ignored=True)
+    def run_pipeline(self: Any, name: str, data: Any, kwargs: dict | None = None,
+                     callback: str | None = None, submitted_at: str | None = None) -> None:
+        """Run registered pipeline ``name`` on JSON ``data``; store the job record; send the callback."""
+        job_id = self.request.id
+        backend = self.backend
+        record = {"job_id": job_id, "pipeline": name, "status": "running", "results": None,
+                  "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None}
+        backend.store_result(job_id, record, "STARTED")
+        try:
+            results = jsonable(service.run_pipeline(name, data, kwargs or {}))
+            record.update(status="succeeded", results=results)
+        except (Exception, SoftTimeLimitExceeded) as exc:
+            if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
+                log.exception("job %s: pipeline %r failed", job_id, name)
+            record.update(status="failed", error=_error_body(exc, name, config))
+        record["finished_at"] = now()
+        backend.store_result(job_id, record, "SUCCESS")
+        if callback:
+            payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
+            body = to_json(payload)
+            try:  # the first attempt runs here; retries are deliver_callback tasks of their own
+                callbacks.post_callback(callback, body.encode("utf-8"), job_id, service.config)
+            except callbacks.CallbackURLError as exc:
+                log.error("job %s: callback refused at delivery: %s", job_id, exc)
+            except callbacks.DeliveryError as exc:
+                callbacks.schedule_retry(deliver, job_id, callback, body, service.config, exc,
+                                         queue=config.worker_queue)
+
+    app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
+
+
+def run_worker(service: Any, argv: list[str] | None = None) -> None:
+    """Run a Celery worker for ``service`` in this process; ``argv`` are extra ``celery worker`` options."""
+    app = get_celery(service)
+    config: Config = service.config
+    args = ["worker", f"--concurrency={config.worker_concurrency}", f"--loglevel={config.log_level}",
+            f"--queues={config.worker_queue}", f"--hostname=atoll-{os.getpid()}@%h", *(argv or [])]
+    app.worker_main(args)
