@@ -1,0 +1,36 @@
+"""gunicorn settings for atoll's web process (``gunicorn --config deploy/gunicorn.conf.py``).
+
+Every setting can be changed through the environment, so one image serves every deployment:
+``ATOLL_APP`` (the WSGI app, ``MODULE:APP``), ``ATOLL_BIND``, ``WEB_WORKERS``, ``WEB_THREADS``,
+``WEB_TIMEOUT``, ``ATOLL_LOG_LEVEL``, ``FORWARDED_ALLOW_IPS``.
+"""
+
+import os
+
+#: the Flask app: a module-level ``app = service.create_app()``
+wsgi_app = os.environ.get("ATOLL_APP", "examples.comments:app")
+bind = os.environ.get("ATOLL_BIND", "0.0.0.0:8000")
+
+# Threaded workers: a synchronous pipeline call holds its thread, not the whole process.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+# A synchronous pipeline may run for a while; longer jobs belong on the asynchronous path.
+timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+
+# Recycle workers now and then so that a leak in a user function cannot grow without bound.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "10000"))
+max_requests_jitter = max_requests // 10
+
+# Load the app in each worker (not the master): every worker gets its own broker connections.
+preload_app = False
+
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("ATOLL_LOG_LEVEL", "info").lower()
+
+# Trust X-Forwarded-* only from the reverse proxy in front (its address, or "*" inside a private
+# network that only the proxy can reach).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
