@@ -1,0 +1,235 @@
+"""Benchmark the serial and local executors against plain-Python floors (issue 2's W1, W2, W3).
+
+    .venv/bin/python benchmarks/bench_local.py            # full run, medians of 5
+    .venv/bin/python benchmarks/bench_local.py --quick    # smoke run: small inputs, 2 repeats
+
+W1 tiny chain: range(1_000_000) -> map(x+1) -> filter(even) -> map(x*2) -> reduce(add).
+W2 CPU-bound: 400 items of ~10 ms pure-Python work -> map -> reduce(add).
+W3 word count: 200,000 generated lines -> flatMap(split) -> map((w, 1)) -> reduceByKey(add).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from operator import add
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from joblib import Parallel, delayed  # noqa: E402
+
+from atoll import LocalExecutor, Pipeline, SerialExecutor  # noqa: E402
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Return the median wall time of ``fn()`` over ``repeats`` runs and its last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def peak_bytes(fn) -> int:
+    """Return the peak memory traced while ``fn()`` runs in this process."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def table(title: str, rows: list[tuple[str, float, str]], floor: float) -> list[str]:
+    """Print and return a table of (what, seconds, note) with ratios to ``floor``."""
+    lines = [f"### {title}", "", "| what | median s | x floor | note |", "|---|---:|---:|---|"]
+    for what, seconds, note in rows:
+        lines.append(f"| {what} | {seconds:.3f} | {seconds / floor:.2f} | {note} |")
+    print("\n".join(lines) + "\n")
+    return lines + [""]
+
+
+# -- W1 ---------------------------------------------------------------------------------------------
+
+def w1_loop(n: int) -> int:
+    total = 0
+    for x in range(n):
+        y = x + 1
+        if y % 2 == 0:
+            total += y * 2
+    return total
+
+
+W1 = (Pipeline("W1").map(lambda x: x + 1).filter(lambda x: x % 2 == 0).map(lambda x: x * 2)
+      .reduce(add))
+
+
+def _stage_map(f, chunk):
+    return [f(x) for x in chunk]
+
+
+def _stage_filter(f, chunk):
+    return [x for x in chunk if f(x)]
+
+
+def _stage_reduce(f, chunk):
+    acc = chunk[0]
+    for x in chunk[1:]:
+        acc = f(acc, x)
+    return [acc]
+
+
+def per_stage_joblib(data: list, n_jobs: int) -> int:
+    """What the original atoll did with n_jobs: one Parallel call per stage, data shipped each time
+    (here hand-chunked into n_jobs pieces, which is kinder than the original's one task per element)."""
+    stages = [(_stage_map, lambda x: x + 1), (_stage_filter, lambda x: x % 2 == 0),
+              (_stage_map, lambda x: x * 2), (_stage_reduce, add)]
+    parallel = Parallel(n_jobs=n_jobs, backend="loky")
+    for kind, f in stages:
+        size = max(1, -(-len(data) // n_jobs))
+        parts = parallel(delayed(kind)(f, data[i:i + size]) for i in range(0, len(data), size))
+        data = [x for part in parts for x in part]
+    return add(*data) if len(data) == 2 else data[0]
+
+
+def bench_w1(n: int, repeats: int) -> list[str]:
+    expected = w1_loop(n)
+    floor, got = timed(lambda: w1_loop(n), repeats)
+    assert got == expected
+    rows = [("plain Python fused loop (floor)", floor, "")]
+
+    joblib_n = n
+    start = time.perf_counter()
+    assert per_stage_joblib(list(range(min(n, 100_000))), 2) == w1_loop(min(n, 100_000))
+    if (time.perf_counter() - start) * n / min(n, 100_000) > 30:
+        joblib_n = 100_000
+    t, got = timed(lambda: per_stage_joblib(list(range(joblib_n)), 2), repeats)
+    assert got == w1_loop(joblib_n)
+    note = "" if joblib_n == n else f"input capped at {joblib_n:,}; time scaled x{n / joblib_n:.0f}"
+    rows.append(("per-stage joblib, n_jobs=2 (original atoll's shape)", t * n / joblib_n, note))
+
+    serial = SerialExecutor()
+    t, got = timed(lambda: W1.run(range(n), executor=serial), repeats)
+    assert got == expected
+    rows.append(("atoll serial", t, ""))
+    t_serial = t
+
+    local = LocalExecutor(2)
+    start = time.perf_counter()
+    assert W1.run(range(n), executor=local) == expected
+    cold = time.perf_counter() - start
+    t, got = timed(lambda: W1.run(range(n), executor=local), repeats)
+    assert got == expected
+    plan = local.last_plan
+    rows.append(("atoll local n_jobs=2 (warm pool)", t,
+                 f"{plan['chunks']} chunks of {plan['chunk_size']:,}; "
+                 f"{'never slower' if t <= t_serial else 'SLOWER'} than serial"))
+    rows.append(("atoll local n_jobs=2, first call (cold pool)", cold, "includes starting workers"))
+    lines = table(f"W1 tiny chain, {n:,} items", rows, floor)
+
+    held = peak_bytes(lambda: list(range(n)))
+    mem_rows = [("holding the input list", held)]
+    mem_rows.append(("atoll serial, range input", peak_bytes(lambda: W1.run(range(n), executor=serial))))
+    mem_rows.append(("atoll local n_jobs=2, range input",
+                     peak_bytes(lambda: W1.run(range(n), executor=local))))
+    mem_rows.append(("atoll serial, generator input",
+                     peak_bytes(lambda: W1.run((x for x in range(n)), executor=serial))))
+    mem_rows.append(("atoll local n_jobs=2, generator input",
+                     peak_bytes(lambda: W1.run((x for x in range(n)), executor=local))))
+    mem = [f"### W1 peak memory, {n:,} items (tracemalloc, calling process; workers not included)", "",
+           "| what | peak MiB | x input list |", "|---|---:|---:|"]
+    for what, b in mem_rows:
+        mem.append(f"| {what} | {b / 2**20:.1f} | {b / held:.2f} |")
+    print("\n".join(mem) + "\n")
+    return lines + mem + [""]
+
+
+# -- W2 ---------------------------------------------------------------------------------------------
+
+def busy(x: int, loops: int) -> int:
+    acc = 0
+    for i in range(loops):
+        acc = (acc + i * x) % 1_000_003
+    return acc
+
+
+def calibrate(target: float = 0.010) -> int:
+    loops = 10_000
+    start = time.perf_counter()
+    busy(3, loops)
+    per = (time.perf_counter() - start) / loops
+    return max(1, int(target / per))
+
+
+def bench_w2(items: int, repeats: int) -> list[str]:
+    loops = calibrate()
+    p = Pipeline("W2").map(busy, loops).reduce(add)
+    data = list(range(items))
+    t_serial, expected = timed(lambda: p.run(data, executor=SerialExecutor()), repeats)
+    local = LocalExecutor(2)
+    p.run(data[:50], executor=local)  # warm the pool
+    t_local, got = timed(lambda: p.run(data, executor=local), repeats)
+    assert got == expected
+    rows = [("atoll serial (baseline)", t_serial, f"{items} items, ~{t_serial / items * 1e3:.1f} ms each"),
+            ("atoll local n_jobs=2", t_local,
+             f"speed-up {t_serial / t_local:.2f}x; {local.last_plan['chunks']} chunks")]
+    return table(f"W2 CPU-bound, {items} items", rows, t_serial)
+
+
+# -- W3 ---------------------------------------------------------------------------------------------
+
+def make_lines(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+                  for _ in range(5_000)]
+    return [" ".join(rng.choices(vocabulary, k=rng.randint(4, 14))) for _ in range(n)]
+
+
+W3 = Pipeline("W3").flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add)
+
+
+def bench_w3(n: int, repeats: int) -> list[str]:
+    lines = make_lines(n)
+    floor, expected = timed(lambda: Counter(w for line in lines for w in line.split()), repeats)
+    t_serial, got = timed(lambda: W3.run(lines, executor=SerialExecutor()), repeats)
+    assert dict(got) == expected
+    local = LocalExecutor(2)
+    W3.run(lines[:1000], executor=local)
+    t_local, got = timed(lambda: W3.run(lines, executor=local), repeats)
+    assert dict(got) == expected
+    rows = [("collections.Counter (floor)", floor, f"{sum(expected.values()):,} words"),
+            ("atoll serial", t_serial, ""),
+            ("atoll local n_jobs=2", t_local, f"{local.last_plan['chunks']} chunks")]
+    return table(f"W3 word count, {n:,} lines", rows, floor)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs, 2 repeats (smoke run)")
+    parser.add_argument("--only", choices=["w1", "w2", "w3"], help="run one workload")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 5
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeats: {repeats}, "
+          f"load average at start: {os.getloadavg()[0]:.1f}\n")
+    out = []
+    if args.only in (None, "w1"):
+        out += bench_w1(100_000 if args.quick else 1_000_000, repeats)
+    if args.only in (None, "w2"):
+        out += bench_w2(40 if args.quick else 400, repeats)
+    if args.only in (None, "w3"):
+        out += bench_w3(20_000 if args.quick else 200_000, repeats)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
