@@ -1,0 +1,377 @@
+"""The conformance table: one list of cases that every executor must pass with identical results.
+
+Each :class:`Case` is a pipeline, an input, and either the expected result or the expected error (its
+type, the stage it names and the element that failed). ``test_conformance.py`` runs every case on every
+executor of ``conftest.EXECUTOR_FIXTURES``. A new operator or executor is done when this table passes.
+
+Functions here are module-level, lambdas and closures on purpose: each kind must survive the trip to a
+worker. The module is registered with cloudpickle *by value*, so worker processes that cannot import it
+(Spark's Python workers) still get its functions and exception types.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from atoll import Pipeline, PipelineError
+from atoll.errors import NO_ITEM
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+add = operator.add
+
+
+class Fresh:
+    """An input made anew for each run (a generator can be read only once)."""
+
+    def __init__(self, factory: Callable[[], Any], label: str):
+        self.factory = factory
+        self.label = label
+
+    def __call__(self) -> Any:
+        return self.factory()
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def gen(items) -> Fresh:
+    """Return an input that is a new generator over ``items`` on every run."""
+    items = list(items)
+    return Fresh(lambda: (x for x in items), f"gen({items!r})")
+
+
+def _never_read():
+    raise AssertionError("the input was read although the pipeline should have failed first")
+    yield  # makes this a generator function
+
+
+NEVER_READ = Fresh(_never_read, "never_read()")
+
+
+@dataclass
+class Case:
+    """One row of the table."""
+
+    id: str
+    pipeline: Pipeline
+    data: Any
+    expected: Any = None
+    kwargs: dict = field(default_factory=dict)
+    raises: type[BaseException] | None = None
+    #: the stage the error names: its path as in ``StageInfo.to_dict()["path"]``, e.g. "1/fork[0]/0"
+    stage: str | None = None
+    #: the failing element the error carries (NO_ITEM: none expected / not checked)
+    item: Any = NO_ITEM
+    #: a user function failed (StageFailure expected), as opposed to misuse (plain PipelineError)
+    failure: bool = False
+    #: text the error message must contain
+    message: str | None = None
+    #: compare results as mappings (reduceByKey: key order is not guaranteed)
+    as_mapping: bool = False
+
+    def input(self) -> Any:
+        """Return the input for one run."""
+        return self.data() if isinstance(self.data, Fresh) else self.data
+
+
+# -- functions used by the cases -------------------------------------------------------------------
+
+def double(x):
+    return x * 2
+
+
+def triple(x):
+    return x * 3
+
+
+def inc(x):
+    return x + 1
+
+
+def is_even(x):
+    return x % 2 == 0
+
+
+def tokenize(text, delimiter=" "):
+    return text.split(delimiter)
+
+
+def lowercase(text):
+    return text.lower()
+
+
+def count_length(items):
+    return len(items)
+
+
+def pair(word):
+    return (word, 1)
+
+
+def mul(a, b):
+    return a * b
+
+
+def scale(x, factor):
+    return x * factor
+
+
+def shift(x, by=0, times=1):
+    return (x + by) * times
+
+
+def repeat(x, n):
+    return [x] * n
+
+
+def spread3(a, b, c):
+    return a + b * 10 + c * 100
+
+
+def make_adder(n):
+    def adder(x):
+        return x + n
+    return adder
+
+
+def lookup(key):
+    return {"a": 1, "b": 2}[key]
+
+
+def inverse(x):
+    return 1 / x
+
+
+class CaseError(Exception):
+    """An exception type of the user's own: must come back as itself from every executor."""
+
+
+def explode_on_three(x):
+    if x == 3:
+        raise CaseError(f"no threes: {x}")
+    return x
+
+
+def bad_add(a, b):
+    if a + b > 5:
+        raise ValueError("sum too large")
+    return a + b
+
+
+CORAL = [
+    "Coral reefs are diverse underwater ecosystems",
+    "Coral reefs are built by colonies of tiny animals",
+]
+
+# -- the table -------------------------------------------------------------------------------------
+
+P = Pipeline
+words = P().flatMap(tokenize).map(lowercase)
+wordcount = P().flatMap(tokenize).map(pair).reduceByKey(add)
+deep = P("deep").map(P().map(P().to(sum)))
+
+CASES: list[Case] = [
+    # each operator alone
+    Case("map", P().map(double), [1, 2, 3], [2, 4, 6]),
+    Case("map-lambda", P().map(lambda x: x - 1), [1, 2, 3], [0, 1, 2]),
+    Case("map-closure", P().map(make_adder(10)), [1, 2], [11, 12]),
+    Case("map-builtin", P().map(str), [1, 2], ["1", "2"]),
+    Case("flatMap", P().flatMap(tokenize), ["a b", "c", ""], ["a", "b", "c", ""]),
+    Case("flatMap-empty-results", P().flatMap(lambda x: []), [1, 2, 3], []),
+    Case("filter", P().filter(is_even), range(10), [0, 2, 4, 6, 8]),
+    Case("filter-none-keeps-truthy", P().filter(None), [0, 1, "", "x", None, [], [0]], [1, "x", [0]]),
+    Case("mapValues-pairs", P().mapValues(double), [("a", 1), ("b", 2)], [("a", 2), ("b", 4)]),
+    Case("mapValues-dict", P().mapValues(len), {"a": "xyz", "b": ""}, [("a", 3), ("b", 0)]),
+    Case("flatMapValues-pairs", P().flatMapValues(tokenize), [("a", "x y"), ("b", "")],
+         [("a", "x"), ("a", "y"), ("b", "")]),
+    Case("flatMapValues-dict", P().flatMapValues(range), {"a": 2, "b": 0, "c": 1},
+         [("a", 0), ("a", 1), ("c", 0)]),
+    Case("reduce", P().reduce(add), [1, 2, 3, 4], 10),
+    Case("reduce-lambda-strings", P().reduce(lambda a, b: a + b), ["x", "y", "z"], "xyz"),
+    Case("reduce-one-item", P().reduce(add), [42], 42),
+    Case("reduce-lists", P().reduce(add), ([6, 9], [1, 1]), [6, 9, 1, 1]),
+    Case("reduceByKey-pairs", P().reduceByKey(add), [("a", 1), ("b", 2), ("a", 3)],
+         [("a", 4), ("b", 2)], as_mapping=True),
+    Case("reduceByKey-dict", P().reduceByKey(add), {"a": 1, "b": 2}, [("a", 1), ("b", 2)],
+         as_mapping=True),
+    Case("reduceByKey-max", P().reduceByKey(max), [(1, 5), (2, 1), (1, 9), (1, 7)],
+         [(1, 9), (2, 1)], as_mapping=True),
+    Case("to", P().to(sum), [1, 2, 3], 6),
+    Case("to-scalar-input", P().to(double), 21, 42),
+    Case("to-spreads-tuple", P().to(spread3), (1, 2, 3), 321),
+    Case("to-list-not-spread", P().to(len), [1, 2, 3], 3),
+    Case("fork", P().fork(sum, len, max), [1, 5, 3], (9, 3, 5)),
+    Case("forkMap", P().forkMap(double, triple), [1, 2], ([2, 4], [3, 6])),
+    Case("split", P().split(double, len), (21, [1, 2]), (42, 2)),
+    Case("split-list-input", P().split(sum, None), [[1, 2], "x"], (3, "x")),
+    Case("splitMap", P().splitMap(double, str), ([1, 2], [3]), ([2, 4], ["3"])),
+
+    # None as identity
+    Case("map-none", P().map(None), [1, (2, 3)], [1, (2, 3)]),
+    Case("to-none", P().to(None), [1, 2], [1, 2]),
+    Case("to-none-tuple", P().to(None), (1, 2), (1, 2)),
+    Case("split-none-branches", P().split(None, None), (1, (2, 3)), (1, (2, 3))),
+    Case("fork-none-branch", P().map(inc).fork(None, sum), [1, 2], ([2, 3], 5)),
+    Case("empty-pipeline", P(), [1, 2], [1, 2]),
+
+    # tuple unpacking
+    Case("map-unpacks-tuples", P().map(mul), [(2, 3), (4, 5)], [6, 20]),
+    Case("map-lambda-unpacks", P().map(lambda a, b: a - b), [(5, 1), (3, 3)], [4, 0]),
+    Case("map-mixed-tuples", P().map(lambda *xs: sum(xs)), [(1, 2), 3, (4, 5, 6)], [3, 3, 15]),
+    Case("map-lists-not-unpacked", P().map(len), [[1, 2], [3]], [2, 1]),
+    Case("flatMap-unpacks-tuples", P().flatMap(repeat), [("a", 2), ("b", 1)], ["a", "a", "b"]),
+    Case("filter-passes-tuple-whole", P().filter(lambda t: t[0] > 1), [(1, 2), (2, 3)], [(2, 3)]),
+
+    # combinations
+    Case("map-filter-map-reduce", P().map(inc).filter(is_even).map(double).reduce(add), range(10),
+         sum((x + 1) * 2 for x in range(10) if (x + 1) % 2 == 0)),
+    Case("wordcount", wordcount, ["a b a", "c b a"], [("a", 3), ("b", 2), ("c", 1)],
+         as_mapping=True),
+    Case("wordcount-mapValues", wordcount.mapValues(double), ["a b a"], [("a", 4), ("b", 2)],
+         as_mapping=True),
+    Case("reduceByKey-then-to-dict", wordcount.to(dict), ["x y x"], {"x": 2, "y": 1}),
+    Case("reduce-then-to", P().map(double).reduce(add).to(str), [1, 2], "6"),
+    Case("two-aggregates", P().map(pair).reduceByKey(add).map(lambda k, v: v).reduce(add),
+         list("abcab"), 5),
+    Case("flatMapValues-then-reduceByKey", P().flatMapValues(range).reduceByKey(add),
+         {"k": 3, "j": 1}, [("k", 3), ("j", 0)], as_mapping=True),
+    Case("fork-then-reduce", P().fork(P().map(double), P().map(triple)).reduce(add), [1],
+         [2, 3]),
+    Case("forkMap-split", P().forkMap(double, triple).split(len, sum), [1, 2, 3, 4], (4, 30)),
+    Case("fork-then-map-over-tuple", P().fork(sum, len).map(double), [1, 2], [6, 4]),
+    Case("map-after-to", P().to(sorted).map(double), [3, 1, 2], [2, 4, 6]),
+
+    # empty input and one item
+    Case("map-empty", P().map(double), [], []),
+    Case("chain-empty", P().map(inc).filter(is_even).flatMap(repeat, 2), [], []),
+    Case("filter-to-empty", P().filter(lambda x: False).map(double), [1, 2, 3], []),
+    Case("reduceByKey-empty", P().reduceByKey(add), [], [], as_mapping=True),
+    Case("mapValues-empty-dict", P().mapValues(double), {}, []),
+    Case("fork-empty", P().forkMap(double, None), [], ([], [])),
+    Case("map-one-item", P().map(double), [7], [14]),
+    Case("reduceByKey-one-item", P().reduceByKey(add), [("k", 1)], [("k", 1)], as_mapping=True),
+    Case("tuple-input", P().map(double), (1, 2), [2, 4]),
+    Case("set-input", P().map(double).to(sorted), {3, 1}, [2, 6]),
+    Case("dict-input-map-keys", P().map(str.upper), {"a": 1, "b": 2}, ["A", "B"]),
+    Case("range-input", P().map(double), range(5), [0, 2, 4, 6, 8]),
+
+    # generator input
+    Case("generator-map", P().map(double), gen([1, 2, 3]), [2, 4, 6]),
+    Case("generator-reduce", P().filter(is_even).reduce(add), gen(range(100)), 2450),
+    Case("generator-empty", P().map(double), gen([]), []),
+    Case("generator-fork", P().fork(sum, len), gen([1, 2, 3]), (6, 3)),
+    Case("generator-wordcount", wordcount, gen(["a b", "b"]), [("a", 1), ("b", 2)],
+         as_mapping=True),
+    Case("generator-to", P().to(list), gen([1, 2]), [1, 2]),
+
+    # nested pipelines, several levels
+    Case("to-pipeline", P().map(lowercase).to(P().map(tokenize).map(count_length)), CORAL, [6, 9]),
+    Case("map-pipeline", P().map(P().map(double).reduce(add)), [[1, 2], [3]], [6, 6]),
+    Case("map-pipeline-gets-tuple-whole", P().map(P().map(double)), [(1, 2), (3,)], [[2, 4], [6]]),
+    Case("map-pipeline-to-spreads", P().map(P().to(mul)), [(2, 3)], [6]),
+    Case("nested-three-levels", deep, [[[1, 2], [3]], [[4]]], [[3, 3], [4]]),
+    Case("to-to-to", P().to(P().to(P().to(sum))), [1, 2], 3),
+    Case("fork-of-nested", P().fork(P().map(P().to(sum)), P().to(P().forkMap(None, double))),
+         [[1], [2, 3]], ([1, 5], ([[1], [2, 3]], [[1, 1], [2, 3, 2, 3]]))),
+    Case("split-of-nested", P().fork(sum, P().map(double)).split(P().to(str), P().reduce(add)),
+         [1, 2], ("3", 6)),
+    Case("splitMap-pipeline-branch", P().splitMap(P().map(inc), triple), ([1], [2]), ([2], [6])),
+    Case("flatMap-pipeline", P().flatMap(P().map(double)), [[1], [2, 3]], [2, 4, 6]),
+    Case("nested-reduceByKey", P().map(wordcount.to(sorted)), [["a b a"], ["c"]],
+         [[("a", 2), ("b", 1)], [("c", 1)]]),
+
+    # composition-time args and kwargs
+    Case("bound-kwarg", P().flatMap(tokenize, delimiter=","), ["a,b", "c"], ["a", "b", "c"]),
+    Case("bound-positional", P().map(scale, 3), [1, 2], [3, 6]),
+    Case("bound-both", P().map(shift, 1, times=10), [0, 1], [10, 20]),
+    Case("bound-to", P().to(sorted, reverse=True), [1, 3, 2], [3, 2, 1]),
+    Case("bound-filter", P().filter(operator.lt, 2), [1, 2, 3, 0], [1, 0]),
+    Case("bound-reduceByKey", P().reduceByKey(lambda a, b, bonus: a + b + bonus, bonus=100),
+         [("k", 1), ("k", 2), ("j", 5)], [("k", 103), ("j", 5)], as_mapping=True),
+
+    # runtime kwargs
+    Case("runtime-kwarg", P().map(scale, kwargs=["factor"]), [1, 2], [3, 6], kwargs={"factor": 3}),
+    Case("runtime-kwarg-str", P().map(shift, kwargs="by"), [1, 2], [2, 3], kwargs={"by": 1}),
+    Case("runtime-and-bound", P().map(shift, times=2, kwargs=["by"]), [1], [6], kwargs={"by": 2}),
+    Case("runtime-kwarg-function", P().map(lambda x, transform: transform(x), kwargs=["transform"])
+         .reduce(add), ["1", "2", "3", "4"], 10, kwargs={"transform": int}),
+    Case("runtime-kwarg-nested", P().fork(P().map(scale, kwargs=["factor"]), None), [1], ([5], [1]),
+         kwargs={"factor": 5}),
+    Case("runtime-kwarg-in-map-pipeline", P().map(P().map(scale, kwargs=["factor"])), [[1, 2]],
+         [[2, 4]], kwargs={"factor": 2}),
+    Case("runtime-kwarg-reduce", P().reduce(lambda a, b, cap: min(a + b, cap), kwargs=["cap"]),
+         [1, 2, 3], 4, kwargs={"cap": 4}),
+    Case("runtime-kwarg-missing", P().map(double).map(scale, kwargs=["factor"]), NEVER_READ,
+         raises=PipelineError, message="missing runtime kwargs ['factor']"),
+    Case("runtime-kwarg-missing-nested", P().fork(P().map(scale, kwargs=["factor"])), NEVER_READ,
+         raises=PipelineError, message="factor"),
+    Case("runtime-kwarg-unknown", P().map(double), NEVER_READ, kwargs={"colour": "red"},
+         raises=PipelineError, message="unknown runtime kwargs ['colour']"),
+
+    # failing user functions: the original type, the stage, the element
+    Case("fail-map", P().map(inverse), [1, 0, 2], raises=ZeroDivisionError, stage="0", item=0,
+         failure=True),
+    Case("fail-custom-type", P().map(inc).map(explode_on_three), [0, 1, 2, 3], raises=CaseError,
+         stage="1", item=3, failure=True),
+    Case("fail-keyerror", P().map(lookup), ["a", "zz"], raises=KeyError, stage="0", item="zz",
+         failure=True),
+    Case("fail-lambda", P().map(double).filter(lambda x: 10 // (x - 4)), [1, 2, 3],
+         raises=ZeroDivisionError, stage="1", item=4, failure=True),
+    Case("fail-flatMap", P().flatMap(lambda x: iter(x)), [[1], 5], raises=TypeError, stage="0",
+         item=5, failure=True),
+    Case("fail-mapValues", P().mapValues(inverse), [("a", 1), ("b", 0)], raises=ZeroDivisionError,
+         stage="0", item=("b", 0), failure=True),
+    Case("fail-flatMapValues", P().flatMapValues(lambda v: [1 / v]), {"a": 0}, raises=ZeroDivisionError,
+         stage="0", item=("a", 0), failure=True),
+    Case("fail-reduce", P().reduce(bad_add), [1, 2, 3], raises=ValueError, stage="0", failure=True),
+    Case("fail-reduceByKey", P().map(pair).reduceByKey(bad_add), ["a"] * 10, raises=ValueError,
+         stage="1", failure=True),
+    Case("fail-to", P().map(double).to(len).to(lookup), [1], raises=KeyError, stage="2",
+         failure=True),
+    Case("fail-generator-input", P().map(inverse), gen([2, 1, 0]), raises=ZeroDivisionError,
+         stage="0", item=0, failure=True),
+    Case("fail-nested-to", P().map(inc).to(P().map(inverse)), [-1, 1], raises=ZeroDivisionError,
+         stage="1/0", item=0, failure=True),
+    Case("fail-nested-map", P().map(P().map(inverse)), [[1], [2, 0]], raises=ZeroDivisionError,
+         stage="0/0", item=0, failure=True),
+    Case("fail-fork-branch", P().map(inc).fork(None, P().map(double).map(inverse)), [-1, 3],
+         raises=ZeroDivisionError, stage="1/fork[1]/1", item=0, failure=True),
+    Case("fail-split-branch", P().split(None, inverse), (1, 0), raises=ZeroDivisionError,
+         stage="0/split[1]/0", failure=True),
+
+    # misuse: a PipelineError that names the stage
+    Case("misuse-map-int", P().map(double), 5, raises=PipelineError, stage="0",
+         message="stage 0 map(double): map needs a collection"),
+    Case("misuse-map-string", P().map(inc).map(double), "abc", raises=PipelineError, stage="0",
+         message="needs a collection"),
+    Case("misuse-map-after-reduce", P().reduce(add).map(double), [1, 2], raises=PipelineError,
+         stage="1", message="stage 1 map(double)"),
+    Case("misuse-mapValues-not-pairs", P().mapValues(double), [1, 2], raises=PipelineError,
+         stage="0", message="mapValues needs (key, value) pairs"),
+    Case("misuse-reduceByKey-not-pairs", P().reduceByKey(add), ["abc"], raises=PipelineError,
+         stage="0", message="reduceByKey needs (key, value) pairs"),
+    Case("misuse-reduceByKey-unhashable", P().reduceByKey(add), [([1], 2)], raises=PipelineError,
+         stage="0", message="hashable"),
+    Case("misuse-split-arity", P().split(sum, len), [[1], [2], [3]], raises=PipelineError,
+         stage="0", message="needs a tuple or list of 2 elements"),
+    Case("misuse-split-not-sequence", P().split(sum, len), 7, raises=PipelineError, stage="0",
+         message="got int"),
+    Case("misuse-reduce-empty", P().filter(is_even).reduce(add), [1, 3], raises=PipelineError,
+         stage="1", message="nothing to reduce"),
+    Case("misuse-reduce-empty-generator", P().reduce(add), gen([]), raises=PipelineError,
+         stage="0", message="nothing to reduce"),
+    Case("misuse-nested", P().fork(None, P().map(double)), 3, raises=PipelineError,
+         stage="0/fork[1]/0", message="map needs a collection"),
+]
+
+
+def case_ids() -> list[str]:
+    """Return the ids of every case (unique: checked by the suite)."""
+    return [case.id for case in CASES]

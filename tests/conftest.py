@@ -1,0 +1,4 @@
+"""Shared fixtures. Service fixtures (RabbitMQ, Spark, callback receiver) live in their own modules
+under tests/ and are registered here as plugins so every test directory can use them."""
+
+pytest_plugins = ["tests.spark_cluster", "tests.rabbitmq", "tests.callback_receiver"]

@@ -1,0 +1,140 @@
+"""`atoll serve` on the embedded default: the web process starts a worker beside itself, so async jobs
+and callbacks work with nothing else installed. Exercised over a real socket with the Python client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from atoll import Client, RemoteError, verify_callback
+from tests.async_service import SECRET, TESTS, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(base URL, serve process) of `atoll serve async_service:service` on the embedded broker."""
+    folder = tmp_path_factory.mktemp("serve")
+    path, config = write_config(folder)
+    assert config.worker_broker is None and config.embedded_worker
+    port = _free_port()
+    env = {**os.environ, "ATOLL_CONF": str(path),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    log = open(folder / "serve.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
+                                "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS), env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = requests.get(f"{url}/health", timeout=2).json()
+                if health["checks"]["workers"]["ok"]:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((folder / "serve.log").read_text(errors="replace"))
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def test_submit_result_and_status(served):
+    url, _ = served
+    with Client(url) as client:
+        job = client.submit("double", [1, 2])
+        assert job.status() in ("queued", "running", "succeeded")
+        assert job.result(timeout=30) == [2, 4]
+        assert job.done() and job.status() == "succeeded"
+        assert client.job(job.job_id).result(timeout=5) == [2, 4]
+
+
+def test_map_keeps_input_order(served):
+    url, _ = served
+    with Client(url) as client:
+        assert client.map("scale", [[1], [2], [3], [4]], timeout=60, factor=3) == [[3], [6], [9], [12]]
+
+
+def test_failed_job_raises_remote_error(served):
+    url, _ = served
+    with Client(url) as client:
+        job = client.submit("explode", [2])
+        with pytest.raises(RemoteError) as caught:
+            job.result(timeout=30)
+        assert caught.value.name == "KeyError"
+        assert caught.value.stage["function"] == "_explode_on_three" and caught.value.item == 3
+
+
+def test_result_timeout(served):
+    url, _ = served
+    with Client(url) as client:
+        job = client.submit("nap", [1], seconds=3)
+        with pytest.raises(TimeoutError):
+            job.result(timeout=0.2)
+        assert job.result(timeout=30) == [1]
+
+
+def test_callback_over_real_sockets(served, callback_receiver):
+    url, _ = served
+    answer = requests.post(f"{url}/pipelines/wordcount", json={"data": ["x y x"],
+                                                               "callback": callback_receiver.url})
+    assert answer.status_code == 202
+    assert answer.headers["Location"] == answer.json()["status_url"]
+    job_id = answer.json()["job_id"]
+    assert not callback_receiver.wait_for_jobs({job_id}, timeout=30)
+    call = callback_receiver.accepted()[0]
+    assert verify_callback(SECRET, call.headers, call.body)
+    assert sorted(map(tuple, call.json["results"])) == [("x", 2), ("y", 1)]
+    assert requests.get(answer.json()["status_url"]).json()["status"] == "succeeded"
+
+
+def test_serve_stops_its_worker(tmp_path):
+    path, _ = write_config(tmp_path)
+    port = _free_port()
+    env = {**os.environ, "ATOLL_CONF": str(path),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
+                                "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while not workers and time.monotonic() < deadline:
+            workers = [p for p in psutil.Process(process.pid).children()
+                       if "worker" in p.cmdline()]
+            time.sleep(0.2)
+        assert workers, "atoll serve started no worker process on the embedded broker"
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(40)
+        gone, alive = psutil.wait_procs(workers, timeout=30)
+        assert not alive
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -1,0 +1,144 @@
+"""The ``atoll`` command: help on every subcommand, one-line errors for a bad MODULE:SERVICE, and
+``serve --dev`` answering over a socket (``serve`` under gunicorn is exercised by the socket tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from served import free_port
+
+from atoll.cli import CliError, build_parser, load_service, main, parse_bind
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+
+
+def atoll(*args, cwd=ROOT, env=None, timeout=60):
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "atoll", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return sorted(action.choices)
+
+
+def test_help():
+    result = atoll("--help")
+    assert result.returncode == 0 and "serve" in result.stdout
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_subcommand_has_help(command):
+    result = atoll(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: atoll {command}" in result.stdout and "MODULE:SERVICE" in result.stdout
+
+
+def test_version():
+    from atoll import __version__
+
+    result = atoll("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_no_subcommand_is_a_usage_error():
+    result = atoll()
+    assert result.returncode == 2 and "usage: atoll" in result.stderr
+
+
+@pytest.mark.parametrize("target, words", [
+    ("no_such_module_xyz:service", ["cannot import module 'no_such_module_xyz'", "no such module"]),
+    ("served:nothing_here", ["has no attribute 'nothing_here'", "it has: service"]),
+    ("served:app", ["served:app is a Flask, not an atoll.Atoll service"]),
+    ("broken_module:service", ["importing 'broken_module' failed", "ZeroDivisionError"]),
+    (":service", ["expected MODULE:SERVICE"]),
+])
+def test_bad_targets_are_one_line_errors_with_status_2(tmp_path, target, words):
+    (tmp_path / "broken_module.py").write_text("1 / 0\n")
+    result = atoll("serve", target, env={"PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT),
+                                                                         str(tmp_path)])})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("atoll serve: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--bind", "127.0.0.1:http"], ["--bind must be HOST:PORT"]),
+    (["--bind", "127.0.0.1:70000"], ["0-65535"]),
+])
+def test_bad_bind_is_a_one_line_error(args, words):
+    result = atoll("serve", "served:service", *args, env={"ATOLL_CONF": ""})
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    for word in words:
+        assert word in result.stderr
+
+
+def test_bad_worker_count_is_a_usage_error():
+    result = atoll("serve", "served:service", "--workers", "0")
+    assert result.returncode == 2 and "positive integer" in result.stderr
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text("n_job: 2\n")
+    result = atoll("serve", "examples.comments:service", env={"ATOLL_CONF": str(conf)})
+    assert result.returncode == 2 and "unknown key 'n_job'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_service_and_parse_bind_in_process():
+    assert sorted(load_service("examples.comments").pipelines) == [
+        "readability", "top_words", "user_stats", "word_counts", "wordcount"]
+    assert parse_bind("0.0.0.0:80") == ("0.0.0.0", 80)
+    assert parse_bind(":9000") == ("127.0.0.1", 9000)
+    assert parse_bind("8001") == ("127.0.0.1", 8001)
+    assert parse_bind("[::1]:8002") == ("::1", 8002)
+    with pytest.raises(CliError):
+        parse_bind("host:")
+
+
+def test_main_returns_2_for_a_bad_target(capsys):
+    assert main(["serve", "no_such_module_xyz"]) == 2
+    assert "cannot import module" in capsys.readouterr().err
+
+
+def test_serve_dev_answers_over_a_socket(tmp_path):
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), "ATOLL_CONF": str(conf)}
+    # --dev runs Flask's reloader, which re-executes the command as a child: its own session lets the
+    # test stop both by the process group it created.
+    proc = subprocess.Popen([sys.executable, "-m", "atoll", "serve", "examples.comments:service",
+                             "--bind", f"127.0.0.1:{port}", "--dev"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                response = requests.post(f"http://127.0.0.1:{port}/pipelines/word_counts",
+                                         json={"data": ["one two", "three"]}, timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "atoll serve --dev did not answer within 60 s"
+                time.sleep(0.2)
+        assert response.json() == {"results": [2, 1]}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        proc.stderr.close()

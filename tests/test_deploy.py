@@ -1,0 +1,148 @@
+"""deploy/: the compose file, the Dockerfile, gunicorn's settings and the stack's config.
+
+No Docker engine runs here: the image is not built. What can be checked without one is: the compose file's
+structure (and ``docker compose config`` where the client has the compose plugin), that every file the
+Dockerfile copies exists, and that the gunicorn settings really serve the app (started for real).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+
+
+def test_compose_services(compose):
+    services = compose["services"]
+    assert set(services) == {"rabbitmq", "web", "worker", "flower", "spark-master", "spark-worker"}
+    assert services["rabbitmq"]["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    for name in ("web", "worker", "flower"):
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
+        assert "/etc/atoll/atoll.yaml" in services[name]["environment"]["ATOLL_CONF"]
+    assert services["web"]["command"][:3] == ["gunicorn", "--config", "deploy/gunicorn.conf.py"]
+    assert services["worker"]["command"][:2] == ["atoll", "worker"]
+    assert services["flower"]["profiles"] == ["monitoring"]
+    assert services["spark-master"]["profiles"] == services["spark-worker"]["profiles"] == ["spark"]
+    assert "spark://spark-master:7077" in services["spark-worker"]["command"]
+    assert "replicas" not in services["worker"].get("deploy", {}), "scale with --scale worker=N"
+
+
+def test_compose_config_validates_with_docker_client():
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client installed: `docker compose config` cannot run")
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        said = (probe.stderr or probe.stdout).strip().splitlines()[0][:80]
+        pytest.skip(f"the docker client has no compose plugin (`docker compose version`: {said}); "
+                    "the YAML checks above still run")
+    result = subprocess.run([docker, "compose", "-f", str(DEPLOY / "compose.yaml"), "--profile", "spark",
+                             "--profile", "monitoring", "config", "--quiet"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_targets_and_sources():
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, flags=re.M)
+    assert [s[1] for s in stages] == ["app", "spark"]
+    assert re.match(r"python:\$\{PYTHON_VERSION\}-slim", stages[0][0])
+    assert stages[1][0] == "app"
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    assert users[-1] == "atoll" and users[-1] != "root", "the image runs as a non-root user"
+    spark_part = text.split("AS spark", 1)[1]
+    assert "openjdk-17-jre-headless" in spark_part and '".[spark]"' in spark_part
+    assert "openjdk" not in text.split("AS spark", 1)[0], "Java only in the spark target"
+    for line in re.findall(r"^COPY\s+(.+)$", text, flags=re.M):
+        for source in line.split()[:-1]:
+            assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+
+
+def test_spark_class_exists_where_compose_runs_it(compose):
+    pyspark = pytest.importorskip("pyspark", reason="pyspark is part of the spark extra")
+    assert compose["services"]["spark-master"]["command"][0] == "/opt/spark/bin/spark-class"
+    assert (Path(pyspark.__file__).parent / "bin" / "spark-class").exists()
+
+
+def test_stack_config_is_valid():
+    from atoll.config import load_config
+
+    config = load_config(str(DEPLOY / "atoll.yaml"))
+    assert config.worker_broker.startswith("amqp://") and "@rabbitmq:5672" in config.worker_broker
+    assert config.state_dir == "/var/lib/atoll"
+    assert config.spark_master == "spark://spark-master:7077"
+
+
+def test_compose_targets_import():
+    from atoll.cli import load_service
+
+    compose_text = (DEPLOY / "compose.yaml").read_text(encoding="utf-8")
+    service_target = re.search(r"ATOLL_SERVICE:-([\w.:]+)\}", compose_text).group(1)
+    app_target = re.search(r"ATOLL_APP:-([\w.:]+)\}", compose_text).group(1)
+    assert load_service(service_target).pipelines
+    module, _, attr = app_target.partition(":")
+    __import__(module)
+    assert callable(getattr(sys.modules[module], attr))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gunicorn_settings_serve_the_app(tmp_path):
+    port = _free_port()
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text(f'state_dir: "{tmp_path / "state"}"\nembedded_worker: false\n')
+    env = {**os.environ, "ATOLL_CONF": str(conf), "ATOLL_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "1",
+           "WEB_THREADS": "2"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/pipelines", timeout=5) as resp:
+                    listing = json.loads(resp.read())
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(server.stdout.read().decode(errors="replace")) from None
+                time.sleep(0.3)
+        assert "word_counts" in {p["name"] for p in listing["pipelines"]}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/pipelines/word_counts",
+                                     data=json.dumps({"data": ["one two three"]}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read()) == {"results": [3]}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_deploy_readme_covers_production_settings():
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for topic in ("worker_broker", "callback_secret", "verify_callback", "callback_allowed_hosts",
+                  "auth_tokens", "--scale worker=", "spark_master", "RABBITMQ_PASSWORD"):
+        assert topic in text, topic

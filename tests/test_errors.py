@@ -1,0 +1,145 @@
+"""The error model: failures keep their original type and carry stage, item and worker traceback;
+they survive pickling (process boundaries); misuse is a PipelineError naming the stage."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import threading
+
+import cloudpickle
+import pytest
+
+from atoll import LocalExecutor, Pipeline, PipelineError, SerialExecutor, StageFailure, StageInfo
+from atoll.errors import NO_ITEM, stage_failure
+
+INFO = StageInfo(2, "map", "parse")
+
+
+class TwoArgError(Exception):
+    def __init__(self, code, detail):
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail
+
+
+class HoldsLock(Exception):
+    def __init__(self):
+        super().__init__("with a lock")
+        self.lock = threading.Lock()
+
+
+def test_failure_is_original_type_and_stage_failure():
+    err = stage_failure(KeyError("k"), INFO, {"a": 1}, "Traceback ...\nKeyError: 'k'\n")
+    assert isinstance(err, KeyError) and isinstance(err, StageFailure) and isinstance(err, PipelineError)
+    assert err.name == "KeyError" and err.args == ("k",)
+    assert err.stage == INFO and err.item == {"a": 1}
+    assert str(err) == "stage 2 map(parse) failed on item {'a': 1}: KeyError: 'k'"
+    assert "KeyError: 'k'" in err.remote_traceback
+
+
+def test_failure_without_item():
+    err = stage_failure(ValueError("bad"), StageInfo(0, "to", "load"))
+    assert err.item is NO_ITEM and str(err) == "stage 0 to(load) failed: ValueError: bad"
+
+
+@pytest.mark.parametrize("original", [
+    KeyError("k"), ZeroDivisionError("division by zero"), TwoArgError(404, "missing"),
+    json.JSONDecodeError("Expecting value", "x", 0), FileNotFoundError(2, "No such file", "/nope"),
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+])
+@pytest.mark.parametrize("pickler", [pickle, cloudpickle])
+def test_failure_round_trips_through_pickle(original, pickler):
+    err = stage_failure(original, INFO, [1, 2], "remote tb")
+    back = pickle.loads(pickler.dumps(err))
+    assert type(back.original) is type(original)
+    assert isinstance(back, type(original)) and isinstance(back, StageFailure)
+    assert back.args == original.args
+    assert back.stage == INFO and back.item == [1, 2] and back.remote_traceback == "remote tb"
+    assert str(back) == str(err)
+    for attr in vars(original):
+        assert getattr(back, attr) == getattr(original, attr)
+
+
+def test_unpicklable_exception_and_item_degrade_to_text():
+    err = stage_failure(HoldsLock(), INFO, threading.Lock(), "tb")
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, StageFailure)
+    assert "HoldsLock: with a lock" in str(back.original)
+    assert "lock" in back.item  # the item's short repr
+
+
+def test_unpicklable_item_from_a_worker():
+    executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)
+    with pytest.raises(TypeError) as caught:
+        Pipeline().map(lambda x: threading.Lock()).map(lambda lock: lock + 1).run([1], executor=executor)
+    assert "lock" in str(caught.value.item) and caught.value.stage.index == 1
+
+
+def test_worker_traceback_text_names_the_user_function():
+    def parse_record(x):
+        return int(x)
+
+    executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)
+    with pytest.raises(ValueError) as caught:
+        Pipeline().map(parse_record).run(["1", "x"], executor=executor)
+    err = caught.value
+    assert "parse_record" in err.remote_traceback and "return int(x)" in err.remote_traceback
+    assert err.item == "x" and err.stage.describe() == "stage 0 map(test_worker_traceback_text_names_" \
+        "the_user_function.<locals>.parse_record)"
+    assert any("Worker traceback" in note for note in getattr(err, "__notes__", []))
+
+
+def test_serial_failure_keeps_local_traceback():
+    def explode(x):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError) as caught:
+        Pipeline().map(explode).run([1], executor=SerialExecutor())
+    assert any(entry.name == "explode" for entry in caught.traceback)
+
+
+def test_stage_info():
+    assert INFO.describe() == "stage 2 map(parse)"
+    assert INFO.to_dict() == {"index": 2, "operator": "map", "function": "parse", "path": "2"}
+    nested = StageInfo(0, "map", "f").nested_in(StageInfo(3, "fork", "a|b"), branch=1)
+    assert nested.to_dict()["path"] == "3/fork[1]/0"
+    assert nested.describe() == "stage 3/fork[1]/0 map(f)"
+    deeper = nested.nested_in(StageInfo(1, "to", "inner"))
+    assert deeper.path == "1/3/fork[1]/0"
+
+
+def test_pipeline_error_fields():
+    err = PipelineError("bad input", stage=INFO, item=5)
+    assert str(err) == "bad input" and err.message == "bad input"
+    assert err.stage is INFO and err.item == 5 and err.remote_traceback == ""
+    assert not isinstance(err, StageFailure)
+
+
+def test_misuse_is_not_a_failure():
+    with pytest.raises(PipelineError) as caught:
+        Pipeline().map(len).map(abs)(7)
+    assert not isinstance(caught.value, StageFailure)
+    assert str(caught.value).startswith("stage 0 map(len): map needs a collection")
+
+
+def test_failure_is_catchable_as_pipeline_error():
+    with pytest.raises(PipelineError):
+        Pipeline().map(lambda x: 1 / x)([0])
+
+
+def test_fused_failure_is_located_by_a_staged_rerun():
+    """The same function at two stages: the error names the stage where it actually failed."""
+    calls = []
+
+    def checked(x):
+        calls.append(x)
+        if x > 10:
+            raise OverflowError(x)
+        return x * 3
+
+    with pytest.raises(OverflowError) as caught:
+        Pipeline().map(checked).filter(None).map(checked).run([1, 2, 4], executor=SerialExecutor())
+    assert caught.value.stage.index == 2 and caught.value.item == 12
+    # the fused pass ran first; the partition was run again, stage by stage, to locate the failure
+    assert calls == [1, 2, 4, 3, 6, 12] * 2

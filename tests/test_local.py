@@ -1,0 +1,256 @@
+"""The local executor: chunked reading of generators, memory, progress bar, functions from __main__,
+dill, clean-up after errors, nested pipelines in workers, argument validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+from operator import add
+
+import psutil
+import pytest
+
+from atoll import LocalExecutor, Pipeline, PipelineError, SerialExecutor
+
+
+def forced(n_jobs: int = 2, **options) -> LocalExecutor:
+    """A LocalExecutor that sends every element to the workers."""
+    return LocalExecutor(n_jobs, min_parallel_seconds=0, probe_seconds=0, **options)
+
+
+class Recording:
+    """A generator-like input that records how many elements have been read from it."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.read = 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.read = i + 1
+            yield i
+
+
+def test_generator_is_read_chunk_by_chunk_on_workers(tmp_path):
+    """Each worker appends a byte to a file when it finishes a chunk; the generator checks, whenever a
+    new chunk starts being read, that only the chunks in flight (joblib sends 2 * n_jobs ahead) have
+    been read beyond those finished."""
+    done_file = tmp_path / "done"
+    done_file.write_bytes(b"")
+    chunk, n = 500, 20_000
+    ahead = []
+
+    def source():
+        for i in range(n):
+            if i % chunk == 0:
+                ahead.append(i // chunk - done_file.stat().st_size)
+            yield i
+
+    def mark_done(x):
+        if x % chunk == chunk - 1:
+            with open(done_file, "ab") as f:
+                f.write(b".")
+        return x
+
+    executor = forced(2, max_chunk=chunk)
+    result = Pipeline().map(mark_done).reduce(add).run(source(), executor=executor)
+    assert result == sum(range(n))
+    assert len(ahead) == n // chunk and done_file.stat().st_size == n // chunk
+    assert max(ahead) <= 2 * 2 + 1, ahead
+
+
+def test_generator_is_read_chunk_by_chunk_serially():
+    source = Recording(10_000)
+    gaps = []
+
+    def f(x):
+        gaps.append(source.read - x)
+        return x
+
+    SerialExecutor(chunk_size=500).run(Pipeline().map(f).reduce(add), iter(source))
+    assert max(gaps) <= 500 and source.read == 10_000
+
+
+def _peak(run) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), forced(2, max_chunk=20_000)],
+                         ids=["serial", "local"])
+def test_generator_input_never_held_whole(executor):
+    n = 300_000
+    w1 = Pipeline().map(lambda x: x + 1).filter(lambda x: x % 2 == 0).map(lambda x: x * 2).reduce(add)
+    expected = sum((x + 1) * 2 for x in range(n) if (x + 1) % 2 == 0)
+    held = _peak(lambda: list(range(1_000, n + 1_000)))
+    result = []
+    peak = _peak(lambda: result.append(w1.run((x + 1_000 - 1_000 for x in range(n)),
+                                              executor=executor)))
+    assert result == [expected]
+    assert peak < 0.5 * held, (peak, held)
+
+
+def test_progress_bar(capfd):
+    executor = forced(2, max_chunk=10, progress=True)
+    assert Pipeline().map(lambda x: x * 2).run(range(100), executor=executor) == list(range(0, 200, 2))
+    err = capfd.readouterr().err
+    assert "atoll" in err and "10/10" in err and "chunk" in err
+
+
+def test_progress_through_call():
+    # p(data, n_jobs=2, progress=True) builds a LocalExecutor with the bar switched on
+    from atoll.executors import choose_executor
+
+    chosen = choose_executor(n_jobs=2, progress=True)
+    assert isinstance(chosen, LocalExecutor) and chosen.progress
+
+
+MAIN_SCRIPT = """
+import os
+from operator import add
+from atoll import LocalExecutor, Pipeline
+
+def square(x):
+    return x * x
+
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+    def __call__(self, x):
+        return x * self.k
+
+def make_offset(n):
+    def offset(x):
+        return x + n
+    return offset
+
+if __name__ == "__main__":
+    ex = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=3, serializer=SERIALIZER)
+    p = (Pipeline().map(square).map(lambda x: x - 1).map(make_offset(100)).map(Scaler(2))
+         .map(lambda x: (x, os.getpid())))
+    out = p.run(range(10), executor=ex)
+    assert [v for v, _ in out] == [(x * x - 1 + 100) * 2 for x in range(10)], out
+    assert os.getpid() not in {pid for _, pid in out}, "ran in the main process"
+    assert Pipeline().map(square).reduce(add).run(range(10), executor=ex) == 285
+    print("OK", len({pid for _, pid in out}))
+"""
+
+
+@pytest.mark.parametrize("serializer", ["cloudpickle", "dill"])
+def test_functions_from_main_lambdas_closures(tmp_path, serializer):
+    script = tmp_path / "main_pipeline.py"
+    script.write_text(MAIN_SCRIPT.replace("SERIALIZER", repr(serializer)))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK")
+
+
+def test_dill_serializer_with_closure():
+    k = 7
+    executor = forced(2, serializer="dill", max_chunk=2)
+    assert Pipeline().map(lambda x: x * k).run([1, 2, 3], executor=executor) == [7, 14, 21]
+
+
+def test_serializer_validation():
+    with pytest.raises(PipelineError, match="serializer must be one of cloudpickle, dill"):
+        LocalExecutor(2, serializer="json")
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, "2", True])
+def test_n_jobs_validation(n_jobs):
+    with pytest.raises(PipelineError, match="n_jobs"):
+        LocalExecutor(n_jobs)
+
+
+def test_n_jobs_validation_through_call():
+    with pytest.raises(PipelineError, match="n_jobs"):
+        Pipeline().map(abs)([1], n_jobs=0)
+
+
+def test_n_jobs_all_cores():
+    assert LocalExecutor(-1).n_jobs == (os.cpu_count() or 1)
+    assert LocalExecutor(None).n_jobs == (os.cpu_count() or 1)
+
+
+def _workers() -> set[int]:
+    """Return the pids of this process's loky worker processes (other children, e.g. a Spark JVM
+    started by another test of the session, come and go on their own)."""
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "popen_loky" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def test_no_hang_and_no_leaked_workers_after_errors():
+    executor = forced(2, max_chunk=5)
+    assert Pipeline().map(abs).run(range(20), executor=executor) == list(range(20))  # pool warm
+    before = _workers()
+    assert len(before) == 2, before
+    failing = Pipeline().map(lambda x: 1 // (x - 13))
+    for _ in range(5):
+        with pytest.raises(ZeroDivisionError):
+            failing.run(range(100), executor=executor)
+        with pytest.raises(KeyError):  # raised while the generator is still being read
+            Pipeline().map(lambda x: {}[x]).run((x for x in range(10_000)), executor=executor)
+    assert Pipeline().map(abs).run(range(-5, 5), executor=executor) == [5, 4, 3, 2, 1, 0, 1, 2, 3, 4]
+    after = _workers()
+    # a failing chunk does not cost a new pool: the same worker processes serve the next run
+    assert after == before, (before, after)
+
+
+def test_worker_killed_is_an_error_not_a_hang():
+    executor = forced(2, max_chunk=1)
+    with pytest.raises(Exception) as caught:
+        Pipeline().map(lambda x: os._exit(3) if x == 2 else x).run(range(4), executor=executor)
+    assert "terminated" in str(caught.value).lower() or "exit" in str(caught.value).lower()
+    # the pool recovers for the next run
+    assert Pipeline().map(abs).run([-1, 2], executor=executor) == [1, 2]
+
+
+def test_nested_pipeline_runs_serially_inside_the_worker():
+    inner = Pipeline().map(lambda x: (x, os.getpid()))
+    out = Pipeline().map(inner).map(lambda rows: (os.getpid(), rows)).run(
+        [[1, 2, 3], [4, 5]], executor=forced(2, max_chunk=1))
+    for outer_pid, rows in out:
+        assert outer_pid != os.getpid()
+        assert {pid for _, pid in rows} == {outer_pid}  # the nested pipeline stayed in that worker
+
+
+def test_fork_and_to_run_their_passes_on_workers():
+    p = Pipeline().fork(Pipeline().map(lambda _: os.getpid()), Pipeline().to(lambda xs: os.getpid()))
+    mapped, whole = p.run([1, 2, 3, 4], executor=forced(2, max_chunk=2))
+    assert os.getpid() not in mapped
+    assert whole == os.getpid()  # `to` sees the whole input: it runs where the pipeline was called
+
+
+def test_small_input_stays_in_process_by_default():
+    executor = LocalExecutor(2)
+    assert Pipeline().map(lambda _: os.getpid()).run([1, 2, 3], executor=executor) == [os.getpid()] * 3
+    assert executor.last_plan["chunks"] == 0
+
+
+def test_large_cheap_input_splits_into_worker_rounds():
+    executor = LocalExecutor(2)
+    assert Pipeline().map(lambda x: x + 1).reduce(add).run(range(2_000_000), executor=executor) == sum(
+        range(1, 2_000_001))
+    plan = executor.last_plan
+    assert plan["chunks"] % 2 == 0 and plan["chunks"] >= 2, plan
+
+
+def test_expensive_items_go_to_workers():
+    import time
+
+    executor = LocalExecutor(2)
+    out = Pipeline().map(lambda x: (time.sleep(0.01), os.getpid())[1]).run(range(40), executor=executor)
+    assert set(out) - {os.getpid()}, executor.last_plan

@@ -1,0 +1,140 @@
+"""Property-based tests: random chains of operators over random data give the same result serially, on
+local worker processes, and in a plain-Python model of the operators' meaning."""
+
+from __future__ import annotations
+
+import functools
+import operator
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atoll import LocalExecutor, Pipeline, SerialExecutor
+
+# element-wise operations on ints: (name, operator, function, model of the op over a list)
+ELEMENTWISE = {
+    "inc": ("map", lambda x: x + 1),
+    "mod7": ("map", lambda x: (x * 3) % 7),
+    "neg": ("map", operator.neg),
+    "even": ("filter", lambda x: x % 2 == 0),
+    "positive": ("filter", lambda x: x > 0),
+    "dup": ("flatMap", lambda x: [x, x]),
+    "upto": ("flatMap", lambda x: range(x % 3)),
+}
+KEYED = {
+    "addv": ("mapValues", lambda v: v + 10),
+    "splitv": ("flatMapValues", lambda v: [v, -v]),
+}
+AGGREGATES = ["none", "sum", "max", "by_key_sum", "by_key_min"]
+
+
+def model(data: list, chain: list[str], keyed: list[str], aggregate: str):
+    """Return what the pipeline means, computed directly in Python."""
+    items = list(data)
+    for name in chain:
+        op, f = ELEMENTWISE[name]
+        if op == "map":
+            items = [f(x) for x in items]
+        elif op == "filter":
+            items = [x for x in items if f(x)]
+        else:
+            items = [y for x in items for y in f(x)]
+    if aggregate == "sum":
+        return functools.reduce(operator.add, items) if items else "empty"
+    if aggregate == "max":
+        return max(items) if items else "empty"
+    if aggregate.startswith("by_key") or keyed:
+        pairs = [(x % 4, x) for x in items]
+        for name in keyed:
+            op, f = KEYED[name]
+            pairs = [(k, f(v)) for k, v in pairs] if op == "mapValues" else [
+                (k, w) for k, v in pairs for w in f(v)]
+        if aggregate == "by_key_sum":
+            acc: dict = {}
+            for k, v in pairs:
+                acc[k] = acc.get(k, 0) + v
+            return acc
+        if aggregate == "by_key_min":
+            acc = {}
+            for k, v in pairs:
+                acc[k] = min(acc[k], v) if k in acc else v
+            return acc
+        return pairs
+    return items
+
+
+def build(chain: list[str], keyed: list[str], aggregate: str) -> Pipeline:
+    p = Pipeline()
+    for name in chain:
+        op, f = ELEMENTWISE[name]
+        p = getattr(p, op)(f)
+    if aggregate in ("sum", "max"):
+        return p.reduce(operator.add if aggregate == "sum" else max)
+    if aggregate.startswith("by_key") or keyed:
+        p = p.map(lambda x: (x % 4, x))
+        for name in keyed:
+            op, f = KEYED[name]
+            p = getattr(p, op)(f)
+        if aggregate == "by_key_sum":
+            return p.reduceByKey(operator.add)
+        if aggregate == "by_key_min":
+            return p.reduceByKey(min)
+    return p
+
+
+def outcome(pipeline: Pipeline, data, executor, as_mapping: bool):
+    try:
+        result = pipeline.run(data, executor=executor)
+    except Exception as exc:  # reduce of an empty collection: every engine must agree on the error
+        if "nothing to reduce" in str(exc):
+            return "empty"
+        raise
+    return dict(result) if as_mapping else result
+
+
+chains = st.lists(st.sampled_from(sorted(ELEMENTWISE)), max_size=5)
+keyeds = st.lists(st.sampled_from(sorted(KEYED)), max_size=2)
+datas = st.lists(st.integers(-50, 50), max_size=60)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=datas, chain=chains, keyed=keyeds, aggregate=st.sampled_from(AGGREGATES),
+       max_chunk=st.integers(1, 25), as_generator=st.booleans())
+def test_serial_local_and_model_agree(data, chain, keyed, aggregate, max_chunk, as_generator):
+    pipeline = build(chain, keyed, aggregate)
+    expected = model(data, chain, keyed, aggregate)
+    as_mapping = isinstance(expected, dict)
+    serial = outcome(pipeline, data, SerialExecutor(), as_mapping)
+    local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
+    local_input = (x for x in data) if as_generator else data
+    local = outcome(pipeline, local_input, local_executor, as_mapping)
+    assert serial == expected
+    assert local == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(words=st.lists(st.text(alphabet="abc ", max_size=12), max_size=40), n_jobs=st.sampled_from([2, 3]))
+def test_wordcount_agrees_with_counter(words, n_jobs):
+    from collections import Counter
+
+    wordcount = Pipeline().flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(operator.add)
+    expected = Counter(w for line in words for w in line.split())
+    local_executor = LocalExecutor(n_jobs, min_parallel_seconds=0, probe_seconds=0, max_chunk=5)
+    assert dict(wordcount.run(words, executor=SerialExecutor())) == expected
+    assert dict(wordcount.run(words, executor=local_executor)) == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.lists(st.integers(0, 9), max_size=30), default=st.booleans(), as_generator=st.booleans(),
+       repeat=st.sampled_from([1, 1000, 20_000]))
+def test_default_scheduling_agrees(data, default, as_generator, repeat):
+    """The default LocalExecutor (probe, then workers or in-process) gives the same result as the
+    forced one and as serial, for short and long, list and generator inputs."""
+    p = Pipeline().map(lambda x: x * x).filter(lambda x: x % 3).fork(sum, len, P_LAST)
+    data = data * repeat
+    executor = LocalExecutor(2) if default else LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)
+    source = (x for x in data) if as_generator else data
+    assert p.run(source, executor=executor) == p.run(data)
+
+
+P_LAST = Pipeline().to(lambda xs: xs[-1:])

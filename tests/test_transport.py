@@ -1,0 +1,112 @@
+"""The embedded broker (atoll's own kombu filesystem transport) across processes: atomic puts, one
+winner per message, atomic result writes, and a stress run of 2,000 jobs from concurrent producer
+processes into two worker processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from atoll.service.transport import TRANSPORT, FileResultBackend, embedded_options
+from tests.async_service import Worker, produce, write_config
+
+
+def _connection(state_dir):
+    return Connection("filesystem://localhost/", transport=TRANSPORT,
+                      transport_options=embedded_options(state_dir))
+
+
+def test_put_is_whole_and_leaves_no_temporary_file(tmp_path):
+    queue = Queue("q1", Exchange("q1"), "q1")
+    with _connection(tmp_path) as conn:
+        producer = conn.Producer()
+        producer.publish({"n": "x" * 100_000}, exchange=queue.exchange, routing_key="q1", declare=[queue])
+        folder = tmp_path / "broker" / "queue"
+        names = os.listdir(folder)
+        assert len(names) == 1 and names[0].endswith(".q1.msg")
+        with conn.SimpleQueue(queue) as simple:
+            message = simple.get(timeout=2)
+            assert message.payload == {"n": "x" * 100_000}
+            message.ack()
+        assert os.listdir(folder) == []
+
+
+def test_a_file_being_written_is_never_consumed(tmp_path):
+    queue = Queue("q2", Exchange("q2"), "q2")
+    with _connection(tmp_path) as conn:
+        folder = tmp_path / "broker" / "queue"
+        (folder / ".tmp-0123-000000000000001_x.q2.msg").write_bytes(b'{"half": ')
+        with conn.SimpleQueue(queue) as simple:
+            with pytest.raises(simple.Empty):
+                simple.get(timeout=0.3)
+
+
+def test_each_message_goes_to_exactly_one_consumer(tmp_path):
+    queue = Queue("q3", Exchange("q3"), "q3")
+    total = 600
+    with _connection(tmp_path) as conn:
+        producer = conn.Producer()
+        for i in range(total):
+            producer.publish({"i": i}, exchange=queue.exchange, routing_key="q3", declare=[queue])
+    got: list[list[int]] = [[], [], []]
+
+    def consume(slot):
+        with _connection(tmp_path) as conn, conn.SimpleQueue(queue) as simple:
+            while True:
+                try:
+                    message = simple.get(timeout=0.5)
+                except simple.Empty:
+                    return
+                got[slot].append(message.payload["i"])
+                message.ack()
+
+    threads = [threading.Thread(target=consume, args=(slot,)) for slot in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    everything = [i for part in got for i in part]
+    assert sorted(everything) == list(range(total))
+    assert sum(1 for part in got if part) >= 2, "one consumer took everything; nothing was raced"
+
+
+def test_file_result_backend_writes_atomically(tmp_path):
+    from celery import Celery
+
+    app = Celery(set_as_current=False)
+    backend = FileResultBackend(app=app, url=f"file://{tmp_path}")
+    backend.store_result("job-1", {"status": "running"}, "STARTED")
+    backend.store_result("job-1", {"status": "succeeded", "results": [1]}, "SUCCESS")
+    assert backend.get_task_meta("job-1", cache=False)["result"] == {"status": "succeeded", "results": [1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["celery-task-meta-job-1"]
+
+
+@pytest.mark.slow
+def test_stress_2000_jobs_from_concurrent_producers_into_two_workers(tmp_path, callback_receiver):
+    path, config = write_config(tmp_path, worker_concurrency=1)
+    workers = [Worker(path).start() for _ in range(2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(4) as pool:
+            parts = pool.starmap(produce, [(str(path), 500, callback_receiver.url)] * 4)
+        ids = [job_id for part in parts for job_id in part]
+        assert len(set(ids)) == 2000
+        missing = callback_receiver.wait_for_jobs(ids, timeout=240)
+        assert not missing, f"{len(missing)} of 2000 jobs lost"
+        arrived = [c.json["job_id"] for c in callback_receiver.accepted()]
+        assert len(arrived) == 2000, "duplicate deliveries without any failure"
+        for worker in workers:
+            assert worker.alive(), worker.log()[-3000:]
+            log = worker.log()
+            assert "Unrecoverable error" not in log and "JSONDecodeError" not in log
+        ran = [w.log().count("atoll.run_pipeline[") for w in workers]
+        assert all(ran), f"one worker ran no job: {ran}"
+    finally:
+        for worker in workers:
+            worker.stop()
