@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import free_port
 
 from atoll.cli import CliError, build_parser, load_service, main, parse_bind
+from tests.served import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent

@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 import requests
-from served import free_port, serving
 
 from atoll import Client, RemoteError
+from tests.served import free_port, serving
 
 
 @pytest.fixture(scope="module")

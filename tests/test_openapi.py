@@ -13,10 +13,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from served import build_service, serving
 
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
+from tests.served import build_service, serving
 
 
 def spec_of(service):

@@ -7,7 +7,6 @@ import sys
 import types
 
 import pytest
-from served import build_service
 
 import atoll
 from atoll import Atoll, Pipeline, SerialExecutor
@@ -15,6 +14,7 @@ from atoll.config import load_config
 from atoll.executors import LocalExecutor
 from atoll.service import RegistrationError, UnknownPipeline
 from atoll.service.encoding import EncodingError, jsonable, to_json
+from tests.served import build_service
 
 
 @pytest.fixture(scope="module")
@@ -261,8 +261,8 @@ def test_failing_stage_is_500_with_name_stage_item_and_traceback(client):
 def test_a_result_that_is_not_json_is_500_naming_type_and_place(client):
     error = error_of(post(client, "opaque", {"data": [1, 2, 3, 4]}), 500)
     assert error["name"] == "EncodingError"
-    assert error["path"] == "results[2].score" and error["type"] == "served.Opaque"
-    assert "results[2].score: cannot encode a served.Opaque" in error["message"]
+    assert error["path"] == "results[2].score" and error["type"] == "tests.served.Opaque"
+    assert "results[2].score: cannot encode a tests.served.Opaque" in error["message"]
     assert post(client, "opaque", {"data": [1, 2]}).status_code == 200  # and the server goes on
 
 

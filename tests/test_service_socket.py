@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from served import serving
+
+from tests.served import serving
 
 
 @pytest.fixture(scope="module")

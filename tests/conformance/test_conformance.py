@@ -6,10 +6,10 @@ import os
 import traceback
 
 import pytest
-from cases import CASES, case_ids
 
 from atoll import Pipeline, PipelineError, StageFailure
 from atoll.errors import NO_ITEM
+from tests.conformance.cases import CASES, case_ids
 
 
 def _same(result, expected, as_mapping: bool) -> bool:
