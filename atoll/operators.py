@@ -23,7 +23,7 @@ from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_
 __all__ = [
     "EMPTY", "Step", "ElementFailed", "map_partition", "flat_map_partition", "filter_partition",
     "map_values_partition", "flat_map_values_partition", "reduce_partition",
-    "reduce_by_key_partition", "merge_reduced", "merge_by_key", "run_steps", "call_whole",
+    "reduce_by_key_partition", "merge_reduced", "merge_by_key", "run_steps", "call_whole", "never_rerun",
 ]
 
 
@@ -269,8 +269,8 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     :func:`reduce_by_key_partition`). The steps are chained lazily, as one pass with no intermediate
     lists except before a ``map``/``flatMap`` that must know whether its elements are tuples. If
     anything raises, the partition is run again stage by stage to name the stage and the element that
-    failed (so on failure, functions before the failing one may run twice on that partition, and a
-    function that fails only now and then may succeed on the second run, which then stands).
+    failed (so on failure, functions before the failing one may run twice on that partition). A failure
+    that does not recur in that second run is raised all the same, never swallowed.
 
     >>> info = StageInfo(0, "map", "f")
     >>> run_steps([Step("map", lambda x: x + 1, info)], [1, 2], Step("reduce", max, info))
@@ -281,9 +281,48 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
         items = list(items)
     try:
         return _run_fused(steps, items, aggregate)
-    except Exception:
-        logger.debug("fused pass failed; running it stage by stage to locate the failure")
-    return _run_staged(steps, items, aggregate)
+    except _interruptions:
+        raise
+    except Exception as exc:
+        first = exc
+    logger.debug("fused pass failed; running it stage by stage to locate the failure")
+    _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
+    # It did not recur (a function that fails only now and then): the first failure stands, located
+    # by the user function its traceback passes through.
+    step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)
+    logger.warning("%s: failed once and not when run again stage by stage; reporting the first failure",
+                   step.info.describe())
+    raise _locate(first, step.info) from None
+
+
+_interruptions: tuple[type[BaseException], ...] = ()
+
+
+def never_rerun(*types: type[BaseException]) -> None:
+    """Let exceptions of ``types`` leave :func:`run_steps` as they are, with no locating re-run.
+
+    For exceptions that interrupt a pass from outside rather than come from a user function: Celery's
+    soft time limit is raised by a signal wherever the pass happens to be, and a re-run would start the
+    work again after the limit.
+    """
+    global _interruptions
+    _interruptions = tuple(dict.fromkeys((*_interruptions, *types)))
+
+
+def _step_in_traceback(exc: BaseException, steps: list[Step]) -> Step:
+    """Return the first step whose function appears in ``exc``'s traceback (the first step if none)."""
+    codes = set()
+    tb = exc.__traceback__
+    while tb is not None:
+        codes.add(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    for step in steps:
+        func = step.func
+        while getattr(func, "func", None) is not None:  # functools.partial, bound arguments
+            func = func.func
+        if getattr(func, "__code__", None) in codes:
+            return step
+    return steps[0]
 
 
 def _run_fused(steps: list[Step], items, aggregate: Step | None) -> Any:

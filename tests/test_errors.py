@@ -143,3 +143,45 @@ def test_fused_failure_is_located_by_a_staged_rerun():
     assert caught.value.stage.index == 2 and caught.value.item == 12
     # the fused pass ran first; the partition was run again, stage by stage, to locate the failure
     assert calls == [1, 2, 4, 3, 6, 12] * 2
+
+
+def test_a_failure_that_does_not_recur_on_the_locating_rerun_is_still_raised():
+    """A function that fails once and then succeeds: the pass fails, naming the stage it failed in."""
+    attempts = []
+
+    def flaky(x):
+        attempts.append(x)
+        if len(attempts) == 2:
+            raise ConnectionError("first call on the second element")
+        return x
+
+    with pytest.raises(ConnectionError) as caught:
+        Pipeline().map(lambda x: x + 1).map(flaky).run([1, 2, 3], executor=SerialExecutor())
+    assert caught.value.stage.index == 1 and caught.value.stage.function == "test_a_failure_that_does_" \
+        "not_recur_on_the_locating_rerun_is_still_raised.<locals>.flaky"
+    assert attempts == [2, 3, 2, 3, 4]  # the fused pass failed at 3; the re-run went through
+
+
+def test_interruptions_leave_a_pass_as_they_are_without_a_rerun():
+    from atoll import operators
+
+    class Interrupted(Exception):
+        pass
+
+    calls = []
+
+    def interrupted_on_two(x):
+        calls.append(x)
+        if x == 2:
+            raise Interrupted()
+        return x
+
+    before = operators._interruptions
+    operators.never_rerun(Interrupted)
+    try:
+        with pytest.raises(Interrupted) as caught:
+            Pipeline().map(interrupted_on_two).run([1, 2, 3], executor=SerialExecutor())
+    finally:
+        operators._interruptions = before
+    assert type(caught.value) is Interrupted  # not wrapped as a StageFailure
+    assert calls == [1, 2]  # the pass stopped there and was not run again

@@ -35,6 +35,7 @@ from kombu import Queue
 
 from atoll.config import Config
 from atoll.errors import ConfigError, PipelineError
+from atoll.operators import never_rerun
 from atoll.service import callbacks
 from atoll.service.encoding import EncodingError, jsonable, to_json
 from atoll.service.errors import pipeline_error_body
@@ -51,6 +52,9 @@ DELIVERY_TASK = "atoll.deliver_callback"
 QUEUED = "QUEUED"
 
 _lock = threading.Lock()
+
+# the soft limit's signal can land inside a fused pass: fail the job now, do not run the pass again
+never_rerun(SoftTimeLimitExceeded)
 
 
 def now() -> str:
@@ -150,13 +154,13 @@ def _error_body(exc: BaseException, name: str, config: Config) -> dict:
     """Return the ``error`` object of a failed job."""
     import traceback
 
-    if isinstance(exc, PipelineError):
-        return pipeline_error_body(exc)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if isinstance(exc, SoftTimeLimitExceeded):
+    if isinstance(exc, SoftTimeLimitExceeded):  # also when a stage wrapped it as a StageFailure
         soft, _ = time_limits(config, name)
         return {"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer than its time "
                 f"limit of {soft} s", "traceback": tb, "stage": None, "item": None}
+    if isinstance(exc, PipelineError):
+        return pipeline_error_body(exc)
     return {"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
             "item": None}
 
