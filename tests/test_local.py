@@ -254,3 +254,33 @@ def test_expensive_items_go_to_workers():
     executor = LocalExecutor(2)
     out = Pipeline().map(lambda x: (time.sleep(0.01), os.getpid())[1]).run(range(40), executor=executor)
     assert set(out) - {os.getpid()}, executor.last_plan
+
+
+JOBLIB_SIDE_BY_SIDE = """
+import os
+from joblib import Parallel, delayed
+from atoll import LocalExecutor, Pipeline
+
+def atoll_pids():
+    p = Pipeline().map(lambda x: os.getpid())
+    return set(p.run(range(40), executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
+                                                        max_chunk=1)))
+
+first = atoll_pids()                                        # atoll's pool first
+assert sorted(Parallel(n_jobs=2)(delayed(abs)(x) for x in range(-3, 3))) == [0, 1, 1, 2, 2, 3]
+assert atoll_pids() == first, "a joblib call restarted atoll's workers"
+assert Parallel(n_jobs=2)(delayed(pow)(x, 2) for x in range(4)) == [0, 1, 4, 9]
+assert atoll_pids() == first
+assert os.getpid() not in first and len(first) == 2
+print("side by side ok")
+"""
+
+
+def test_joblib_parallel_and_the_local_executor_share_a_process():
+    """A user's own joblib.Parallel calls and atoll's workers coexist in one process, in either order."""
+    for script in (JOBLIB_SIDE_BY_SIDE,
+                   "from joblib import Parallel, delayed\n"
+                   "assert Parallel(n_jobs=2)(delayed(abs)(x) for x in [-1, 2]) == [1, 2]\n"
+                   + JOBLIB_SIDE_BY_SIDE):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "side by side ok" in done.stdout, done.stdout + done.stderr

@@ -14,14 +14,20 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
 workers. A sequence input (list, tuple, range) is sliced; any other iterable is read chunk by chunk as the
 workers ask for more, so a generator is never held whole.
+
+The workers are atoll's own loky pool (one per ``n_jobs`` value, kept between passes, idle workers exit
+after ``IDLE_SECONDS``), not the reusable executor that ``joblib.Parallel`` shares: a user's own joblib
+calls in the same process neither break nor restart atoll's workers, and the other way round.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
 import pickle
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -29,7 +35,8 @@ from itertools import chain, islice
 from typing import Any
 
 import cloudpickle
-from joblib.externals.loky import get_reusable_executor
+from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine
@@ -47,6 +54,37 @@ class _Failed:
 
     def __init__(self, error: BaseException):
         self.error = error
+
+
+#: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
+IDLE_SECONDS = 300
+
+_pools: dict[int, ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def worker_pool(n_jobs: int, broken: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor:
+    """Return atoll's pool of ``n_jobs`` worker processes, started on first use.
+
+    ``broken`` is a pool the caller found broken (a worker died): it is replaced, unless another
+    thread has replaced it already.
+    """
+    with _pools_lock:
+        pool = _pools.get(n_jobs)
+        if pool is None or pool is broken:
+            if pool is not None:
+                pool.shutdown(wait=False)
+            pool = _pools[n_jobs] = ProcessPoolExecutor(max_workers=n_jobs, timeout=IDLE_SECONDS)
+        return pool
+
+
+@atexit.register
+def shutdown_worker_pools() -> None:
+    """Stop every worker process atoll started."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.shutdown(wait=True)
+        _pools.clear()
 
 
 _payload_cache: OrderedDict[bytes, Any] = OrderedDict()
@@ -217,17 +255,26 @@ class LocalExecutor(SerialExecutor):
 
         At most ``2 * n_jobs`` chunks are in flight: the next chunk is read from the input only when a
         result comes back, so a generator is read as fast as the workers consume it and no faster. The
-        pool is loky's reusable executor (the one joblib's loky backend runs on), driven through its
-        futures: no polling, about a millisecond of overhead per pass.
+        pool is atoll's own loky executor (:func:`worker_pool`), driven through its futures: no
+        polling, about a millisecond of overhead per pass.
         """
         payload = self._dumps((steps, aggregate))
-        pool = get_reusable_executor(max_workers=self.n_jobs)
+        pool = worker_pool(self.n_jobs)
         chunks = iter(chunks)
         window: deque = deque()
 
         def submit_next() -> None:
+            nonlocal pool
             for chunk in chunks:
-                window.append(pool.submit(_run_chunk, payload, self.serializer, chunk))
+                try:
+                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
+                except (BrokenProcessPool, ShutdownExecutorError):
+                    # a worker died in an earlier pass (its error was raised there): start afresh
+                    if window:
+                        raise
+                    pool = worker_pool(self.n_jobs, broken=pool)
+                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
+                window.append(future)
                 return
 
         bar = None
@@ -255,7 +302,7 @@ class LocalExecutor(SerialExecutor):
                 if not future.cancelled():
                     try:
                         future.result()
-                    except Exception as exc:  # the pool broke: loky replaces it on next use
+                    except Exception as exc:  # the pool broke: the next pass starts a new one
                         logger.debug("worker pool failed while finishing after an error: %r", exc)
             if bar is not None:
                 bar.close()
