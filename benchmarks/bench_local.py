@@ -1,16 +1,22 @@
-"""Benchmark the serial and local executors against plain-Python floors (issue 2's W1, W2, W3).
+"""Benchmark the serial and local executors against plain Python and raw joblib (W1, W2, W3).
 
-    .venv/bin/python benchmarks/bench_local.py            # full run, medians of 5
+    .venv/bin/python benchmarks/bench_local.py            # full run, medians of 7
     .venv/bin/python benchmarks/bench_local.py --quick    # smoke run: small inputs, 2 repeats
 
 W1 tiny chain: range(1_000_000) -> map(x+1) -> filter(even) -> map(x*2) -> reduce(add).
 W2 CPU-bound: 400 items of ~10 ms pure-Python work -> map -> reduce(add).
 W3 word count: 200,000 generated lines -> flatMap(split) -> map((w, 1)) -> reduceByKey(add).
+
+Every variant of a workload runs once per round, rounds repeated, the order rotating each round, so
+that a slow moment of the machine (a 2-vCPU VM shares its cores) falls on every variant alike; the
+tables show medians. Raw joblib rows are the same work written by hand the way a careful user would
+(fused per chunk, one chunk per worker), the baseline the local executor's scheduling is measured against.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import random
@@ -30,13 +36,22 @@ from atoll import LocalExecutor, Pipeline, SerialExecutor  # noqa: E402
 
 def timed(fn, repeats: int) -> tuple[float, object]:
     """Return the median wall time of ``fn()`` over ``repeats`` runs and its last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    (median, result), = interleaved([fn], repeats)
+    return median, result
+
+
+def interleaved(fns: list, repeats: int) -> list[tuple[float, object]]:
+    """Return (median wall time, last result) of each of ``fns``, run in rotating order each round."""
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[object] = [None] * len(fns)
+    for round_ in range(repeats):
+        for k in range(len(fns)):
+            i = (k + round_) % len(fns)
+            gc.collect()
+            start = time.perf_counter()
+            results[i] = fns[i]()
+            times[i].append(time.perf_counter() - start)
+    return [(statistics.median(t), r) for t, r in zip(times, results)]
 
 
 def peak_bytes(fn) -> int:
@@ -102,39 +117,68 @@ def per_stage_joblib(data: list, n_jobs: int) -> int:
     return add(*data) if len(data) == 2 else data[0]
 
 
+def _w1_chunk(chunk: range) -> int:
+    return functools.reduce(add, map(_w1_times2, filter(_w1_even, map(_w1_plus1, chunk))), 0)
+
+
+def _w1_plus1(x):
+    return x + 1
+
+
+def _w1_even(x):
+    return x % 2 == 0
+
+
+def _w1_times2(x):
+    return x * 2
+
+
+def raw_chain(n: int) -> int:
+    """The same three functions chained with the C builtins map/filter/reduce, no atoll."""
+    return _w1_chunk(range(n))
+
+
+def raw_joblib(n: int, n_jobs: int, parallel: Parallel) -> int:
+    """Hand-chunked joblib: one fused chunk per worker, partial sums added here."""
+    size = -(-n // n_jobs)
+    return sum(parallel(delayed(_w1_chunk)(range(i, min(i + size, n))) for i in range(0, n, size)))
+
+
 def bench_w1(n: int, repeats: int) -> list[str]:
     expected = w1_loop(n)
-    floor, got = timed(lambda: w1_loop(n), repeats)
-    assert got == expected
-    rows = [("plain Python fused loop (floor)", floor, "")]
 
     joblib_n = n
     start = time.perf_counter()
     assert per_stage_joblib(list(range(min(n, 100_000))), 2) == w1_loop(min(n, 100_000))
     if (time.perf_counter() - start) * n / min(n, 100_000) > 30:
         joblib_n = 100_000
-    t, got = timed(lambda: per_stage_joblib(list(range(joblib_n)), 2), repeats)
-    assert got == w1_loop(joblib_n)
-    note = "" if joblib_n == n else f"input capped at {joblib_n:,}; time scaled x{n / joblib_n:.0f}"
-    rows.append(("per-stage joblib, n_jobs=2 (original atoll's shape)", t * n / joblib_n, note))
 
     serial = SerialExecutor()
-    t, got = timed(lambda: W1.run(range(n), executor=serial), repeats)
-    assert got == expected
-    rows.append(("atoll serial", t, ""))
-    t_serial = t
-
     local = LocalExecutor(2)
     start = time.perf_counter()
     assert W1.run(range(n), executor=local) == expected
     cold = time.perf_counter() - start
-    t, got = timed(lambda: W1.run(range(n), executor=local), repeats)
-    assert got == expected
+    parallel = Parallel(n_jobs=2, backend="loky")
+    assert raw_joblib(n, 2, parallel) == expected
+    runs = interleaved([lambda: w1_loop(n), lambda: raw_chain(n),
+                        lambda: raw_joblib(n, 2, parallel),
+                        lambda: per_stage_joblib(list(range(joblib_n)), 2),
+                        lambda: W1.run(range(n), executor=serial),
+                        lambda: W1.run(range(n), executor=local)], repeats)
+    (floor, got), (t_chain, chained), (t_raw, raw), (t_stage, staged), (t_serial, ser), (t, loc) = runs
+    assert got == chained == raw == ser == loc == expected and staged == w1_loop(joblib_n)
     plan = local.last_plan
-    rows.append(("atoll local n_jobs=2 (warm pool)", t,
-                 f"{plan['chunks']} chunks of {plan['chunk_size']:,}; "
-                 f"{'never slower' if t <= t_serial else 'SLOWER'} than serial"))
-    rows.append(("atoll local n_jobs=2, first call (cold pool)", cold, "includes starting workers"))
+    note = "" if joblib_n == n else f"input capped at {joblib_n:,}; time scaled x{n / joblib_n:.0f}"
+    rows = [("plain Python fused loop (floor)", floor, ""),
+            ("raw C chain: reduce(add, map(f3, filter(f2, map(f1, ...))))", t_chain,
+             "the same three functions, no atoll"),
+            ("raw joblib n_jobs=2, hand-chunked and fused", t_raw, "one chunk per worker"),
+            ("per-stage joblib, n_jobs=2 (original atoll's shape)", t_stage * n / joblib_n, note),
+            ("atoll serial", t_serial, ""),
+            ("atoll local n_jobs=2 (warm pool)", t,
+             f"{plan['chunks']} chunks of {plan['chunk_size']:,}; "
+             f"{'never slower' if t <= t_serial else 'SLOWER'} than serial"),
+            ("atoll local n_jobs=2, first call (cold pool)", cold, "includes starting workers")]
     lines = table(f"W1 tiny chain, {n:,} items", rows, floor)
 
     held = peak_bytes(lambda: list(range(n)))
@@ -175,12 +219,17 @@ def bench_w2(items: int, repeats: int) -> list[str]:
     loops = calibrate()
     p = Pipeline("W2").map(busy, loops).reduce(add)
     data = list(range(items))
-    t_serial, expected = timed(lambda: p.run(data, executor=SerialExecutor()), repeats)
     local = LocalExecutor(2)
     p.run(data[:50], executor=local)  # warm the pool
-    t_local, got = timed(lambda: p.run(data, executor=local), repeats)
-    assert got == expected
+    parallel = Parallel(n_jobs=2, backend="loky")
+    runs = interleaved([lambda: p.run(data, executor=SerialExecutor()),
+                        lambda: sum(parallel(delayed(busy)(x, loops) for x in data)),
+                        lambda: p.run(data, executor=local)], repeats)
+    (t_serial, expected), (t_raw, raw), (t_local, got) = runs
+    assert got == raw == expected
     rows = [("atoll serial (baseline)", t_serial, f"{items} items, ~{t_serial / items * 1e3:.1f} ms each"),
+            ("raw joblib Parallel(n_jobs=2), one task per item", t_raw,
+             f"speed-up {t_serial / t_raw:.2f}x: what these 2 cores give"),
             ("atoll local n_jobs=2", t_local,
              f"speed-up {t_serial / t_local:.2f}x; {local.last_plan['chunks']} chunks")]
     return table(f"W2 CPU-bound, {items} items", rows, t_serial)
@@ -198,16 +247,32 @@ def make_lines(n: int, seed: int = 7) -> list[str]:
 W3 = Pipeline("W3").flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add)
 
 
+def _count_words(lines: list[str]) -> Counter:
+    return Counter(w for line in lines for w in line.split())
+
+
+def raw_joblib_counter(lines: list[str], parallel: Parallel, n_jobs: int = 2) -> Counter:
+    """Hand-chunked joblib: a Counter per chunk of lines in each worker, merged here."""
+    size = -(-len(lines) // n_jobs)
+    total: Counter = Counter()
+    for part in parallel(delayed(_count_words)(lines[i:i + size]) for i in range(0, len(lines), size)):
+        total.update(part)
+    return total
+
+
 def bench_w3(n: int, repeats: int) -> list[str]:
     lines = make_lines(n)
-    floor, expected = timed(lambda: Counter(w for line in lines for w in line.split()), repeats)
-    t_serial, got = timed(lambda: W3.run(lines, executor=SerialExecutor()), repeats)
-    assert dict(got) == expected
     local = LocalExecutor(2)
     W3.run(lines[:1000], executor=local)
-    t_local, got = timed(lambda: W3.run(lines, executor=local), repeats)
-    assert dict(got) == expected
+    parallel = Parallel(n_jobs=2, backend="loky")
+    raw_joblib_counter(lines[:1000], parallel)
+    runs = interleaved([lambda: _count_words(lines), lambda: raw_joblib_counter(lines, parallel),
+                        lambda: W3.run(lines, executor=SerialExecutor()),
+                        lambda: W3.run(lines, executor=local)], repeats)
+    (floor, expected), (t_raw, raw), (t_serial, ser), (t_local, got) = runs
+    assert raw == expected and dict(ser) == expected and dict(got) == expected
     rows = [("collections.Counter (floor)", floor, f"{sum(expected.values()):,} words"),
+            ("raw joblib n_jobs=2, a Counter per chunk", t_raw, "one chunk per worker, merged"),
             ("atoll serial", t_serial, ""),
             ("atoll local n_jobs=2", t_local, f"{local.last_plan['chunks']} chunks")]
     return table(f"W3 word count, {n:,} lines", rows, floor)
@@ -218,7 +283,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, 2 repeats (smoke run)")
     parser.add_argument("--only", choices=["w1", "w2", "w3"], help="run one workload")
     args = parser.parse_args()
-    repeats = 2 if args.quick else 5
+    repeats = 2 if args.quick else 7
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeats: {repeats}, "
           f"load average at start: {os.getloadavg()[0]:.1f}\n")
     out = []
