@@ -125,7 +125,8 @@ def filter_partition(f: Callable, items) -> list:
 
 
 def _not_a_pair(item: Any) -> bool:
-    return not (isinstance(item, (tuple, list)) and len(item) == 2)
+    """Return True when ``item`` is known and is not a (key, value) pair."""
+    return item is not NO_ITEM and not (isinstance(item, (tuple, list)) and len(item) == 2)
 
 
 def _pair_error(op: str, item: Any) -> PipelineError:
@@ -199,7 +200,7 @@ def reduce_by_key_partition(f: Callable, items, into: dict | None = None) -> dic
         item = _failed_item(items, it)
         if _not_a_pair(item):
             raise _pair_error("reduceByKey", item) from None
-        if isinstance(exc, TypeError) and "unhashable" in str(exc):
+        if item is not NO_ITEM and isinstance(exc, TypeError) and "unhashable" in str(exc):
             raise PipelineError(f"reduceByKey needs hashable keys; got {type(item[0]).__name__} "
                                 f"{item[0]!r}", item=item) from None
         raise ElementFailed(exc, NO_ITEM) from exc
@@ -343,9 +344,9 @@ def _run_fused(steps: list[Step], items, aggregate: Step | None) -> Any:
         elif step.op == "filter":
             stream = filter(f, stream)
         elif step.op == "mapValues":
-            stream = ((k, f(v)) for k, v in stream)
+            stream = _lazy_map_values(f, stream)
         else:  # flatMapValues
-            stream = ((k, w) for k, v in stream for w in f(v))
+            stream = _lazy_flat_map_values(f, stream)
         sequence = False
     if aggregate is None:
         return stream if type(stream) is list else list(stream)
@@ -354,6 +355,16 @@ def _run_fused(steps: list[Step], items, aggregate: Step | None) -> Any:
         first = next(it, EMPTY)
         return first if first is EMPTY else functools.reduce(aggregate.func, it, first)
     return reduce_by_key_partition(aggregate.func, stream)
+
+
+def _lazy_map_values(f: Callable, stream: Iterable) -> Iterable:
+    # a function of its own so that ``f`` is bound now: a generator expression written in the loop
+    # of _run_fused would look ``f`` up when it runs, and find the last stage's function
+    return ((k, f(v)) for k, v in stream)
+
+
+def _lazy_flat_map_values(f: Callable, stream: Iterable) -> Iterable:
+    return ((k, w) for k, v in stream for w in f(v))
 
 
 def _run_staged(steps: list[Step], items, aggregate: Step | None) -> Any:

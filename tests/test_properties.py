@@ -23,6 +23,7 @@ ELEMENTWISE = {
 }
 KEYED = {
     "addv": ("mapValues", lambda v: v + 10),
+    "negv": ("mapValues", operator.neg),
     "splitv": ("flatMapValues", lambda v: [v, -v]),
 }
 AGGREGATES = ["none", "sum", "max", "by_key_sum", "by_key_min"]
@@ -93,7 +94,7 @@ def outcome(pipeline: Pipeline, data, executor, as_mapping: bool):
 
 
 chains = st.lists(st.sampled_from(sorted(ELEMENTWISE)), max_size=5)
-keyeds = st.lists(st.sampled_from(sorted(KEYED)), max_size=2)
+keyeds = st.lists(st.sampled_from(sorted(KEYED)), max_size=3)
 datas = st.lists(st.integers(-50, 50), max_size=60)
 
 
