@@ -30,6 +30,7 @@ from operator import add
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from joblib import Parallel, delayed  # noqa: E402
+from workloads import double, inc, is_even  # noqa: E402
 
 from atoll import LocalExecutor, Pipeline, SerialExecutor  # noqa: E402
 
@@ -85,8 +86,7 @@ def w1_loop(n: int) -> int:
     return total
 
 
-W1 = (Pipeline("W1").map(lambda x: x + 1).filter(lambda x: x % 2 == 0).map(lambda x: x * 2)
-      .reduce(add))
+W1 = Pipeline("W1").map(inc).filter(is_even).map(double).reduce(add)
 
 
 def _stage_map(f, chunk):
@@ -107,8 +107,7 @@ def _stage_reduce(f, chunk):
 def per_stage_joblib(data: list, n_jobs: int) -> int:
     """What the original atoll did with n_jobs: one Parallel call per stage, data shipped each time
     (here hand-chunked into n_jobs pieces, which is kinder than the original's one task per element)."""
-    stages = [(_stage_map, lambda x: x + 1), (_stage_filter, lambda x: x % 2 == 0),
-              (_stage_map, lambda x: x * 2), (_stage_reduce, add)]
+    stages = [(_stage_map, inc), (_stage_filter, is_even), (_stage_map, double), (_stage_reduce, add)]
     parallel = Parallel(n_jobs=n_jobs, backend="loky")
     for kind, f in stages:
         size = max(1, -(-len(data) // n_jobs))
@@ -118,19 +117,7 @@ def per_stage_joblib(data: list, n_jobs: int) -> int:
 
 
 def _w1_chunk(chunk: range) -> int:
-    return functools.reduce(add, map(_w1_times2, filter(_w1_even, map(_w1_plus1, chunk))), 0)
-
-
-def _w1_plus1(x):
-    return x + 1
-
-
-def _w1_even(x):
-    return x % 2 == 0
-
-
-def _w1_times2(x):
-    return x * 2
+    return functools.reduce(add, map(double, filter(is_even, map(inc, chunk))), 0)
 
 
 def raw_chain(n: int) -> int:
@@ -170,7 +157,7 @@ def bench_w1(n: int, repeats: int) -> list[str]:
     plan = local.last_plan
     note = "" if joblib_n == n else f"input capped at {joblib_n:,}; time scaled x{n / joblib_n:.0f}"
     rows = [("plain Python fused loop (floor)", floor, ""),
-            ("raw C chain: reduce(add, map(f3, filter(f2, map(f1, ...))))", t_chain,
+            ("raw C chain: reduce(add, map(double, filter(is_even, map(inc, ...))))", t_chain,
              "the same three functions, no atoll"),
             ("raw joblib n_jobs=2, hand-chunked and fused", t_raw, "one chunk per worker"),
             ("per-stage joblib, n_jobs=2 (original atoll's shape)", t_stage * n / joblib_n, note),

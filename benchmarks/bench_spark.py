@@ -20,27 +20,13 @@ import subprocess
 import sys
 import time
 
+from workloads import double, inc, is_even, pair_one
+
 from atoll import Pipeline
 from atoll.executors import spark as atoll_spark
 from atoll.executors.spark import SparkExecutor
 
 add = operator.add
-
-
-def inc(x):
-    return x + 1
-
-
-def is_even(x):
-    return x % 2 == 0
-
-
-def double(x):
-    return x * 2
-
-
-def pair_one(w):
-    return (w, 1)
 
 
 def lines_of_words(n: int, seed: int = 7) -> list[str]:
@@ -63,15 +49,14 @@ def workloads(quick: bool):
         return w1.run(range(n1), executor=ex)
 
     def w1_rdd(sc):
-        return (sc.parallelize(range(n1)).map(lambda x: x + 1).filter(lambda x: x % 2 == 0)
-                .map(lambda x: x * 2).reduce(add))
+        return (sc.parallelize(range(n1)).map(inc).filter(is_even).map(double).reduce(add))
 
     def w3_atoll(ex):
         return dict(wc.run(lines, executor=ex))
 
     def w3_rdd(sc):
-        return dict(sc.parallelize(lines).flatMap(str.split).map(lambda w: (w, 1))
-                    .reduceByKey(add).collect())
+        return dict(sc.parallelize(lines).flatMap(str.split).map(pair_one).reduceByKey(add)
+                    .collect())
 
     return [(f"W1 tiny chain, {n1:,} items", w1_atoll, w1_rdd),
             (f"W3 word count, {n3:,} lines", w3_atoll, w3_rdd)]
