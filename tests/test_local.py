@@ -257,21 +257,24 @@ def test_expensive_items_go_to_workers():
 
 
 JOBLIB_SIDE_BY_SIDE = """
-import os
+import os, time
 from joblib import Parallel, delayed
 from atoll import LocalExecutor, Pipeline
+from atoll.executors.local import worker_pool
 
 def atoll_pids():
-    p = Pipeline().map(lambda x: os.getpid())
-    return set(p.run(range(40), executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
+    p = Pipeline().map(lambda x: (time.sleep(0.05), os.getpid())[1])
+    return set(p.run(range(12), executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
                                                         max_chunk=1)))
 
 first = atoll_pids()                                        # atoll's pool first
+pool = worker_pool(2)
 assert sorted(Parallel(n_jobs=2)(delayed(abs)(x) for x in range(-3, 3))) == [0, 1, 1, 2, 2, 3]
-assert atoll_pids() == first, "a joblib call restarted atoll's workers"
-assert Parallel(n_jobs=2)(delayed(pow)(x, 2) for x in range(4)) == [0, 1, 4, 9]
-assert atoll_pids() == first
-assert os.getpid() not in first and len(first) == 2
+joblib_pids = set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(8)))
+second = atoll_pids()
+assert worker_pool(2) is pool and second & first, "a joblib call replaced atoll's workers"
+assert not (first | second) & joblib_pids, "atoll and joblib share worker processes"
+assert os.getpid() not in first | second | joblib_pids
 print("side by side ok")
 """
 
