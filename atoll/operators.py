@@ -290,10 +290,13 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
     # It did not recur (a function that fails only now and then): the first failure stands, located
     # by the user function its traceback passes through.
+    item = NO_ITEM
+    if isinstance(first, ElementFailed):
+        first, item = first.original, first.item
     step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)
     logger.warning("%s: failed once and not when run again stage by stage; reporting the first failure",
                    step.info.describe())
-    raise _locate(first, step.info) from None
+    raise _locate(first, step.info, item) from None
 
 
 _interruptions: tuple[type[BaseException], ...] = ()

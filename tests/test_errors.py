@@ -185,3 +185,20 @@ def test_interruptions_leave_a_pass_as_they_are_without_a_rerun():
         operators._interruptions = before
     assert type(caught.value) is Interrupted  # not wrapped as a StageFailure
     assert calls == [1, 2]  # the pass stopped there and was not run again
+
+
+def test_a_non_recurring_failure_inside_a_fused_reduce_by_key_keeps_its_type():
+    """The failure surfaces inside reduceByKey's loop (the fused pass is lazy): still a ValueError."""
+    attempts = []
+
+    def flaky_pair(x):
+        attempts.append(x)
+        if len(attempts) == 1:
+            raise ValueError("first call only")
+        return (x % 2, x)
+
+    with pytest.raises(ValueError) as caught:
+        Pipeline().map(flaky_pair).reduceByKey(lambda a, b: a + b).run([1, 2, 3],
+                                                                        executor=SerialExecutor())
+    assert isinstance(caught.value, StageFailure) and caught.value.stage.index == 0
+    assert "first call only" in str(caught.value)

@@ -80,10 +80,10 @@ def worker_pool(n_jobs: int, broken: ProcessPoolExecutor | None = None) -> Proce
 
 @atexit.register
 def shutdown_worker_pools() -> None:
-    """Stop every worker process atoll started."""
+    """Stop every worker process atoll started (at exit: a chunk still running is not waited for)."""
     with _pools_lock:
         for pool in _pools.values():
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, kill_workers=True)
         _pools.clear()
 
 
