@@ -48,6 +48,9 @@ SCHEMA: dict[str, Key] = {
     "worker_concurrency": Key((int,), 2, "worker processes per `atoll worker`", minimum=1),
     "result_expires": Key((int,), 86400, "seconds a job's result stays in the result backend",
                           minimum=1),
+    "job_running_after": Key(_NUM, 0.1, "seconds a job runs before its record says running; a shorter "
+                             "job goes from queued to its outcome with one write fewer (0 = at start)",
+                             minimum=0),
     "task_soft_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job gets SoftTimeLimitExceeded"),
     "task_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job's worker process is killed"),
     "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s} overriding the two "

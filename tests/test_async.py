@@ -209,3 +209,56 @@ def test_rpc_result_backend_is_refused_with_advice(tmp_path):
     _, config = write_config(tmp_path, worker_backend="rpc://")
     with pytest.raises(ConfigError, match="GET /jobs"):
         create_celery(build_service(config))
+
+
+def _stored(backend, job_id):
+    meta = backend.get_task_meta(job_id, cache=False)
+    return meta["status"], meta["result"]
+
+
+@pytest.fixture
+def job_store(tmp_path):
+    """The service's real job store (atoll's file result backend under a temporary state_dir)."""
+    from atoll.service.tasks import create_celery
+
+    _, config = write_config(tmp_path)
+    return create_celery(build_service(config)).backend
+
+
+def test_running_record_waits_for_its_delay_and_never_lands_after_finish(job_store):
+    from atoll.service.tasks import RunningRecord
+
+    record = {"job_id": "j", "status": "running"}
+    at_once = RunningRecord(job_store, "a", record, 0)
+    assert _stored(job_store, "a") == ("STARTED", record)
+    at_once.finish()
+
+    quick = RunningRecord(job_store, "b", record, 0.2)
+    quick.finish()  # the job ended before its delay
+    time.sleep(0.4)
+    assert _stored(job_store, "b")[0] == "PENDING"  # never written
+
+    slow = RunningRecord(job_store, "c", record, 0.05)
+    time.sleep(0.3)
+    assert _stored(job_store, "c") == ("STARTED", record)
+    slow.finish()
+
+
+def test_running_record_write_in_progress_completes_before_finish_returns(job_store):
+    """The outcome is stored after finish(): a running record being written must not land later."""
+    from atoll.service.tasks import RunningRecord
+
+    class SlowStore:
+        def store_result(self, *args):
+            time.sleep(0.3)
+            job_store.store_result(*args)
+
+    record = RunningRecord(SlowStore(), "d", {"status": "running"}, 0.01)
+    time.sleep(0.1)  # the timer fired and is writing
+    started = time.monotonic()
+    record.finish()
+    assert time.monotonic() - started > 0.1
+    assert _stored(job_store, "d")[0] == "STARTED"
+    job_store.store_result("d", {"status": "succeeded"}, "SUCCESS")
+    time.sleep(0.1)
+    assert _stored(job_store, "d") == ("SUCCESS", {"status": "succeeded"})

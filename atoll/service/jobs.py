@@ -6,7 +6,8 @@ A job's record lives in the Celery result backend under its id from the moment i
 status     meaning
 =========  ==============================================================================
 queued     accepted: the broker confirmed the message, no worker has started it yet
-running    a worker is running the pipeline (again, if an earlier worker died)
+running    a worker has run the pipeline for ``job_running_after`` seconds (again, if an earlier
+           worker died); shorter jobs go from queued to their outcome
 succeeded  ``results`` holds the pipeline's JSON results
 failed     ``error`` holds ``{"name", "message", "traceback", "stage", "item"}``
 =========  ==============================================================================

@@ -42,7 +42,7 @@ from atoll.service.errors import pipeline_error_body
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
-           "run_worker", "PIPELINE_TASK", "DELIVERY_TASK", "QUEUED"]
+           "run_worker", "RunningRecord", "PIPELINE_TASK", "DELIVERY_TASK", "QUEUED"]
 
 log = logging.getLogger("atoll.jobs")
 
@@ -165,6 +165,43 @@ def _error_body(exc: BaseException, name: str, config: Config) -> dict:
             "item": None}
 
 
+class RunningRecord:
+    """Writes a job's ``running`` record once the job has run for ``delay`` seconds (at once for 0).
+
+    Most jobs of a service finish in milliseconds; a poller would hardly ever see them running, and
+    each record written costs the job store a write (a new file on the embedded store). After
+    :meth:`finish` the record is never written, so it cannot land after the job's outcome.
+    """
+
+    def __init__(self, backend: Any, job_id: str, record: dict, delay: float):
+        self._backend, self._job_id, self._record = backend, job_id, dict(record)
+        self._lock = threading.Lock()
+        self._finished = False
+        self._timer: threading.Timer | None = None
+        if delay <= 0:
+            self._write()
+        else:
+            self._timer = threading.Timer(delay, self._write)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _write(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            try:
+                self._backend.store_result(self._job_id, self._record, "STARTED")
+            except Exception as exc:  # the outcome is still stored; only the interim state is lost
+                log.warning("job %s: could not store its running state: %s", self._job_id, exc)
+
+    def finish(self) -> None:
+        """Stop the record from being written from now on (waits for a write in progress)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._finished = True
+
+
 def _register_tasks(app: Celery, service: Any) -> None:
     config: Config = service.config
     deliver = callbacks.make_delivery_task(app, lambda: service.config)
@@ -178,7 +215,7 @@ def _register_tasks(app: Celery, service: Any) -> None:
         backend = self.backend
         record = {"job_id": job_id, "pipeline": name, "status": "running", "results": None,
                   "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None}
-        backend.store_result(job_id, record, "STARTED")
+        running = RunningRecord(backend, job_id, record, config.job_running_after)
         try:
             results = jsonable(service.run_pipeline(name, data, kwargs or {}))
             record.update(status="succeeded", results=results)
@@ -186,6 +223,8 @@ def _register_tasks(app: Celery, service: Any) -> None:
             if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
                 log.exception("job %s: pipeline %r failed", job_id, name)
             record.update(status="failed", error=_error_body(exc, name, config))
+        finally:
+            running.finish()
         record["finished_at"] = now()
         backend.store_result(job_id, record, "SUCCESS")
         if callback:
