@@ -15,7 +15,8 @@ received (publisher confirms make one producer wait a disk flush per message on 
 at a time, submit to callback received (p50/p99). On disk the hand-written task uses kombu's stock
 ``filesystem://`` transport, atoll its own atomic one (see atoll/service/transport.py).
 
-    .venv/bin/python benchmarks/bench_async.py [--quick] [--jobs 2000] [--broker rabbitmq|embedded|both]
+    .venv/bin/python benchmarks/bench_async.py [--quick] [--jobs 2000] [--rounds 3]
+        [--broker rabbitmq|embedded|both]
 """
 
 from __future__ import annotations
@@ -228,34 +229,53 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--latency-jobs", type=int, default=200)
     parser.add_argument("--broker", choices=("rabbitmq", "embedded", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per broker, each running both implementations (order alternating)")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.latency_jobs = 200, 30
+        args.jobs, args.latency_jobs, args.rounds = 200, 30, 1
     from tests.callback_receiver import CallbackReceiver
 
     receiver = CallbackReceiver()
     brokers = ["rabbitmq", "embedded"] if args.broker == "both" else [args.broker]
+    names = ("hand-written", "atoll")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-async-") as tmp:
         for broker in brokers:
-            figures = {}
-            for name in ("hand-written", "atoll"):
-                impl = Impl(name, broker, Path(tmp), receiver.url)
-                impl.start()
-                try:
-                    figures[name] = measure(impl, receiver, args.jobs, args.latency_jobs)
-                except RuntimeError as exc:
-                    figures[name] = {"error": str(exc)[:200]}
-                finally:
-                    impl.stop()
-                print(f"{broker} {name}: {figures[name]}", file=sys.stderr, flush=True)
-            base = figures["hand-written"].get("jobs/s")
-            for name, f in figures.items():
-                ratio = f"{f['jobs/s'] / base:.2f}x" if base and "jobs/s" in f else "-"
-                rows.append((broker, name, f, ratio))
+            runs: dict[str, list[dict]] = {name: [] for name in names}
+            ratios = []
+            for round_ in range(args.rounds):
+                figures = {}
+                for name in (names if round_ % 2 == 0 else names[::-1]):
+                    impl = Impl(name, broker, Path(tmp), receiver.url)
+                    impl.start()
+                    try:
+                        figures[name] = measure(impl, receiver, args.jobs, args.latency_jobs)
+                    except RuntimeError as exc:
+                        figures[name] = {"error": str(exc)[:200]}
+                    finally:
+                        impl.stop()
+                    print(f"{broker} round {round_ + 1} {name}: {figures[name]}", file=sys.stderr,
+                          flush=True)
+                    runs[name].append(figures[name])
+                if all("jobs/s" in figures[name] for name in names):
+                    ratios.append(figures["atoll"]["jobs/s"] / figures["hand-written"]["jobs/s"])
+            for name in names:
+                good = [f for f in runs[name] if "error" not in f]
+                if len(good) < len(runs[name]):
+                    rows.append((broker, name, {"error": next(f["error"] for f in runs[name]
+                                                              if "error" in f)}, "-"))
+                    continue
+                median = {key: statistics.median(f[key] for f in good) for key in good[0]}
+                ratio = ("1.00x" if name == "hand-written" else
+                         f"{statistics.median(ratios):.2f}x" if ratios else "-")
+                rows.append((broker, name, median, ratio))
+            if ratios:
+                print(f"{broker}: per-round atoll/hand-written throughput: "
+                      f"{', '.join(f'{r:.2f}' for r in ratios)}", file=sys.stderr, flush=True)
     receiver.close()
     print(f"\nasync end to end: {args.jobs} jobs burst, {args.latency_jobs} sequential for latency, "
-          f"prefork -c 2, {os.cpu_count()} cores")
+          f"prefork -c 2, {os.cpu_count()} cores, medians of {args.rounds} rounds")
     print(f"{'broker':<10} {'impl':<13} {'jobs/s':>8} {'submit/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'vs hw':>7}")
     for broker, name, f, ratio in rows:

@@ -262,3 +262,25 @@ def test_running_record_write_in_progress_completes_before_finish_returns(job_st
     job_store.store_result("d", {"status": "succeeded"}, "SUCCESS")
     time.sleep(0.1)
     assert _stored(job_store, "d") == ("SUCCESS", {"status": "succeeded"})
+
+
+def test_each_service_runs_its_own_pipelines_in_one_process(tmp_path):
+    """Two services in one process (a web process holding several, a test suite): each Celery app's
+    task runs its own service's registry, not the one registered first in the process."""
+    from atoll import Atoll, Pipeline
+    from atoll.service.tasks import PIPELINE_TASK, create_celery
+
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    _, first_config = write_config(tmp_path / "first")
+    first = Atoll(first_config)
+    first.register_pipeline("/only-first", Pipeline().map(lambda x: x + 1))
+    create_celery(first).tasks[PIPELINE_TASK]  # finalize the first app
+    _, second_config = write_config(tmp_path / "second")
+    second = Atoll(second_config)
+    second.register_pipeline("/only-second", Pipeline().map(lambda x: x * 10))
+    app = create_celery(second)
+    job_id = "00000000-0000-0000-0000-000000000000"
+    app.tasks[PIPELINE_TASK].apply(("only-second", [1, 2]), task_id=job_id)
+    record = app.backend.get_task_meta(job_id, cache=False)["result"]
+    assert record["status"] == "succeeded" and record["results"] == [10, 20], record

@@ -253,7 +253,7 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
     """
 
     @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True, max_retries=None)
+              ignore_result=True, max_retries=None, shared=False)
     def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1) -> None:
         """Deliver one job's callback, retrying with backoff until callback_max_retries is used up."""
         config = get_config()

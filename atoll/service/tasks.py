@@ -206,8 +206,10 @@ def _register_tasks(app: Celery, service: Any) -> None:
     config: Config = service.config
     deliver = callbacks.make_delivery_task(app, lambda: service.config)
 
+    # shared=False: the task belongs to this service's app alone. A shared task (Celery's default) is
+    # added to every app created later in the process, where it would run the first service's registry.
     @app.task(name=PIPELINE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True, store_errors_even_if_ignored=True)
+              ignore_result=True, store_errors_even_if_ignored=True, shared=False)
     def run_pipeline(self: Any, name: str, data: Any, kwargs: dict | None = None,
                      callback: str | None = None, submitted_at: str | None = None) -> None:
         """Run registered pipeline ``name`` on JSON ``data``; store the job record; send the callback."""
