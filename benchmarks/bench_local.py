@@ -35,12 +35,6 @@ from workloads import double, inc, is_even  # noqa: E402
 from atoll import LocalExecutor, Pipeline, SerialExecutor  # noqa: E402
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    """Return the median wall time of ``fn()`` over ``repeats`` runs and its last result."""
-    (median, result), = interleaved([fn], repeats)
-    return median, result
-
-
 def interleaved(fns: list, repeats: int) -> list[tuple[float, object]]:
     """Return (median wall time, last result) of each of ``fns``, run in rotating order each round."""
     times: list[list[float]] = [[] for _ in fns]
