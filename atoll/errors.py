@@ -11,7 +11,9 @@ Two kinds of pipeline error reach a user:
 
 from __future__ import annotations
 
+import linecache
 import pickle
+import re
 import reprlib
 from dataclasses import dataclass
 from typing import Any
@@ -185,7 +187,39 @@ def _portable_item(item: Any) -> bytes:
 
 
 def _rebuild(original: bytes, stage, item: bytes, remote_traceback: str):
-    return stage_failure(pickle.loads(original), stage, pickle.loads(item), remote_traceback)
+    return stage_failure(pickle.loads(original), stage, pickle.loads(item), with_source(remote_traceback))
+
+
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in ')
+
+
+def with_source(text: str) -> str:
+    """Return traceback ``text`` with source lines filled in where the worker had none to show.
+
+    A worker shows a frame's source only when it can read the file; a function defined in a notebook
+    cell or at the interactive prompt has its source only in the caller's ``linecache``, so the caller
+    adds the line.
+
+    >>> linecache.cache["<cell-1>"] = (12, None, ["def f(x):\\n", "    return 1 / x\\n"], "<cell-1>")
+    >>> print(with_source('  File "<cell-1>", line 2, in f\\nZeroDivisionError: division by zero'))
+      File "<cell-1>", line 2, in f
+        return 1 / x
+    ZeroDivisionError: division by zero
+    """
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        frame = _FRAME.match(line)
+        if frame is None:
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if following.startswith("    "):
+            continue  # the worker showed the source itself
+        source = linecache.getline(frame["file"], int(frame["line"])).strip()
+        if source:
+            out.append(f"    {source}\n")
+    return "".join(out)
 
 
 def stage_failure(original: BaseException, stage: StageInfo | None, item: Any = NO_ITEM,

@@ -4,6 +4,7 @@ they survive pickling (process boundaries); misuse is a PipelineError naming the
 from __future__ import annotations
 
 import json
+import linecache
 import pickle
 import threading
 
@@ -76,7 +77,7 @@ def test_unpicklable_item_from_a_worker():
     assert "lock" in str(caught.value.item) and caught.value.stage.index == 1
 
 
-def test_worker_traceback_text_names_the_user_function():
+def test_worker_traceback_text_names_the_user_function(cloudpickle_release):
     def parse_record(x):
         return int(x)
 
@@ -85,9 +86,26 @@ def test_worker_traceback_text_names_the_user_function():
         Pipeline().map(parse_record).run(["1", "x"], executor=executor)
     err = caught.value
     assert "parse_record" in err.remote_traceback and "return int(x)" in err.remote_traceback
+    assert f'File "{__file__}", line {parse_record.__code__.co_firstlineno + 1}, in parse_record' \
+        in err.remote_traceback
+    assert "<dynamic-code>" not in err.remote_traceback
     assert err.item == "x" and err.stage.describe() == "stage 0 map(test_worker_traceback_text_names_" \
         "the_user_function.<locals>.parse_record)"
     assert any("Worker traceback" in note for note in getattr(err, "__notes__", []))
+
+
+def test_source_lines_only_the_caller_can_read_are_filled_in(cloudpickle_release):
+    # a function compiled from text, as a notebook cell or the interactive prompt makes them: the
+    # worker cannot read its source, the caller's linecache can
+    cell = "<cell-7>"
+    source = "def scale(x):\n    return 10 // x\n"
+    linecache.cache[cell] = (len(source), None, source.splitlines(keepends=True), cell)
+    namespace: dict = {}
+    exec(compile(source, cell, "exec"), namespace)
+    executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)
+    with pytest.raises(ZeroDivisionError) as caught:
+        Pipeline().map(namespace["scale"]).run([1, 0], executor=executor)
+    assert f'File "{cell}", line 2, in scale\n    return 10 // x\n' in caught.value.remote_traceback
 
 
 def test_serial_failure_keeps_local_traceback():

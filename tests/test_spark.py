@@ -277,6 +277,17 @@ def test_a_failure_raises_the_original_type_with_stage_item_and_worker_traceback
     assert "in lookup" in err.remote_traceback and "KeyError" in err.remote_traceback
 
 
+def test_the_worker_traceback_names_the_users_file_and_line(spark, cloudpickle_release):
+    def parse_record(x):
+        return int(x)
+
+    with pytest.raises(ValueError) as caught:
+        Pipeline().map(parse_record).run(["1", "x"], executor=spark)
+    line = parse_record.__code__.co_firstlineno + 1
+    assert f'File "{__file__}", line {line}, in parse_record\n    return int(x)' \
+        in caught.value.remote_traceback
+
+
 def test_a_huge_failing_element_comes_back_as_its_short_repr(spark):
     big = "x" * 1_000_000
     with pytest.raises(ValueError) as caught:

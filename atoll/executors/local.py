@@ -38,6 +38,7 @@ import cloudpickle
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
+from atoll import serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine
 from atoll.operators import Step, run_steps
@@ -74,8 +75,24 @@ def worker_pool(n_jobs: int, broken: ProcessPoolExecutor | None = None) -> Proce
         if pool is None or pool is broken:
             if pool is not None:
                 pool.shutdown(wait=False)
-            pool = _pools[n_jobs] = ProcessPoolExecutor(max_workers=n_jobs, timeout=IDLE_SECONDS)
+            pool = _pools[n_jobs] = ProcessPoolExecutor(max_workers=n_jobs, timeout=IDLE_SECONDS,
+                                                        initializer=_exit_with_parent,
+                                                        initargs=(os.getpid(),))
         return pool
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker side: exit as soon as the process that started the pool is gone.
+
+    atexit does not run when the parent is killed (kill -9, a Celery hard time limit), and an idle
+    worker would otherwise live on for ``IDLE_SECONDS`` as an orphan.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="atoll-parent-watch", daemon=True).start()
 
 
 @atexit.register
@@ -186,7 +203,7 @@ class LocalExecutor(SerialExecutor):
             import dill
 
             return dill.dumps(obj, recurse=True)
-        return cloudpickle.dumps(obj)
+        return serialization.dumps(obj)
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         source = _Source(data)

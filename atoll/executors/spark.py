@@ -44,6 +44,7 @@ from typing import Any
 
 import cloudpickle
 
+from atoll import serialization
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
 from atoll.executors.base import Executor
 from atoll.executors.serial import chunks_of
@@ -227,11 +228,11 @@ def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
 def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
     """Return the pass pickled, or a PipelineError naming the stage whose function cannot travel."""
     try:
-        return cloudpickle.dumps((steps, aggregate))
+        return serialization.dumps((steps, aggregate))
     except Exception as exc:
         for step in [*steps, aggregate]:
             try:
-                cloudpickle.dumps(step)
+                serialization.dumps(step)
             except Exception:
                 raise PipelineError(f"{step.info.describe()}: its function cannot be sent to Spark "
                                     f"workers ({type(exc).__name__}: {exc})", stage=step.info) from None
