@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import yaml
 
-from atoll import Pipeline
+from atoll import LocalExecutor, Pipeline
 from atoll.config import Config, load_config
 from atoll.service import Atoll
 
@@ -36,7 +36,8 @@ def _explode_on_three(x: int) -> int:
 
 
 def build_service(config: Config) -> Atoll:
-    """Return the test service: double, scale (runtime kwarg), explode, wordcount, nap (slow)."""
+    """Return the test service: double, scale (runtime kwarg), explode, wordcount, nap (slow), and
+    divide (a lambda run on worker processes of the local executor, so it travels by value)."""
     service = Atoll(config)
     service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
     service.register_pipeline("/scale", Pipeline(name="scale").map(lambda x, factor: x * factor,
@@ -46,6 +47,8 @@ def build_service(config: Config) -> Atoll:
     service.register_pipeline("/wordcount", Pipeline(name="wordcount").flatMap(str.split)
                               .map(lambda w: (w, 1)).reduceByKey(lambda a, b: a + b))
     service.register_pipeline("/nap", Pipeline(name="nap").map(_nap, kwargs=["seconds"]))
+    service.register_pipeline("/divide", Pipeline(name="divide").map(lambda x: 60 // x),
+                              executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0))
     return service
 
 

@@ -84,6 +84,18 @@ def test_failure_callback_carries_stage_item_and_traceback(stack, callback_recei
     assert record["status"] == "failed" and record["error"] == error
 
 
+def test_a_failed_jobs_traceback_shows_the_users_file_and_source_line(stack):
+    # the lambda runs on a worker process of the local executor inside the Celery worker, so it
+    # travels pickled by value: the traceback must still name tests/async_service.py and its source
+    config, client, _ = stack
+    job_id = submit(client, "divide", [1, 0], **{"async": True}).get_json()["job_id"]
+    record = wait_for_job(client, job_id)
+    assert record["status"] == "failed", record
+    traceback = record["error"]["traceback"]
+    assert "async_service.py" in traceback and "lambda x: 60 // x" in traceback, traceback
+    assert "<dynamic-code>" not in traceback
+
+
 def test_runtime_kwargs_reach_the_pipeline(stack, callback_receiver):
     config, client, _ = stack
     job_id = submit(client, "scale", [1, 2], kwargs={"factor": 10},

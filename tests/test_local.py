@@ -287,3 +287,25 @@ def test_joblib_parallel_and_the_local_executor_share_a_process():
                    + JOBLIB_SIDE_BY_SIDE):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "side by side ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_worker_processes_exit_when_their_parent_is_killed():
+    # kill -9 skips atexit: the pool's workers must notice on their own (a Celery hard time limit
+    # kills the pool process that ran a parallel pipeline this way)
+    script = (
+        "import time\n"
+        "from atoll import LocalExecutor, Pipeline\n"
+        "ex = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)\n"
+        "print(Pipeline().map(lambda x: x + 1).run(list(range(1000)), executor=ex)[-1], flush=True)\n"
+        "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "1000"
+        workers = [p for p in psutil.Process(parent.pid).children(recursive=True)
+                   if "resource_tracker" not in " ".join(p.cmdline())]
+        assert len(workers) >= 2
+    finally:
+        parent.kill()
+        parent.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"orphaned worker processes: {[p.pid for p in alive]}"

@@ -23,6 +23,7 @@ after the callback was sent and before the acknowledgement): receivers de-duplic
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 from kombu import Queue
 
 from atoll.config import Config
@@ -55,6 +57,17 @@ _lock = threading.Lock()
 
 # the soft limit's signal can land inside a fused pass: fail the job now, do not run the pass again
 never_rerun(SoftTimeLimitExceeded)
+
+
+@worker_process_init.connect(weak=False)
+def _allow_child_processes(**_: Any) -> None:
+    """Let a prefork pool process start the local executor's worker processes.
+
+    Celery's pool processes are daemonic, and multiprocessing refuses children to a daemonic process;
+    a pipeline registered with ``n_jobs`` runs its chunks on processes of its own. Those are atoll's
+    loky pool, which stops its workers when its parent exits, so nothing is left behind.
+    """
+    multiprocessing.current_process()._config["daemon"] = False
 
 
 def now() -> str:
