@@ -2,7 +2,7 @@
 Spark, and served over HTTP."""
 
 from atoll.config import load_config
-from atoll.errors import AtollError, ConfigError, PipelineError, StageFailure, StageInfo
+from atoll.errors import AtollError, ConfigError, MissingKwargsError, PipelineError, StageFailure, StageInfo
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.pipeline import Pipeline
 from atoll.sources import read_jsonl, read_text
@@ -13,7 +13,8 @@ __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",
     "Atoll", "Client", "RemoteError", "load_config", "verify_callback", "Job",
     "read_text", "read_jsonl",
-    "AtollError", "ConfigError", "PipelineError", "StageFailure", "StageInfo", "__version__",
+    "AtollError", "ConfigError", "MissingKwargsError", "PipelineError", "StageFailure", "StageInfo",
+    "__version__",
 ]
 
 

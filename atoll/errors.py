@@ -24,6 +24,7 @@ __all__ = [
     "AtollError",
     "ConfigError",
     "PipelineError",
+    "MissingKwargsError",
     "StageFailure",
     "StageInfo",
     "NO_ITEM",
@@ -115,6 +116,17 @@ class PipelineError(AtollError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class MissingKwargsError(PipelineError, KeyError):
+    """A runtime keyword argument the pipeline declares was not supplied (raised before anything runs).
+
+    Also a :class:`KeyError`, as in the original atoll, where the lookup of the missing name failed:
+
+    >>> err = MissingKwargsError("pipeline 'p': missing runtime kwargs ['scale']")
+    >>> isinstance(err, KeyError), str(err)
+    (True, "pipeline 'p': missing runtime kwargs ['scale']")
+    """
 
 
 class StageFailure(PipelineError):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from atoll.errors import PipelineError
+from atoll.errors import MissingKwargsError, PipelineError
 
 __all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS"]
 
@@ -265,7 +265,8 @@ class Pipeline:
     # -- running -----------------------------------------------------------------------------
 
     def check_kwargs(self, supplied: dict[str, Any]) -> None:
-        """Raise PipelineError when a declared runtime kwarg is missing or an unknown one is given."""
+        """Raise PipelineError when an unknown runtime kwarg is given, MissingKwargsError (also a
+        KeyError) when a declared one is missing."""
         expected = self.expected_kwargs
         missing = [k for k in expected if k not in supplied]
         unknown = sorted(k for k in supplied if k not in expected)
@@ -278,7 +279,8 @@ class Pipeline:
             problems.append(f"missing runtime kwargs {missing} (needed by {'; '.join(needers)})")
         if unknown:
             problems.append(f"unknown runtime kwargs {unknown}")
-        raise PipelineError(f"pipeline {self.name!r}: {' and '.join(problems)}; it takes: {takes}")
+        error = MissingKwargsError if missing else PipelineError
+        raise error(f"pipeline {self.name!r}: {' and '.join(problems)}; it takes: {takes}")
 
     def _stages_needing(self, names: Iterable[str]) -> list[Stage]:
         names = set(names)

@@ -9,7 +9,7 @@ from operator import add
 
 import pytest
 
-from atoll import Pipeline, PipelineError
+from atoll import MissingKwargsError, Pipeline, PipelineError
 from atoll.pipeline import RESERVED_KWARGS
 
 
@@ -125,6 +125,22 @@ def test_missing_kwarg_names_the_stage_and_what_it_takes():
     message = str(caught.value)
     assert "missing runtime kwargs ['delimiter']" in message
     assert "map(tokenize, delimiter=<runtime>)" in message and "'tok'" in message
+
+
+def test_missing_kwarg_is_a_key_error_as_in_the_original_atoll():
+    p = Pipeline("tok").map(tokenize, kwargs=["delimiter"])
+    try:
+        p(["a b"])
+    except KeyError as err:  # how code written for the original atoll catches it
+        assert isinstance(err, PipelineError) and isinstance(err, MissingKwargsError)
+        # KeyError.__str__ would quote the message: it reads as written, also in the HTTP error body
+        assert str(err).startswith("pipeline 'tok': missing runtime kwargs ['delimiter']")
+        assert err.message == str(err)
+    else:
+        pytest.fail("a missing runtime kwarg did not raise")
+    with pytest.raises(PipelineError) as unknown:
+        p(["a b"], delimiter=" ", colour="red")
+    assert not isinstance(unknown.value, KeyError)  # an extra kwarg is no failed lookup
 
 
 def test_unknown_kwarg():

@@ -318,6 +318,10 @@ CASES: list[Case] = [
          [1, 2, 3], 4, kwargs={"cap": 4}),
     Case("runtime-kwarg-missing", P().map(double).map(scale, kwargs=["factor"]), NEVER_READ,
          raises=PipelineError, message="missing runtime kwargs ['factor']"),
+    # the original atoll raised KeyError here (the lookup of the name failed): still caught as one
+    Case("runtime-kwarg-missing-is-a-key-error", P().map(scale, kwargs=["factor"]), NEVER_READ,
+         raises=KeyError, message="missing runtime kwargs ['factor'] (needed by map(scale, "
+         "factor=<runtime>)); it takes: factor"),
     Case("runtime-kwarg-missing-nested", P().fork(P().map(scale, kwargs=["factor"])), NEVER_READ,
          raises=PipelineError, message="factor"),
     Case("runtime-kwarg-unknown", P().map(double), NEVER_READ, kwargs={"colour": "red"},
