@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from atoll.config import check_secret
 from atoll.errors import AtollError
 
 __all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
@@ -117,15 +118,9 @@ def check_callback_url(url: Any, config: Mapping[str, Any]) -> Target:
     return Target(parts.scheme, host, port, path, addresses[0])
 
 
-def _key(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret[len("whsec_"):])
-    return secret.encode("utf-8")
-
-
 def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     """Return the Standard Webhooks signature ``v1,<base64 HMAC-SHA256>`` of ``id.timestamp.body``."""
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(check_secret(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode("ascii")
 
 

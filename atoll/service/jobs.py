@@ -27,7 +27,7 @@ from flask import Blueprint, Response, current_app, url_for
 
 from atoll.service import tasks
 from atoll.service.callbacks import CallbackURLError, check_callback_url
-from atoll.service.errors import error_response
+from atoll.service.errors import error_response, public_error
 from atoll.service.transport import redact_url
 
 __all__ = ["submit_job", "job_status", "blueprint", "install", "broker_check", "worker_check"]
@@ -93,11 +93,14 @@ def job_status(service: Any, job_id: str) -> dict | None:
     meta = app.backend.get_task_meta(job_id, cache=False)
     state, result = meta.get("status"), meta.get("result")
     if state in (tasks.QUEUED, "STARTED", "SUCCESS") and isinstance(result, dict):
+        if isinstance(result.get("error"), dict):  # the web's setting rules, whatever the worker's
+            result["error"] = public_error(result["error"], service.config.expose_tracebacks)
         return result
     if state == "FAILURE":  # the worker process was stopped by the hard time limit
+        error = {"name": type(result).__name__, "message": str(result),
+                 "traceback": meta.get("traceback") or "", "stage": None, "item": None}
         return {"job_id": job_id, "status": "failed", "results": None,
-                "error": {"name": type(result).__name__, "message": str(result),
-                          "traceback": meta.get("traceback") or "", "stage": None, "item": None},
+                "error": public_error(error, service.config.expose_tracebacks),
                 "finished_at": _iso(meta.get("date_done"))}
     return None
 

@@ -38,7 +38,7 @@ from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
 from atoll.service import callbacks
 from atoll.service.encoding import EncodingError, jsonable, to_json
-from atoll.service.errors import pipeline_error_body
+from atoll.service.errors import pipeline_error_body, public_error
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
@@ -151,18 +151,20 @@ def get_celery(service: Any) -> Celery:
 
 
 def _error_body(exc: BaseException, name: str, config: Config) -> dict:
-    """Return the ``error`` object of a failed job."""
+    """Return the ``error`` object of a failed job (as ``expose_tracebacks`` allows callers to see)."""
     import traceback
 
+    expose = config.expose_tracebacks
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, SoftTimeLimitExceeded):  # also when a stage wrapped it as a StageFailure
         soft, _ = time_limits(config, name)
-        return {"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer than its time "
-                f"limit of {soft} s", "traceback": tb, "stage": None, "item": None}
+        return public_error({"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer "
+                             f"than its time limit of {soft} s", "traceback": tb, "stage": None,
+                             "item": None}, expose)
     if isinstance(exc, PipelineError):
-        return pipeline_error_body(exc)
-    return {"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
-            "item": None}
+        return pipeline_error_body(exc, expose)
+    return public_error({"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
+                         "item": None}, expose)
 
 
 class RunningRecord:
