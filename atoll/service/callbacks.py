@@ -7,7 +7,8 @@
   Receivers check a delivery with :func:`verify_callback`.
 * **SSRF guard**: a callback URL must be http(s) and its host must resolve only to public addresses —
   loopback, private, link-local (169.254.169.254), unique-local and other non-global addresses are
-  refused unless ``callback_allow_private`` is true or the host (or address) is listed in
+  refused, IPv4 addresses inside IPv6 ones too (IPv4-mapped and -compatible, 6to4, Teredo, NAT64),
+  unless ``callback_allow_private`` is true or the host (or address) is listed in
   ``callback_allowed_hosts``. The check runs when a job is submitted and again at delivery, where the
   connection goes to the very address that was checked (no second DNS answer can swap it).
 * **Retries**: a connection error, a timeout or any non-2xx answer (redirects are not followed) is
@@ -63,10 +64,44 @@ class Target:
     address: str
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """Return (how, IPv4 address) when IPv6 ``ip`` carries an IPv4 destination, else None.
+
+    Routers and the host's own stack translate these forms into IPv4 traffic, so
+    ``http://[2002:a9fe:a9fe::]/`` (6to4) reaches 169.254.169.254 like the IPv4 address would.
+    """
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if ip.teredo is not None:
+        return "Teredo", ip.teredo[1]
+    if ip in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are IPv6's own
+        return "IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Return why ``ip`` is not a public address, or None when it is."""
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Return why ``ip`` is not a public address, or None when it is.
+
+    >>> _refusal(ipaddress.ip_address("2002:a9fe:a9fe::"))
+    'link-local (IPv4 169.254.169.254 in 6to4)'
+    """
+    if ip.version == 6:
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            how, ipv4 = embedded
+            why = _refusal(ipv4)
+            if why is not None:
+                return f"{why} (IPv4 {ipv4} in {how})"
+            if how == "IPv4-mapped":
+                return None
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
