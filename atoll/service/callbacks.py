@@ -38,7 +38,8 @@ from atoll.config import check_secret
 from atoll.errors import AtollError
 
 __all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
-           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task"]
+           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task", "callback_state",
+           "record_callback", "stored_callback", "CALLBACK_STATE"]
 
 log = logging.getLogger("atoll.callbacks")
 
@@ -269,6 +270,43 @@ def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any])
     raise DeliveryError(f"callback to {url}: the connection closed twice")
 
 
+def callback_state(url: str, state: str = "pending", attempts: int = 0,
+                   last_error: str | None = None) -> dict[str, Any]:
+    """Return the ``callback`` field of a job record: ``{"url", "state", "attempts", "last_error"}``.
+
+    ``state`` is pending (not delivered yet, retries to come), delivered, failed (the URL was refused
+    at delivery, nothing sent) or abandoned (every retry failed); ``attempts`` counts delivery attempts.
+    """
+    return {"url": url, "state": state, "attempts": attempts, "last_error": last_error}
+
+
+#: result-backend state of a callback's delivery record (any state but SUCCESS can be written again)
+CALLBACK_STATE = "CALLBACK"
+
+
+def _callback_key(job_id: str) -> str:
+    return f"{job_id}.callback"
+
+
+def record_callback(backend: Any, job_id: str, state: dict[str, Any]) -> None:
+    """Store callback ``state`` of job ``job_id`` beside its record (see :func:`stored_callback`).
+
+    The job's own record is final once stored (Celery's key-value backends never overwrite a
+    SUCCESS), so a delivery's outcome is kept under a key of its own and merged in when read.
+    """
+    try:
+        backend.store_result(_callback_key(job_id), state, CALLBACK_STATE)
+    except Exception as exc:  # the job store may be down: the log line is then the only trace
+        log.warning("job %s: could not record the callback's state %r: %s", job_id, state["state"], exc)
+
+
+def stored_callback(backend: Any, job_id: str) -> dict[str, Any] | None:
+    """Return the latest callback state recorded for job ``job_id``, or None before any attempt."""
+    meta = backend.get_task_meta(_callback_key(job_id), cache=False)
+    result = meta.get("result")
+    return result if meta.get("status") == CALLBACK_STATE and isinstance(result, dict) else None
+
+
 def backoff_delay(retry: int, config: Mapping[str, Any]) -> float:
     """Return seconds before retry number ``retry`` (0-based): doubling backoff, capped, with jitter."""
     delay = min(float(config["callback_backoff_max"]), float(config["callback_backoff"]) * 2 ** retry)
@@ -292,26 +330,33 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
             post_callback(url, body.encode("utf-8"), job_id, config)
         except CallbackURLError as exc:
             log.error("job %s: callback refused at delivery: %s", job_id, exc)
+            record_callback(app.backend, job_id, callback_state(url, "failed", attempt + 1, str(exc)))
             return
         except DeliveryError as exc:
             if attempt >= config["callback_max_retries"]:
                 log.error("job %s: callback not delivered after %d attempts, giving up: %s",
                           job_id, attempt + 1, exc)
+                record_callback(app.backend, job_id,
+                                callback_state(url, "abandoned", attempt + 1, str(exc)))
                 return
             delay = backoff_delay(attempt, config)
             log.warning("job %s: %s; retry %d of %d in %.2fs", job_id, exc, attempt + 1,
                         config["callback_max_retries"], delay)
+            record_callback(app.backend, job_id, callback_state(url, "pending", attempt + 1, str(exc)))
             raise self.retry(countdown=delay, exc=exc) from None
         log.info("job %s: callback delivered to %s (attempt %d)", job_id, url, attempt + 1)
+        record_callback(app.backend, job_id, callback_state(url, "delivered", attempt + 1))
 
     return deliver_callback
 
 
 def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[str, Any],
                    error: Exception, queue: str | None = None) -> bool:
-    """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed."""
+    """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed
+    (the caller then records the callback as abandoned)."""
     if config["callback_max_retries"] < 1:
-        log.error("job %s: callback failed and callback_max_retries is 0: %s", job_id, error)
+        log.error("job %s: callback not delivered and callback_max_retries is 0, giving up: %s",
+                  job_id, error)
         return False
     delay = backoff_delay(0, config)
     log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
