@@ -221,3 +221,14 @@ def test_sync_results_holding_a_lone_surrogate_are_served(tmp_path):
     answer = service.create_app().test_client().post("/pipelines/make", json={"data": [0xD800, 0xE9]})
     assert answer.status_code == 200
     assert json.loads(answer.get_data().decode("utf-8")) == {"results": [chr(0xD800), "é"]}
+
+
+def test_expose_tracebacks_false_hides_the_item_of_a_refused_input(tmp_path):
+    service = Atoll(load_config(state_dir=str(tmp_path / "state"), expose_tracebacks=False))
+    service.register_pipeline("/count", Pipeline(name="count").reduceByKey(lambda a, b: a + b))
+    answer = service.create_app().test_client().post("/pipelines/count",
+                                                     json={"data": [["k", 1], "hunter2"]})
+    assert answer.status_code == 422
+    error = answer.get_json()["error"]
+    assert "hunter2" not in json.dumps(error) and "item" not in error and "traceback" not in error
+    assert "needs (key, value) pairs" in error["message"] and "(item hidden)" in error["message"]

@@ -140,6 +140,8 @@ def pipeline_error_body(exc: PipelineError, expose: bool = True) -> dict:
         name = type(exc).__name__
         tb = exc.remote_traceback or ""
         item = _item(exc.item, repr(exc.item))
+        if not expose and exc.item is not NO_ITEM:  # misuse messages quote the item they refused
+            message = message.replace(repr(exc.item), "(item hidden)")
     stage = exc.stage.to_dict() if exc.stage is not None else None
     return public_error({"name": name, "message": message, "traceback": tb, "stage": stage, "item": item},
                         expose)
