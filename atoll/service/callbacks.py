@@ -352,11 +352,9 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
 
 def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[str, Any],
                    error: Exception, queue: str | None = None) -> bool:
-    """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed
-    (the caller then records the callback as abandoned)."""
+    """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed."""
     if config["callback_max_retries"] < 1:
-        log.error("job %s: callback not delivered and callback_max_retries is 0, giving up: %s",
-                  job_id, error)
+        log.error("job %s: callback failed and callback_max_retries is 0: %s", job_id, error)
         return False
     delay = backoff_delay(0, config)
     log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
