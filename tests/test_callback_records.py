@@ -1,7 +1,7 @@
 """A job's record tells what became of its callback (delivered, refused at delivery, abandoned after
 the last retry), and with ``expose_tracebacks: false`` neither the record nor the failure callback
-carries a traceback or the failing item. One real worker process on the embedded broker, a real
-loopback receiver, a service with auth tokens."""
+carries a traceback or the failing item. One real worker process per broker (embedded and
+RabbitMQ), a real loopback receiver, a service with auth tokens."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from tests.async_service import SECRET, Worker, build_service, write_config
+from tests.test_async import delete_queue
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +20,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RETRIES = 2
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
+def stack(request, tmp_path_factory):
     """(test client, worker): the worker may call back 127.0.0.1 only; the web side accepts any
     loopback URL, so a callback to 127.0.0.2 passes at submit and is refused at delivery."""
-    folder = tmp_path_factory.mktemp("callback-records")
+    overrides = {}
+    if request.param == "rabbitmq":
+        overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
+    folder = tmp_path_factory.mktemp(f"callback-records-{request.param}")
     path, config = write_config(folder, expose_tracebacks=False, auth_tokens=[TOKEN],
                                 callback_allow_private=False, callback_allowed_hosts=["127.0.0.1"],
                                 callback_max_retries=RETRIES, callback_backoff=0.05,
-                                callback_backoff_max=0.2, callback_timeout=2.0)
+                                callback_backoff_max=0.2, callback_timeout=2.0, **overrides)
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -35,6 +39,8 @@ def stack(tmp_path_factory):
         yield client, worker
     finally:
         worker.stop()
+        if config.worker_broker:
+            delete_queue(config.worker_broker, config.worker_queue)
 
 
 def submit(client, name, data, callback):
