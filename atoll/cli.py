@@ -200,6 +200,24 @@ def status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def add_secret(subparsers: Any) -> None:
+    """Add ``atoll secret``."""
+    parser = subparsers.add_parser(
+        "secret", help="print a new callback_secret (whsec_ + base64 of 32 random bytes)",
+        description="Print a fresh Standard Webhooks secret for callback_secret: 'whsec_' followed by "
+                    "the base64 of 32 random bytes. Receivers verify with the same string.")
+    parser.set_defaults(func=secret)
+
+
+def secret(args: argparse.Namespace) -> int:
+    """Run ``atoll secret``."""
+    import base64
+    import secrets
+
+    print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+    return 0
+
+
 def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, timeout: int = 120,
                  **options: Any) -> None:
     """Serve ``service.create_app()`` with gunicorn's threaded workers until stopped."""
@@ -223,7 +241,7 @@ def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, ti
 # -- the command -------------------------------------------------------------------------------
 
 #: functions adding one subcommand each; other modules of atoll append theirs
-SUBCOMMANDS = [add_serve, add_worker, add_status]
+SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret]
 
 
 def build_parser() -> argparse.ArgumentParser:

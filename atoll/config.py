@@ -7,6 +7,8 @@ key and what would be valid.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import os
 from collections.abc import Mapping
@@ -15,7 +17,7 @@ from typing import Any
 
 from atoll.errors import ConfigError
 
-__all__ = ["Config", "SCHEMA", "load_config", "Key"]
+__all__ = ["Config", "SCHEMA", "SECRET_KEYS", "load_config", "Key", "redacted", "check_secret"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ SCHEMA: dict[str, Key] = {
     "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s} overriding the two "
                                 "keys above"),
     # -- callbacks --
-    "callback_secret": Key(_OPT_STR, None, "secret for the webhook-signature HMAC-SHA256 header; unset = "
-                           "callbacks are not signed"),
+    "callback_secret": Key(_OPT_STR, None, "secret for the webhook-signature HMAC-SHA256 header, best "
+                           "whsec_<base64> (`atoll secret` prints one); unset = callbacks are not signed"),
     "callback_allow_private": Key((bool,), False, "allow callbacks to loopback, private, link-local and "
                                   "unique-local addresses (SSRF guard off)"),
     "callback_allowed_hosts": Key((list,), [], "host names or IP addresses always allowed as callback "
@@ -83,6 +85,9 @@ SCHEMA: dict[str, Key] = {
     "max_request_bytes": Key((int,), 16 * 1024 * 1024, "largest request body accepted (413 above)",
                              minimum=1),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
+    "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
+                             "carry the traceback and the failing item; false = only name, stage and "
+                             "message"),
     "log_level": Key((str,), "INFO", "log level of atoll's own logging",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
 }
@@ -118,8 +123,58 @@ class Config(Mapping[str, Any]):
         return Config({**self._values, **changes}, self.source)
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self._values.items() if v != SCHEMA[k].default}
+        changed = {k: redacted(k, v) for k, v in self._values.items() if v != SCHEMA[k].default}
         return f"Config({changed!r}, source={self.source!r})"
+
+
+#: keys whose values are secrets: never shown in a repr, a log line or an error message
+SECRET_KEYS = frozenset({"auth_tokens", "callback_secret"})
+#: keys holding URLs that may carry a password
+_URL_KEYS = frozenset({"worker_broker", "worker_backend"})
+
+
+def redacted(name: str, value: Any) -> Any:
+    """Return ``value`` of key ``name`` fit to show: secrets as ``'***'``, URL passwords as ``***``.
+
+    >>> redacted("callback_secret", "whsec_c2VjcmV0"), redacted("auth_tokens", ["a", "b"])
+    ('***', ['***', '***'])
+    >>> redacted("worker_broker", "amqp://user:pw@rabbit:5672//")
+    'amqp://user:***@rabbit:5672//'
+    """
+    if name in SECRET_KEYS and value:
+        return ["***"] * len(value) if isinstance(value, list) else "***"
+    if name in _URL_KEYS and isinstance(value, str) and "@" in value:
+        scheme, sep, rest = value.partition("://")
+        credentials, at, host = rest.rpartition("@")
+        if sep and at and ":" in credentials:
+            return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return value
+
+
+def check_secret(secret: str, source: str = "config") -> bytes:
+    """Return the HMAC key bytes of callback secret ``secret``, or raise ConfigError saying why not.
+
+    A ``whsec_`` secret must be padded base64 of at least one byte (the Standard Webhooks form); any
+    other non-empty string is used as its UTF-8 bytes.
+
+    >>> check_secret("whsec_YWJj")
+    b'abc'
+    """
+    if not secret:
+        raise ConfigError(f"{source}: key 'callback_secret' is empty; leave it unset (no signing) or "
+                          f"set a whsec_ secret from `atoll secret`")
+    if not secret.startswith("whsec_"):
+        return secret.encode("utf-8")
+    try:
+        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{source}: key 'callback_secret' starts with whsec_ but the rest is not "
+                          f"padded base64 (length a multiple of 4, characters A-Z a-z 0-9 + / =); "
+                          f"generate one with `atoll secret`") from None
+    if not key:
+        raise ConfigError(f"{source}: key 'callback_secret' is whsec_ with no key after it; generate "
+                          f"one with `atoll secret`")
+    return key
 
 
 def _copy(value: Any) -> Any:
@@ -140,16 +195,19 @@ def validate(name: str, value: Any, source: str = "config") -> Any:
         hint = f" — did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{source}: unknown key {name!r}{hint} Valid keys: {', '.join(SCHEMA)}")
     ok = isinstance(value, key.types) and not (isinstance(value, bool) and bool not in key.types)
+    shown = "(hidden)" if name in SECRET_KEYS else repr(redacted(name, value))
     if not ok:
         raise ConfigError(f"{source}: key {name!r} must be {_type_names(key.types)}; "
-                          f"got {type(value).__name__} {value!r}")
+                          f"got {type(value).__name__} {shown}")
     if key.choices is not None and value not in key.choices:
         raise ConfigError(f"{source}: key {name!r} must be one of {', '.join(map(str, key.choices))}; "
-                          f"got {value!r}")
+                          f"got {shown}")
     if key.minimum is not None and value is not None and value < key.minimum:
-        raise ConfigError(f"{source}: key {name!r} must be at least {key.minimum}; got {value!r}")
+        raise ConfigError(f"{source}: key {name!r} must be at least {key.minimum}; got {shown}")
     if name in ("callback_allowed_hosts", "auth_tokens") and not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{source}: every entry of {name!r} must be a string; got {value!r}")
+        raise ConfigError(f"{source}: every entry of {name!r} must be a string; got {shown}")
+    if name == "callback_secret" and value is not None:
+        check_secret(value, source)
     return _copy(value)
 
 

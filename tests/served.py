@@ -109,7 +109,7 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
             try:
                 if requests.get(url + ready_path, timeout=1).status_code < 500:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("atoll serve did not answer within 60 s")

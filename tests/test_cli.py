@@ -41,7 +41,9 @@ def test_help():
 def test_every_subcommand_has_help(command):
     result = atoll(command, "--help")
     assert result.returncode == 0, result.stderr
-    assert f"usage: atoll {command}" in result.stdout and "MODULE:SERVICE" in result.stdout
+    assert f"usage: atoll {command}" in result.stdout
+    if command != "secret":  # the one command that needs no service
+        assert "MODULE:SERVICE" in result.stdout
 
 
 def test_version():
@@ -134,7 +136,7 @@ def test_serve_dev_answers_over_a_socket(tmp_path):
                 response = requests.post(f"http://127.0.0.1:{port}/pipelines/word_counts",
                                          json={"data": ["one two", "three"]}, timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
                 assert time.monotonic() < deadline, "atoll serve --dev did not answer within 60 s"
                 time.sleep(0.2)
         assert response.json() == {"results": [2, 1]}

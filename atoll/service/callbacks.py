@@ -7,7 +7,8 @@
   Receivers check a delivery with :func:`verify_callback`.
 * **SSRF guard**: a callback URL must be http(s) and its host must resolve only to public addresses —
   loopback, private, link-local (169.254.169.254), unique-local and other non-global addresses are
-  refused unless ``callback_allow_private`` is true or the host (or address) is listed in
+  refused, IPv4 addresses inside IPv6 ones too (IPv4-mapped and -compatible, 6to4, Teredo, NAT64),
+  unless ``callback_allow_private`` is true or the host (or address) is listed in
   ``callback_allowed_hosts``. The check runs when a job is submitted and again at delivery, where the
   connection goes to the very address that was checked (no second DNS answer can swap it).
 * **Retries**: a connection error, a timeout or any non-2xx answer (redirects are not followed) is
@@ -33,10 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from atoll.config import check_secret
 from atoll.errors import AtollError
 
 __all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
-           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task"]
+           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task", "callback_state",
+           "record_callback", "stored_callback", "CALLBACK_STATE"]
 
 log = logging.getLogger("atoll.callbacks")
 
@@ -62,10 +65,44 @@ class Target:
     address: str
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """Return (how, IPv4 address) when IPv6 ``ip`` carries an IPv4 destination, else None.
+
+    Routers and the host's own stack translate these forms into IPv4 traffic, so
+    ``http://[2002:a9fe:a9fe::]/`` (6to4) reaches 169.254.169.254 like the IPv4 address would.
+    """
+    if ip.ipv4_mapped is not None:
+        return "IPv4-mapped", ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    if ip.teredo is not None:
+        return "Teredo", ip.teredo[1]
+    if ip in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are IPv6's own
+        return "IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Return why ``ip`` is not a public address, or None when it is."""
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Return why ``ip`` is not a public address, or None when it is.
+
+    >>> _refusal(ipaddress.ip_address("2002:a9fe:a9fe::"))
+    'link-local (IPv4 169.254.169.254 in 6to4)'
+    """
+    if ip.version == 6:
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            how, ipv4 = embedded
+            why = _refusal(ipv4)
+            if why is not None:
+                return f"{why} (IPv4 {ipv4} in {how})"
+            if how == "IPv4-mapped":
+                return None
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -117,15 +154,9 @@ def check_callback_url(url: Any, config: Mapping[str, Any]) -> Target:
     return Target(parts.scheme, host, port, path, addresses[0])
 
 
-def _key(secret: str) -> bytes:
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret[len("whsec_"):])
-    return secret.encode("utf-8")
-
-
 def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     """Return the Standard Webhooks signature ``v1,<base64 HMAC-SHA256>`` of ``id.timestamp.body``."""
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(check_secret(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode("ascii")
 
 
@@ -239,6 +270,43 @@ def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any])
     raise DeliveryError(f"callback to {url}: the connection closed twice")
 
 
+def callback_state(url: str, state: str = "pending", attempts: int = 0,
+                   last_error: str | None = None) -> dict[str, Any]:
+    """Return the ``callback`` field of a job record: ``{"url", "state", "attempts", "last_error"}``.
+
+    ``state`` is pending (not delivered yet, retries to come), delivered, failed (the URL was refused
+    at delivery, nothing sent) or abandoned (every retry failed); ``attempts`` counts delivery attempts.
+    """
+    return {"url": url, "state": state, "attempts": attempts, "last_error": last_error}
+
+
+#: result-backend state of a callback's delivery record (any state but SUCCESS can be written again)
+CALLBACK_STATE = "CALLBACK"
+
+
+def _callback_key(job_id: str) -> str:
+    return f"{job_id}.callback"
+
+
+def record_callback(backend: Any, job_id: str, state: dict[str, Any]) -> None:
+    """Store callback ``state`` of job ``job_id`` beside its record (see :func:`stored_callback`).
+
+    The job's own record is final once stored (Celery's key-value backends never overwrite a
+    SUCCESS), so a delivery's outcome is kept under a key of its own and merged in when read.
+    """
+    try:
+        backend.store_result(_callback_key(job_id), state, CALLBACK_STATE)
+    except Exception as exc:  # the job store may be down: the log line is then the only trace
+        log.warning("job %s: could not record the callback's state %r: %s", job_id, state["state"], exc)
+
+
+def stored_callback(backend: Any, job_id: str) -> dict[str, Any] | None:
+    """Return the latest callback state recorded for job ``job_id``, or None before any attempt."""
+    meta = backend.get_task_meta(_callback_key(job_id), cache=False)
+    result = meta.get("result")
+    return result if meta.get("status") == CALLBACK_STATE and isinstance(result, dict) else None
+
+
 def backoff_delay(retry: int, config: Mapping[str, Any]) -> float:
     """Return seconds before retry number ``retry`` (0-based): doubling backoff, capped, with jitter."""
     delay = min(float(config["callback_backoff_max"]), float(config["callback_backoff"]) * 2 ** retry)
@@ -262,17 +330,22 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
             post_callback(url, body.encode("utf-8"), job_id, config)
         except CallbackURLError as exc:
             log.error("job %s: callback refused at delivery: %s", job_id, exc)
+            record_callback(app.backend, job_id, callback_state(url, "failed", attempt + 1, str(exc)))
             return
         except DeliveryError as exc:
             if attempt >= config["callback_max_retries"]:
                 log.error("job %s: callback not delivered after %d attempts, giving up: %s",
                           job_id, attempt + 1, exc)
+                record_callback(app.backend, job_id,
+                                callback_state(url, "abandoned", attempt + 1, str(exc)))
                 return
             delay = backoff_delay(attempt, config)
             log.warning("job %s: %s; retry %d of %d in %.2fs", job_id, exc, attempt + 1,
                         config["callback_max_retries"], delay)
+            record_callback(app.backend, job_id, callback_state(url, "pending", attempt + 1, str(exc)))
             raise self.retry(countdown=delay, exc=exc) from None
         log.info("job %s: callback delivered to %s (attempt %d)", job_id, url, attempt + 1)
+        record_callback(app.backend, job_id, callback_state(url, "delivered", attempt + 1))
 
     return deliver_callback
 

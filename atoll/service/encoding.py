@@ -30,7 +30,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from atoll.errors import AtollError
 
-__all__ = ["EncodingError", "jsonable", "to_json", "AtollJSONProvider"]
+__all__ = ["EncodingError", "jsonable", "to_json", "find_surrogate", "AtollJSONProvider"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEQUENCES = (list, tuple, deque)
@@ -142,15 +142,55 @@ def jsonable(obj: Any, path: str = "results") -> Any:
     return jsonable(value, path)
 
 
+#: a UTF-16 surrogate code point on its own: Python strings may hold one, UTF-8 cannot encode it
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
-    """Return ``obj`` encoded as compact JSON text; raise :class:`EncodingError` as :func:`jsonable`."""
+    """Return ``obj`` encoded as compact JSON text; raise :class:`EncodingError` as :func:`jsonable`.
+
+    The text always encodes as UTF-8: when a string holds a lone surrogate, the text is written in
+    ASCII with ``\\u`` escapes, which JSON readers take back as the same string.
+
+    >>> to_json(["café", chr(0xD800)])
+    '["caf\\\\u00e9","\\\\ud800"]'
+    """
     dumps_kwargs.setdefault("separators", (",", ":"))
     dumps_kwargs.setdefault("ensure_ascii", False)
+    text = _dumps(obj, path, dumps_kwargs)
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _dumps(obj, path, {**dumps_kwargs, "ensure_ascii": True})
+    return text
+
+
+def _dumps(obj: Any, path: str, dumps_kwargs: dict) -> str:
     try:  # fast path: the C encoder with a hook for the extra types
         return json.dumps(obj, default=_default, allow_nan=False, **dumps_kwargs)
     except (_Unencodable, TypeError, ValueError, RecursionError):
         # slow path: converts keys and NaN, and names the position of whatever cannot be encoded
         return json.dumps(jsonable(obj, path), allow_nan=False, **dumps_kwargs)
+
+
+def find_surrogate(obj: Any, path: str = "body") -> str | None:
+    """Return where the first string (or key) holding a lone surrogate sits in JSON ``obj``, or None.
+
+    >>> find_surrogate({"data": ["ok", chr(0xD800)]})
+    'body.data[1]'
+    """
+    stack = [(obj, path)]
+    while stack:  # iterative: input nested deeper than the recursion limit is still walked
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return where
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if _SURROGATE.search(key):
+                    return f"{_child(where, key)} (a key)"
+                stack.append((item, _child(where, key)))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
+    return None
 
 
 class AtollJSONProvider(DefaultJSONProvider):

@@ -7,6 +7,9 @@ turns it, Werkzeug's HTTP errors and pipeline errors into JSON with the right st
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
 import traceback
 from typing import Any
 
@@ -16,7 +19,8 @@ from werkzeug.exceptions import HTTPException
 from atoll.errors import NO_ITEM, PipelineError, StageFailure
 from atoll.service.encoding import EncodingError, jsonable, to_json
 
-__all__ = ["ApiError", "error_response", "pipeline_error_body", "register_handlers"]
+__all__ = ["ApiError", "error_response", "pipeline_error_body", "public_error", "shorten_paths",
+           "register_handlers"]
 
 log = logging.getLogger("atoll.service")
 
@@ -68,18 +72,84 @@ def _item(item: Any, fallback: str) -> Any:
         return fallback
 
 
-def pipeline_error_body(exc: PipelineError) -> dict:
-    """Return ``{"name", "message", "traceback", "stage", "item"}`` for a pipeline error."""
+_FILE = re.compile(r'File "([^"]+)"')
+#: folders under which a file's module path starts, wherever the interpreter was installed
+_PACKAGE_DIRS = re.compile(r"^.*[/\\](?:site|dist)-packages[/\\]")
+
+
+def _roots() -> list[str]:
+    """Return the import roots of this process (sys.path and the working folder), longest first."""
+    roots = {os.path.abspath(p or os.curdir) for p in sys.path if isinstance(p, str)}
+    roots.add(os.getcwd())
+    return sorted((os.path.join(r, "") for r in roots if r != os.sep), key=len, reverse=True)
+
+
+def _module_path(path: str) -> str:
+    """Return ``path`` as the module path a user knows (``mymod/stages.py``), never absolute."""
+    if not os.path.isabs(path):
+        return path
+    packaged = _PACKAGE_DIRS.sub("", path)
+    if packaged != path:
+        return packaged
+    for root in _roots():
+        if path.startswith(root):
+            return path[len(root):]
+    return os.path.basename(path)
+
+
+def shorten_paths(text: str) -> str:
+    """Return traceback ``text`` with each absolute file path cut to its module path.
+
+    A caller learns which module and line failed, not where the server keeps its files:
+
+    >>> shorten_paths('File "/opt/venv/lib/python3.11/site-packages/atoll/operators.py", line 9')
+    'File "atoll/operators.py", line 9'
+    >>> shorten_paths('File "/somewhere/else/job.py", line 3')
+    'File "job.py", line 3'
+    """
+    return _FILE.sub(lambda m: f'File "{_module_path(m.group(1))}"', text)
+
+
+def public_error(body: dict, expose: bool) -> dict:
+    """Return error ``body`` as callers may see it: server paths shortened in its traceback; with
+    ``expose`` false, no ``traceback`` and no ``item`` at all (``expose_tracebacks``)."""
+    body = dict(body)
+    if not expose:
+        body.pop("traceback", None)
+        body.pop("item", None)
+    elif body.get("traceback"):
+        body["traceback"] = shorten_paths(body["traceback"])
+    return body
+
+
+def pipeline_error_body(exc: PipelineError, expose: bool = True) -> dict:
+    """Return ``{"name", "message", "traceback", "stage", "item"}`` for a pipeline error.
+
+    With ``expose`` false the body is ``{"name", "message", "stage"}`` and the message does not quote
+    the failing item; tracebacks never hold absolute server paths (:func:`public_error`).
+    """
+    message = exc.message
     if isinstance(exc, StageFailure):
         name = exc.name
         tb = exc.remote_traceback or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         item = _item(exc.item, getattr(exc, "item_repr", ""))
+        if not expose:
+            where = exc.stage.describe() if exc.stage is not None else "a stage"
+            message = f"{where} failed: {name}: {exc.original}"
     else:
         name = type(exc).__name__
         tb = exc.remote_traceback or ""
         item = _item(exc.item, repr(exc.item))
+        if not expose and exc.item is not NO_ITEM:  # misuse messages quote the item they refused
+            message = message.replace(repr(exc.item), "(item hidden)")
     stage = exc.stage.to_dict() if exc.stage is not None else None
-    return {"name": name, "message": exc.message, "traceback": tb, "stage": stage, "item": item}
+    return public_error({"name": name, "message": message, "traceback": tb, "stage": stage, "item": item},
+                        expose)
+
+
+def exposes_tracebacks() -> bool:
+    """Return the ``expose_tracebacks`` setting of the app serving this request."""
+    return bool(current_app.extensions["atoll"].config.expose_tracebacks)
 
 
 def pipeline_error_status(exc: PipelineError) -> int:
@@ -110,7 +180,8 @@ def register_handlers(app: Flask) -> None:
 
     @app.errorhandler(PipelineError)
     def _pipeline_error(exc: PipelineError) -> Response:
-        return error_response(pipeline_error_status(exc), **_split(pipeline_error_body(exc)))
+        return error_response(pipeline_error_status(exc),
+                              **_split(pipeline_error_body(exc, exposes_tracebacks())))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

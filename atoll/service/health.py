@@ -1,11 +1,17 @@
 """``GET /health``: every health check of the service (web process, broker, workers); 503 when a
-required one fails."""
+required one fails.
+
+The route needs no token, so a load balancer can ask it. When ``auth_tokens`` are configured, a request
+without a valid token gets only ``{"status"}``: worker host names, process ids and the broker's URL are
+for the service's own callers.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
 from atoll import __version__
+from atoll.service.auth import token_matches
 
 __all__ = ["blueprint"]
 
@@ -19,5 +25,13 @@ def health() -> tuple[Response, int]:
     healthy, checks = service.health()
     all_ok = all(check["ok"] for check in checks.values())
     status = "ok" if all_ok else "degraded" if healthy else "down"
+    tokens = service.config.auth_tokens
+    if tokens and not _has_token(tokens):
+        return current_app.json.response({"status": status}), 200 if healthy else 503
     body = {"status": status, "version": __version__, "checks": checks}
     return current_app.json.response(body), 200 if healthy else 503
+
+
+def _has_token(tokens: list[str]) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(given.strip()) and token_matches(given.strip(), tokens)

@@ -13,7 +13,10 @@ failed     ``error`` holds ``{"name", "message", "traceback", "stage", "item"}``
 =========  ==============================================================================
 
 Each record also has ``submitted_at``, ``started_at`` and ``finished_at`` (ISO 8601, UTC) and is kept
-for ``result_expires`` seconds, whether or not the callback could be delivered.
+for ``result_expires`` seconds, whether or not the callback could be delivered. A job with a callback
+URL has ``callback``: ``{"url", "state", "attempts", "last_error"}`` where state is ``pending``,
+``delivered``, ``failed`` (the URL was refused at delivery) or ``abandoned`` (every retry failed);
+without one, ``callback`` is null.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, url_for
 
 from atoll.service import tasks
-from atoll.service.callbacks import CallbackURLError, check_callback_url
-from atoll.service.errors import error_response
+from atoll.service.callbacks import CallbackURLError, callback_state, check_callback_url, stored_callback
+from atoll.service.errors import error_response, public_error
 from atoll.service.transport import redact_url
 
 __all__ = ["submit_job", "job_status", "blueprint", "install", "broker_check", "worker_check"]
@@ -53,7 +56,8 @@ def submit_job(service: Any, name: str, data: Any, kwargs: dict | None,
     job_id = str(uuid.uuid4())
     submitted = tasks.now()
     record = {"job_id": job_id, "pipeline": name, "status": "queued", "results": None, "error": None,
-              "submitted_at": submitted, "started_at": None, "finished_at": None}
+              "submitted_at": submitted, "started_at": None, "finished_at": None,
+              "callback": callback_state(callback) if callback is not None else None}
     try:  # the record first: a job id is known from the moment a worker could start it
         app.backend.store_result(job_id, record, tasks.QUEUED)
     except Exception as exc:
@@ -93,11 +97,16 @@ def job_status(service: Any, job_id: str) -> dict | None:
     meta = app.backend.get_task_meta(job_id, cache=False)
     state, result = meta.get("status"), meta.get("result")
     if state in (tasks.QUEUED, "STARTED", "SUCCESS") and isinstance(result, dict):
+        if isinstance(result.get("error"), dict):  # the web's setting rules, whatever the worker's
+            result["error"] = public_error(result["error"], service.config.expose_tracebacks)
+        if result.get("callback"):  # the delivery's latest outcome is kept beside the record
+            result["callback"] = stored_callback(app.backend, job_id) or result["callback"]
         return result
     if state == "FAILURE":  # the worker process was stopped by the hard time limit
+        error = {"name": type(result).__name__, "message": str(result),
+                 "traceback": meta.get("traceback") or "", "stage": None, "item": None}
         return {"job_id": job_id, "status": "failed", "results": None,
-                "error": {"name": type(result).__name__, "message": str(result),
-                          "traceback": meta.get("traceback") or "", "stage": None, "item": None},
+                "error": public_error(error, service.config.expose_tracebacks),
                 "finished_at": _iso(meta.get("date_done"))}
     return None
 

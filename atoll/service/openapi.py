@@ -47,9 +47,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string", "description": "error type, e.g. MissingData or KeyError"},
             "message": {"type": "string"},
-            "traceback": {"type": "string", "description": "worker-side traceback of a failure"},
+            "traceback": {"type": "string", "description": "worker-side traceback of a failure, "
+                                                         "absent when expose_tracebacks is false"},
             "stage": {"oneOf": [_ref("Stage"), {"type": "null"}]},
-            "item": {"description": "the element that failed, or null"},
+            "item": {"description": "the element that failed, or null; absent when "
+                                    "expose_tracebacks is false"},
         },
         "additionalProperties": True,
     },
@@ -81,8 +83,21 @@ _SCHEMAS: dict[str, Any] = {
             "pipeline": {"type": "string"},
             "results": {"description": "present once the job succeeded"},
             "error": {"oneOf": [_ref("ErrorDetail"), {"type": "null"}]},
+            "callback": {"oneOf": [_ref("CallbackState"), {"type": "null"}]},
         },
         "additionalProperties": True,
+    },
+    "CallbackState": {
+        "type": "object",
+        "description": "Delivery of a job's callback: pending until delivered, failed when the URL was "
+                       "refused at delivery, abandoned after the last retry.",
+        "required": ["url", "state", "attempts", "last_error"],
+        "properties": {
+            "url": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "delivered", "failed", "abandoned"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_error": {"type": ["string", "null"]},
+        },
     },
     "CallbackPayload": {
         "type": "object",
@@ -96,7 +111,8 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Health": {
         "type": "object",
-        "required": ["status", "checks"],
+        "description": "With auth_tokens configured, a request without a valid token gets only status.",
+        "required": ["status"],
         "properties": {
             "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
             "version": {"type": "string"},
@@ -143,9 +159,9 @@ def _request_body(kwargs: tuple[str, ...]) -> dict:
         "properties": {
             "data": {"description": "the pipeline's input"},
             "kwargs": kwargs_schema,
-            "callback": {"type": "string", "format": "uri", "pattern": "^https?://",
+            "callback": {"type": ["string", "null"], "format": "uri", "pattern": "^https?://",
                          "description": "URL that gets the results as a POST (makes the call "
-                                        "asynchronous: 202)"},
+                                        "asynchronous: 202); null = no callback"},
             "async": {"type": "boolean", "description": "true: queue a job and answer 202"},
         },
         "additionalProperties": False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +18,8 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.errors import PipelineError
-from atoll.service.encoding import EncodingError, to_json
-from atoll.service.errors import ApiError, error_response
+from atoll.service.encoding import EncodingError, find_surrogate, to_json
+from atoll.service.errors import ApiError, error_response, exposes_tracebacks, public_error
 
 __all__ = ["blueprint", "parse_body", "BODY_FIELDS"]
 
@@ -29,6 +30,8 @@ blueprint = Blueprint("pipelines", __name__)
 #: the fields a POST body may carry
 BODY_FIELDS = ("data", "kwargs", "callback", "async")
 _MAX_URL = 2048
+#: a JSON escape of a UTF-16 surrogate; only bodies holding one are searched for a lone surrogate
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @blueprint.get("/pipelines")
@@ -69,6 +72,10 @@ def parse_body() -> dict:
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest",
                        f'the body must be a JSON object {{"data": ...}}, got a {_json_type(body)}')
+    where = find_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
+    if where is not None:  # no UTF-8 text can hold it: the results and the job record could not either
+        raise ApiError(400, "InvalidJSON", f"{where} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
+                                           f"escape without its pair), which is not a Unicode character")
     return body
 
 
@@ -156,10 +163,9 @@ def run(name: str) -> Response:
         raise  # 422 / 500 by the error handlers, with stage and item
     except Exception as exc:  # the executor itself failed: say what, keep serving
         log.exception("pipeline %r failed outside its stages", name)
-        return error_response(500, type(exc).__name__, f"pipeline {name!r} failed: {exc}",
-                              traceback="".join(traceback.format_exception(type(exc), exc,
-                                                                           exc.__traceback__)),
-                              stage=None, item=None)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        body = public_error({"traceback": tb, "stage": None, "item": None}, exposes_tracebacks())
+        return error_response(500, type(exc).__name__, f"pipeline {name!r} failed: {exc}", **body)
     try:
         text = '{"results":' + to_json(results, path="results") + "}"
     except EncodingError as exc:

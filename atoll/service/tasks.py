@@ -40,7 +40,7 @@ from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
 from atoll.service import callbacks
 from atoll.service.encoding import EncodingError, jsonable, to_json
-from atoll.service.errors import pipeline_error_body
+from atoll.service.errors import pipeline_error_body, public_error
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
@@ -164,18 +164,20 @@ def get_celery(service: Any) -> Celery:
 
 
 def _error_body(exc: BaseException, name: str, config: Config) -> dict:
-    """Return the ``error`` object of a failed job."""
+    """Return the ``error`` object of a failed job (as ``expose_tracebacks`` allows callers to see)."""
     import traceback
 
+    expose = config.expose_tracebacks
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, SoftTimeLimitExceeded):  # also when a stage wrapped it as a StageFailure
         soft, _ = time_limits(config, name)
-        return {"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer than its time "
-                f"limit of {soft} s", "traceback": tb, "stage": None, "item": None}
+        return public_error({"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer "
+                             f"than its time limit of {soft} s", "traceback": tb, "stage": None,
+                             "item": None}, expose)
     if isinstance(exc, PipelineError):
-        return pipeline_error_body(exc)
-    return {"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
-            "item": None}
+        return pipeline_error_body(exc, expose)
+    return public_error({"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
+                         "item": None}, expose)
 
 
 class RunningRecord:
@@ -229,7 +231,8 @@ def _register_tasks(app: Celery, service: Any) -> None:
         job_id = self.request.id
         backend = self.backend
         record = {"job_id": job_id, "pipeline": name, "status": "running", "results": None,
-                  "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None}
+                  "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None,
+                  "callback": callbacks.callback_state(callback) if callback else None}
         running = RunningRecord(backend, job_id, record, config.job_running_after)
         try:
             results = jsonable(service.run_pipeline(name, data, kwargs or {}))
@@ -245,12 +248,24 @@ def _register_tasks(app: Celery, service: Any) -> None:
         if callback:
             payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
             body = to_json(payload)
+            # the record above is stored first: a receiver that reads the job on delivery finds it done
+            retry_for: Exception | None = None
             try:  # the first attempt runs here; retries are deliver_callback tasks of their own
                 callbacks.post_callback(callback, body.encode("utf-8"), job_id, service.config)
+                state = callbacks.callback_state(callback, "delivered", 1)
             except callbacks.CallbackURLError as exc:
                 log.error("job %s: callback refused at delivery: %s", job_id, exc)
+                state = callbacks.callback_state(callback, "failed", 1, str(exc))
             except callbacks.DeliveryError as exc:
-                callbacks.schedule_retry(deliver, job_id, callback, body, service.config, exc,
+                if config.callback_max_retries >= 1:
+                    state, retry_for = callbacks.callback_state(callback, "pending", 1, str(exc)), exc
+                else:
+                    log.error("job %s: callback not delivered and callback_max_retries is 0, giving "
+                              "up: %s", job_id, exc)
+                    state = callbacks.callback_state(callback, "abandoned", 1, str(exc))
+            callbacks.record_callback(backend, job_id, state)
+            if retry_for is not None:
+                callbacks.schedule_retry(deliver, job_id, callback, body, service.config, retry_for,
                                          queue=config.worker_queue)
 
     app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
