@@ -83,6 +83,8 @@ SCHEMA: dict[str, Key] = {
     "max_request_bytes": Key((int,), 16 * 1024 * 1024, "largest request body accepted (413 above)",
                              minimum=1),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
+    "metrics_public": Key((bool,), False, "serve GET /metrics without a token (for a Prometheus "
+                                          "scraper inside a private network)"),
     "log_level": Key((str,), "INFO", "log level of atoll's own logging",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
 }
