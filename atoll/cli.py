@@ -110,6 +110,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
     metrics_dir = prepare_metrics_dir()  # before any process that counts starts
     service = load_service(args.target)
+    configure_logs(service)
     host, port = parse_bind(args.bind)
     worker = start_embedded_worker(service, args.target)
     try:
@@ -127,6 +128,13 @@ def serve(args: argparse.Namespace) -> int:
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def configure_logs(service: Any) -> None:
+    """Format this process's log lines as the service's ``log_format`` says."""
+    from atoll.service import logs
+
+    logs.configure(service.config.log_format)
 
 
 def prepare_metrics_dir() -> str | None:
@@ -190,7 +198,9 @@ def worker(args: argparse.Namespace) -> int:
     """Run ``atoll worker``."""
     from atoll.service.tasks import run_worker
 
-    run_worker(load_service(args.target), args.celery_args)
+    service = load_service(args.target)
+    configure_logs(service)
+    run_worker(service, args.celery_args)
     return 0
 
 

@@ -87,6 +87,9 @@ SCHEMA: dict[str, Key] = {
                                           "scraper inside a private network)"),
     "log_level": Key((str,), "INFO", "log level of atoll's own logging",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    "log_format": Key((str,), "text", "log lines of atoll serve and atoll worker: text, or json (one "
+                                      "object a line: timestamp, level, logger, message, request_id, "
+                                      "job_id, pipeline)", choices=("text", "json")),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 import requests
@@ -172,3 +173,69 @@ def test_metrics_add_up_every_gunicorn_worker_and_the_access_log_has_request_ids
     assert len(counted_by) >= 2, f"the burst reached one worker process only: {counted_by}"
     text = log.read_text()
     assert re.search(r'"POST /pipelines/double HTTP/1.1" 200 .* id=burst-39', text), text[-2000:]
+
+
+# -- worker log lines -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_json_log_lines_carry_the_job_and_the_submitting_request(tmp_path):
+    import json
+
+    from tests.async_service import Worker, build_service, wait_for_job, write_config
+
+    path, config = write_config(tmp_path, log_format="json")
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        client = build_service(config).create_app().test_client()
+        answer = client.post("/pipelines/double", json={"data": [1], "async": True},
+                             headers={"X-Request-ID": "submit-json-1"})
+        assert answer.status_code == 202 and answer.headers["X-Request-ID"] == "submit-json-1"
+        job_id = answer.get_json()["job_id"]
+        assert wait_for_job(client, job_id)["status"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while True:
+            lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+            done = [line for line in lines if line.get("job_id") == job_id
+                    and "succeeded" in line["message"]]
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert done, worker.log()[-3000:]
+    line = done[0]
+    assert line["request_id"] == "submit-json-1" and line["pipeline"] == "double"
+    assert line["logger"] == "atoll.jobs" and line["level"] == "INFO"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
+    # Celery's own log lines too (its text format starts "[2026-..."); only its banner is not logging
+    assert not [text for text in worker.log().splitlines() if re.match(r"\[\d{4}-", text)]
+    assert any("ready." in line["message"] and line["logger"].startswith("celery") for line in lines)
+
+
+def test_web_log_lines_as_json_and_text_name_the_request(client):
+    import io
+    import json
+
+    from atoll.service.logs import formatter
+
+    logger = logging.getLogger("atoll.test.format")
+    logger.setLevel(logging.INFO)
+    streams = {}
+    for kind in ("json", "text"):
+        streams[kind] = io.StringIO()
+        handler = logging.StreamHandler(streams[kind])
+        handler.setFormatter(formatter(kind))
+        logger.addHandler(handler)
+    client.application.before_request_funcs.setdefault(None, []).append(
+        lambda: logger.info("serving %s", "it"))
+    client.get("/pipelines", headers={"X-Request-ID": "fmt-1"})
+    logger.info("idle")
+    first, second = (json.loads(line) for line in streams["json"].getvalue().splitlines())
+    assert first["message"] == "serving it" and first["request_id"] == "fmt-1"
+    assert first["logger"] == "atoll.test.format" and first["job_id"] is None
+    assert second["message"] == "idle" and second["request_id"] is None
+    text = streams["text"].getvalue().splitlines()
+    assert text[0].endswith("INFO atoll.test.format [fmt-1]: serving it")
+    assert text[1].endswith("INFO atoll.test.format: idle")
