@@ -14,6 +14,7 @@ extras = {
         "celery>=5.4,<6",
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
+        "prometheus_client>=0.20,<1",
     ],
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],

@@ -97,6 +97,9 @@ def add_serve(subparsers: Any) -> None:
     parser.add_argument("--timeout", type=_positive, default=120, metavar="SECONDS",
                         help="gunicorn restarts a worker silent for this long; a synchronous pipeline "
                              "call must finish within it (default 120)")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false",
+                        help="do not write gunicorn's access log to stderr (written by default, with "
+                             "each request's X-Request-ID)")
     parser.add_argument("--dev", action="store_true",
                         help="Flask's development server with the reloader and debugger (not for "
                              "production)")
@@ -105,7 +108,9 @@ def add_serve(subparsers: Any) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
+    metrics_dir = prepare_metrics_dir()  # before any process that counts starts
     service = load_service(args.target)
+    configure_logs(service)
     host, port = parse_bind(args.bind)
     worker = start_embedded_worker(service, args.target)
     try:
@@ -113,11 +118,39 @@ def serve(args: argparse.Namespace) -> int:
             service.create_app().run(host=host, port=port, debug=True, use_reloader=True)
             return 0
         run_gunicorn(service, f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
-                     workers=args.workers, threads=args.threads, timeout=args.timeout)
+                     workers=args.workers, threads=args.threads, timeout=args.timeout,
+                     accesslog="-" if args.access_log else None)
     finally:
         if worker is not None:
             stop_process(worker)
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def configure_logs(service: Any) -> None:
+    """Format this process's log lines as the service's ``log_format`` says."""
+    from atoll.service import logs
+
+    logs.configure(service.config.log_format)
+
+
+def prepare_metrics_dir() -> str | None:
+    """Point prometheus_client's multiprocess mode at a fresh folder; return it (None if given).
+
+    gunicorn's worker processes and the embedded worker inherit ``PROMETHEUS_MULTIPROC_DIR``, write
+    their counts there, and ``GET /metrics`` in any web process adds them all up. A folder the
+    operator set is used as it is (and must be emptied between starts, as prometheus_client says).
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="atoll-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 def start_embedded_worker(service: Any, target: str) -> Any:
@@ -165,7 +198,9 @@ def worker(args: argparse.Namespace) -> int:
     """Run ``atoll worker``."""
     from atoll.service.tasks import run_worker
 
-    run_worker(load_service(args.target), args.celery_args)
+    service = load_service(args.target)
+    configure_logs(service)
+    run_worker(service, args.celery_args)
     return 0
 
 
@@ -218,6 +253,19 @@ def secret(args: argparse.Namespace) -> int:
     return 0
 
 
+#: gunicorn's default access log line, followed by the request id atoll answered
+ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss '
+                     'id=%({x-request-id}o)s')
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """gunicorn hook: a dead worker's live gauges leave the multiprocess metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, timeout: int = 120,
                  **options: Any) -> None:
     """Serve ``service.create_app()`` with gunicorn's threaded workers until stopped."""
@@ -225,6 +273,7 @@ def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, ti
 
     settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
                 "timeout": timeout, "accesslog": None, "errorlog": "-",
+                "access_log_format": ACCESS_LOG_FORMAT, "child_exit": _child_exit,
                 "loglevel": service.config.log_level.lower(), **options}
 
     class _Server(BaseApplication):

@@ -88,8 +88,13 @@ SCHEMA: dict[str, Key] = {
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
                              "message"),
+    "metrics_public": Key((bool,), False, "serve GET /metrics without a token (for a Prometheus "
+                                          "scraper inside a private network)"),
     "log_level": Key((str,), "INFO", "log level of atoll's own logging",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    "log_format": Key((str,), "text", "log lines of atoll serve and atoll worker: text, or json (one "
+                                      "object a line: timestamp, level, logger, message, request_id, "
+                                      "job_id, pipeline)", choices=("text", "json")),
 }
 
 

@@ -89,8 +89,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(target: str, conf: str | None = None, workers: int = 2, threads: int = 4,
-            extra_env: dict | None = None, ready_path: str = "/health"):
-    """Run ``atoll serve target`` on a free loopback port; yield its base URL; stop it by pid."""
+            extra_env: dict | None = None, ready_path: str = "/health", log: Path | None = None):
+    """Run ``atoll serve target`` on a free loopback port; yield its base URL; stop it by pid.
+
+    Its output goes to the file ``log`` when given (read it after the block), else to a pipe.
+    """
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), **(extra_env or {})}
     env.pop("ATOLL_CONF", None)
@@ -98,14 +101,15 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
         env["ATOLL_CONF"] = conf
     cmd = [sys.executable, "-m", "atoll", "serve", target, "--bind", f"127.0.0.1:{port}",
            "--workers", str(workers), "--threads", str(threads)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    output = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"atoll serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+                said = log.read_text() if log else proc.stdout.read()
+                raise RuntimeError(f"atoll serve exited with {proc.returncode}:\n{said}")
             try:
                 if requests.get(url + ready_path, timeout=1).status_code < 500:
                     break
@@ -124,3 +128,5 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+        if log:
+            output.close()

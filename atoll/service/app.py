@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,15 @@ def _local(n_jobs: int) -> Callable[[], Executor]:
     return lambda: SerialExecutor() if n_jobs == 1 else LocalExecutor(n_jobs=n_jobs)
 
 
+def _observe_run(name: str, registered: Registered, seconds: float) -> None:
+    """Record a run in the metrics when prometheus_client (part of the service extra) is installed."""
+    try:
+        from atoll.service.metrics import observe_run
+    except ImportError:
+        return
+    observe_run(name, getattr(registered.executor, "description", "custom"), seconds)
+
+
 class Atoll:
     """A pipeline service: register pipelines, then ``create_app()`` gives the Flask app to serve."""
 
@@ -182,7 +192,11 @@ class Atoll:
         registered = self.get(name)
         kwargs = kwargs or {}
         registered.pipeline.check_kwargs(kwargs)
-        return registered.executor().run(registered.pipeline, data, kwargs)
+        started = time.perf_counter()
+        try:
+            return registered.executor().run(registered.pipeline, data, kwargs)
+        finally:
+            _observe_run(name, registered, time.perf_counter() - started)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -207,7 +221,7 @@ class Atoll:
 
     def create_app(self) -> Flask:
         """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
-        from atoll.service import auth, errors, health, openapi, pipelines
+        from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids
         from atoll.service.encoding import AtollJSONProvider
 
         app = Flask("atoll")
@@ -215,10 +229,15 @@ class Atoll:
         app.json = AtollJSONProvider(app)
         app.config["MAX_CONTENT_LENGTH"] = self.config.max_request_bytes
         app.extensions["atoll"] = self
+        app.extensions["atoll.readiness"] = probes.Readiness(self)
         errors.register_handlers(app)
-        auth.install(app, self.config.auth_tokens)
+        request_ids.install(app)  # before auth: a refused request is answered with its id too
+        metrics.install(app)
+        auth.install(app, self.config.auth_tokens,
+                      open_endpoints={"metrics"} if self.config.metrics_public else set())
         self._install_jobs()
-        for blueprint in (pipelines.blueprint, health.blueprint, openapi.blueprint, *self.blueprints):
+        for blueprint in (pipelines.blueprint, health.blueprint, probes.blueprint, openapi.blueprint,
+                          *self.blueprints):
             app.register_blueprint(blueprint)
         self._apps += 1
         return app

@@ -1,5 +1,6 @@
 """Optional bearer-token authentication: with ``auth_tokens`` configured, every route but ``/health``
-needs ``Authorization: Bearer <token>``; tokens are compared in constant time."""
+needs ``Authorization: Bearer <token>`` (``/livez`` and ``/readyz`` too are open, and ``/metrics`` with
+``metrics_public``); tokens are compared in constant time."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from atoll.service.errors import ApiError
 
 __all__ = ["install", "token_matches", "OPEN_ENDPOINTS"]
 
-#: endpoints (blueprint.function) that never need a token
-OPEN_ENDPOINTS = frozenset({"health.health"})
+#: endpoints (blueprint.function) that never need a token: the health report and the probes
+OPEN_ENDPOINTS = frozenset({"health.health", "probes.livez", "probes.readyz"})
 
 
 def token_matches(given: str, tokens: list[str]) -> bool:
@@ -24,15 +25,17 @@ def token_matches(given: str, tokens: list[str]) -> bool:
     return found
 
 
-def install(app: Flask, tokens: list[str]) -> None:
-    """Make ``app`` require one of ``tokens`` on every route but /health (nothing when empty)."""
+def install(app: Flask, tokens: list[str], open_endpoints: set[str] | frozenset = frozenset()) -> None:
+    """Make ``app`` require one of ``tokens`` on every route but /health, the probes and
+    ``open_endpoints`` (nothing when ``tokens`` is empty)."""
     if not tokens:
         return
     tokens = list(tokens)
+    open_here = OPEN_ENDPOINTS | set(open_endpoints)
 
     @app.before_request
     def _require_token() -> None:
-        if request.endpoint in OPEN_ENDPOINTS:
+        if request.endpoint in open_here:
             return
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

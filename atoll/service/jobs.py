@@ -28,9 +28,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, url_for
 
-from atoll.service import tasks
+from atoll.service import request_ids, tasks
 from atoll.service.callbacks import CallbackURLError, callback_state, check_callback_url, stored_callback
 from atoll.service.errors import error_response, public_error
+from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.transport import redact_url
 
 __all__ = ["submit_job", "job_status", "blueprint", "install", "broker_check", "worker_check"]
@@ -68,7 +69,8 @@ def submit_job(service: Any, name: str, data: Any, kwargs: dict | None,
     try:
         app.atoll_tasks["pipeline"].apply_async(
             (name, data, kwargs or {}, callback, submitted), task_id=job_id, queue=config.worker_queue,
-            soft_time_limit=soft, time_limit=hard)
+            soft_time_limit=soft, time_limit=hard,
+            headers={REQUEST_ID_HEADER: request_ids.current()})  # the worker's log lines show it
     except Exception as exc:  # kombu raises OperationalError, socket errors or its own ChannelErrors
         _forget(app, job_id)
         broker = redact_url(config.worker_broker) if config.worker_broker else "the embedded broker"

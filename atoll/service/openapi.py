@@ -244,6 +244,31 @@ def build_spec(service: Any) -> dict:
             "503": _json(_ref("Health"), "A required part is down"),
         },
     }}
+    paths["/livez"] = {"get": {
+        "operationId": "livez", "summary": "Liveness: this process answers (no I/O)", "tags": ["service"],
+        "security": [],
+        "responses": {"200": _json({"type": "object", "properties": {"status": {"const": "ok"}}},
+                                   "The process serves requests")},
+    }}
+    readiness = {"type": "object", "required": ["status"],
+                 "properties": {"status": {"enum": ["ready", "not ready"]},
+                                "failing": {"type": "array", "items": {"type": "string"}}}}
+    paths["/readyz"] = {"get": {
+        "operationId": "readyz", "summary": "Readiness: broker reachable and a worker alive (cached)",
+        "tags": ["service"], "security": [],
+        "responses": {"200": _json(readiness, "Ready to take requests and jobs"),
+                      "503": _json(readiness, "Not ready: the names of the failing checks")},
+    }}
+    metrics = {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics (text exposition format)",
+        "tags": ["service"],
+        "responses": {"200": {"description": "Metrics prefixed atoll_",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **_COMMON_ERRORS},
+    }}
+    if service.config.metrics_public:
+        metrics["get"]["security"] = []
+    paths["/metrics"] = metrics
     paths["/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["service"],
         "responses": {"200": _json({"type": "object"}, "The OpenAPI description"), **_COMMON_ERRORS},

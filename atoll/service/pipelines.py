@@ -14,7 +14,7 @@ import traceback
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.errors import PipelineError
@@ -155,6 +155,7 @@ def run(name: str) -> Response:
         known = ", ".join(sorted(service.pipelines)) or "none"
         raise ApiError(404, "PipelineNotFound", f"no pipeline named {name!r}; registered: {known}")
     data, kwargs, callback, run_async = _validate(parse_body(), registered)
+    g.atoll_mode = "async" if callback is not None or run_async else "sync"  # for the metrics
     if callback is not None or run_async:
         return _submit(service, name, data, kwargs, callback)
     try:

@@ -245,6 +245,7 @@ def _register_tasks(app: Celery, service: Any) -> None:
             running.finish()
         record["finished_at"] = now()
         backend.store_result(job_id, record, "SUCCESS")
+        log.info("job %s: pipeline %r %s", job_id, name, record["status"])
         if callback:
             payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
             body = to_json(payload)
@@ -273,8 +274,17 @@ def _register_tasks(app: Celery, service: Any) -> None:
 
 def run_worker(service: Any, argv: list[str] | None = None) -> None:
     """Run a Celery worker for ``service`` in this process; ``argv`` are extra ``celery worker`` options."""
+    from celery.signals import after_setup_logger
+
+    from atoll.service import logs
+
     app = get_celery(service)
     config: Config = service.config
+
+    @after_setup_logger.connect(weak=False)
+    def _format_logs(logger: logging.Logger, **_: Any) -> None:  # Celery sets up its own handlers
+        logs.configure(config.log_format, logger)
+
     args = ["worker", f"--concurrency={config.worker_concurrency}", f"--loglevel={config.log_level}",
             f"--queues={config.worker_queue}", f"--hostname=atoll-{os.getpid()}@%h", *(argv or [])]
     app.worker_main(args)

@@ -1,0 +1,241 @@
+"""What an operator sees: /livez and /readyz, X-Request-ID, /metrics (parsed with prometheus_client's
+own parser, in one process and summed over gunicorn's worker processes) and the access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from atoll.config import load_config
+from tests.served import build_service, serving
+
+TOKEN = "observability-token"
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """Return {(sample name, sorted labels): value} of a Prometheus text exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def requests_total(text: str, pipeline: str, mode: str, status: str) -> float:
+    return samples(text).get(("atoll_requests_total", (("mode", mode), ("pipeline", pipeline),
+                                                        ("status", status))), 0.0)
+
+
+@pytest.fixture
+def client():
+    return build_service(load_config()).create_app().test_client()
+
+
+# -- probes ---------------------------------------------------------------------------------------
+
+
+def test_livez_answers_without_asking_anything(tmp_path):
+    # a broker that does not exist: liveness does no I/O, so it is still 200 and fast
+    service = build_service(load_config(worker_broker="amqp://guest:guest@127.0.0.1:1//",
+                                        state_dir=str(tmp_path)))
+    calls = []
+    service.health_checks.append(lambda: calls.append(1) or ("counted", True, {}, True))
+    client = service.create_app().test_client()
+    response = client.get("/livez")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    assert calls == []
+
+
+def test_readyz_names_what_is_down_and_nothing_more(tmp_path):
+    service = build_service(load_config(worker_broker="amqp://secret-user:pw@127.0.0.1:1//",
+                                        state_dir=str(tmp_path)))
+    response = service.create_app().test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "not ready" and "broker" in body["failing"]
+    assert "secret-user" not in response.get_data(as_text=True)
+
+
+def test_readyz_runs_the_checks_once_per_cache_period():
+    service = build_service(load_config())
+    calls = []
+    service.health_checks.append(lambda: calls.append(1) or ("counted", True, {}, True))
+    app = service.create_app()
+    app.extensions["atoll.readiness"].ttl = 3600
+    client = app.test_client()
+    answers = {client.get("/readyz").status_code for _ in range(25)}
+    assert len(calls) == 1 and len(answers) == 1
+    app.extensions["atoll.readiness"].ttl = 0
+    client.get("/readyz")
+    assert len(calls) == 2
+
+
+def test_probes_are_open_and_metrics_need_a_token_unless_public():
+    closed = build_service(load_config(auth_tokens=[TOKEN])).create_app().test_client()
+    assert closed.get("/livez").status_code == 200
+    assert closed.get("/readyz").status_code in (200, 503)
+    assert closed.get("/metrics").status_code == 401
+    assert closed.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    public = build_service(load_config(auth_tokens=[TOKEN], metrics_public=True)).create_app()
+    assert public.test_client().get("/metrics").status_code == 200
+    assert public.test_client().post("/pipelines/double", json={"data": [1]}).status_code == 401
+
+
+# -- request ids ----------------------------------------------------------------------------------
+
+
+def test_a_well_formed_request_id_is_answered_as_sent(client):
+    response = client.post("/pipelines/double", json={"data": [1]}, headers={"X-Request-ID": "order-7.a"})
+    assert response.headers["X-Request-ID"] == "order-7.a"
+
+
+@pytest.mark.parametrize("given", [None, "", "<script>alert(1)</script>", "a" * 129, "two words"])
+def test_a_missing_or_malformed_request_id_is_replaced(client, given):
+    headers = {} if given is None else {"X-Request-ID": given}
+    first = client.get("/pipelines", headers=headers).headers["X-Request-ID"]
+    second = client.get("/pipelines", headers=headers).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
+
+
+def test_error_answers_carry_the_request_id_too():
+    client = build_service(load_config(auth_tokens=[TOKEN])).create_app().test_client()
+    refused = client.post("/pipelines/double", json={"data": [1]}, headers={"X-Request-ID": "r-401"})
+    assert refused.status_code == 401 and refused.headers["X-Request-ID"] == "r-401"
+    missing = client.post("/pipelines/nope", json={"data": [1]},
+                          headers={"X-Request-ID": "r-404", "Authorization": f"Bearer {TOKEN}"})
+    assert missing.status_code == 404 and missing.headers["X-Request-ID"] == "r-404"
+
+
+def test_log_records_written_during_a_request_carry_its_id(client, caplog):
+    caplog.set_level(logging.INFO)
+    marker = logging.getLogger("atoll.test")
+    client.application.before_request_funcs.setdefault(None, []).append(
+        lambda: marker.info("inside the request"))
+    client.get("/pipelines", headers={"X-Request-ID": "log-me-1"})
+    logging.getLogger("atoll.test").info("outside any request")
+    ids = {record.getMessage(): record.request_id for record in caplog.records
+           if record.name == "atoll.test"}
+    assert ids == {"inside the request": "log-me-1", "outside any request": "-"}
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def test_counters_move_by_exactly_what_was_done(client):
+    before = client.get("/metrics").get_data(as_text=True)
+    for value in (1, 2, 3):
+        assert client.post("/pipelines/double", json={"data": [value]}).status_code == 200
+    assert client.post("/pipelines/double", json={"nodata": 1}).status_code == 400
+    assert client.post("/pipelines/lookup", json={"data": ["zz"]}).status_code == 500
+    assert client.post("/pipelines/nope", json={"data": 1}).status_code == 404
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    after = response.get_data(as_text=True)
+
+    def moved(pipeline, mode, status):
+        return requests_total(after, pipeline, mode, status) - requests_total(before, pipeline, mode, status)
+
+    assert moved("double", "sync", "200") == 3
+    assert moved("double", "-", "400") == 1  # refused before its mode was known
+    assert moved("lookup", "sync", "500") == 1
+    assert moved("nope", "-", "404") == 1
+    runs = samples(after)
+    count = runs.get(("atoll_pipeline_run_duration_seconds_count",
+                      (("executor", "serial"), ("pipeline", "double"))), 0.0)
+    was = samples(before).get(("atoll_pipeline_run_duration_seconds_count",
+                               (("executor", "serial"), ("pipeline", "double"))), 0.0)
+    assert count - was == 3
+    durations = samples(after)
+    assert durations[("atoll_request_duration_seconds_count", (("pipeline", "double"),))] >= 4
+
+
+@pytest.mark.slow
+def test_metrics_add_up_every_gunicorn_worker_and_the_access_log_has_request_ids(tmp_path):
+    log, counts = tmp_path / "serve.log", tmp_path / "metrics"
+    counts.mkdir()
+    with serving("served:service", workers=2, threads=2, ready_path="/livez", log=log,
+                 extra_env={"PROMETHEUS_MULTIPROC_DIR": str(counts)}) as url:
+        with requests.Session() as session:
+            for i in range(40):  # new connections spread over both worker processes
+                response = requests.post(f"{url}/pipelines/double", json={"data": [i]},
+                                         headers={"X-Request-ID": f"burst-{i}"}, timeout=30)
+                assert response.status_code == 200
+                assert response.headers["X-Request-ID"] == f"burst-{i}"
+            totals = {requests_total(session.get(f"{url}/metrics", timeout=30).text, "double", "sync", "200")
+                      for _ in range(10)}
+            counted_by = {path.name for path in counts.glob("counter_*.db")}
+    assert totals == {40.0}, "each scrape must see the sum over every worker process"
+    assert len(counted_by) >= 2, f"the burst reached one worker process only: {counted_by}"
+    text = log.read_text()
+    assert re.search(r'"POST /pipelines/double HTTP/1.1" 200 .* id=burst-39', text), text[-2000:]
+
+
+# -- worker log lines -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_json_log_lines_carry_the_job_and_the_submitting_request(tmp_path):
+    import json
+
+    from tests.async_service import Worker, build_service, wait_for_job, write_config
+
+    path, config = write_config(tmp_path, log_format="json")
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        client = build_service(config).create_app().test_client()
+        answer = client.post("/pipelines/double", json={"data": [1], "async": True},
+                             headers={"X-Request-ID": "submit-json-1"})
+        assert answer.status_code == 202 and answer.headers["X-Request-ID"] == "submit-json-1"
+        job_id = answer.get_json()["job_id"]
+        assert wait_for_job(client, job_id)["status"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while True:
+            lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+            done = [line for line in lines if line.get("job_id") == job_id
+                    and "succeeded" in line["message"]]
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+    assert done, worker.log()[-3000:]
+    line = done[0]
+    assert line["request_id"] == "submit-json-1" and line["pipeline"] == "double"
+    assert line["logger"] == "atoll.jobs" and line["level"] == "INFO"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["timestamp"])
+    # Celery's own log lines too (its text format starts "[2026-..."); only its banner is not logging
+    assert not [text for text in worker.log().splitlines() if re.match(r"\[\d{4}-", text)]
+    assert any("ready." in line["message"] and line["logger"].startswith("celery") for line in lines)
+
+
+def test_web_log_lines_as_json_and_text_name_the_request(client):
+    import io
+    import json
+
+    from atoll.service.logs import formatter
+
+    logger = logging.getLogger("atoll.test.format")
+    logger.setLevel(logging.INFO)
+    streams = {}
+    for kind in ("json", "text"):
+        streams[kind] = io.StringIO()
+        handler = logging.StreamHandler(streams[kind])
+        handler.setFormatter(formatter(kind))
+        logger.addHandler(handler)
+    client.application.before_request_funcs.setdefault(None, []).append(
+        lambda: logger.info("serving %s", "it"))
+    client.get("/pipelines", headers={"X-Request-ID": "fmt-1"})
+    logger.info("idle")
+    first, second = (json.loads(line) for line in streams["json"].getvalue().splitlines())
+    assert first["message"] == "serving it" and first["request_id"] == "fmt-1"
+    assert first["logger"] == "atoll.test.format" and first["job_id"] is None
+    assert second["message"] == "idle" and second["request_id"] is None
+    text = streams["text"].getvalue().splitlines()
+    assert text[0].endswith("INFO atoll.test.format [fmt-1]: serving it")
+    assert text[1].endswith("INFO atoll.test.format: idle")
