@@ -187,6 +187,10 @@ def add_worker(subparsers: Any) -> None:
         description="Run a Celery worker that runs MODULE:SERVICE's pipelines for asynchronous jobs "
                     "and delivers their callbacks. Options after the target go to `celery worker` "
                     "(e.g. --concurrency 4 --pool threads).")
+    parser.add_argument("--metrics-bind", metavar="HOST:PORT",
+                        help="serve this worker's Prometheus metrics (jobs, callbacks, runs) at "
+                             "http://HOST:PORT/metrics, for a worker whose web process is on another "
+                             "machine (PORT alone means 127.0.0.1:PORT)")
     parser.add_argument("target", metavar="MODULE:SERVICE",
                         help="the atoll.Atoll instance whose pipelines to run")
     parser.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="CELERY_WORKER_OPTION",
@@ -196,11 +200,25 @@ def add_worker(subparsers: Any) -> None:
 
 def worker(args: argparse.Namespace) -> int:
     """Run ``atoll worker``."""
-    from atoll.service.tasks import run_worker
+    metrics_dir = prepare_metrics_dir()  # the pool's processes count jobs in their own memory otherwise
+    try:
+        from atoll.service.tasks import run_worker
 
-    service = load_service(args.target)
-    configure_logs(service)
-    run_worker(service, args.celery_args)
+        service = load_service(args.target)
+        configure_logs(service)
+        if args.metrics_bind is not None:
+            from prometheus_client import start_http_server
+
+            from atoll.service.metrics import registry
+
+            host, port = parse_bind(args.metrics_bind)
+            start_http_server(port, addr=host, registry=registry())
+        run_worker(service, args.celery_args)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -239,3 +239,86 @@ def test_web_log_lines_as_json_and_text_name_the_request(client):
     text = streams["text"].getvalue().splitlines()
     assert text[0].endswith("INFO atoll.test.format [fmt-1]: serving it")
     assert text[1].endswith("INFO atoll.test.format: idle")
+
+
+@pytest.mark.slow
+def test_a_workers_job_and_callback_counts_reach_metrics_and_the_request_id_reaches_the_receiver(
+        tmp_path, monkeypatch, callback_receiver):
+    from tests.async_service import Worker, build_service, wait_for_job, write_config
+
+    counts = tmp_path / "metrics"
+    counts.mkdir()
+    # the worker inherits the folder, as atoll serve's embedded worker does; the test's own
+    # prometheus_client was imported without it, so only the worker's processes write there
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(counts))
+    path, config = write_config(tmp_path)
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        client = build_service(config).create_app().test_client()
+        jobs = {}
+        for name, data in (("double", [1, 2]), ("explode", [2]), ("double", [5])):
+            answer = client.post(f"/pipelines/{name}", json={"data": data, "callback": callback_receiver.url},
+                                 headers={"X-Request-ID": f"cb-{len(jobs)}"})
+            assert answer.status_code == 202
+            jobs[answer.get_json()["job_id"]] = f"cb-{len(jobs)}"
+        assert not callback_receiver.wait_for_jobs(set(jobs), timeout=60)
+        for job_id, request_id in jobs.items():
+            deadline = time.monotonic() + 20
+            # the worker records "delivered" once the receiver's answer is back, a moment after the
+            # receiver has the call
+            while (record := wait_for_job(client, job_id))["callback"]["state"] == "pending":
+                assert time.monotonic() < deadline, record
+                time.sleep(0.05)
+            assert record["request_id"] == request_id and record["callback"]["state"] == "delivered"
+        text = client.get("/metrics").get_data(as_text=True)
+    finally:
+        worker.stop()
+    received = {call.json["job_id"]: call.headers.get("x-request-id")
+                for call in callback_receiver.accepted()}
+    assert received == jobs
+    found = samples(text)
+    assert found[("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded")))] == 2
+    assert found[("atoll_jobs_total", (("pipeline", "explode"), ("status", "failed")))] == 1
+    assert found[("atoll_job_duration_seconds_count", (("pipeline", "double"),))] == 2
+    assert found[("atoll_callback_deliveries_total", (("outcome", "delivered"),))] == 3
+    assert found[("atoll_queue_depth", (("queue", config.worker_queue),))] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_serves_its_own_metrics_with_metrics_bind(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.async_service import TESTS, build_service, wait_for_job, write_config
+    from tests.served import free_port
+
+    path, config = write_config(tmp_path)
+    port = free_port()
+    env = {**os.environ, "ATOLL_CONF": str(path),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen([sys.executable, "-m", "atoll.cli", "worker", "--metrics-bind", str(port),
+                               "async_service:service"], env=env, cwd=str(TESTS), stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        client = build_service(config).create_app().test_client()
+        job_id = client.post("/pipelines/double", json={"data": [4], "async": True}).get_json()["job_id"]
+        assert wait_for_job(client, job_id, timeout=60)["status"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if ("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded"))) in samples(text):
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        log.close()
+    assert samples(text)[("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded")))] == 1

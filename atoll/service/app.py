@@ -232,7 +232,7 @@ class Atoll:
         app.extensions["atoll.readiness"] = probes.Readiness(self)
         errors.register_handlers(app)
         request_ids.install(app)  # before auth: a refused request is answered with its id too
-        metrics.install(app)
+        metrics.install(app, self)
         auth.install(app, self.config.auth_tokens,
                       open_endpoints={"metrics"} if self.config.metrics_public else set())
         self._install_jobs()

@@ -242,11 +242,17 @@ def _drop(target: Target) -> None:
         conn.close()
 
 
-def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any]) -> int:
-    """POST ``body`` to ``url`` once; return the 2xx status or raise DeliveryError / CallbackURLError."""
+def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any],
+                  request_id: str | None = None) -> int:
+    """POST ``body`` to ``url`` once; return the 2xx status or raise DeliveryError / CallbackURLError.
+
+    ``request_id``, the id of the request that submitted the job, is sent as ``X-Request-ID``.
+    """
     target = check_callback_url(url, config)
     headers = {"Content-Type": "application/json", "User-Agent": "atoll-callback",
                **signature_headers(config["callback_secret"], msg_id, body)}
+    if request_id:
+        headers["X-Request-ID"] = request_id
     for reuse in (True, False):
         conn = _connection(target, float(config["callback_timeout"]))
         fresh = conn.sock is None
@@ -294,10 +300,20 @@ def record_callback(backend: Any, job_id: str, state: dict[str, Any]) -> None:
     The job's own record is final once stored (Celery's key-value backends never overwrite a
     SUCCESS), so a delivery's outcome is kept under a key of its own and merged in when read.
     """
+    _count_delivery(state["state"])
     try:
         backend.store_result(_callback_key(job_id), state, CALLBACK_STATE)
     except Exception as exc:  # the job store may be down: the log line is then the only trace
         log.warning("job %s: could not record the callback's state %r: %s", job_id, state["state"], exc)
+
+
+def _count_delivery(outcome: str) -> None:
+    """Count a delivery attempt's outcome in the metrics (prometheus_client is in the service extra)."""
+    try:
+        from atoll.service.metrics import CALLBACKS
+    except ImportError:
+        return
+    CALLBACKS.labels(outcome).inc()
 
 
 def stored_callback(backend: Any, job_id: str) -> dict[str, Any] | None:
@@ -322,12 +338,13 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
 
     @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
               ignore_result=True, max_retries=None, shared=False)
-    def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1) -> None:
+    def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1,
+                         request_id: str | None = None) -> None:
         """Deliver one job's callback, retrying with backoff until callback_max_retries is used up."""
         config = get_config()
         attempt = attempts_before + self.request.retries
         try:
-            post_callback(url, body.encode("utf-8"), job_id, config)
+            post_callback(url, body.encode("utf-8"), job_id, config, request_id=request_id)
         except CallbackURLError as exc:
             log.error("job %s: callback refused at delivery: %s", job_id, exc)
             record_callback(app.backend, job_id, callback_state(url, "failed", attempt + 1, str(exc)))
@@ -351,12 +368,12 @@ def make_delivery_task(app: Any, get_config: Any) -> Any:
 
 
 def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[str, Any],
-                   error: Exception, queue: str | None = None) -> bool:
+                   error: Exception, queue: str | None = None, request_id: str | None = None) -> bool:
     """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed."""
     if config["callback_max_retries"] < 1:
         log.error("job %s: callback failed and callback_max_retries is 0: %s", job_id, error)
         return False
     delay = backoff_delay(0, config)
     log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
-    task.apply_async((job_id, url, body, 1), countdown=delay, queue=queue)
+    task.apply_async((job_id, url, body, 1), {"request_id": request_id}, countdown=delay, queue=queue)
     return True

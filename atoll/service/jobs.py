@@ -58,7 +58,8 @@ def submit_job(service: Any, name: str, data: Any, kwargs: dict | None,
     submitted = tasks.now()
     record = {"job_id": job_id, "pipeline": name, "status": "queued", "results": None, "error": None,
               "submitted_at": submitted, "started_at": None, "finished_at": None,
-              "callback": callback_state(callback) if callback is not None else None}
+              "callback": callback_state(callback) if callback is not None else None,
+              "request_id": request_ids.current()}
     try:  # the record first: a job id is known from the moment a worker could start it
         app.backend.store_result(job_id, record, tasks.QUEUED)
     except Exception as exc:

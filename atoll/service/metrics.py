@@ -10,15 +10,29 @@ client), the process's own registry is served.
 ``atoll_requests_total``                HTTP requests by ``pipeline``, ``mode`` (sync, async or
                                         ``-`` off the pipeline routes) and ``status`` code
 ``atoll_request_duration_seconds``      request duration histogram by ``pipeline``
-``atoll_pipeline_run_duration_seconds`` synchronous pipeline runs by ``pipeline`` and ``executor``
-                                        (the time the executor took, without HTTP and JSON)
+``atoll_pipeline_run_duration_seconds`` pipeline runs (sync calls and jobs) by ``pipeline`` and
+                                        ``executor``: the executor's time, without HTTP and JSON
+``atoll_jobs_total``                    finished jobs by ``pipeline`` and ``status`` (succeeded,
+                                        failed)
+``atoll_job_duration_seconds``          job duration in the worker by ``pipeline``
+``atoll_callback_deliveries_total``     callback delivery attempts by ``outcome`` (delivered,
+                                        pending = will retry, failed = URL refused, abandoned)
+``atoll_queue_depth``                   jobs waiting in the broker's queue (asked at most every
+                                        2 s, when scraped)
 ======================================  =======================================================
+
+Workers count jobs and callbacks. ``atoll serve`` starts its embedded worker with the same folder, so
+its numbers appear at ``/metrics``; a worker elsewhere (``atoll worker``) serves its own with
+``--metrics-bind HOST:PORT``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -29,15 +43,62 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["install", "REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "render", "observe_run"]
+__all__ = ["install", "REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS",
+           "QueueDepth", "registry", "render", "observe_run", "observe_job"]
 
 REQUESTS = Counter("atoll_requests", "HTTP requests by pipeline, mode and status code",
                    ["pipeline", "mode", "status"])
 REQUEST_SECONDS = Histogram("atoll_request_duration_seconds", "HTTP request duration by pipeline",
                             ["pipeline"])
 RUN_SECONDS = Histogram("atoll_pipeline_run_duration_seconds",
-                        "Synchronous pipeline runs by pipeline and executor", ["pipeline", "executor"])
+                        "Pipeline runs by pipeline and executor", ["pipeline", "executor"])
+JOBS = Counter("atoll_jobs", "Finished jobs by pipeline and status", ["pipeline", "status"])
+JOB_SECONDS = Histogram("atoll_job_duration_seconds", "Job duration in the worker by pipeline",
+                        ["pipeline"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600))
+CALLBACKS = Counter("atoll_callback_deliveries", "Callback delivery attempts by outcome", ["outcome"])
+
+#: seconds a queue depth read from the broker is reused
+QUEUE_DEPTH_SECONDS = 2.0
+
+
+def observe_job(pipeline: str, status: str, seconds: float) -> None:
+    """Record a job of ``pipeline`` that ended ``status`` after ``seconds`` in the worker."""
+    JOBS.labels(pipeline, status).inc()
+    JOB_SECONDS.labels(pipeline).observe(seconds)
+
+
+class QueueDepth:
+    """A collector of ``atoll_queue_depth``: the broker's count of waiting jobs, cached briefly."""
+
+    def __init__(self, service: Any):
+        self.service = service
+        self._lock = threading.Lock()
+        self._at = float("-inf")
+        self._depth: float | None = None
+
+    def _read(self) -> float | None:
+        queue = self.service.config.worker_queue
+        try:
+            from atoll.service import tasks  # Celery is part of the service extra
+
+            with tasks.get_celery(self.service).connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+                return float(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except Exception:  # no Celery, the broker is down, or the queue does not exist yet: no sample
+            return None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if time.monotonic() - self._at >= QUEUE_DEPTH_SECONDS:
+                self._depth, self._at = self._read(), time.monotonic()
+            depth = self._depth
+        family = GaugeMetricFamily("atoll_queue_depth", "Jobs waiting in the broker's queue",
+                                   labels=["queue"])
+        if depth is not None:
+            family.add_metric([self.service.config.worker_queue], depth)
+        yield family
 
 
 def observe_run(pipeline: str, executor: str, seconds: float) -> None:
@@ -45,19 +106,38 @@ def observe_run(pipeline: str, executor: str, seconds: float) -> None:
     RUN_SECONDS.labels(pipeline, executor).observe(seconds)
 
 
-def render() -> tuple[bytes, str]:
-    """Return the exposition text of every process of this service and its content type."""
+def registry(*extra: Any) -> CollectorRegistry:
+    """Return a registry of every process's metrics (multiprocess mode) or this process's, plus ``extra``
+    collectors."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        found = CollectorRegistry()
+        multiprocess.MultiProcessCollector(found)
+    else:
+        found = CollectorRegistry()
+        found.register(_Everything())
+    for collector in extra:
+        found.register(collector)
+    return found
 
 
-def install(app: Flask) -> None:
-    """Count and time every request of ``app``; add ``GET /metrics``."""
+class _Everything:
+    """This process's default registry, as one collector of another registry."""
+
+    def collect(self) -> Iterator[Any]:
+        return REGISTRY.collect()
+
+
+def render(*extra: Any) -> tuple[bytes, str]:
+    """Return the exposition text of every process of this service (and ``extra`` collectors) and its
+    content type."""
+    return generate_latest(registry(*extra)), CONTENT_TYPE_LATEST
+
+
+def install(app: Flask, service: Any) -> None:
+    """Count and time every request of ``app``; add ``GET /metrics`` (with ``service``'s queue depth)."""
+    depth = QueueDepth(service)
 
     @app.before_request
     def _start_clock() -> None:
@@ -78,5 +158,5 @@ def install(app: Flask) -> None:
     @app.get("/metrics", endpoint="metrics")
     def metrics() -> Response:
         """Return the Prometheus text exposition of the service's metrics."""
-        body, content_type = render()
+        body, content_type = render(depth)
         return Response(body, content_type=content_type)

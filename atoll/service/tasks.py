@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,10 @@ from kombu import Queue
 from atoll.config import Config
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
-from atoll.service import callbacks
+from atoll.service import callbacks, metrics
 from atoll.service.encoding import EncodingError, jsonable, to_json
 from atoll.service.errors import pipeline_error_body, public_error
+from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
@@ -230,9 +232,12 @@ def _register_tasks(app: Celery, service: Any) -> None:
         """Run registered pipeline ``name`` on JSON ``data``; store the job record; send the callback."""
         job_id = self.request.id
         backend = self.backend
+        request_id = getattr(self.request, REQUEST_ID_HEADER, None)
         record = {"job_id": job_id, "pipeline": name, "status": "running", "results": None,
                   "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None,
-                  "callback": callbacks.callback_state(callback) if callback else None}
+                  "callback": callbacks.callback_state(callback) if callback else None,
+                  "request_id": request_id}
+        started = time.monotonic()
         running = RunningRecord(backend, job_id, record, config.job_running_after)
         try:
             results = jsonable(service.run_pipeline(name, data, kwargs or {}))
@@ -246,13 +251,15 @@ def _register_tasks(app: Celery, service: Any) -> None:
         record["finished_at"] = now()
         backend.store_result(job_id, record, "SUCCESS")
         log.info("job %s: pipeline %r %s", job_id, name, record["status"])
+        metrics.observe_job(name, record["status"], time.monotonic() - started)
         if callback:
             payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
             body = to_json(payload)
             # the record above is stored first: a receiver that reads the job on delivery finds it done
             retry_for: Exception | None = None
             try:  # the first attempt runs here; retries are deliver_callback tasks of their own
-                callbacks.post_callback(callback, body.encode("utf-8"), job_id, service.config)
+                callbacks.post_callback(callback, body.encode("utf-8"), job_id, service.config,
+                                        request_id=request_id)
                 state = callbacks.callback_state(callback, "delivered", 1)
             except callbacks.CallbackURLError as exc:
                 log.error("job %s: callback refused at delivery: %s", job_id, exc)
@@ -267,7 +274,7 @@ def _register_tasks(app: Celery, service: Any) -> None:
             callbacks.record_callback(backend, job_id, state)
             if retry_for is not None:
                 callbacks.schedule_retry(deliver, job_id, callback, body, service.config, retry_for,
-                                         queue=config.worker_queue)
+                                         queue=config.worker_queue, request_id=request_id)
 
     app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
 
