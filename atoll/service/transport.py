@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 from time import monotonic
@@ -434,12 +435,51 @@ def embedded_options(state_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 class FileResultBackend(FilesystemBackend):
-    """Celery's ``file://`` result backend with atomic writes (readers never see a partial result)."""
+    """Celery's ``file://`` result backend with atomic writes (readers never see a partial result) and
+    records that expire ``result_expires`` seconds after their last write.
+
+    A record past its time reads as missing at once; :meth:`cleanup` removes the files (atoll's
+    workers call it periodically, see :mod:`atoll.service.tasks`).
+    """
 
     def set(self, key: bytes, value: Any) -> None:
         """Store ``value`` under ``key`` by writing a temporary file and renaming it into place."""
         _write_atomically(os.fsdecode(self._filename(key)),
                           value if isinstance(value, bytes) else str_to_bytes(value))
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the record stored under ``key``, or None when there is none or it has expired."""
+        path = os.fsdecode(self._filename(key))
+        try:
+            with open(path, "rb") as fh:
+                if self._expired(os.fstat(fh.fileno()).st_mtime, time.time()):
+                    return None
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def cleanup(self) -> int:
+        """Remove the records older than ``result_expires`` (and temporary files a crashed writer
+        left behind); return how many files were removed."""
+        now = time.time()
+        removed = 0
+        folder = os.fsdecode(self.path)
+        for name in os.listdir(folder):
+            is_record = name.startswith(tuple(map(os.fsdecode, (
+                self.task_keyprefix, self.group_keyprefix, self.chord_keyprefix))))
+            if not (is_record or name.startswith(_TMP_PREFIX)):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if self._expired(os.stat(path).st_mtime, now):
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:  # rewritten (renamed over) or removed meanwhile
+                pass
+        return removed
+
+    def _expired(self, mtime: float, now: float) -> bool:
+        return bool(self.expires) and mtime < now - self.expires
 
 
 def redact_url(url: str) -> str:
