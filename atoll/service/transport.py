@@ -206,6 +206,7 @@ class EmbeddedChannel(filesystem.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._taken: dict[str, str] = {}  # delivery tag -> file in this process's owner folder
+        self._backlog: dict[str, list[str]] = {}  # queue -> names listed and not yet tried
         self._no_ack_queues: set[str] = set()
         self._auto_delete_queues: set[str] = set()
         self._next_recovery = 0.0
@@ -213,7 +214,8 @@ class EmbeddedChannel(filesystem.Channel):
     # -- publishing -----------------------------------------------------------------------
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{int(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"
+        # nanoseconds of the system-wide monotonic clock: names sort in publishing order
+        name = f"{time.monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         try:
             _write_atomically(os.path.join(self.data_folder_out, name), str_to_bytes(dumps(payload)))
         except OSError as exc:
@@ -225,11 +227,12 @@ class EmbeddedChannel(filesystem.Channel):
         if monotonic() >= self._next_recovery:
             self._next_recovery = monotonic() + RECOVERY_INTERVAL
             self.recover_dead_consumers()
-        wanted = f"{queue}.msg"
         owner = _own_folder(self._consumer_folder)
-        for name in sorted(os.listdir(self.data_folder_in)):
-            if name.startswith(_TMP_PREFIX) or name.partition(".")[2] != wanted:
-                continue
+        backlog = self._backlog.get(queue)
+        if not backlog:
+            backlog = self._backlog[queue] = self._list(queue)
+        while backlog:
+            name = backlog.pop()
             taken = os.path.join(owner.path, name)
             try:  # rename is atomic: exactly one consumer wins the message
                 os.rename(os.path.join(self.data_folder_in, name), taken)
@@ -251,6 +254,17 @@ class EmbeddedChannel(filesystem.Channel):
                 self._taken[tag] = taken
             return message
         raise filesystem.Empty()
+
+    def _list(self, queue: str) -> list[str]:
+        """Return the names of ``queue``'s messages, oldest last.
+
+        One listing serves the following gets until it is used up: listing and sorting a folder of N
+        messages for each of them would cost N² with a backlog of N.
+        """
+        wanted = f"{queue}.msg"
+        return sorted((name for name in os.listdir(self.data_folder_in)
+                       if not name.startswith(_TMP_PREFIX) and name.partition(".")[2] == wanted),
+                      reverse=True)
 
     def queue_declare(self, queue: str | None = None, passive: bool = False, **kwargs: Any) -> Any:
         """Declare ``queue``, remembering whether it is ``auto_delete``."""
