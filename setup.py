@@ -27,6 +27,7 @@ extras["test"] = sorted(set(
         "psutil>=5.9,<8",
         "openapi-spec-validator>=0.7,<1",
         "schemathesis>=3.30,<5",
+        "sqlalchemy>=2.0,<3",
         "ruff>=0.4",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))

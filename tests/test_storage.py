@@ -5,9 +5,11 @@ health calls leaves the state folder and the idle worker's CPU where they starte
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -35,9 +37,22 @@ def test_an_expired_file_record_reads_as_missing_and_cleanup_removes_it(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["celery-task-meta-new"]
 
 
+def _stored_records(config) -> int:
+    """Return how many job records the result backend of ``config`` holds."""
+    url = config.worker_backend
+    if url and url.startswith("db+sqlite:///"):
+        with sqlite3.connect(url[len("db+sqlite:///"):]) as db:
+            return db.execute("SELECT count(*) FROM celery_taskmeta").fetchone()[0]
+    return len(list((Path(config.state_dir) / "results").glob("celery-task-meta-*")))
+
+
 @pytest.mark.slow
-def test_job_records_expire_and_then_answer_404(tmp_path):
-    path, config = write_config(tmp_path, result_expires=2)
+@pytest.mark.parametrize("backend", ["file", "database"])
+def test_job_records_expire_and_then_answer_404(tmp_path, backend):
+    overrides = {}
+    if backend == "database":
+        overrides["worker_backend"] = f"db+sqlite:///{tmp_path / 'jobs.sqlite'}"
+    path, config = write_config(tmp_path, result_expires=2, **overrides)
     client = build_service(config).create_app().test_client()
     worker = Worker(path).start().wait_ready()
     try:
@@ -45,13 +60,12 @@ def test_job_records_expire_and_then_answer_404(tmp_path):
                for i in range(20)]
         for job_id in ids:
             assert wait_for_job(client, job_id)["status"] == "succeeded"
-        results = tmp_path / "state" / "results"
-        assert len(list(results.glob("celery-task-meta-*"))) == 20
+        assert _stored_records(config) == 20
         # removed within result_expires + one cleanup interval; generous for a busy machine
         deadline = time.monotonic() + 2 + cleanup_interval(2) + 30
-        while list(results.glob("celery-task-meta-*")) and time.monotonic() < deadline:
+        while _stored_records(config) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert list(results.glob("celery-task-meta-*")) == [], "expired records were not removed"
+        assert _stored_records(config) == 0, "expired records were not removed"
         answer = client.get(f"/jobs/{ids[0]}")
         assert answer.status_code == 404
         message = answer.get_json()["error"]["message"]
