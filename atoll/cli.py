@@ -186,7 +186,7 @@ class WorkerSupervisor:
             failures = 0 if lived >= self.stable_after else failures + 1
             delay = 0.0 if failures == 0 else min(self.backoff_max, 2.0 ** (failures - 1))
             status = f" with status {code}" if code else ""
-            log.warning("embedded worker (pid %d) exited%s after %.0f s; starting another in %.0f s",
+            log.warning("embedded worker (pid %d) exited%s after %.0f s; starting another in %.1f s",
                         self.process.pid, status, lived, delay)
             if self._stopping.wait(delay):
                 return

@@ -146,3 +146,27 @@ def test_kill_9_of_the_embedded_worker_loses_no_job(tmp_path, callback_receiver)
     text = log_path.read_text(errors="replace")
     assert text.count("embedded worker restarted as pid") == 2, text[-3000:]
     assert "went back to their queue" in text
+
+
+def test_supervisor_restarts_a_dying_worker_with_backoff_and_stops_it(caplog):
+    from atoll.cli import WorkerSupervisor
+
+    caplog.set_level("WARNING", logger="atoll.cli")
+    # a "worker" that dies at once: restarted each time, with growing (here capped, 0.2 s) delays
+    supervisor = WorkerSupervisor([sys.executable, "-c", "pass"], poll_interval=0.05,
+                                  backoff_max=0.2).start()
+    try:
+        deadline = time.monotonic() + 30
+        while supervisor.restarts < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert supervisor.restarts >= 3
+    finally:
+        supervisor.stop()
+    assert "starting another in 0.2 s" in caplog.text and "in 1.0 s" not in caplog.text  # capped
+    assert "embedded worker restarted as pid" in caplog.text
+    # a long-running worker is stopped by stop() and not started again
+    supervisor = WorkerSupervisor([sys.executable, "-c", "import time; time.sleep(600)"],
+                                  poll_interval=0.05).start()
+    process = supervisor.process
+    supervisor.stop()
+    assert process.poll() is not None and supervisor.process is process and supervisor.restarts == 0
