@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 
 import pytest
 from kombu import Connection, Exchange, Queue
@@ -191,6 +192,25 @@ def test_the_auto_delete_queue_of_a_dead_consumer_is_deleted(tmp_path):
         assert os.listdir(tmp_path / "broker" / "queue") == [], "the dead consumer's queue kept its messages"
         conn.Producer().publish({"hello": 2}, exchange=fanout, declare=[fanout])
         assert os.listdir(tmp_path / "broker" / "queue") == [], "a broadcast still went to a dead queue"
+
+
+def test_folders_of_consumers_that_died_while_starting_are_removed(tmp_path):
+    consumers = tmp_path / "broker" / "consumers"
+    consumers.mkdir(parents=True)
+    with_lock, without_lock, young = (consumers / ".tmp-a", consumers / ".tmp-b", consumers / ".tmp-c")
+    for folder in (with_lock, without_lock, young):
+        folder.mkdir()
+    (with_lock / "owner.lock").touch()
+    (young / "owner.lock").touch()
+    long_ago = time.time() - 120
+    for folder in (with_lock, without_lock):
+        os.utime(folder, (long_ago, long_ago))
+    queue = Queue("q7", Exchange("q7-x"), "q7")
+    with _connection(tmp_path) as conn, conn.SimpleQueue(queue) as simple:
+        with pytest.raises(simple.Empty):
+            simple.get(timeout=0.2)
+    # a young one may belong to a process that is starting: left alone
+    assert sorted(p.name for p in consumers.glob(".tmp-*")) == [".tmp-c"]
 
 
 @pytest.mark.slow

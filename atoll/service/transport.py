@@ -170,6 +170,36 @@ def _read_queues(folder: str) -> dict[str, bool]:
         return {}
 
 
+def _remove_abandoned_starts(root: str, age: float = 60.0) -> None:
+    """Remove the temporary folders of consumers that died while making their owner folder.
+
+    Only folders older than ``age`` seconds: a younger one may be a living process between creating
+    its lock file and locking it.
+    """
+    import shutil
+
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(_TMP_PREFIX)]
+    except FileNotFoundError:
+        return
+    for name in names:
+        folder = os.path.join(root, name)
+        try:
+            if os.stat(folder).st_mtime > time.time() - age:
+                continue
+        except FileNotFoundError:
+            continue
+        if not os.path.exists(os.path.join(folder, _LOCK_NAME)):  # died before making its lock file
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        fd = _try_lock(folder)
+        if fd is not None:
+            try:
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                os.close(fd)
+
+
 def _owner_folders(root: str) -> list[str]:
     try:
         names = os.listdir(root)
@@ -359,6 +389,7 @@ class EmbeddedChannel(filesystem.Channel):
                 restored += self._recover(folder, living_queues)
             finally:
                 os.close(fd)
+        _remove_abandoned_starts(root)
         return restored
 
     def _recover(self, folder: str, living_queues: set[str]) -> int:
