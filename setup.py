@@ -29,6 +29,7 @@ extras["test"] = sorted(set(
         "openapi-spec-validator>=0.7,<1",
         "schemathesis>=3.30,<5",
         "standardwebhooks>=1.0,<2",
+        "sqlalchemy>=2.0,<3",
         "ruff>=0.4",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["main", "build_parser", "load_service", "parse_bind", "CliError"]
+__all__ = ["main", "build_parser", "load_service", "parse_bind", "CliError", "WorkerSupervisor"]
 
 log = logging.getLogger("atoll.cli")
 
@@ -112,7 +112,7 @@ def serve(args: argparse.Namespace) -> int:
     service = load_service(args.target)
     configure_logs(service)
     host, port = parse_bind(args.bind)
-    worker = start_embedded_worker(service, args.target)
+    supervisor = start_embedded_worker(service, args.target)
     try:
         if args.dev:
             service.create_app().run(host=host, port=port, debug=True, use_reloader=True)
@@ -121,8 +121,8 @@ def serve(args: argparse.Namespace) -> int:
                      workers=args.workers, threads=args.threads, timeout=args.timeout,
                      accesslog="-" if args.access_log else None)
     finally:
-        if worker is not None:
-            stop_process(worker)
+        if supervisor is not None:
+            supervisor.stop()
         if metrics_dir is not None:
             import shutil
 
@@ -153,16 +153,89 @@ def prepare_metrics_dir() -> str | None:
     return folder
 
 
-def start_embedded_worker(service: Any, target: str) -> Any:
-    """Start ``atoll worker TARGET`` as a child process when jobs use the embedded broker."""
-    import subprocess
-
+def start_embedded_worker(service: Any, target: str) -> WorkerSupervisor | None:
+    """Start ``atoll worker TARGET`` under a :class:`WorkerSupervisor` when jobs use the embedded
+    broker; return the supervisor (None when no worker is to run beside the web process)."""
     from atoll.service.tasks import is_embedded
 
     if not (is_embedded(service.config) and service.config.embedded_worker):
         return None
     log.info("embedded broker: starting a worker process beside the web process")
-    return subprocess.Popen([sys.executable, "-m", "atoll.cli", "worker", target])
+    return WorkerSupervisor([sys.executable, "-m", "atoll.cli", "worker", target]).start()
+
+
+class WorkerSupervisor:
+    """Runs a worker command as a child process and starts it again whenever it exits.
+
+    A thread polls the child every ``poll_interval`` seconds. A worker that had run for at least
+    ``stable_after`` seconds is restarted at once; one that keeps dying young waits 1, 2, 4 ... up to
+    ``backoff_max`` seconds between starts, so a worker that cannot start does not spin. Messages the
+    dead worker had taken go back to the queue by themselves (see :mod:`atoll.service.transport`).
+    """
+
+    def __init__(self, argv: list[str], poll_interval: float = 0.5, stable_after: float = 10.0,
+                 backoff_max: float = 30.0):
+        import threading
+
+        self.argv = argv
+        self.poll_interval = poll_interval
+        self.stable_after = stable_after
+        self.backoff_max = backoff_max
+        #: how many times the worker was started again
+        self.restarts = 0
+        self.process: Any = None
+        self._started_at = 0.0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # no start while stop() runs, and the reverse
+        self._thread = threading.Thread(target=self._watch, name="atoll-worker-supervisor", daemon=True)
+
+    def start(self) -> WorkerSupervisor:
+        """Start the worker and the thread watching it; return self."""
+        self._spawn()
+        self._thread.start()
+        return self
+
+    def _spawn(self) -> None:
+        import subprocess
+        import time
+
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self.process = subprocess.Popen(self.argv)
+            self._started_at = time.monotonic()
+
+    def _watch(self) -> None:
+        import time
+
+        failures = 0
+        while not self._stopping.wait(self.poll_interval):
+            # gunicorn's arbiter reaps every child of this process, ours too: poll() then sees the
+            # child gone with status 0, which is still "gone"
+            code = self.process.poll()
+            if code is None:
+                continue
+            lived = time.monotonic() - self._started_at
+            failures = 0 if lived >= self.stable_after else failures + 1
+            delay = 0.0 if failures == 0 else min(self.backoff_max, 2.0 ** (failures - 1))
+            status = f" with status {code}" if code else ""
+            log.warning("embedded worker (pid %d) exited%s after %.0f s; starting another in %.1f s",
+                        self.process.pid, status, lived, delay)
+            if self._stopping.wait(delay):
+                return
+            self._spawn()
+            self.restarts += 1
+            log.warning("embedded worker restarted as pid %d (restart %d)", self.process.pid,
+                        self.restarts)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop watching, then stop the worker (SIGTERM, SIGKILL after ``timeout`` seconds)."""
+        with self._lock:
+            self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(self.poll_interval + 5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
 
 def stop_process(process: Any, timeout: float = 20) -> None:

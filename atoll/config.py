@@ -46,10 +46,12 @@ SCHEMA: dict[str, Key] = {
                         "(durable); web processes and their workers must agree on it"),
     "state_dir": Key((str,), ".atoll", "folder for the embedded broker, results, pid and log files"),
     "embedded_worker": Key((bool,), True, "with the embedded broker, `atoll serve` starts a worker "
-                           "process beside the web process"),
+                           "process beside the web process and restarts it when it dies; /health is "
+                           "503 while it is missing"),
     "worker_concurrency": Key((int,), 2, "worker processes per `atoll worker`", minimum=1),
-    "result_expires": Key((int,), 86400, "seconds a job's result stays in the result backend",
-                          minimum=1),
+    "result_expires": Key((int,), 86400, "seconds a job's record is kept after its last change, on "
+                          "every result backend (workers remove expired records); GET /jobs/<id> "
+                          "then answers 404", minimum=1),
     "job_running_after": Key(_NUM, 0.1, "seconds a job runs before its record says running; a shorter "
                              "job goes from queued to its outcome with one write fewer (0 = at start)",
                              minimum=0),

@@ -50,10 +50,9 @@ def test_kill_9_mid_burst_then_restart_delivers_every_callback(setup, callback_r
     try:
         ids = submit_burst(client, callback_receiver.url, BURST)
         assert callback_receiver.wait_for(lambda r: len(r.job_ids()) >= 40, timeout=60)
-        # RabbitMQ re-queues whatever the dead worker had not acknowledged; the embedded broker holds
-        # unacknowledged messages in the worker's main process, so there only the pool children die
-        embedded = not config.worker_broker
-        killed = worker.kill9(children_only=embedded)
+        # the whole worker dies, main process included: RabbitMQ re-queues whatever it had not
+        # acknowledged, and the embedded broker returns the messages in the dead worker's folder
+        killed = worker.kill9()
         assert killed
         done_at_kill = len(callback_receiver.job_ids())
         assert done_at_kill < BURST, "the burst finished before the kill; nothing was tested"

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = ["getting-started", "pipelines", "executors", "service", "configuration", "deployment",
-         "migrating", "api"]
+         "migrating", "reliability", "api"]
 
 
 def sphinx(builder: str, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:

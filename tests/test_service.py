@@ -342,7 +342,9 @@ def test_callback_or_async_hands_the_job_to_submit_job(monkeypatch, client):
 
 @pytest.fixture(scope="module")
 def secured():
-    return build_service(load_config(auth_tokens=["s3cret", "other"])).create_app().test_client()
+    # no embedded worker expected: /health depends on the tokens alone here
+    return build_service(load_config(auth_tokens=["s3cret", "other"], embedded_worker=False)
+                         ).create_app().test_client()
 
 
 def test_auth_required_on_everything_but_health(secured):

@@ -32,7 +32,7 @@ from atoll.service import request_ids, tasks
 from atoll.service.callbacks import CallbackURLError, callback_state, check_callback_url, stored_callback
 from atoll.service.errors import error_response, public_error
 from atoll.service.logs import REQUEST_ID_HEADER
-from atoll.service.transport import redact_url
+from atoll.service.transport import live_consumers, redact_url
 
 __all__ = ["submit_job", "job_status", "blueprint", "install", "broker_check", "worker_check"]
 
@@ -150,8 +150,24 @@ def broker_check(service: Any) -> tuple[str, bool, dict, bool]:
 
 
 def worker_check(service: Any) -> tuple[str, bool, dict, bool]:
-    """Health check: how many workers answer a ping (not required: jobs wait in the queue)."""
+    """Health check: how many workers consume the service's queue.
+
+    On RabbitMQ, the workers that answer a ping; not required, jobs wait in the queue. On the embedded
+    broker, the living processes consuming the queue (files read, no message sent); required when
+    ``embedded_worker`` says that a worker runs beside the web process, since then no other will.
+    """
     app = tasks.get_celery(service)
+    config = service.config
+    if tasks.is_embedded(config):
+        pids = sorted(c["pid"] for c in live_consumers(app.conf.broker_transport_options)
+                      if config.worker_queue in c["queues"])
+        detail: dict[str, Any] = {"count": len(pids), "pids": pids}
+        if not pids:
+            detail["error"] = (f"no worker is running for queue {config.worker_queue!r}: jobs are "
+                               f"accepted and wait until one runs" +
+                               ("; `atoll serve` restarts its embedded worker within seconds"
+                                if config.embedded_worker else ""))
+        return "workers", bool(pids), detail, config.embedded_worker
     try:
         replies = app.control.ping(timeout=0.5) or []
     except Exception as exc:

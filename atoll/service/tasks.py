@@ -18,6 +18,11 @@ heartbeats, durable queues and publisher confirms (the HTTP 202 is sent only aft
 the message), soft/hard time limits per pipeline (``pipeline_time_limits`` over
 ``task_soft_time_limit``/``task_time_limit``). A job can therefore run more than once (a worker killed
 after the callback was sent and before the acknowledgement): receivers de-duplicate on ``job_id``.
+
+Job records expire ``result_expires`` seconds after their last write on every backend: Redis and
+memcached expire keys themselves; for the others (``file://``, databases) every worker runs the
+backend's ``cleanup()`` every :func:`cleanup_interval` seconds, the work Celery leaves to celery beat's
+``backend_cleanup`` task, which atoll does not need you to run.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from kombu import Queue
@@ -46,7 +51,8 @@ from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
-           "run_worker", "RunningRecord", "PIPELINE_TASK", "DELIVERY_TASK", "QUEUED"]
+           "run_worker", "RunningRecord", "RecordCleanup", "cleanup_interval", "PIPELINE_TASK",
+           "DELIVERY_TASK", "QUEUED"]
 
 log = logging.getLogger("atoll.jobs")
 
@@ -145,11 +151,48 @@ def time_limits(config: Config, pipeline: str) -> tuple[float | None, float | No
     return (own.get("soft", config.task_soft_time_limit), own.get("hard", config.task_time_limit))
 
 
+def cleanup_interval(result_expires: float) -> float:
+    """Return the seconds between two removals of expired records: a quarter of ``result_expires``,
+    at least 1 s and at most 60 s."""
+    return min(60.0, max(1.0, result_expires / 4))
+
+
+class RecordCleanup(bootsteps.StartStopStep):
+    """Worker step: removes expired job records from the result backend every
+    :func:`cleanup_interval` seconds (``backend.cleanup()``; a no-op where the store expires keys)."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, worker: Any) -> None:
+        """Schedule the cleanup on the worker's timer."""
+        interval = cleanup_interval(worker.app.conf.result_expires)
+        self.timer_ref = worker.timer.call_repeatedly(interval, self.cleanup, (worker.app,), priority=10)
+
+    def stop(self, worker: Any) -> None:
+        """Cancel the scheduled cleanup."""
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+            self.timer_ref = None
+
+    @staticmethod
+    def cleanup(app: Celery) -> None:
+        """Run the backend's cleanup once; a failure is logged, never raised into the worker."""
+        try:
+            app.backend.cleanup()
+        except Exception as exc:
+            log.warning("could not remove expired job records: %s: %s", type(exc).__name__, exc)
+
+
 def create_celery(service: Any) -> Celery:
     """Return a new Celery app for ``service`` with its pipeline and callback-delivery tasks."""
     config: Config = service.config
     app = Celery(f"atoll-{config.worker_queue}", set_as_current=False)
     app.conf.update(celery_settings(config))
+    app.steps["worker"].add(RecordCleanup)
     _register_tasks(app, service)
     return app
 

@@ -1,0 +1,172 @@
+"""Fault trials of `atoll serve` on the embedded default: its worker killed with SIGKILL mid-burst is
+restarted, /health says so meanwhile, and every job the dead worker had taken runs again.
+
+Real parts only: `atoll serve` (gunicorn and its supervised worker), the embedded broker on disk, a
+loopback callback receiver. The figures are printed (run with ``-s``) and recorded in
+docs/reliability.rst.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.async_service import TESTS, write_config
+
+pytestmark = pytest.mark.slow
+
+BURST = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(config_path: Path, log_path: Path):
+    """Run `atoll serve async_service:service` with ``config_path``; yield (base URL, process) once a
+    worker is up; stop it with SIGTERM."""
+    port = _free_port()
+    env = {**os.environ, "ATOLL_CONF": str(config_path),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    log = open(log_path, "wb")
+    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
+                                "--bind", f"127.0.0.1:{port}", "--workers", "2"], cwd=str(TESTS),
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], timeout=60) is None:
+            raise RuntimeError(log_path.read_text(errors="replace"))
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def wait_for_health(url: str, predicate, timeout: float) -> tuple[int, dict] | None:
+    """Poll /health until ``predicate(body)``; return (status code, body), or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.get(f"{url}/health", timeout=5)
+            body = answer.json()
+            if predicate(body):
+                return answer.status_code, body
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def embedded_worker(serve: subprocess.Popen) -> psutil.Process:
+    """Return the worker process that `atoll serve` runs beside gunicorn."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for child in psutil.Process(serve.pid).children():
+            try:
+                if "worker" in child.cmdline():
+                    return child
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("atoll serve runs no worker process")
+
+
+def kill9(worker: psutil.Process) -> None:
+    """SIGKILL the worker's main process and its pool children at once."""
+    for process in [worker, *worker.children(recursive=True)]:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_kill_9_of_the_embedded_worker_loses_no_job(tmp_path, callback_receiver):
+    path, _ = write_config(tmp_path)
+    log_path = tmp_path / "serve.log"
+    with serving(path, log_path) as (url, serve):
+        session = requests.Session()
+        ids = []
+        for i in range(BURST):
+            answer = session.post(f"{url}/pipelines/nap", json={
+                "data": [i], "kwargs": {"seconds": 0.05}, "callback": callback_receiver.url})
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["job_id"])
+        recoveries = []
+        for done_before_kill in (40, 110):
+            assert callback_receiver.wait_for(lambda r, n=done_before_kill: len(r.job_ids()) >= n, 120)
+            worker = embedded_worker(serve)
+            kill9(worker)
+            killed_at = time.monotonic()
+            assert len(callback_receiver.job_ids()) < BURST, "the burst ended before the kill"
+            # meanwhile /health says the worker is missing: 503, and why
+            down = wait_for_health(url, lambda body: not body["checks"]["workers"]["ok"], timeout=10)
+            assert down is not None, "/health never noticed the dead worker"
+            status, body = down
+            assert status == 503 and body["status"] != "ok"
+            assert "restarts its embedded worker" in body["checks"]["workers"]["error"]
+            up = wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], timeout=60)
+            assert up is not None, "the embedded worker was not restarted within 60 s"
+            recoveries.append(time.monotonic() - killed_at)
+            assert embedded_worker(serve).pid != worker.pid
+        missing = callback_receiver.wait_for_jobs(ids, timeout=180)
+        calls = collections.Counter(c.json["job_id"] for c in callback_receiver.accepted())
+        print(f"\nkill -9 trial: submitted {BURST}, completed {len(calls)}, lost {len(missing)}, "
+              f"duplicated {sum(n - 1 for n in calls.values())}, "
+              f"recovered in {', '.join(f'{s:.1f} s' for s in recoveries)}")
+        assert not missing, f"{len(missing)} of {BURST} jobs never completed"
+        assert all(c.json["status"] == "succeeded" for c in callback_receiver.accepted())
+        for job_id in ids[::20]:
+            assert session.get(f"{url}/jobs/{job_id}").json()["status"] == "succeeded"
+        # a job submitted after the kills runs too
+        answer = session.post(f"{url}/pipelines/double", json={"data": [21], "async": True})
+        deadline = time.monotonic() + 30
+        while session.get(answer.json()["status_url"]).json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "a job submitted after the kills never ran"
+            time.sleep(0.1)
+    text = log_path.read_text(errors="replace")
+    assert text.count("embedded worker restarted as pid") == 2, text[-3000:]
+    assert "went back to their queue" in text
+
+
+def test_supervisor_restarts_a_dying_worker_with_backoff_and_stops_it(caplog):
+    from atoll.cli import WorkerSupervisor
+
+    caplog.set_level("WARNING", logger="atoll.cli")
+    # a "worker" that dies at once: restarted each time, with growing (here capped, 0.2 s) delays
+    supervisor = WorkerSupervisor([sys.executable, "-c", "pass"], poll_interval=0.05,
+                                  backoff_max=0.2).start()
+    try:
+        deadline = time.monotonic() + 30
+        while supervisor.restarts < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert supervisor.restarts >= 3
+    finally:
+        supervisor.stop()
+    assert "starting another in 0.2 s" in caplog.text and "in 1.0 s" not in caplog.text  # capped
+    assert "embedded worker restarted as pid" in caplog.text
+    # a long-running worker is stopped by stop() and not started again
+    supervisor = WorkerSupervisor([sys.executable, "-c", "import time; time.sleep(600)"],
+                                  poll_interval=0.05).start()
+    process = supervisor.process
+    supervisor.stop()
+    assert process.poll() is not None and supervisor.process is process and supervisor.restarts == 0
