@@ -20,6 +20,7 @@ that need redelivery in that case use RabbitMQ (``worker_broker: amqp://...``).
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -31,6 +32,8 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
+
+log = logging.getLogger("atoll.jobs")
 
 __all__ = ["EmbeddedTransport", "EmbeddedChannel", "FileResultBackend", "TRANSPORT", "RESULT_BACKEND",
            "embedded_options", "redact_url"]
@@ -83,13 +86,20 @@ class EmbeddedChannel(filesystem.Channel):
             try:
                 with open(claimed, "rb") as fh:
                     payload = fh.read()
+                try:
+                    message = loads(bytes_to_str(payload))
+                except ValueError as exc:  # not a message: set it aside, never stop the consumer
+                    dead = os.path.join(self._dead_folder, name)
+                    os.replace(claimed, dead)
+                    log.error("broker: %s is not a message (%s); moved to %s", name, exc, dead)
+                    continue
                 if self.store_processed:
                     os.replace(claimed, os.path.join(self.processed_folder, name))
                 else:
                     os.unlink(claimed)
             except OSError as exc:
                 raise ChannelError(f"cannot read message {claimed!r}: {exc}") from exc
-            return loads(bytes_to_str(payload))
+            return message
         raise filesystem.Empty()
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
@@ -106,6 +116,13 @@ class EmbeddedChannel(filesystem.Channel):
             finally:
                 tmp.unlink()
         super()._queue_bind(exchange, routing_key, pattern, queue)
+
+    @property
+    def _dead_folder(self) -> str:
+        folder = self.transport_options.get("dead_folder") or os.path.join(
+            os.path.dirname(os.path.abspath(self.data_folder_in)), "dead")
+        os.makedirs(folder, exist_ok=True)
+        return folder
 
     @property
     def _claim_folder(self) -> str:
@@ -128,7 +145,7 @@ def embedded_options(state_dir: str | os.PathLike) -> dict[str, Any]:
     """Return the kombu transport options that put the embedded broker under ``state_dir``."""
     root = Path(state_dir).resolve() / "broker"
     folders = {"queue": root / "queue", "processed": root / "processed", "control": root / "control",
-               "claimed": root / "claimed"}
+               "claimed": root / "claimed", "dead": root / "dead"}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {
@@ -137,6 +154,7 @@ def embedded_options(state_dir: str | os.PathLike) -> dict[str, Any]:
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
         "claim_folder": str(folders["claimed"]),
+        "dead_folder": str(folders["dead"]),
         "store_processed": False,
         "polling_interval": 0.01,
     }
