@@ -1,15 +1,15 @@
 """``GET /pipelines`` lists the registered pipelines; ``POST /pipelines/<name>`` runs one.
 
 The body is ``{"data": ..., "kwargs"?: {...}, "callback"?: url, "async"?: bool}``. Without ``callback``
-or ``"async": true`` the pipeline runs inside the request and the answer is ``{"results": ...}``;
-otherwise the job goes to :func:`atoll.service.jobs.submit_job` and the answer is 202.
+or ``"async": true`` the pipeline runs inside the request, stopped past its ``sync_time_limit`` (504;
+:mod:`atoll.service.watchdog`), and the answer is ``{"results": ...}``; otherwise the job goes to
+:func:`atoll.service.jobs.submit_job` and the answer is 202.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import traceback
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +17,15 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.errors import PipelineError
-from atoll.service.encoding import EncodingError, to_json
+from atoll.service.encoding import json_depth
 from atoll.service.errors import ApiError, error_response
+from atoll.service.watchdog import (
+    SyncTimeLimitExceeded,
+    answer,
+    sync_time_limit,
+    time_limit_error,
+    watchdog_for,
+)
 
 __all__ = ["blueprint", "parse_body", "BODY_FIELDS"]
 
@@ -29,6 +36,16 @@ blueprint = Blueprint("pipelines", __name__)
 #: the fields a POST body may carry
 BODY_FIELDS = ("data", "kwargs", "callback", "async")
 _MAX_URL = 2048
+
+
+@blueprint.before_app_request
+def _count_in() -> None:
+    watchdog_for(current_app.extensions["atoll"]).request_started()
+
+
+@blueprint.teardown_app_request
+def _count_out(_: BaseException | None) -> None:
+    watchdog_for(current_app.extensions["atoll"]).request_finished()
 
 
 @blueprint.get("/pipelines")
@@ -65,7 +82,10 @@ def parse_body() -> dict:
     except ValueError as exc:
         raise ApiError(400, "InvalidJSON", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ApiError(400, "InvalidJSON", "the body is nested too deeply to parse") from None
+        limit = current_app.extensions["atoll"].config.max_json_depth
+        raise ApiError(400, "TooDeep", f"the body is nested too deeply to parse; arrays and objects may "
+                                       f"nest at most max_json_depth = {limit} levels",
+                       limit=limit) from None
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest",
                        f'the body must be a JSON object {{"data": ...}}, got a {_json_type(body)}')
@@ -119,7 +139,19 @@ def _validate(body: dict, registered: Any) -> tuple[Any, dict, str | None, bool]
     if not isinstance(run_async, bool):
         raise ApiError(400, "InvalidRequest", f'"async" must be true or false, got a '
                                               f"{_json_type(run_async)}")
+    limit = current_app.extensions["atoll"].config.max_json_depth
+    _check_depth(body["data"], "data", limit)
+    for key, value in kwargs.items():
+        _check_depth(value, f"kwargs.{key}", limit)
     return body["data"], kwargs, callback, run_async
+
+
+def _check_depth(value: Any, field: str, limit: int) -> None:
+    """Refuse a value nested deeper than the limit: deep values exhaust the stack of whatever
+    serialises them later (a worker handing a job to its pool, the encoder of the results)."""
+    if json_depth(value, stop_above=limit) > limit:
+        raise ApiError(400, "TooDeep", f'"{field}" nests arrays and objects more than max_json_depth = '
+                                       f"{limit} levels deep", limit=limit)
 
 
 def _check_callback(callback: Any) -> None:
@@ -150,22 +182,16 @@ def run(name: str) -> Response:
     data, kwargs, callback, run_async = _validate(parse_body(), registered)
     if callback is not None or run_async:
         return _submit(service, name, data, kwargs, callback)
-    try:
-        results = service.run_pipeline(name, data, kwargs)
-    except PipelineError:
-        raise  # 422 / 500 by the error handlers, with stage and item
-    except Exception as exc:  # the executor itself failed: say what, keep serving
-        log.exception("pipeline %r failed outside its stages", name)
-        return error_response(500, type(exc).__name__, f"pipeline {name!r} failed: {exc}",
-                              traceback="".join(traceback.format_exception(type(exc), exc,
-                                                                           exc.__traceback__)),
-                              stage=None, item=None)
-    try:
-        text = '{"results":' + to_json(results, path="results") + "}"
-    except EncodingError as exc:
-        return error_response(500, "EncodingError", f"pipeline {name!r} returned a result that is not "
-                                                    f"JSON: {exc}", path=exc.path, type=exc.type_name)
-    return Response(text, mimetype="application/json")
+    limit = sync_time_limit(service.config, name)
+    if limit is None:
+        status, text = answer(service, name, data, kwargs)
+    else:
+        try:
+            status, text = watchdog_for(service).run(name, limit, request.environ,
+                                                     lambda: answer(service, name, data, kwargs))
+        except SyncTimeLimitExceeded:
+            status, text = 504, time_limit_error(name, limit)
+    return Response(text, status=status, mimetype="application/json")
 
 
 def _submit(service: Any, name: str, data: Any, kwargs: dict, callback: str | None) -> Response:
