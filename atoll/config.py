@@ -88,7 +88,7 @@ SCHEMA: dict[str, Key] = {
                           "Python's pickle, which hands jobs to worker processes, fails near 500",
                           minimum=1, maximum=400),
     "sync_time_limit": Key(_OPT_NUM, 60, "seconds a synchronous call may run before it is stopped and "
-                           "answered 504; null = no limit (runs inside the request thread)", minimum=0.001),
+                           "answered 504; null = no limit", minimum=0.001),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
     "log_level": Key((str,), "INFO", "log level of atoll's own logging",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),

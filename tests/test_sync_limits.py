@@ -115,15 +115,28 @@ def stuck_calls(url: str, folder: Path, pipeline: str, count: int) -> tuple[list
     return threads, answers, [wait_for_pid(folder / f"pid-{tag}-{i}", 60) for i in range(count)]
 
 
-def serve_while(url: str, busy, deadline: float) -> tuple[int, float]:
+def retrying(send, retries: list):
+    """Return ``send()``; once more after a dropped connection, which ``retries`` records. gunicorn
+    drops a connection its process accepted in the very loop in which it stops (a graceful stop, as
+    on every reload): clients of a web service retry that."""
+    try:
+        return send()
+    except requests.ConnectionError:
+        retries.append(time.monotonic())
+        return send()
+
+
+def serve_while(url: str, busy, deadline: float, retries: list) -> tuple[int, float]:
     """GET /health and POST /pipelines/double while ``busy()`` (until ``deadline``); return (rounds,
     slowest round in seconds)."""
     rounds, slowest = 0, 0.0
     while busy() and time.monotonic() < deadline:
         started = time.monotonic()
-        assert requests.get(f"{url}/health", timeout=30).status_code == 200
-        assert requests.post(f"{url}/pipelines/double", json={"data": [rounds]},
-                             timeout=30).json() == {"results": [2 * rounds]}
+        health = retrying(lambda: requests.get(f"{url}/health", timeout=30), retries)
+        assert health.status_code == 200
+        double = retrying(lambda n=rounds: requests.post(f"{url}/pipelines/double", json={"data": [n]},
+                                                         timeout=30), retries)
+        assert double.json() == {"results": [2 * rounds]}
         slowest = max(slowest, time.monotonic() - started)
         rounds += 1
     return rounds, slowest
@@ -143,7 +156,8 @@ def test_never_ending_calls_while_the_service_keeps_answering(tmp_path):
         for pipeline, count in (("never_ends", 3), ("never_ends", 10), ("never_returns_from_c", 3)):
             began = time.monotonic()
             threads, answers, pids = stuck_calls(url, tmp_path, pipeline, count)
-            rounds, slowest = serve_while(url, lambda a=answers, n=count: len(a) < n, began + 120)
+            retries: list = []
+            rounds, slowest = serve_while(url, lambda a=answers, n=count: len(a) < n, began + 120, retries)
             for thread in threads:
                 thread.join(120)
             recovered = time.monotonic() - began
@@ -156,15 +170,17 @@ def test_never_ending_calls_while_the_service_keeps_answering(tmp_path):
                 while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
                     time.sleep(0.1)
                 assert not any(alive(pid) for pid in pids)
-            elif count == 3:
-                assert slowest < limit, "a free thread was there, yet a request waited for the limit"
-            figures.append((pipeline, count, len(set(pids)), recovered, rounds, slowest))
+            else:  # stopped inside their threads: no process ended, no connection dropped
+                assert not retries
+                if count == 3:
+                    assert slowest < limit, "a free thread was there, yet a request waited for the limit"
+            figures.append((pipeline, count, len(set(pids)), recovered, rounds, slowest, len(retries)))
             # afterwards, with every thread free again
             for i in range(20):
                 assert requests.post(f"{url}/pipelines/double", json={"data": [i]},
                                      timeout=30).json() == {"results": [2 * i]}
             assert requests.get(f"{url}/health", timeout=30).status_code == 200
-    for pipeline, count, processes, recovered, rounds, slowest in figures:
+    for pipeline, count, processes, recovered, rounds, slowest, dropped in figures:
         print(f"\nsync limit trial: {count} x {pipeline} in {processes} web processes (2 x 4 threads, "
               f"limit {limit} s): all 504 within {recovered:.1f} s; {rounds} health+double rounds "
-              f"meanwhile, slowest {slowest * 1000:.0f} ms")
+              f"meanwhile, slowest {slowest * 1000:.0f} ms, {dropped} dropped connections retried")
