@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,15 +18,9 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.errors import PipelineError
-from atoll.service.encoding import json_depth
+from atoll.service.encoding import EncodingError, json_depth, to_json
 from atoll.service.errors import ApiError, error_response
-from atoll.service.watchdog import (
-    SyncTimeLimitExceeded,
-    answer,
-    sync_time_limit,
-    time_limit_error,
-    watchdog_for,
-)
+from atoll.service.watchdog import SyncTimeLimitExceeded, sync_time_limit, time_limit_error, watchdog_for
 
 __all__ = ["blueprint", "parse_body", "BODY_FIELDS"]
 
@@ -40,11 +35,13 @@ _MAX_URL = 2048
 
 @blueprint.before_app_request
 def _count_in() -> None:
+    """Count every request of the app in: a web process the watchdog ends lets them finish first."""
     watchdog_for(current_app.extensions["atoll"]).request_started()
 
 
 @blueprint.teardown_app_request
 def _count_out(_: BaseException | None) -> None:
+    """Count a request out (answered, or failed)."""
     watchdog_for(current_app.extensions["atoll"]).request_finished()
 
 
@@ -183,15 +180,28 @@ def run(name: str) -> Response:
     if callback is not None or run_async:
         return _submit(service, name, data, kwargs, callback)
     limit = sync_time_limit(service.config, name)
-    if limit is None:
-        status, text = answer(service, name, data, kwargs)
-    else:
-        try:
-            status, text = watchdog_for(service).run(name, limit, request.environ,
-                                                     lambda: answer(service, name, data, kwargs))
-        except SyncTimeLimitExceeded:
-            status, text = 504, time_limit_error(name, limit)
-    return Response(text, status=status, mimetype="application/json")
+    try:
+        if limit is None:
+            results = service.run_pipeline(name, data, kwargs)
+        else:  # the watchdog stops the call past its limit
+            results = watchdog_for(service).run(name, limit, request.environ,
+                                                lambda: service.run_pipeline(name, data, kwargs))
+    except SyncTimeLimitExceeded:
+        return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
+    except PipelineError:
+        raise  # 422 / 500 by the error handlers, with stage and item
+    except Exception as exc:  # the executor itself failed: say what, keep serving
+        log.exception("pipeline %r failed outside its stages", name)
+        return error_response(500, type(exc).__name__, f"pipeline {name!r} failed: {exc}",
+                              traceback="".join(traceback.format_exception(type(exc), exc,
+                                                                           exc.__traceback__)),
+                              stage=None, item=None)
+    try:
+        text = '{"results":' + to_json(results, path="results") + "}"
+    except EncodingError as exc:
+        return error_response(500, "EncodingError", f"pipeline {name!r} returned a result that is not "
+                                                    f"JSON: {exc}", path=exc.path, type=exc.type_name)
+    return Response(text, mimetype="application/json")
 
 
 def _submit(service: Any, name: str, data: Any, kwargs: dict, callback: str | None) -> Response:

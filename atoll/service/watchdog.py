@@ -25,17 +25,13 @@ import os
 import signal
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from atoll.config import Config
-from atoll.errors import PipelineError
-from atoll.service.encoding import EncodingError, to_json
-from atoll.service.errors import error_json, pipeline_error_body, pipeline_error_status
+from atoll.service.errors import error_json
 
-__all__ = ["answer", "sync_time_limit", "watchdog_for", "Watchdog", "SyncTimeLimitExceeded",
-           "time_limit_error"]
+__all__ = ["sync_time_limit", "watchdog_for", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error"]
 
 log = logging.getLogger("atoll.service")
 
@@ -71,25 +67,6 @@ def time_limit_error(name: str, limit: float) -> str:
     return error_json("TimeLimitExceeded", f"pipeline {name!r} ran longer than its sync_time_limit of "
                                            f'{limit} s and was stopped; submit it as a job ("async": '
                                            f"true) to run longer", limit=limit)
-
-
-def answer(service: Any, name: str, data: Any, kwargs: dict) -> tuple[int, str]:
-    """Run pipeline ``name`` and return the HTTP (status, JSON text) of the synchronous answer."""
-    try:
-        results = service.run_pipeline(name, data, kwargs)
-    except PipelineError as exc:  # 422 / 500 with stage and item
-        return pipeline_error_status(exc), error_json(**pipeline_error_body(exc))
-    except Exception as exc:  # the executor itself failed: say what, keep serving
-        log.exception("pipeline %r failed outside its stages", name)
-        return 500, error_json(type(exc).__name__, f"pipeline {name!r} failed: {exc}",
-                               traceback="".join(traceback.format_exception(type(exc), exc,
-                                                                            exc.__traceback__)),
-                               stage=None, item=None)
-    try:
-        return 200, '{"results":' + to_json(results, path="results") + "}"
-    except EncodingError as exc:
-        return 500, error_json("EncodingError", f"pipeline {name!r} returned a result that is not JSON: "
-                                                f"{exc}", path=exc.path, type=exc.type_name)
 
 
 @dataclass(eq=False)
