@@ -95,8 +95,10 @@ def add_serve(subparsers: Any) -> None:
     parser.add_argument("--threads", type=_positive, default=4,
                         help="threads per worker process (default 4)")
     parser.add_argument("--timeout", type=_positive, default=120, metavar="SECONDS",
-                        help="gunicorn restarts a worker silent for this long; a synchronous pipeline "
-                             "call must finish within it (default 120)")
+                        help="gunicorn restarts a web worker process whose main loop has not "
+                             "reported for this long (default 120). It does not bound a request: "
+                             "a synchronous pipeline call is stopped after sync_time_limit "
+                             "(config) and answered 504")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
                         help="do not write gunicorn's access log to stderr (written by default, with "
                              "each request's X-Request-ID)")

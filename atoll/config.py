@@ -29,6 +29,7 @@ class Key:
     help: str
     choices: tuple | None = None
     minimum: float | None = None
+    maximum: float | None = None
 
 
 _NUM = (int, float)
@@ -57,8 +58,8 @@ SCHEMA: dict[str, Key] = {
                              minimum=0),
     "task_soft_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job gets SoftTimeLimitExceeded"),
     "task_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job's worker process is killed"),
-    "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s} overriding the two "
-                                "keys above"),
+    "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s, sync: s} overriding "
+                                "task_soft_time_limit, task_time_limit and sync_time_limit"),
     # -- callbacks --
     "callback_secret": Key(_OPT_STR, None, "secret for the webhook-signature HMAC-SHA256 header, best "
                            "whsec_<base64> (`atoll secret` prints one); unset = callbacks are not signed"),
@@ -86,6 +87,12 @@ SCHEMA: dict[str, Key] = {
     # -- HTTP service --
     "max_request_bytes": Key((int,), 16 * 1024 * 1024, "largest request body accepted (413 above)",
                              minimum=1),
+    "max_json_depth": Key((int,), 100, "deepest nesting of arrays and objects accepted in a request's "
+                          "data or kwargs (400 above); workers fail a job whose message is deeper. "
+                          "Python's pickle, which hands jobs to worker processes, fails near 500",
+                          minimum=1, maximum=400),
+    "sync_time_limit": Key(_OPT_NUM, 60, "seconds a synchronous call may run before it is stopped and "
+                           "answered 504; null = no limit", minimum=0.001),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
@@ -211,11 +218,35 @@ def validate(name: str, value: Any, source: str = "config") -> Any:
                           f"got {shown}")
     if key.minimum is not None and value is not None and value < key.minimum:
         raise ConfigError(f"{source}: key {name!r} must be at least {key.minimum}; got {shown}")
+    if key.maximum is not None and value is not None and value > key.maximum:
+        raise ConfigError(f"{source}: key {name!r} must be at most {key.maximum}; got {shown}")
     if name in ("callback_allowed_hosts", "auth_tokens") and not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{source}: every entry of {name!r} must be a string; got {shown}")
     if name == "callback_secret" and value is not None:
         check_secret(value, source)
+    if name == "pipeline_time_limits":
+        _check_time_limits(value, source)
     return _copy(value)
+
+
+#: the limits a ``pipeline_time_limits`` entry may set, and the key each one overrides
+PIPELINE_LIMITS = {"soft": "task_soft_time_limit", "hard": "task_time_limit", "sync": "sync_time_limit"}
+
+
+def _check_time_limits(value: dict, source: str) -> None:
+    """Raise ConfigError unless every entry is ``{soft?, hard?, sync?}`` of positive seconds or null."""
+    for pipeline, limits in value.items():
+        where = f"{source}: pipeline_time_limits[{pipeline!r}]"
+        if not isinstance(limits, dict):
+            raise ConfigError(f"{where} must be a mapping like {{soft: 10, hard: 20, sync: 5}}; "
+                              f"got {limits!r}")
+        for kind, seconds in limits.items():
+            if kind not in PIPELINE_LIMITS:
+                raise ConfigError(f"{where}: unknown limit {kind!r}; valid: {', '.join(PIPELINE_LIMITS)}")
+            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, _NUM)
+                                        or seconds <= 0):
+                raise ConfigError(f"{where}: {kind!r} must be a positive number of seconds or null; "
+                                  f"got {seconds!r}")
 
 
 def load_config(path: str | None = None, **overrides: Any) -> Config:

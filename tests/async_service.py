@@ -54,6 +54,9 @@ def build_service(config: Config) -> Atoll:
 
 service = build_service(load_config())
 
+if os.environ.get("ATOLL_TEST_RECURSION_LIMIT"):  # a worker whose pool hand-off fails on shallower data
+    sys.setrecursionlimit(int(os.environ["ATOLL_TEST_RECURSION_LIMIT"]))
+
 
 def __getattr__(name: str) -> Any:
     if name == "celery":  # for `celery -A async_service:celery`; created on use, not on import
@@ -81,8 +84,10 @@ def write_config(folder: Path, **overrides: Any) -> tuple[Path, Config]:
 class Worker:
     """A real worker process (``atoll worker`` or ``celery -A``) for the service of a config file."""
 
-    def __init__(self, config_path: Path, *extra: str, command: str = "atoll", log_path: Path | None = None):
+    def __init__(self, config_path: Path, *extra: str, command: str = "atoll", log_path: Path | None = None,
+                 env: dict | None = None):
         self.config_path = config_path
+        self.env = env or {}
         self.extra = extra
         self.command = command
         self.log_path = log_path or config_path.with_suffix(f".{uuid.uuid4().hex[:6]}.log")
@@ -92,7 +97,7 @@ class Worker:
         """Start the process (returns at once; see :meth:`wait_ready`)."""
         env = {**os.environ, "ATOLL_CONF": str(self.config_path),
                "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent),
-                                              os.environ.get("PYTHONPATH", "")])}
+                                              os.environ.get("PYTHONPATH", "")]), **self.env}
         if self.command == "atoll":
             argv = [sys.executable, "-m", "atoll.cli", "worker", "async_service:service", *self.extra]
         else:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -92,7 +93,8 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
             extra_env: dict | None = None, ready_path: str = "/health", log: Path | None = None):
     """Run ``atoll serve target`` on a free loopback port; yield its base URL; stop it by pid.
 
-    Its output goes to the file ``log`` when given (read it after the block), else to a pipe.
+    Its output (the access log among it) goes to the file ``log``, read it after the block, or to a
+    temporary file: never to a pipe, which nobody reads while it serves and which would fill up.
     """
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), **(extra_env or {})}
@@ -101,15 +103,15 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
         env["ATOLL_CONF"] = conf
     cmd = [sys.executable, "-m", "atoll", "serve", target, "--bind", f"127.0.0.1:{port}",
            "--workers", str(workers), "--threads", str(threads)]
-    output = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 - closed in the finally below
+    output = open(log, "w+") if log else tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                said = log.read_text() if log else proc.stdout.read()
-                raise RuntimeError(f"atoll serve exited with {proc.returncode}:\n{said}")
+                output.seek(0)
+                raise RuntimeError(f"atoll serve exited with {proc.returncode}:\n{output.read()}")
             try:
                 if requests.get(url + ready_path, timeout=1).status_code < 500:
                     break
@@ -126,7 +128,4 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-        if log:
-            output.close()
+        output.close()

@@ -41,6 +41,8 @@ def render_example() -> str:
             facts.append("one of: " + ", ".join(map(str, key.choices)))
         if key.minimum is not None:
             facts.append(f"at least {key.minimum:g}")
+        if key.maximum is not None:
+            facts.append(f"at most {key.maximum:g}")
         lines.append(f"# ({'; '.join(facts)})")
         lines.append(f"{name}: {_value(key.default)}")
     return "\n".join(lines) + "\n"
@@ -91,6 +93,10 @@ def test_overrides_beat_the_file(tmp_path):
     ("n_jobs: three\n", ["'n_jobs'", "must be integer", "three"]),
     ("default_executor: dask\n", ["'default_executor'", "serial, local, spark", "dask"]),
     ("max_request_bytes: 0\n", ["'max_request_bytes'", "at least 1"]),
+    ("max_json_depth: 1000\n", ["'max_json_depth'", "at most 400"]),
+    ("pipeline_time_limits: {wc: {sync: 0}}\n", ["pipeline_time_limits['wc']", "'sync'", "positive"]),
+    ("pipeline_time_limits: {wc: {synch: 5}}\n", ["unknown limit 'synch'", "soft, hard, sync"]),
+    ("pipeline_time_limits: {wc: 5}\n", ["pipeline_time_limits['wc']", "must be a mapping"]),
     ("auth_tokens: [1, 2]\n", ["'auth_tokens'", "string"]),
     ("embedded_worker: 1\n", ["'embedded_worker'", "true/false"]),
     ("- a\n- b\n", ["top level must be a mapping"]),

@@ -224,6 +224,10 @@ class Atoll:
         from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids
         from atoll.service.encoding import AtollJSONProvider
 
+        unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
+        if unknown:  # most likely a misspelt name, whose limits would never apply
+            log.warning("pipeline_time_limits names pipelines that are not registered: %s; registered: %s",
+                        ", ".join(unknown), ", ".join(sorted(self.pipelines)) or "none")
         app = Flask("atoll")
         app.json_provider_class = AtollJSONProvider
         app.json = AtollJSONProvider(app)

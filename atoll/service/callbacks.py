@@ -329,15 +329,16 @@ def backoff_delay(retry: int, config: Mapping[str, Any]) -> float:
     return random.uniform(delay / 2, delay)
 
 
-def make_delivery_task(app: Any, get_config: Any) -> Any:
+def make_delivery_task(app: Any, get_config: Any, **options: Any) -> Any:
     """Register and return the ``atoll.deliver_callback`` task of Celery ``app``.
 
-    ``get_config()`` returns the service's config. The task's arguments are the job id, the URL, the
-    JSON body text and how many attempts were made before it (the first one runs inside the job).
+    ``get_config()`` returns the service's config; ``options`` are more Celery task options. The
+    task's arguments are the job id, the URL, the JSON body text and how many attempts were made
+    before it (the first one runs inside the job).
     """
 
     @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True, max_retries=None, shared=False)
+              ignore_result=True, max_retries=None, shared=False, **options)
     def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1,
                          request_id: str | None = None) -> None:
         """Deliver one job's callback, retrying with backoff until callback_max_retries is used up."""

@@ -30,7 +30,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from atoll.errors import AtollError
 
-__all__ = ["EncodingError", "jsonable", "to_json", "find_surrogate", "AtollJSONProvider"]
+__all__ = ["EncodingError", "jsonable", "to_json", "find_surrogate", "json_depth", "AtollJSONProvider"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEQUENCES = (list, tuple, deque)
@@ -191,6 +191,29 @@ def find_surrogate(obj: Any, path: str = "body") -> str | None:
         elif isinstance(value, list):
             stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
     return None
+
+
+def json_depth(value: Any, stop_above: int | None = None) -> int:
+    """Return how deeply arrays and objects nest in ``value`` (0 for a scalar, 1 for ``[1, 2]``).
+
+    Walks level by level without recursion, so any depth is measured safely; stops counting once
+    the depth passes ``stop_above``.
+
+    >>> json_depth({"a": [1, [2]]}), json_depth("text"), json_depth([[[[]]]], stop_above=2)
+    (3, 0, 3)
+    """
+    depth = 0
+    level = [value] if isinstance(value, (list, dict)) else []
+    while level:
+        depth += 1
+        if stop_above is not None and depth > stop_above:
+            break
+        below = []
+        for container in level:
+            items = container.values() if isinstance(container, dict) else container
+            below.extend(item for item in items if isinstance(item, (list, dict)))
+        level = below
+    return depth
 
 
 class AtollJSONProvider(DefaultJSONProvider):

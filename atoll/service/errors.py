@@ -19,8 +19,8 @@ from werkzeug.exceptions import HTTPException
 from atoll.errors import NO_ITEM, PipelineError, StageFailure
 from atoll.service.encoding import EncodingError, jsonable, to_json
 
-__all__ = ["ApiError", "error_response", "pipeline_error_body", "public_error", "shorten_paths",
-           "register_handlers"]
+__all__ = ["ApiError", "error_json", "error_response", "pipeline_error_body", "public_error",
+           "shorten_paths", "register_handlers"]
 
 log = logging.getLogger("atoll.service")
 
@@ -51,16 +51,21 @@ class ApiError(Exception):
         self.extra = extra
 
 
+def error_json(name: str, message: str, **extra: Any) -> str:
+    """Return the JSON text ``{"error": {"name", "message", ...}}`` of an error answer."""
+    body = {"error": {"name": name, "message": message, **extra}}
+    try:
+        return to_json(body, path="error")
+    except EncodingError as exc:  # an odd item in extra: keep the error readable
+        body["error"] = {"name": name, "message": message, "encoding_error": str(exc)}
+        return to_json(body)
+
+
 def error_response(status: int, name: str, message: str, headers: dict | None = None,
                    **extra: Any) -> Response:
     """Return the JSON error answer ``{"error": {"name", "message", ...}}`` with ``status``."""
-    body = {"error": {"name": name, "message": message, **extra}}
-    try:
-        text = to_json(body, path="error")
-    except EncodingError as exc:  # an odd item in extra: keep the error readable
-        body["error"] = {"name": name, "message": message, "encoding_error": str(exc)}
-        text = to_json(body)
-    return Response(text, status=status, mimetype="application/json", headers=headers)
+    return Response(error_json(name, message, **extra), status=status, mimetype="application/json",
+                    headers=headers)
 
 
 def _item(item: Any, fallback: str) -> Any:

@@ -184,7 +184,8 @@ def _pipeline_path(registered: Any) -> dict:
             "responses": {
                 "200": _json(_ref("Results"), "The pipeline ran; its results"),
                 "202": _json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
-                "400": _error("Malformed JSON, missing data, or wrong kwargs/callback/async"),
+                "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, or data "
+                              "nested deeper than max_json_depth"),
                 **_COMMON_ERRORS,
                 "413": _error("The body is larger than max_request_bytes"),
                 "415": _error("The body is not JSON"),
@@ -192,6 +193,7 @@ def _pipeline_path(registered: Any) -> dict:
                 "500": _error("A stage failed (name, message, traceback, stage, item) or the "
                               "results are not JSON"),
                 "503": _error("Asynchronous jobs are unavailable (broker down)"),
+                "504": _error("The synchronous call ran past its sync_time_limit and was stopped"),
             },
             "callbacks": {
                 "results": {

@@ -1,8 +1,9 @@
 """``GET /pipelines`` lists the registered pipelines; ``POST /pipelines/<name>`` runs one.
 
 The body is ``{"data": ..., "kwargs"?: {...}, "callback"?: url, "async"?: bool}``. Without ``callback``
-or ``"async": true`` the pipeline runs inside the request and the answer is ``{"results": ...}``;
-otherwise the job goes to :func:`atoll.service.jobs.submit_job` and the answer is 202.
+or ``"async": true`` the pipeline runs inside the request, stopped past its ``sync_time_limit`` (504;
+:mod:`atoll.service.watchdog`), and the answer is ``{"results": ...}``; otherwise the job goes to
+:func:`atoll.service.jobs.submit_job` and the answer is 202.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.errors import PipelineError
-from atoll.service.encoding import EncodingError, find_surrogate, to_json
+from atoll.service.encoding import EncodingError, find_surrogate, json_depth, to_json
 from atoll.service.errors import ApiError, error_response, exposes_tracebacks, public_error
+from atoll.service.watchdog import SyncTimeLimitExceeded, sync_time_limit, time_limit_error, watchdog_for
 
 __all__ = ["blueprint", "parse_body", "BODY_FIELDS"]
 
@@ -32,6 +34,18 @@ BODY_FIELDS = ("data", "kwargs", "callback", "async")
 _MAX_URL = 2048
 #: a JSON escape of a UTF-16 surrogate; only bodies holding one are searched for a lone surrogate
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+@blueprint.before_app_request
+def _count_in() -> None:
+    """Count every request of the app in: a web process the watchdog ends lets them finish first."""
+    watchdog_for(current_app.extensions["atoll"]).request_started()
+
+
+@blueprint.teardown_app_request
+def _count_out(_: BaseException | None) -> None:
+    """Count a request out (answered, or failed)."""
+    watchdog_for(current_app.extensions["atoll"]).request_finished()
 
 
 @blueprint.get("/pipelines")
@@ -68,7 +82,10 @@ def parse_body() -> dict:
     except ValueError as exc:
         raise ApiError(400, "InvalidJSON", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
-        raise ApiError(400, "InvalidJSON", "the body is nested too deeply to parse") from None
+        limit = current_app.extensions["atoll"].config.max_json_depth
+        raise ApiError(400, "TooDeep", f"the body is nested too deeply to parse; arrays and objects may "
+                                       f"nest at most max_json_depth = {limit} levels",
+                       limit=limit) from None
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest",
                        f'the body must be a JSON object {{"data": ...}}, got a {_json_type(body)}')
@@ -126,7 +143,19 @@ def _validate(body: dict, registered: Any) -> tuple[Any, dict, str | None, bool]
     if not isinstance(run_async, bool):
         raise ApiError(400, "InvalidRequest", f'"async" must be true or false, got a '
                                               f"{_json_type(run_async)}")
+    limit = current_app.extensions["atoll"].config.max_json_depth
+    _check_depth(body["data"], "data", limit)
+    for key, value in kwargs.items():
+        _check_depth(value, f"kwargs.{key}", limit)
     return body["data"], kwargs, callback, run_async
+
+
+def _check_depth(value: Any, field: str, limit: int) -> None:
+    """Refuse a value nested deeper than the limit: deep values exhaust the stack of whatever
+    serialises them later (a worker handing a job to its pool, the encoder of the results)."""
+    if json_depth(value, stop_above=limit) > limit:
+        raise ApiError(400, "TooDeep", f'"{field}" nests arrays and objects more than max_json_depth = '
+                                       f"{limit} levels deep", limit=limit)
 
 
 def _check_callback(callback: Any) -> None:
@@ -158,8 +187,15 @@ def run(name: str) -> Response:
     g.atoll_mode = "async" if callback is not None or run_async else "sync"  # for the metrics
     if callback is not None or run_async:
         return _submit(service, name, data, kwargs, callback)
+    limit = sync_time_limit(service.config, name)
     try:
-        results = service.run_pipeline(name, data, kwargs)
+        if limit is None:
+            results = service.run_pipeline(name, data, kwargs)
+        else:  # the watchdog stops the call past its limit
+            results = watchdog_for(service).run(name, limit, request.environ,
+                                                lambda: service.run_pipeline(name, data, kwargs))
+    except SyncTimeLimitExceeded:
+        return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
     except PipelineError:
         raise  # 422 / 500 by the error handlers, with stage and item
     except Exception as exc:  # the executor itself failed: say what, keep serving

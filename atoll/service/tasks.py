@@ -45,7 +45,7 @@ from atoll.config import Config
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
 from atoll.service import callbacks, metrics
-from atoll.service.encoding import EncodingError, jsonable, to_json
+from atoll.service.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.service.errors import pipeline_error_body, public_error
 from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
@@ -262,14 +262,182 @@ class RunningRecord:
             self._finished = True
 
 
+# -- the message guard: no message can stop a worker --------------------------------------------
+#
+# Celery's worker decodes a message in its main process and pickles the arguments to hand them to a
+# pool process. Arguments nested a few hundred levels deep raise RecursionError there, which Celery
+# treats as an unrecoverable error of the worker itself: it exits, the broker redelivers the message,
+# and the next worker dies too. Every message of atoll's tasks is therefore checked before Celery
+# handles it, and a failure to hand a job to the pool fails that job instead of the worker.
+
+#: a message may be this many times larger than the largest request body: the broker's JSON escapes
+#: every non-ASCII character (up to 3 bytes of the request become 6 or 12 of the message)
+MESSAGE_BYTES_PER_REQUEST_BYTE = 4
+#: room for the message's own fields beside the request's data and kwargs
+MESSAGE_OVERHEAD_BYTES = 64 * 1024
+#: the pipeline task's arguments: (name, data, kwargs, callback, submitted_at)
+_ARG_TYPES = ((str,), None, (dict, type(None)), (str, type(None)), (str, type(None)))
+
+
+#: the ``Strategy`` of atoll's tasks (a path: Celery resolves it; a function would become a method)
+GUARDED_STRATEGY = "atoll.service.tasks:guarded_strategy"
+
+
+class MessageRefused(Exception):
+    """A message no worker can run; the text says why, ``task_args`` holds its arguments if decoded."""
+
+    def __init__(self, reason: str, args: tuple = ()):
+        super().__init__(reason)
+        self.task_args = args
+
+
+def max_message_bytes(config: Config) -> int:
+    """Return the largest message body a worker accepts (none from an accepted request is larger)."""
+    return config.max_request_bytes * MESSAGE_BYTES_PER_REQUEST_BYTE + MESSAGE_OVERHEAD_BYTES
+
+
+def check_message(message: Any, config: Config, pipeline_job: bool = True) -> tuple:
+    """Return the decoded arguments of a task message, or raise MessageRefused.
+
+    The size limit applies to ``pipeline_job`` messages: a callback delivery carries results, which
+    no request limit bounds.
+    """
+    size = len(message.body or b"")
+    if pipeline_job and size > max_message_bytes(config):
+        raise MessageRefused(f"the message is {size} bytes, larger than any request the service accepts "
+                             f"(max_request_bytes = {config.max_request_bytes})")
+    try:
+        payload = message.decode()
+    except Exception as exc:  # ContentDisallowed (not JSON), DecodeError, RecursionError
+        raise MessageRefused(f"the message cannot be decoded ({message.content_type}): "
+                             f"{type(exc).__name__}: {exc}") from None
+    if not (isinstance(payload, list | tuple) and len(payload) == 3 and isinstance(payload[0], list)
+            and isinstance(payload[1], dict)):
+        raise MessageRefused("the message is not a task message of protocol 2: [args, kwargs, embed]")
+    args, kwargs, _ = payload
+    # data and kwargs sit one and two levels below the message's arguments
+    limit = config.max_json_depth + 2
+    if json_depth([args, kwargs], stop_above=limit) > limit:
+        raise MessageRefused(f"the message's arguments nest arrays and objects more than "
+                             f"max_json_depth = {config.max_json_depth} levels deep", tuple(args))
+    return tuple(args)
+
+
+def _check_pipeline_args(args: tuple) -> None:
+    if not 2 <= len(args) <= len(_ARG_TYPES):
+        raise MessageRefused(f"a pipeline job takes 2 to {len(_ARG_TYPES)} arguments (name, data, kwargs, "
+                             f"callback, submitted_at); the message has {len(args)}")
+    for index, (value, types) in enumerate(zip(args, _ARG_TYPES)):
+        if types is not None and not isinstance(value, types):
+            field = ("name", "data", "kwargs", "callback", "submitted_at")[index]
+            raise MessageRefused(f"the job's {field} must be {' or '.join(t.__name__ for t in types)}; "
+                                 f"got {type(value).__name__}")
+
+
+def _refuse(message: Any, reason: str, args: tuple, task: Any, service: Any) -> None:
+    """Fail the message's job (a pipeline job gets its failed record and callback) and acknowledge it."""
+    job_id = (message.headers or {}).get("id")
+    log.error("job %s: message refused, acknowledged without running: %s", job_id, reason)
+    if job_id and task.name == PIPELINE_TASK:
+        name = args[0] if args and isinstance(args[0], str) else None
+        submitted = args[4] if len(args) > 4 and isinstance(args[4], str) else None
+        record = {"job_id": job_id, "pipeline": name, "status": "failed", "results": None,
+                  "error": {"name": "MessageRefused", "message": f"the job cannot run: {reason}",
+                            "traceback": "", "stage": None, "item": None},
+                  "submitted_at": submitted, "started_at": None, "finished_at": now()}
+        try:
+            task.backend.store_result(job_id, record, "SUCCESS")
+        except Exception as exc:  # the job store is down: the message is still dropped, not retried
+            log.error("job %s: could not store its failed record: %s", job_id, exc)
+        callback = args[3] if len(args) > 3 and isinstance(args[3], str) else None
+        if callback:
+            payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
+            task.app.atoll_tasks["deliver"].apply_async((job_id, callback, to_json(payload), 0),
+                                                        queue=service.config.worker_queue)
+    message.ack()
+
+
+class _GuardedConsumer:
+    """Celery's consumer as its default strategy sees it, but handing jobs to the pool through
+    :meth:`hand_off`, which fails a job that cannot be handed over instead of the worker."""
+
+    def __init__(self, consumer: Any, refuse: Any):
+        self._consumer = consumer
+        self._refuse = refuse
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    def on_task_request(self, request: Any) -> None:
+        """Hand ``request`` to the pool (now, or once a pool slot is free) through the guard."""
+        from celery.exceptions import TaskRevokedError
+        from celery.worker.state import task_ready
+
+        execute = request.execute_using_pool
+        controller = self._consumer.controller
+
+        def guarded(pool: Any, **kwargs: Any) -> Any:
+            try:
+                return execute(pool, **kwargs)
+            except TaskRevokedError:
+                raise
+            except Exception as exc:  # e.g. RecursionError pickling the arguments for the pool
+                release = getattr(controller, "_quick_release", None)
+                if release is not None:  # the pool never took the job: free its slot
+                    release()
+                task_ready(request)
+                self._refuse(request.message, f"it could not be handed to a worker process: "
+                                              f"{type(exc).__name__}: {exc}", tuple(request.args or ()))
+                return None
+
+        request.execute_using_pool = guarded
+        self._consumer.on_task_request(request)
+
+
+def guarded_strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> Any:
+    """Return Celery's default message handler for ``task`` behind atoll's message checks.
+
+    A message that is too large, cannot be decoded, nests too deeply or does not carry the task's
+    arguments is acknowledged without running: its job ends ``failed`` with the reason, and the
+    worker goes on with the next message.
+    """
+    from celery.worker.strategy import default
+
+    service = app.atoll_service
+    config: Config = service.config
+
+    def refuse(message: Any, reason: str, args: tuple = ()) -> None:
+        _refuse(message, reason, args, task, service)
+
+    handler = default(task, app, _GuardedConsumer(consumer, refuse), **kwargs)
+
+    def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **options: Any) -> Any:
+        args: tuple = ()
+        try:
+            args = check_message(message, config, pipeline_job=task.name == PIPELINE_TASK)
+            if task.name == PIPELINE_TASK:
+                _check_pipeline_args(args)
+        except MessageRefused as exc:
+            return refuse(message, str(exc), args or exc.task_args)
+        try:
+            return handler(message, body, ack, reject, callbacks, **options)
+        except Exception as exc:  # whatever Celery raises about this message must not stop the worker
+            log.exception("job %s: Celery could not take the message", (message.headers or {}).get("id"))
+            return refuse(message, f"{type(exc).__name__}: {exc}", args)
+
+    return on_message
+
+
 def _register_tasks(app: Celery, service: Any) -> None:
     config: Config = service.config
-    deliver = callbacks.make_delivery_task(app, lambda: service.config)
+    app.atoll_service = service
+    deliver = callbacks.make_delivery_task(app, lambda: service.config, Strategy=GUARDED_STRATEGY)
 
     # shared=False: the task belongs to this service's app alone. A shared task (Celery's default) is
     # added to every app created later in the process, where it would run the first service's registry.
     @app.task(name=PIPELINE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True, store_errors_even_if_ignored=True, shared=False)
+              ignore_result=True, store_errors_even_if_ignored=True, shared=False,
+              Strategy=GUARDED_STRATEGY)
     def run_pipeline(self: Any, name: str, data: Any, kwargs: dict | None = None,
                      callback: str | None = None, submitted_at: str | None = None) -> None:
         """Run registered pipeline ``name`` on JSON ``data``; store the job record; send the callback."""

@@ -270,12 +270,15 @@ class EmbeddedChannel(filesystem.Channel):
                 continue
             try:
                 with open(taken, "rb") as fh:
-                    message = loads(bytes_to_str(fh.read()))
+                    payload = fh.read()
             except OSError as exc:
                 raise ChannelError(f"cannot read message {taken!r}: {exc}") from exc
-            except ValueError:  # not a message of ours: drop it rather than fail every poll on it
-                log.error("dropping undecodable message file %s", name)
-                os.unlink(taken)
+            try:
+                message = loads(bytes_to_str(payload))
+            except ValueError as exc:  # not a message: set it aside, never stop the consumer
+                dead = os.path.join(self._dead_folder, name)
+                os.replace(taken, dead)
+                log.error("%s is not a message (%s); moved to %s", name, exc, dead)
                 continue
             tag = message.get("properties", {}).get("delivery_tag")
             if queue in self._no_ack_queues or tag is None:  # nobody will acknowledge it
@@ -451,6 +454,13 @@ class EmbeddedChannel(filesystem.Channel):
         return self.transport_options.get("consumer_folder") or os.path.join(
             os.path.dirname(os.path.abspath(self.data_folder_in)), "consumers")
 
+    @property
+    def _dead_folder(self) -> str:
+        folder = self.transport_options.get("dead_folder") or os.path.join(
+            os.path.dirname(os.path.abspath(self.data_folder_in)), "dead")
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
 
 class EmbeddedTransport(filesystem.Transport):
     """kombu transport of atoll's embedded broker (see the module docstring); polls every 10 ms."""
@@ -465,7 +475,7 @@ def embedded_options(state_dir: str | os.PathLike) -> dict[str, Any]:
     """Return the kombu transport options that put the embedded broker under ``state_dir``."""
     root = Path(state_dir).resolve() / "broker"
     folders = {"queue": root / "queue", "processed": root / "processed", "control": root / "control",
-               "consumers": root / "consumers"}
+               "consumers": root / "consumers", "dead": root / "dead"}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {
@@ -474,6 +484,7 @@ def embedded_options(state_dir: str | os.PathLike) -> dict[str, Any]:
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
         "consumer_folder": str(folders["consumers"]),
+        "dead_folder": str(folders["dead"]),
         "store_processed": False,
         "polling_interval": 0.01,
     }

@@ -72,6 +72,8 @@ class ConfigKeys(Directive):
                 meaning += "; one of: " + ", ".join(map(str, key.choices))
             if key.minimum is not None:
                 meaning += f"; at least {key.minimum:g}"
+            if key.maximum is not None:
+                meaning += f"; at most {key.maximum:g}"
             rows.append([f"`{name}`", _type_names(key.types), f"`{default}`", meaning])
         return [_table(["key", "type", "default", "meaning"], rows, [18, 14, 14, 54])]
 

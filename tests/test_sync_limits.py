@@ -1,0 +1,186 @@
+"""Synchronous calls have a time limit: past ``sync_time_limit`` (or a pipeline's own ``sync`` limit)
+the call answers 504 and the process running it is killed, while the service goes on answering."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+import yaml
+
+from atoll.config import load_config
+from tests.served import serving
+from tests.stuck_service import build_service
+
+
+def alive(pid: int) -> bool:
+    """Return True while process ``pid`` runs (a zombie counts as ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for_pid(path: Path, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()):
+        assert time.monotonic() < deadline, f"{path} was never written"
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+# -- in process, through the Flask test client -----------------------------------------------------
+
+
+@pytest.fixture
+def client(tmp_path):
+    config = load_config(state_dir=str(tmp_path / "state"), sync_time_limit=1.0,
+                         pipeline_time_limits={"never_ends_too": {"sync": 2.0}, "nap": {"sync": None}})
+    return build_service(config).create_app().test_client()
+
+
+def test_a_call_past_its_limit_answers_504_and_stops(client, tmp_path):
+    before = threading.active_count()
+    started = time.monotonic()
+    answer = client.post("/pipelines/never_ends", json={"data": [str(tmp_path / "pid")]})
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 504
+    error = answer.get_json()["error"]
+    assert error["name"] == "TimeLimitExceeded" and error["limit"] == 1.0
+    assert "sync_time_limit of 1.0 s" in error["message"] and "never_ends" in error["message"]
+    assert 1.0 <= elapsed < 10
+    assert threading.active_count() <= before + 1  # the call's work ended; only the watchdog is new
+    assert client.post("/pipelines/double", json={"data": [2]}).get_json() == {"results": [4]}
+
+
+def test_a_pipeline_that_swallows_exceptions_is_stopped_too(client):
+    answer = client.post("/pipelines/swallows_everything", json={"data": None})
+    assert answer.status_code == 504
+
+
+def test_a_pipelines_own_limit_overrides_the_global_one(client, tmp_path):
+    started = time.monotonic()
+    answer = client.post("/pipelines/never_ends_too", json={"data": [str(tmp_path / "pid")]})
+    assert answer.status_code == 504 and answer.get_json()["error"]["limit"] == 2.0
+    assert time.monotonic() - started >= 2.0
+    # "nap": {"sync": null}: no limit, although the global one is 1 s
+    assert client.post("/pipelines/nap", json={"data": [1.5]}).get_json() == {"results": [1.5]}
+
+
+def test_calls_within_the_limit_answer_as_usual(client):
+    for i in range(50):
+        assert client.post("/pipelines/double", json={"data": [i]}).get_json() == {"results": [2 * i]}
+    answer = client.post("/pipelines/never_ends", json={"data": 5})  # a stage failure, not a limit
+    assert answer.status_code == 422 or answer.get_json()["error"]["name"] != "TimeLimitExceeded"
+
+
+def test_limits_for_pipelines_that_are_not_registered_are_logged(tmp_path, caplog):
+    config = load_config(state_dir=str(tmp_path / "state"), pipeline_time_limits={"nevr_ends": {"sync": 1}})
+    build_service(config).create_app()
+    assert "pipeline_time_limits names pipelines that are not registered: nevr_ends" in caplog.text
+
+
+def test_serve_timeout_help_says_what_bounds_a_sync_call(capsys):
+    from atoll.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "It does not bound a request" in help_text and "sync_time_limit" in help_text
+
+
+# -- over a real socket, under atoll serve ---------------------------------------------------------
+
+
+def stuck_calls(url: str, folder: Path, pipeline: str, count: int) -> tuple[list, dict, list]:
+    """Start ``count`` never-ending calls in threads; return (threads, answers by index, pids of the
+    processes that run them)."""
+    answers: dict[int, tuple[int, dict, float]] = {}
+    tag = uuid.uuid4().hex[:8]
+
+    def call(i: int) -> None:
+        started = time.monotonic()
+        response = requests.post(f"{url}/pipelines/{pipeline}",
+                                 json={"data": [str(folder / f"pid-{tag}-{i}")]}, timeout=120)
+        answers[i] = (response.status_code, response.json(), time.monotonic() - started)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, answers, [wait_for_pid(folder / f"pid-{tag}-{i}", 60) for i in range(count)]
+
+
+def retrying(send, retries: list):
+    """Return ``send()``; once more after a dropped connection, which ``retries`` records. gunicorn
+    drops a connection its process accepted in the very loop in which it stops (a graceful stop, as
+    on every reload): clients of a web service retry that."""
+    try:
+        return send()
+    except requests.ConnectionError:
+        retries.append(time.monotonic())
+        return send()
+
+
+def serve_while(url: str, busy, deadline: float, retries: list) -> tuple[int, float]:
+    """GET /health and POST /pipelines/double while ``busy()`` (until ``deadline``); return (rounds,
+    slowest round in seconds)."""
+    rounds, slowest = 0, 0.0
+    while busy() and time.monotonic() < deadline:
+        started = time.monotonic()
+        health = retrying(lambda: requests.get(f"{url}/health", timeout=30), retries)
+        assert health.status_code == 200
+        double = retrying(lambda n=rounds: requests.post(f"{url}/pipelines/double", json={"data": [n]},
+                                                         timeout=30), retries)
+        assert double.json() == {"results": [2 * rounds]}
+        slowest = max(slowest, time.monotonic() - started)
+        rounds += 1
+    return rounds, slowest
+
+
+@pytest.mark.slow
+def test_never_ending_calls_while_the_service_keeps_answering(tmp_path):
+    limit = 3
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "embedded_worker": False,
+                                    "sync_time_limit": limit, "log_level": "WARNING"}))
+    figures = []
+    with serving("stuck_service:service", str(conf), workers=2, threads=4) as url:
+        # Python code that never ends: stopped inside its thread. 3 calls leave a free thread in each
+        # of the 2 web processes, 10 hold every thread (others wait for the limit to free one).
+        # Then a call blocked inside C: answered by the watchdog, its web process replaced.
+        for pipeline, count in (("never_ends", 3), ("never_ends", 10), ("never_returns_from_c", 3)):
+            began = time.monotonic()
+            threads, answers, pids = stuck_calls(url, tmp_path, pipeline, count)
+            retries: list = []
+            rounds, slowest = serve_while(url, lambda a=answers, n=count: len(a) < n, began + 120, retries)
+            for thread in threads:
+                thread.join(120)
+            recovered = time.monotonic() - began
+            assert sorted(answers) == list(range(count))
+            for status, body, elapsed in answers.values():
+                assert status == 504 and body["error"]["name"] == "TimeLimitExceeded"
+                assert limit <= elapsed < 10 * limit
+            if pipeline == "never_returns_from_c":  # the web processes that ran them have ended
+                deadline = time.monotonic() + 60
+                while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert not any(alive(pid) for pid in pids)
+            else:  # stopped inside their threads: no process ended, no connection dropped
+                assert not retries
+                if count == 3:
+                    assert slowest < limit, "a free thread was there, yet a request waited for the limit"
+            figures.append((pipeline, count, len(set(pids)), recovered, rounds, slowest, len(retries)))
+            # afterwards, with every thread free again
+            for i in range(20):
+                assert requests.post(f"{url}/pipelines/double", json={"data": [i]},
+                                     timeout=30).json() == {"results": [2 * i]}
+            assert requests.get(f"{url}/health", timeout=30).status_code == 200
+    for pipeline, count, processes, recovered, rounds, slowest, dropped in figures:
+        print(f"\nsync limit trial: {count} x {pipeline} in {processes} web processes (2 x 4 threads, "
+              f"limit {limit} s): all 504 within {recovered:.1f} s; {rounds} health+double rounds "
+              f"meanwhile, slowest {slowest * 1000:.0f} ms, {dropped} dropped connections retried")
