@@ -15,6 +15,7 @@ extras = {
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
     ],
+    "client": ["requests>=2.31,<3"],
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],
     "docs": ["sphinx>=7,<9"],
