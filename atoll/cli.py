@@ -22,6 +22,20 @@ class CliError(Exception):
     """A usage problem the command reports as one line and exit status 2."""
 
 
+#: top-level modules of the optional extras, and the extra that installs each
+EXTRA_OF_MODULE = {"flask": "service", "werkzeug": "service", "celery": "service", "kombu": "service",
+                   "gunicorn": "service", "requests": "service", "pyspark": "spark"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """Return the one-line advice for a module of an extra that is not installed, else None."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"needs {module!r}, which is not installed: pip install 'atoll[{extra}]'"
+
+
 def load_service(target: str) -> Any:
     """Return the :class:`atoll.Atoll` named by ``MODULE:SERVICE`` (``MODULE`` alone means ``:service``)."""
     from atoll.service import Atoll
@@ -107,6 +121,8 @@ def serve(args: argparse.Namespace) -> int:
     """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
     service = load_service(args.target)
     host, port = parse_bind(args.bind)
+    if not args.dev:
+        import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
     worker = start_embedded_worker(service, args.target)
     try:
         if args.dev:
@@ -248,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except CliError as exc:
         print(f"atoll {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        print(f"atoll {args.command}: {advice}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -142,3 +142,44 @@ def test_serve_dev_answers_over_a_socket(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         proc.stderr.close()
+
+
+BLOCKER = """
+import sys
+
+class Absent:
+    '''Makes the named top-level modules look not installed.'''
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent(sys.argv[1].split(",")))
+from atoll.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("absent, args, extra", [
+    ("flask", ["serve", "served_light:service"], "service"),
+    ("flask,celery,kombu", ["worker", "served_light:service"], "service"),
+    ("celery", ["worker", "served_light:service"], "service"),
+    ("gunicorn", ["serve", "served_light:service"], "service"),
+])
+def test_commands_without_their_extra_name_what_to_install(tmp_path, absent, args, extra):
+    (tmp_path / "served_light.py").write_text(
+        "from atoll import Atoll, Pipeline\n"
+        "service = Atoll()\n"
+        "service.register_pipeline('/double', Pipeline().map(lambda x: 2 * x))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+           "ATOLL_CONF": "", "ATOLL_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-c", BLOCKER, absent, *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if " INFO " not in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"atoll {args[0]}: ") and f"pip install 'atoll[{extra}]'" in lines[0]
