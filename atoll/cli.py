@@ -236,10 +236,48 @@ def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, ti
     _Server().run()
 
 
+# -- config ------------------------------------------------------------------------------------
+
+
+def add_config(subparsers: Any) -> None:
+    """Add ``atoll config``."""
+    parser = subparsers.add_parser(
+        "config", help="print the effective configuration and where each value came from",
+        description="Print the effective configuration — ATOLL_<KEY> environment variables over the "
+                    "file (--config or ATOLL_CONF) over the defaults — with secrets shown as *** and, "
+                    "for each key, where its value came from. With MODULE:SERVICE, the configuration "
+                    "of that service as its module built it.")
+    parser.add_argument("target", metavar="MODULE:SERVICE", nargs="?",
+                        help="an atoll.Atoll instance whose configuration to show (optional)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"key": {"value": ..., "origin": ...}} as JSON')
+    parser.set_defaults(func=show_config)
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """Run ``atoll config``."""
+    import json
+
+    from atoll.config import load_config
+
+    config = load_service(args.target).config if args.target else load_config()
+    shown = config.redacted()
+    if args.json:
+        print(json.dumps({k: {"value": v, "origin": config.origins[k]} for k, v in shown.items()},
+                         indent=2))
+        return 0
+    width = max(len(k) + len(json.dumps(v)) for k, v in shown.items()) + 2
+    print("# atoll's effective configuration; secrets are shown as ***")
+    for name, value in shown.items():
+        line = f"{name}: {json.dumps(value)}"
+        print(f"{line:<{width}}  # {config.origins[name]}")
+    return 0
+
+
 # -- the command -------------------------------------------------------------------------------
 
 #: functions adding one subcommand each; other modules of atoll append theirs
-SUBCOMMANDS = [add_serve, add_worker, add_status]
+SUBCOMMANDS = [add_serve, add_worker, add_status, add_config]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,7 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for add in SUBCOMMANDS:
         add(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument("--config", metavar="PATH",
+                             help="the YAML configuration file (instead of $ATOLL_CONF); ATOLL_<KEY> "
+                                  "environment variables still override its keys")
     return parser
+
+
+def use_config_file(path: str) -> None:
+    """Make ``path`` the configuration file of this process and of the processes it starts."""
+    if not os.path.isfile(path):
+        raise CliError(f"--config {path}: no such file")
+    os.environ["ATOLL_CONF"] = os.path.abspath(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "config", None):
+            use_config_file(args.config)
         return args.func(args) or 0
     except CliError as exc:
         print(f"atoll {args.command}: {exc}", file=sys.stderr)
