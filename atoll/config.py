@@ -288,7 +288,8 @@ _NESTED: dict[str, Callable[[str, Any], None]] = {
 def from_env(name: str, text: str, variable: str) -> Any:
     """Return the value of key ``name`` written as the text of environment variable ``variable``.
 
-    A string key takes the text as it is; an empty text is null where null is allowed; every other
+    A string key takes the text as it is (a choice in any case); an empty text is null where null is
+    allowed; every other
     key reads the text as YAML (so JSON too): ``4``, ``true``, ``[a, b]``, ``{"x": {"soft": 10}}``.
     """
     import yaml
@@ -297,7 +298,9 @@ def from_env(name: str, text: str, variable: str) -> Any:
     if text.strip() == "" and type(None) in types:
         return None
     if str in types:
-        return text
+        choices = SCHEMA[name].choices or ()
+        # ATOLL_LOG_LEVEL=info also sets gunicorn's level (deploy/gunicorn.conf.py), which wants lower case
+        return next((c for c in choices if isinstance(c, str) and c.lower() == text.lower()), text)
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -185,6 +185,8 @@ def test_every_key_can_come_from_its_environment_variable(name):
     ("ATOLL_STATE_DIR", "123", "123"),
     ("ATOLL_CALLBACK_SECRET", "true", "true"),
     ("ATOLL_WORKER_BROKER", "", None),
+    ("ATOLL_LOG_LEVEL", "info", "INFO"),
+    ("ATOLL_DEFAULT_EXECUTOR", "Local", "local"),
 ])
 def test_environment_values_are_typed_like_the_key(variable, text, expected):
     name = variable.removeprefix("ATOLL_").lower()

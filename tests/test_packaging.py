@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from atoll.service.callbacks import signature_headers
 from tests.served import serving
@@ -58,3 +64,38 @@ def test_client_and_verify_callback_need_only_the_client_extra(wheel, tmp_path):
     assert report["file"].startswith(str(tmp_path / "venv"))  # the installed copy, not this tree
     assert report["error"]["name"] == "KeyError" and report["error"]["status"] == 500
     assert report["error"]["stage"]["function"] == "lookup"
+
+
+
+def declared_requirements(wheel: Path) -> dict[str, Requirement]:
+    """Return every requirement the wheel declares (core and extras), by distribution name."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(name).decode("utf-8")
+    found: dict[str, Requirement] = {}
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist: "):
+            requirement = Requirement(line.removeprefix("Requires-Dist: ").split(";")[0])
+            found[requirement.name.lower()] = requirement
+    return found
+
+
+def newest_release(name: str) -> Version | None:
+    """Return the newest release of ``name`` on the package index, or None when it cannot be asked."""
+    done = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name,
+                           "--disable-pip-version-check"], capture_output=True, text=True, timeout=120)
+    match = re.match(r"\S+ \(([^)]+)\)", done.stdout)
+    return Version(match.group(1)) if done.returncode == 0 and match else None
+
+
+def test_version_caps_admit_the_newest_releases(wheel):
+    # Every machine installs the newest versions setup.py allows; a cap below the newest release leaves
+    # users on old releases or unable to install beside other packages.
+    excluded = []
+    for name, requirement in declared_requirements(wheel).items():
+        newest = newest_release(name)
+        if newest is None:
+            pytest.skip(f"the package index cannot be asked about {name} (offline?)")
+        if not requirement.specifier.contains(newest, prereleases=False):
+            excluded.append(f"{requirement} excludes {name} {newest}")
+    assert not excluded, "; ".join(excluded)
