@@ -267,7 +267,7 @@ def show_config(args: argparse.Namespace) -> int:
                          indent=2))
         return 0
     width = max(len(k) + len(json.dumps(v)) for k, v in shown.items()) + 2
-    print("# atoll's effective configuration; secrets are shown as ***")
+    print("# the effective configuration of atoll; secrets are shown as ***")
     for name, value in shown.items():
         line = f"{name}: {json.dumps(value)}"
         print(f"{line:<{width}}  # {config.origins[name]}")
