@@ -275,10 +275,27 @@ def _spark_conf(where: str, value: dict) -> None:
                               f"{type(setting).__name__} {setting!r}")
 
 
+def _callback_secret(where: str, value: str | None) -> None:
+    import base64
+    import binascii
+
+    if value is None or not value.startswith("whsec_"):
+        return
+    try:  # every Standard Webhooks library decodes the part after whsec_ as base64 key bytes
+        key = base64.b64decode(value[len("whsec_"):], validate=True)
+    except binascii.Error:
+        key = b""
+    if not key:
+        raise ConfigError(f"{where}: a secret that starts with whsec_ must go on with the key in padded "
+                          f"base64 (whsec_ and at least 24 random bytes, base64-encoded); got whsec_ and "
+                          f"{len(value) - 6} characters that do not decode")
+
+
 #: checks of what sits inside a value, beyond its top-level type
 _NESTED: dict[str, Callable[[str, Any], None]] = {
     "callback_allowed_hosts": _strings,
     "auth_tokens": _strings,
+    "callback_secret": _callback_secret,
     "n_jobs": _n_jobs,  # the rule LocalExecutor and register_pipeline apply too
     "pipeline_time_limits": _time_limits,
     "spark_conf": _spark_conf,

@@ -263,6 +263,21 @@ def test_nested_values_are_checked_like_top_level_ones(tmp_path, text, words):
         assert word in message, message
 
 
+@pytest.mark.parametrize("secret", ["whsec_abc", "whsec_", "whsec_not base64!", "whsec_YWJjZA"])
+def test_a_whsec_secret_must_be_padded_base64_and_is_never_echoed(secret):
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"ATOLL_CALLBACK_SECRET": secret})
+    message = str(caught.value)
+    assert "ATOLL_CALLBACK_SECRET" in message and "padded base64" in message
+    assert secret.removeprefix("whsec_") not in message or secret == "whsec_"
+
+
+def test_valid_secrets_load():
+    padded = "whsec_YWJjZA=="
+    assert load_config(environ={"ATOLL_CALLBACK_SECRET": padded}).callback_secret == padded
+    assert load_config(environ={"ATOLL_CALLBACK_SECRET": "any text"}).callback_secret == "any text"
+
+
 def test_valid_nested_values_load():
     config = load_config(environ={}, pipeline_time_limits=SAMPLES["pipeline_time_limits"],
                          spark_conf=SAMPLES["spark_conf"])
