@@ -151,6 +151,9 @@ class Config(Mapping[str, Any]):
         return f"Config({changed!r}, source={self.source!r})"
 
 
+#: keys whose values are secrets: shown as *** and never echoed in an error
+_SECRET_KEYS = frozenset({"callback_secret", "auth_tokens"})
+
 _SECRET_NAME = re.compile(r"secret|password|passwd|token|credential|(^|[._-])key($|[._-])", re.I)
 
 
@@ -210,8 +213,9 @@ def validate(name: str, value: Any, source: str = "config") -> Any:
         raise ConfigError(f"{source}: unknown key {name!r}{hint} Valid keys: {', '.join(SCHEMA)}")
     ok = isinstance(value, key.types) and not (isinstance(value, bool) and bool not in key.types)
     if not ok:
+        shown = "" if name in _SECRET_KEYS else f" {value!r}"  # a mistyped secret is still a secret
         raise ConfigError(f"{source}: key {name!r} must be {_type_names(key.types)}; "
-                          f"got {type(value).__name__} {value!r}")
+                          f"got {type(value).__name__}{shown}")
     if key.choices is not None and value not in key.choices:
         raise ConfigError(f"{source}: key {name!r} must be one of {', '.join(map(str, key.choices))}; "
                           f"got {value!r}")
@@ -226,8 +230,9 @@ def validate(name: str, value: Any, source: str = "config") -> Any:
 def _strings(where: str, value: list) -> None:
     for i, entry in enumerate(value):
         if not isinstance(entry, str):
+            shown = "" if "'auth_tokens'" in where else f" {entry!r}"
             raise ConfigError(f"{where}: every entry must be a string; entry {i} is "
-                              f"{type(entry).__name__} {entry!r}")
+                              f"{type(entry).__name__}{shown}")
 
 
 def _n_jobs(where: str, value: int) -> None:

@@ -216,7 +216,7 @@ def test_load_config_reads_os_environ(monkeypatch):
     ({"ATOLL_N_JOBS": "0"}, ["ATOLL_N_JOBS", "non-zero integer", "-2 = all but one"]),
     ({"ATOLL_EMBEDDED_WORKER": "maybe"}, ["ATOLL_EMBEDDED_WORKER", "true/false", "maybe"]),
     ({"ATOLL_SPARK_CONF": "{a: [1"}, ["ATOLL_SPARK_CONF", "not valid YAML or JSON", "'spark_conf'"]),
-    ({"ATOLL_AUTH_TOKENS": "[1, two]"}, ["ATOLL_AUTH_TOKENS", "'auth_tokens'", "entry 0 is int 1"]),
+    ({"ATOLL_AUTH_TOKENS": "[1, two]"}, ["ATOLL_AUTH_TOKENS", "'auth_tokens'", "entry 0 is int"]),
     ({"ATOLL_DEFAULT_EXECUTOR": "dask"}, ["ATOLL_DEFAULT_EXECUTOR", "serial, local, spark"]),
     ({"ATOLL_PIPELINE_TIME_LIMITS": '{"x": {"soft": "10"}}'},
      ["ATOLL_PIPELINE_TIME_LIMITS", "'pipeline_time_limits.x.soft' must be number or null", "'10'"]),
@@ -285,6 +285,17 @@ def test_valid_nested_values_load():
 
 
 # -- secrets ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["callback_secret: 12345678\n", "auth_tokens: s3cret-token\n",
+                                  "auth_tokens: [ok, 12345678]\n"])
+def test_a_mistyped_secret_is_not_echoed_in_the_error(tmp_path, text):
+    path = tmp_path / "atoll.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), environ={})
+    assert "12345678" not in str(caught.value) and "s3cret" not in str(caught.value)
+    assert "'callback_secret'" in str(caught.value) or "'auth_tokens'" in str(caught.value)
+
 
 def test_secrets_are_redacted_in_redacted_and_repr():
     config = load_config(environ={}, callback_secret="cb-s3cret", auth_tokens=["tok-s3cret"],

@@ -56,7 +56,7 @@ def test_client_and_verify_callback_need_only_the_client_extra(wheel, tmp_path):
     conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
     body = b'{"job_id":"j1","status":"succeeded","results":[2]}'
     signed = {"headers": signature_headers("s3cret", "j1", body), "body": body.decode()}
-    with serving("served:service", conf=str(conf), workers=1) as url:
+    with serving("served:service", conf=str(conf), workers=1, ready_path="/pipelines") as url:
         done = subprocess.run([str(python), "-c", LIGHT_CLIENT, url, json.dumps(signed)],
                               capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -40,7 +40,7 @@ def test_the_tour_runs_as_pasted(tmp_path):
     conf = tmp_path / "atoll.yaml"
     conf.write_text(f"state_dir: {tmp_path / 'state'}\n")
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    with serving("tour:service", conf=str(conf), workers=1, extra_env=env) as url:
+    with serving("tour:service", conf=str(conf), workers=1, extra_env=env, ready_path="/pipelines") as url:
         script = client.replace("http://127.0.0.1:8000", url)
         done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120, env={**os.environ, **env})
