@@ -181,7 +181,18 @@ def worker(args: argparse.Namespace) -> int:
     """Run ``atoll worker``."""
     from atoll.service.tasks import run_worker
 
-    run_worker(load_service(args.target), args.celery_args)
+    celery_args = list(args.celery_args)
+    # `--config` after the target is still atoll's (celery's worker command has no such option)
+    for i, arg in enumerate(celery_args):
+        if arg == "--config" and i + 1 < len(celery_args):
+            use_config_file(celery_args[i + 1])
+            del celery_args[i:i + 2]
+            break
+        if arg.startswith("--config="):
+            use_config_file(arg.partition("=")[2])
+            del celery_args[i]
+            break
+    run_worker(load_service(args.target), celery_args)
     return 0
 
 

@@ -231,3 +231,12 @@ def test_a_bad_environment_value_is_a_one_line_error():
     result = atoll("serve", "served:service", env={"ATOLL_CONF": "", "ATOLL_N_JOBS": "many"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "ATOLL_N_JOBS" in result.stderr and "must be integer" in result.stderr
+
+
+@pytest.mark.parametrize("option", [["--config", "{path}"], ["--config={path}"]])
+def test_worker_takes_config_after_the_target_too(tmp_path, option):
+    # celery's worker has no --config: after MODULE:SERVICE it is still atoll's, and is checked
+    absent = tmp_path / "absent.yaml"
+    result = atoll("worker", "served:service", *[o.format(path=absent) for o in option])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"atoll worker: --config {absent}: no such file"
