@@ -10,15 +10,16 @@ extras = {
     "spark": ["pyspark>=3.5,<5"],
     "service": [
         "flask>=3.0,<4",
-        "gunicorn>=21,<24",
+        "gunicorn>=21,<28",
         "celery>=5.4,<6",
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
         "prometheus_client>=0.20,<1",
     ],
+    "client": ["requests>=2.31,<3"],
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],
-    "docs": ["sphinx>=7,<9"],
+    "docs": ["sphinx>=7,<10"],
 }
 extras["test"] = sorted(set(
     extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + [
@@ -31,6 +32,7 @@ extras["test"] = sorted(set(
         "standardwebhooks>=1.0,<2",
         "sqlalchemy>=2.0,<3",
         "ruff>=0.4",
+        "standardwebhooks>=1.0,<2",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
 
@@ -41,6 +43,8 @@ setup(
                 "and served over HTTP",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["atoll", "atoll.*"]),
     install_requires=[
@@ -54,7 +58,6 @@ setup(
     entry_points={"console_scripts": ["atoll=atoll.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Information Analysis",
     ],
 )

@@ -28,7 +28,7 @@ def __getattr__(name):
 
         return Atoll
     if name == "verify_callback":  # for callback receivers
-        from atoll.service.callbacks import verify_callback
+        from atoll.signing import verify_callback
 
         return verify_callback
     if name in ("Client", "RemoteError", "Job"):

@@ -22,6 +22,20 @@ class CliError(Exception):
     """A usage problem the command reports as one line and exit status 2."""
 
 
+#: top-level modules of the optional extras, and the extra that installs each
+EXTRA_OF_MODULE = {"flask": "service", "werkzeug": "service", "celery": "service", "kombu": "service",
+                   "gunicorn": "service", "requests": "service", "pyspark": "spark"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """Return the one-line advice for a module of an extra that is not installed, else None."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return f"needs {module!r}, which is not installed: pip install 'atoll[{extra}]'"
+
+
 def load_service(target: str) -> Any:
     """Return the :class:`atoll.Atoll` named by ``MODULE:SERVICE`` (``MODULE`` alone means ``:service``)."""
     from atoll.service import Atoll
@@ -114,6 +128,8 @@ def serve(args: argparse.Namespace) -> int:
     service = load_service(args.target)
     configure_logs(service)
     host, port = parse_bind(args.bind)
+    if not args.dev:
+        import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
     supervisor = start_embedded_worker(service, args.target)
     try:
         if args.dev:
@@ -279,6 +295,17 @@ def worker(args: argparse.Namespace) -> int:
     try:
         from atoll.service.tasks import run_worker
 
+        celery_args = list(args.celery_args)
+        # `--config` after the target is still atoll's (celery's worker command has no such option)
+        for i, arg in enumerate(celery_args):
+            if arg == "--config" and i + 1 < len(celery_args):
+                use_config_file(celery_args[i + 1])
+                del celery_args[i:i + 2]
+                break
+            if arg.startswith("--config="):
+                use_config_file(arg.partition("=")[2])
+                del celery_args[i]
+                break
         service = load_service(args.target)
         configure_logs(service)
         if args.metrics_bind is not None:
@@ -288,7 +315,7 @@ def worker(args: argparse.Namespace) -> int:
 
             host, port = parse_bind(args.metrics_bind)
             start_http_server(port, addr=host, registry=registry())
-        run_worker(service, args.celery_args)
+        run_worker(service, celery_args)
     finally:
         if metrics_dir is not None:
             import shutil
@@ -380,10 +407,48 @@ def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, ti
     _Server().run()
 
 
+# -- config ------------------------------------------------------------------------------------
+
+
+def add_config(subparsers: Any) -> None:
+    """Add ``atoll config``."""
+    parser = subparsers.add_parser(
+        "config", help="print the effective configuration and where each value came from",
+        description="Print the effective configuration — ATOLL_<KEY> environment variables over the "
+                    "file (--config or ATOLL_CONF) over the defaults — with secrets shown as *** and, "
+                    "for each key, where its value came from. With MODULE:SERVICE, the configuration "
+                    "of that service as its module built it.")
+    parser.add_argument("target", metavar="MODULE:SERVICE", nargs="?",
+                        help="an atoll.Atoll instance whose configuration to show (optional)")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"key": {"value": ..., "origin": ...}} as JSON')
+    parser.set_defaults(func=show_config)
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """Run ``atoll config``."""
+    import json
+
+    from atoll.config import load_config
+
+    config = load_service(args.target).config if args.target else load_config()
+    shown = config.redacted()
+    if args.json:
+        print(json.dumps({k: {"value": v, "origin": config.origins[k]} for k, v in shown.items()},
+                         indent=2))
+        return 0
+    width = max(len(k) + len(json.dumps(v)) for k, v in shown.items()) + 2
+    print("# the effective configuration of atoll; secrets are shown as ***")
+    for name, value in shown.items():
+        line = f"{name}: {json.dumps(value)}"
+        print(f"{line:<{width}}  # {config.origins[name]}")
+    return 0
+
+
 # -- the command -------------------------------------------------------------------------------
 
 #: functions adding one subcommand each; other modules of atoll append theirs
-SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret]
+SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret, add_config]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,7 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for add in SUBCOMMANDS:
         add(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument("--config", metavar="PATH",
+                             help="the YAML configuration file (instead of $ATOLL_CONF); ATOLL_<KEY> "
+                                  "environment variables still override its keys")
     return parser
+
+
+def use_config_file(path: str) -> None:
+    """Make ``path`` the configuration file of this process and of the processes it starts."""
+    if not os.path.isfile(path):
+        raise CliError(f"--config {path}: no such file")
+    os.environ["ATOLL_CONF"] = os.path.abspath(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -405,9 +481,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "config", None):
+            use_config_file(args.config)
         return args.func(args) or 0
     except CliError as exc:
         print(f"atoll {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        advice = missing_extra(exc)
+        if advice is None:
+            raise
+        print(f"atoll {args.command}: {advice}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -78,7 +78,7 @@ class Client:
 
     def request(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
         """Send one request; return the decoded JSON answer or raise :class:`RemoteError`."""
-        from atoll.service.encoding import to_json
+        from atoll.encoding import to_json
 
         headers = {}
         data = None

@@ -1,8 +1,10 @@
-"""atoll's configuration: YAML named by ``ATOLL_CONF`` over defaults, validated key by key.
+"""atoll's configuration: ``ATOLL_<KEY>`` environment variables over a YAML file (``--config`` or
+``ATOLL_CONF``) over defaults, validated key by key, nested values included.
 
 Every key is declared once in :data:`SCHEMA` with its type, default and meaning; ``conf.example.yaml``
-lists the same keys. An unknown key or a wrong type raises :class:`~atoll.errors.ConfigError` naming the
-key and what would be valid.
+lists the same keys. An unknown key or a wrong type raises :class:`~atoll.errors.ConfigError` naming
+where the value came from, the key and what would be valid. A :class:`Config` remembers where each value
+came from (:attr:`Config.origins`) and shows secrets only as ``***`` (:meth:`Config.redacted`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,24 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from atoll.errors import ConfigError
+from atoll.parallelism import effective_n_jobs
 
-__all__ = ["Config", "SCHEMA", "SECRET_KEYS", "load_config", "Key", "redacted", "check_secret"]
+__all__ = ["Config", "SCHEMA", "load_config", "Key", "env_name", "check_secret", "REDACTED",
+           "PIPELINE_LIMITS"]
+
+log = logging.getLogger("atoll.config")
+
+#: what :meth:`Config.redacted` shows instead of a secret
+REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,8 @@ SCHEMA: dict[str, Key] = {
     # -- executors --
     "default_executor": Key((str,), "serial", "executor of a registered pipeline that names none",
                             choices=("serial", "local", "spark")),
-    "n_jobs": Key((int,), -1, "worker processes of the local executor; -1 = every core"),
+    "n_jobs": Key((int,), -1, "worker processes of the local executor; as in joblib, -1 = every core, "
+                  "-2 = all but one"),
     "spark_master": Key(_OPT_STR, None, "Spark master URL: local[*], spark://host:7077, k8s://..., yarn; "
                         "unset = local[*] (or Mesos through zookeeper_host)"),
     "spark_conf": Key((dict,), {}, "extra Spark properties passed to SparkConf as they are"),
@@ -108,13 +121,23 @@ SCHEMA: dict[str, Key] = {
 
 
 class Config(Mapping[str, Any]):
-    """A validated, read-only configuration: ``config["n_jobs"]`` or ``config.n_jobs``."""
+    """A validated, read-only configuration: ``config["n_jobs"]`` or ``config.n_jobs``.
 
-    def __init__(self, values: Mapping[str, Any] | None = None, source: str = "defaults"):
+    ``origins`` maps each key to where its value came from: ``default``, ``file <path>``,
+    ``env ATOLL_<KEY>`` or ``argument``.
+    """
+
+    def __init__(self, values: Mapping[str, Any] | None = None, source: str = "defaults",
+                 origins: Mapping[str, str] | None = None):
         self.source = source
+        origins = dict(origins or {})
         merged = {k: _copy(key.default) for k, key in SCHEMA.items()}
+        self.origins = {k: "default" for k in SCHEMA}
         for name, value in (values or {}).items():
-            merged[name] = validate(name, value, source)
+            origin = origins.get(name, source)
+            merged[name] = validate(name, value, _describe(origin))
+            if name in SCHEMA:
+                self.origins[name] = origin
         self._values = merged
 
     def __getitem__(self, name: str) -> Any:
@@ -134,61 +157,61 @@ class Config(Mapping[str, Any]):
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some keys changed (validated)."""
-        return Config({**self._values, **changes}, self.source)
+        return Config({**self._values, **changes}, self.source,
+                      {**self.origins, **dict.fromkeys(changes, "argument")})
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the values with secrets shown as ``***``: ``callback_secret``, each auth token, URL
+        passwords and Spark properties whose name says secret, password, token or key."""
+        return {name: redact(name, value) for name, value in self._values.items()}
 
     def __repr__(self) -> str:
-        changed = {k: redacted(k, v) for k, v in self._values.items() if v != SCHEMA[k].default}
+        shown = self.redacted()
+        changed = {k: shown[k] for k, v in self._values.items() if v != SCHEMA[k].default}
         return f"Config({changed!r}, source={self.source!r})"
 
 
-#: keys whose values are secrets: never shown in a repr, a log line or an error message
-SECRET_KEYS = frozenset({"auth_tokens", "callback_secret"})
-#: keys holding URLs that may carry a password
-_URL_KEYS = frozenset({"worker_broker", "worker_backend"})
+#: keys whose values are secrets: shown as *** and never echoed in an error
+_SECRET_KEYS = frozenset({"callback_secret", "auth_tokens"})
+
+_SECRET_NAME = re.compile(r"secret|password|passwd|token|credential|(^|[._-])key($|[._-])", re.I)
 
 
-def redacted(name: str, value: Any) -> Any:
-    """Return ``value`` of key ``name`` fit to show: secrets as ``'***'``, URL passwords as ``***``.
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{REDACTED}@{host}"))
 
-    >>> redacted("callback_secret", "whsec_c2VjcmV0"), redacted("auth_tokens", ["a", "b"])
-    ('***', ['***', '***'])
-    >>> redacted("worker_broker", "amqp://user:pw@rabbit:5672//")
-    'amqp://user:***@rabbit:5672//'
-    """
-    if name in SECRET_KEYS and value:
-        return ["***"] * len(value) if isinstance(value, list) else "***"
-    if name in _URL_KEYS and isinstance(value, str) and "@" in value:
-        scheme, sep, rest = value.partition("://")
-        credentials, at, host = rest.rpartition("@")
-        if sep and at and ":" in credentials:
-            return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+def redact(name: str, value: Any) -> Any:
+    """Return the value of key ``name`` as it may be shown: secrets replaced by ``***``."""
+    if value is None:
+        return None
+    if name == "callback_secret":
+        return REDACTED
+    if name == "auth_tokens":
+        return [REDACTED for _ in value]
+    if name in ("worker_broker", "worker_backend") and isinstance(value, str):
+        return ";".join(_redact_url(url) for url in value.split(";"))  # kombu's failover list
+    if name == "spark_conf":
+        return {k: REDACTED if _SECRET_NAME.search(str(k)) else v for k, v in value.items()}
     return value
 
 
-def check_secret(secret: str, source: str = "config") -> bytes:
-    """Return the HMAC key bytes of callback secret ``secret``, or raise ConfigError saying why not.
+def env_name(key: str) -> str:
+    """Return the environment variable that sets configuration key ``key``: ``ATOLL_<KEY>``."""
+    return "ATOLL_" + key.upper()
 
-    A ``whsec_`` secret must be padded base64 of at least one byte (the Standard Webhooks form); any
-    other non-empty string is used as its UTF-8 bytes.
 
-    >>> check_secret("whsec_YWJj")
-    b'abc'
-    """
-    if not secret:
-        raise ConfigError(f"{source}: key 'callback_secret' is empty; leave it unset (no signing) or "
-                          f"set a whsec_ secret from `atoll secret`")
-    if not secret.startswith("whsec_"):
-        return secret.encode("utf-8")
-    try:
-        key = base64.b64decode(secret[len("whsec_"):], validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError(f"{source}: key 'callback_secret' starts with whsec_ but the rest is not "
-                          f"padded base64 (length a multiple of 4, characters A-Z a-z 0-9 + / =); "
-                          f"generate one with `atoll secret`") from None
-    if not key:
-        raise ConfigError(f"{source}: key 'callback_secret' is whsec_ with no key after it; generate "
-                          f"one with `atoll secret`")
-    return key
+def _describe(origin: str) -> str:
+    """Return how an error message names the origin of a value."""
+    if origin.startswith("env "):
+        return "environment variable " + origin[4:]
+    if origin.startswith("file "):
+        return origin[5:]
+    return "defaults" if origin in ("default", "argument") else origin
 
 
 def _copy(value: Any) -> Any:
@@ -209,52 +232,180 @@ def validate(name: str, value: Any, source: str = "config") -> Any:
         hint = f" — did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{source}: unknown key {name!r}{hint} Valid keys: {', '.join(SCHEMA)}")
     ok = isinstance(value, key.types) and not (isinstance(value, bool) and bool not in key.types)
-    shown = "(hidden)" if name in SECRET_KEYS else repr(redacted(name, value))
     if not ok:
+        shown = "" if name in _SECRET_KEYS else f" {value!r}"  # a mistyped secret is still a secret
         raise ConfigError(f"{source}: key {name!r} must be {_type_names(key.types)}; "
-                          f"got {type(value).__name__} {shown}")
+                          f"got {type(value).__name__}{shown}")
     if key.choices is not None and value not in key.choices:
         raise ConfigError(f"{source}: key {name!r} must be one of {', '.join(map(str, key.choices))}; "
-                          f"got {shown}")
+                          f"got {value!r}")
     if key.minimum is not None and value is not None and value < key.minimum:
-        raise ConfigError(f"{source}: key {name!r} must be at least {key.minimum}; got {shown}")
+        raise ConfigError(f"{source}: key {name!r} must be at least {key.minimum}; got {value!r}")
     if key.maximum is not None and value is not None and value > key.maximum:
-        raise ConfigError(f"{source}: key {name!r} must be at most {key.maximum}; got {shown}")
-    if name in ("callback_allowed_hosts", "auth_tokens") and not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{source}: every entry of {name!r} must be a string; got {shown}")
-    if name == "callback_secret" and value is not None:
-        check_secret(value, source)
-    if name == "pipeline_time_limits":
-        _check_time_limits(value, source)
+        raise ConfigError(f"{source}: key {name!r} must be at most {key.maximum}; got {value!r}")
+    nested = _NESTED.get(name)
+    if nested is not None:
+        nested(f"{source}: key {name!r}", value)
     return _copy(value)
+
+
+def _strings(where: str, value: list) -> None:
+    for i, entry in enumerate(value):
+        if not isinstance(entry, str):
+            shown = "" if "'auth_tokens'" in where else f" {entry!r}"
+            raise ConfigError(f"{where}: every entry must be a string; entry {i} is "
+                              f"{type(entry).__name__}{shown}")
+
+
+def _n_jobs(where: str, value: int) -> None:
+    try:
+        effective_n_jobs(value, cores=1)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 #: the limits a ``pipeline_time_limits`` entry may set, and the key each one overrides
 PIPELINE_LIMITS = {"soft": "task_soft_time_limit", "hard": "task_time_limit", "sync": "sync_time_limit"}
 
 
-def _check_time_limits(value: dict, source: str) -> None:
-    """Raise ConfigError unless every entry is ``{soft?, hard?, sync?}`` of positive seconds or null."""
+def _time_limits(where: str, value: dict) -> None:
     for pipeline, limits in value.items():
-        where = f"{source}: pipeline_time_limits[{pipeline!r}]"
+        if not isinstance(pipeline, str):
+            raise ConfigError(f"{where}: pipeline names must be strings; got {type(pipeline).__name__} "
+                              f"{pipeline!r}")
+        at = f"{where[:-1]}.{pipeline}'"  # key 'pipeline_time_limits.<name>'
         if not isinstance(limits, dict):
-            raise ConfigError(f"{where} must be a mapping like {{soft: 10, hard: 20, sync: 5}}; "
-                              f"got {limits!r}")
-        for kind, seconds in limits.items():
-            if kind not in PIPELINE_LIMITS:
-                raise ConfigError(f"{where}: unknown limit {kind!r}; valid: {', '.join(PIPELINE_LIMITS)}")
-            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, _NUM)
-                                        or seconds <= 0):
-                raise ConfigError(f"{where}: {kind!r} must be a positive number of seconds or null; "
-                                  f"got {seconds!r}")
+            raise ConfigError(f"{at} must be a mapping like {{soft: 60, hard: 90, sync: 30}}; "
+                              f"got {type(limits).__name__} {limits!r}")
+        for limit, seconds in limits.items():
+            if limit not in PIPELINE_LIMITS:
+                close = difflib.get_close_matches(str(limit), PIPELINE_LIMITS, n=1)
+                hint = f" — did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"{at}: unknown key {limit!r}{hint} Valid keys: "
+                                  f"{', '.join(PIPELINE_LIMITS)}")
+            if seconds is not None and (not isinstance(seconds, int | float) or isinstance(seconds, bool)):
+                raise ConfigError(f"{at[:-1]}.{limit}' must be number or null (seconds); "
+                                  f"got {type(seconds).__name__} {seconds!r}")
+            if seconds is not None and seconds <= 0:
+                raise ConfigError(f"{at[:-1]}.{limit}' must be more than 0 seconds; got {seconds!r}")
+        soft, hard = limits.get("soft"), limits.get("hard")
+        if soft is not None and hard is not None and soft >= hard:
+            raise ConfigError(f"{at}: soft ({soft!r}) must be below hard ({hard!r}), or the soft "
+                              f"limit never fires")
 
 
-def load_config(path: str | None = None, **overrides: Any) -> Config:
-    """Return the configuration from ``path`` (or ``$ATOLL_CONF``) over the defaults, plus overrides."""
+def _spark_conf(where: str, value: dict) -> None:
+    for prop, setting in value.items():
+        if not isinstance(prop, str):
+            raise ConfigError(f"{where}: Spark property names must be strings; got "
+                              f"{type(prop).__name__} {prop!r}")
+        if not isinstance(setting, str | int | float | bool):
+            raise ConfigError(f"{where[:-1]}.{prop}' must be a string, number or true/false; got "
+                              f"{type(setting).__name__} {setting!r}")
+
+
+def check_secret(secret: str, where: str = "key 'callback_secret'") -> bytes:
+    """Return the HMAC key bytes of callback secret ``secret``, or raise ConfigError saying why not.
+
+    A ``whsec_`` secret must be padded base64 of at least one byte (the Standard Webhooks form: every
+    library of it decodes the part after ``whsec_``); any other non-empty string is used as its UTF-8
+    bytes. The secret itself is never part of the message.
+
+    >>> check_secret("whsec_YWJj")
+    b'abc'
+    """
+    if not secret:
+        raise ConfigError(f"{where} is empty; leave it unset (no signing) or set a whsec_ secret from "
+                          f"`atoll secret`")
+    if not secret.startswith("whsec_"):
+        return secret.encode("utf-8")
+    try:
+        key = base64.b64decode(secret[len("whsec_"):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where} starts with whsec_ but the rest is not padded base64 (length a "
+                          f"multiple of 4, characters A-Z a-z 0-9 + / =); generate one with "
+                          f"`atoll secret`") from None
+    if not key:
+        raise ConfigError(f"{where} is whsec_ with no key after it (whsec_ and the key in padded "
+                          f"base64); generate one with `atoll secret`")
+    return key
+
+
+def _callback_secret(where: str, value: str | None) -> None:
+    if value is not None:
+        check_secret(value, where)
+
+
+#: checks of what sits inside a value, beyond its top-level type
+_NESTED: dict[str, Callable[[str, Any], None]] = {
+    "callback_allowed_hosts": _strings,
+    "auth_tokens": _strings,
+    "callback_secret": _callback_secret,
+    "n_jobs": _n_jobs,  # the rule LocalExecutor and register_pipeline apply too
+    "pipeline_time_limits": _time_limits,
+    "spark_conf": _spark_conf,
+}
+
+
+def from_env(name: str, text: str, variable: str) -> Any:
+    """Return the value of key ``name`` written as the text of environment variable ``variable``.
+
+    A string key takes the text as it is (a choice in any case); an empty text is null where null is
+    allowed; every other
+    key reads the text as YAML (so JSON too): ``4``, ``true``, ``[a, b]``, ``{"x": {"soft": 10}}``.
+    """
     import yaml
 
-    path = path or os.environ.get("ATOLL_CONF")
+    types = SCHEMA[name].types
+    if text.strip() == "" and type(None) in types:
+        return None
+    if str in types:
+        choices = SCHEMA[name].choices or ()
+        # ATOLL_LOG_LEVEL=info also sets gunicorn's level (deploy/gunicorn.conf.py), which wants lower case
+        return next((c for c in choices if isinstance(c, str) and c.lower() == text.lower()), text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"environment variable {variable}: not valid YAML or JSON for key {name!r}: "
+                          f"{exc}") from None
+    if bool in types and not isinstance(value, bool) and value in (0, 1):
+        value = bool(value)  # ATOLL_EMBEDDED_WORKER=0, as containers often write it
+    return value
+
+
+def _from_environ(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return the keys set by ``ATOLL_<KEY>`` variables and their origins; warn about near misses."""
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    by_variable = {env_name(k): k for k in SCHEMA}
+    for variable, text in environ.items():
+        if not variable.startswith("ATOLL_") or variable == "ATOLL_CONF":
+            continue
+        name = by_variable.get(variable)
+        if name is None:
+            close = difflib.get_close_matches(variable, by_variable, n=1, cutoff=0.85)
+            if close:
+                log.warning("environment variable %s is not a configuration key; did you mean %s?",
+                            variable, close[0])
+            continue
+        values[name] = from_env(name, text, variable)
+        origins[name] = f"env {variable}"
+    return values, origins
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None,
+                **overrides: Any) -> Config:
+    """Return the configuration: ``overrides`` over ``ATOLL_<KEY>`` variables over the YAML file at
+    ``path`` (or ``$ATOLL_CONF``) over the defaults.
+
+    ``environ`` defaults to ``os.environ``; pass ``{}`` to ignore the environment.
+    """
+    import yaml
+
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("ATOLL_CONF")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     source = "defaults"
     if path:
         source = path
@@ -271,5 +422,10 @@ def load_config(path: str | None = None, **overrides: Any) -> Config:
             raise ConfigError(f"{path}: the top level must be a mapping of keys, "
                               f"got {type(loaded).__name__}")
         values.update(loaded)
+        origins.update(dict.fromkeys(loaded, f"file {path}"))
+    env_values, env_origins = _from_environ(environ)
+    values.update(env_values)
+    origins.update(env_origins)
     values.update(overrides)
-    return Config(values, source)
+    origins.update(dict.fromkeys(overrides, "argument"))
+    return Config(values, source, origins)

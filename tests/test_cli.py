@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,100 @@ def test_serve_dev_answers_over_a_socket(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         proc.stderr.close()
+
+
+BLOCKER = """
+import sys
+
+class Absent:
+    '''Makes the named top-level modules look not installed.'''
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent(sys.argv[1].split(",")))
+from atoll.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("absent, args, extra", [
+    ("flask", ["serve", "served_light:service"], "service"),
+    ("flask,celery,kombu", ["worker", "served_light:service"], "service"),
+    ("celery", ["worker", "served_light:service"], "service"),
+    ("gunicorn", ["serve", "served_light:service"], "service"),
+])
+def test_commands_without_their_extra_name_what_to_install(tmp_path, absent, args, extra):
+    (tmp_path / "served_light.py").write_text(
+        "from atoll import Atoll, Pipeline\n"
+        "service = Atoll()\n"
+        "service.register_pipeline('/double', Pipeline().map(lambda x: 2 * x))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+           "ATOLL_CONF": "", "ATOLL_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run([sys.executable, "-c", BLOCKER, absent, *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if " INFO " not in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"atoll {args[0]}: ") and f"pip install 'atoll[{extra}]'" in lines[0]
+
+
+def test_config_command_shows_values_origins_and_no_secrets(tmp_path):
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text("n_jobs: 3\ncallback_secret: file-s3cret\nlog_level: DEBUG\n")
+    env = {"ATOLL_CONF": "", "ATOLL_LOG_LEVEL": "WARNING", "ATOLL_AUTH_TOKENS": "[env-s3cret]",
+           "ATOLL_WORKER_BROKER": "amqp://atoll:pw-s3cret@rabbit:5672//"}
+    result = atoll("config", "--config", str(conf), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    lines = {line.split(":", 1)[0]: line for line in result.stdout.splitlines()
+             if not line.startswith("#")}
+    assert lines["n_jobs"].split("#")[0].strip() == "n_jobs: 3"
+    assert lines["n_jobs"].endswith(f"# file {conf}")
+    assert lines["log_level"].endswith("# env ATOLL_LOG_LEVEL") and '"WARNING"' in lines["log_level"]
+    assert lines["auth_tokens"].startswith('auth_tokens: ["***"]')
+    assert '"amqp://atoll:***@rabbit:5672//"' in lines["worker_broker"]
+    assert lines["worker_queue"].endswith("# default")
+
+    as_json = atoll("config", "--json", "--config", str(conf), env=env)
+    shown = json.loads(as_json.stdout)
+    assert shown["callback_secret"] == {"value": "***", "origin": f"file {conf}"}
+    assert shown["n_jobs"]["value"] == 3
+
+
+def test_config_option_reaches_the_service_module(tmp_path):
+    (tmp_path / "mymod.py").write_text("from atoll import Atoll\nservice = Atoll()\n")
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text("worker_queue: from-the-file\n")
+    env = {"ATOLL_CONF": "", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = atoll("config", "--json", "--config", str(conf), "mymod:service", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["worker_queue"] == {"value": "from-the-file",
+                                                         "origin": f"file {conf}"}
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "status", "config"])
+def test_a_missing_config_file_is_a_one_line_error(tmp_path, command):
+    result = atoll(command, "--config", str(tmp_path / "absent.yaml"), "served:service")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"atoll {command}: --config {tmp_path / 'absent.yaml'}: no such file"
+
+
+def test_a_bad_environment_value_is_a_one_line_error():
+    result = atoll("serve", "served:service", env={"ATOLL_CONF": "", "ATOLL_N_JOBS": "many"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ATOLL_N_JOBS" in result.stderr and "must be integer" in result.stderr
+
+
+@pytest.mark.parametrize("option", [["--config", "{path}"], ["--config={path}"]])
+def test_worker_takes_config_after_the_target_too(tmp_path, option):
+    # celery's worker has no --config: after MODULE:SERVICE it is still atoll's, and is checked
+    absent = tmp_path / "absent.yaml"
+    result = atoll("worker", "served:service", *[o.format(path=absent) for o in option])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"atoll worker: --config {absent}: no such file"

@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from atoll.config import SCHEMA, load_config
+from atoll.config import REDACTED, SCHEMA, env_name, load_config
 from atoll.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "conf.example.yaml"
@@ -29,8 +30,11 @@ def render_example() -> str:
     lines = [
         "# atoll configuration. Copy this file, change what you need and point ATOLL_CONF at it:",
         "#   ATOLL_CONF=/etc/atoll.yaml atoll serve mymodule:service",
-        "# Every key is optional; the values below are the defaults. An unknown key or a wrong type is an",
-        "# error that names the key.",
+        "# (or: atoll serve --config /etc/atoll.yaml mymodule:service). Every key is optional; the values",
+        "# below are the defaults. ATOLL_<KEY> environment variables override the file, e.g.",
+        "#   ATOLL_N_JOBS=4 ATOLL_AUTH_TOKENS='[a, b]' ATOLL_CALLBACK_SECRET=... atoll serve ...",
+        "# An unknown key or a wrong type is an error that names the key. `atoll config` prints the",
+        "# effective configuration, secrets redacted, with where each value came from.",
     ]
     for name, key in SCHEMA.items():
         kinds = " or ".join(dict.fromkeys(_TYPE_NAMES.get(t, t.__name__) for t in key.types))
@@ -94,9 +98,10 @@ def test_overrides_beat_the_file(tmp_path):
     ("default_executor: dask\n", ["'default_executor'", "serial, local, spark", "dask"]),
     ("max_request_bytes: 0\n", ["'max_request_bytes'", "at least 1"]),
     ("max_json_depth: 1000\n", ["'max_json_depth'", "at most 400"]),
-    ("pipeline_time_limits: {wc: {sync: 0}}\n", ["pipeline_time_limits['wc']", "'sync'", "positive"]),
-    ("pipeline_time_limits: {wc: {synch: 5}}\n", ["unknown limit 'synch'", "soft, hard, sync"]),
-    ("pipeline_time_limits: {wc: 5}\n", ["pipeline_time_limits['wc']", "must be a mapping"]),
+    ("pipeline_time_limits: {wc: {sync: 0}}\n", ["'pipeline_time_limits.wc.sync'", "more than 0"]),
+    ("pipeline_time_limits: {wc: {synch: 5}}\n", ["unknown key 'synch'", "did you mean 'sync'",
+                                                 "soft, hard, sync"]),
+    ("pipeline_time_limits: {wc: 5}\n", ["'pipeline_time_limits.wc'", "must be a mapping"]),
     ("auth_tokens: [1, 2]\n", ["'auth_tokens'", "string"]),
     ("embedded_worker: 1\n", ["'embedded_worker'", "true/false"]),
     ("- a\n- b\n", ["top level must be a mapping"]),
@@ -128,6 +133,188 @@ def test_replace_validates():
     with pytest.raises(ConfigError, match="log_level"):
         config.replace(log_level="LOUD")
 
+
+
+# -- ATOLL_<KEY> environment variables ----------------------------------------------------------
+
+#: values for keys whose type alone does not say what a valid non-default value looks like
+SAMPLES = {
+    "pipeline_time_limits": {"wordcount": {"soft": 10, "hard": 20.5}, "other": {"hard": 5}},
+    "spark_conf": {"spark.executor.memory": "512m", "spark.task.cpus": 1},
+    "n_jobs": -2,
+}
+
+
+def sample(name):
+    """Return a valid value for key ``name`` that differs from its default."""
+    key = SCHEMA[name]
+    if name in SAMPLES:
+        return SAMPLES[name]
+    if key.choices:
+        return next(c for c in reversed(key.choices) if c != key.default)
+    if bool in key.types:
+        return not key.default
+    if int in key.types:
+        return int(max(key.default or 0, key.minimum or 0)) + 3
+    if float in key.types:
+        return float(max(key.default or 0, key.minimum or 0)) + 2.5
+    if list in key.types:
+        return ["alpha", "beta"]
+    if str in key.types:
+        return "amqp://user@example.org:5672//" if "broker" in name or "backend" in name else "some text"
+    raise AssertionError(f"no sample for {name}: add one to SAMPLES")
+
+
+def as_env_text(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.mark.parametrize("name", list(SCHEMA))
+def test_every_key_can_come_from_its_environment_variable(name):
+    value = sample(name)
+    config = load_config(environ={env_name(name): as_env_text(value)})
+    assert config[name] == value and type(config[name]) is type(value)
+    assert config.origins[name] == f"env {env_name(name)}"
+
+
+@pytest.mark.parametrize("variable, text, expected", [
+    ("ATOLL_N_JOBS", "4", 4),
+    ("ATOLL_CALLBACK_TIMEOUT", "2.5", 2.5),
+    ("ATOLL_CALLBACK_TIMEOUT", "3", 3),
+    ("ATOLL_EMBEDDED_WORKER", "false", False),
+    ("ATOLL_EMBEDDED_WORKER", "0", False),
+    ("ATOLL_CALLBACK_ALLOW_PRIVATE", "1", True),
+    ("ATOLL_AUTH_TOKENS", "[a, b]", ["a", "b"]),
+    ("ATOLL_AUTH_TOKENS", '["a", "b"]', ["a", "b"]),
+    ("ATOLL_SPARK_CONF", "{spark.ui.enabled: false}", {"spark.ui.enabled": False}),
+    ("ATOLL_TASK_TIME_LIMIT", "", None),
+    ("ATOLL_TASK_TIME_LIMIT", "30", 30),
+    ("ATOLL_STATE_DIR", "123", "123"),
+    ("ATOLL_CALLBACK_SECRET", "true", "true"),
+    ("ATOLL_WORKER_BROKER", "", None),
+    ("ATOLL_LOG_LEVEL", "info", "INFO"),
+    ("ATOLL_DEFAULT_EXECUTOR", "Local", "local"),
+])
+def test_environment_values_are_typed_like_the_key(variable, text, expected):
+    name = variable.removeprefix("ATOLL_").lower()
+    value = load_config(environ={variable: text})[name]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_environment_beats_the_file_which_beats_the_defaults(tmp_path):
+    path = tmp_path / "atoll.yaml"
+    path.write_text("n_jobs: 3\nlog_level: DEBUG\n")
+    config = load_config(environ={"ATOLL_CONF": str(path), "ATOLL_N_JOBS": "5"})
+    assert (config.n_jobs, config.log_level, config.worker_queue) == (5, "DEBUG", "atoll")
+    assert config.origins["n_jobs"] == "env ATOLL_N_JOBS"
+    assert config.origins["log_level"] == f"file {path}"
+    assert config.origins["worker_queue"] == "default"
+    assert load_config(environ={"ATOLL_N_JOBS": "5"}, n_jobs=7).origins["n_jobs"] == "argument"
+
+
+def test_load_config_reads_os_environ(monkeypatch):
+    monkeypatch.setenv("ATOLL_MAX_REQUEST_BYTES", "2048")
+    assert load_config().max_request_bytes == 2048
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"ATOLL_N_JOBS": "three"}, ["environment variable ATOLL_N_JOBS", "'n_jobs' must be integer",
+                                 "'three'"]),
+    ({"ATOLL_N_JOBS": "0"}, ["ATOLL_N_JOBS", "non-zero integer", "-2 = all but one"]),
+    ({"ATOLL_EMBEDDED_WORKER": "maybe"}, ["ATOLL_EMBEDDED_WORKER", "true/false", "maybe"]),
+    ({"ATOLL_SPARK_CONF": "{a: [1"}, ["ATOLL_SPARK_CONF", "not valid YAML or JSON", "'spark_conf'"]),
+    ({"ATOLL_AUTH_TOKENS": "[1, two]"}, ["ATOLL_AUTH_TOKENS", "'auth_tokens'", "entry 0 is int"]),
+    ({"ATOLL_DEFAULT_EXECUTOR": "dask"}, ["ATOLL_DEFAULT_EXECUTOR", "serial, local, spark"]),
+    ({"ATOLL_PIPELINE_TIME_LIMITS": '{"x": {"soft": "10"}}'},
+     ["ATOLL_PIPELINE_TIME_LIMITS", "'pipeline_time_limits.x.soft' must be number or null", "'10'"]),
+])
+def test_bad_environment_values_name_the_variable(environ, words):
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_a_near_miss_variable_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="atoll.config"):
+        load_config(environ={"ATOLL_N_JOB": "4", "ATOLL_SOMETHING_ELSE": "1"})
+    assert "ATOLL_N_JOB is not a configuration key; did you mean ATOLL_N_JOBS?" in caplog.text
+    assert "SOMETHING_ELSE" not in caplog.text
+
+
+# -- nested values ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, words", [
+    ("pipeline_time_limits: {x: {soft: '10'}}\n",
+     ["key 'pipeline_time_limits.x.soft' must be number or null", "got str '10'"]),
+    ("pipeline_time_limits: {x: {sfot: 10}}\n",
+     ["key 'pipeline_time_limits.x'", "unknown key 'sfot'", "did you mean 'soft'", "soft, hard"]),
+    ("pipeline_time_limits: {x: 10}\n", ["key 'pipeline_time_limits.x' must be a mapping", "got int 10"]),
+    ("pipeline_time_limits: {x: {hard: 0}}\n", ["'pipeline_time_limits.x.hard' must be more than 0"]),
+    ("pipeline_time_limits: {x: {soft: 20, hard: 10}}\n", ["soft (20) must be below hard (10)"]),
+    ("pipeline_time_limits: {x: {soft: true}}\n", ["'pipeline_time_limits.x.soft' must be number"]),
+    ("pipeline_time_limits: {1: {soft: 2}}\n", ["pipeline names must be strings", "int 1"]),
+    ("spark_conf: {spark.executor.memory: [1, 2]}\n",
+     ["key 'spark_conf.spark.executor.memory' must be a string, number or true/false", "list"]),
+    ("callback_allowed_hosts: [ok.example, 3]\n", ["'callback_allowed_hosts'", "entry 1 is int 3"]),
+    ("n_jobs: 0\n", ["'n_jobs'", "non-zero integer"]),
+])
+def test_nested_values_are_checked_like_top_level_ones(tmp_path, text, words):
+    path = tmp_path / "atoll.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: "), message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("secret", ["whsec_abc", "whsec_", "whsec_not base64!", "whsec_YWJjZA"])
+def test_a_whsec_secret_must_be_padded_base64_and_is_never_echoed(secret):
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"ATOLL_CALLBACK_SECRET": secret})
+    message = str(caught.value)
+    assert "ATOLL_CALLBACK_SECRET" in message and "padded base64" in message
+    assert secret.removeprefix("whsec_") not in message or secret == "whsec_"
+
+
+def test_valid_secrets_load():
+    padded = "whsec_YWJjZA=="
+    assert load_config(environ={"ATOLL_CALLBACK_SECRET": padded}).callback_secret == padded
+    assert load_config(environ={"ATOLL_CALLBACK_SECRET": "any text"}).callback_secret == "any text"
+
+
+def test_valid_nested_values_load():
+    config = load_config(environ={}, pipeline_time_limits=SAMPLES["pipeline_time_limits"],
+                         spark_conf=SAMPLES["spark_conf"])
+    assert config.pipeline_time_limits["wordcount"] == {"soft": 10, "hard": 20.5}
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["callback_secret: 12345678\n", "auth_tokens: s3cret-token\n",
+                                  "auth_tokens: [ok, 12345678]\n"])
+def test_a_mistyped_secret_is_not_echoed_in_the_error(tmp_path, text):
+    path = tmp_path / "atoll.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path), environ={})
+    assert "12345678" not in str(caught.value) and "s3cret" not in str(caught.value)
+    assert "'callback_secret'" in str(caught.value) or "'auth_tokens'" in str(caught.value)
+
+
+def test_secrets_are_redacted_in_redacted_and_repr():
+    config = load_config(environ={}, callback_secret="cb-s3cret", auth_tokens=["tok-s3cret"],
+                         worker_broker="amqp://user:pw-s3cret@rabbit:5672//",
+                         spark_conf={"spark.authenticate.secret": "sp-s3cret", "spark.ui.enabled": False})
+    shown = config.redacted()
+    assert shown["callback_secret"] == REDACTED and shown["auth_tokens"] == [REDACTED]
+    assert shown["worker_broker"] == f"amqp://user:{REDACTED}@rabbit:5672//"
+    assert shown["spark_conf"] == {"spark.authenticate.secret": REDACTED, "spark.ui.enabled": False}
+    for text in (json.dumps(shown), repr(config)):
+        assert "s3cret" not in text, text
+    assert config.callback_secret == "cb-s3cret"  # the values themselves are intact
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:

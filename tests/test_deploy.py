@@ -146,3 +146,31 @@ def test_deploy_readme_covers_production_settings():
     for topic in ("worker_broker", "callback_secret", "verify_callback", "callback_allowed_hosts",
                   "auth_tokens", "--scale worker=", "spark_master", "RABBITMQ_PASSWORD"):
         assert topic in text, topic
+
+
+def test_dockerfile_installs_dependencies_before_copying_the_code(tmp_path):
+    app_stage = (DEPLOY / "Dockerfile").read_text(encoding="utf-8").split("AS spark", 1)[0]
+    steps = re.findall(r"^(COPY|RUN)\s+((?:.*\\\n)*.*)$", app_stage, flags=re.M)
+    code_at = next(i for i, (kind, arg) in enumerate(steps) if kind == "COPY" and arg.startswith("atoll "))
+    installs = [i for i, (kind, arg) in enumerate(steps) if kind == "RUN" and '".[service' in arg]
+    assert installs and installs[0] < code_at, "the dependency layer must come before COPY atoll"
+    # The dependency layer sees only the files copied before it: build the package's metadata from
+    # exactly those, with the empty stand-in package the Dockerfile creates, as pip will in the image.
+    for kind, arg in steps[:installs[0]]:
+        if kind == "COPY":
+            for source in arg.split()[:-1]:
+                shutil.copy(ROOT / source, tmp_path / source)
+    (tmp_path / "atoll").mkdir()
+    (tmp_path / "atoll" / "__init__.py").write_text("")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--quiet", "--wheel-dir", str(tmp_path / "out"), str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    import zipfile
+
+    wheel = next((tmp_path / "out").glob("atoll-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA"))).decode()
+    for extra_requirement in ("flask", "celery", "gunicorn", "flower", "numpy"):
+        assert re.search(rf"^Requires-Dist: {extra_requirement}\b", metadata, flags=re.M | re.I), \
+            extra_requirement

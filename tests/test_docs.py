@@ -11,8 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = ["getting-started", "pipelines", "executors", "service", "reliability", "configuration",
-         "deployment", "migrating", "api"]
+PAGES = ["quickstart", "getting-started", "pipelines", "executors", "service", "reliability",
+         "configuration", "deployment", "security", "limits", "http-semantics", "choosing", "migrating",
+         "api"]
 
 
 def sphinx(builder: str, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:

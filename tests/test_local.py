@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from atoll import LocalExecutor, Pipeline, PipelineError, SerialExecutor
+from atoll.parallelism import usable_cores
 
 
 def forced(n_jobs: int = 2, **options) -> LocalExecutor:
@@ -163,7 +164,7 @@ def test_serializer_validation():
         LocalExecutor(2, serializer="json")
 
 
-@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, "2", True])
+@pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
 def test_n_jobs_validation(n_jobs):
     with pytest.raises(PipelineError, match="n_jobs"):
         LocalExecutor(n_jobs)
@@ -175,8 +176,15 @@ def test_n_jobs_validation_through_call():
 
 
 def test_n_jobs_all_cores():
-    assert LocalExecutor(-1).n_jobs == (os.cpu_count() or 1)
-    assert LocalExecutor(None).n_jobs == (os.cpu_count() or 1)
+    assert LocalExecutor(-1).n_jobs == usable_cores()
+    assert LocalExecutor(None).n_jobs == usable_cores()
+    assert usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_negative_n_jobs_count_back_from_the_cores_as_in_joblib():
+    assert LocalExecutor(-2).n_jobs == max(1, usable_cores() - 1)
+    assert LocalExecutor(-1000).n_jobs == 1
+    assert Pipeline().map(abs)([-1, 2, -3], n_jobs=-2) == [1, 2, 3]
 
 
 def _workers() -> set[int]:

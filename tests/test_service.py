@@ -9,9 +9,10 @@ import types
 import pytest
 
 import atoll
-from atoll import Atoll, Pipeline, SerialExecutor
+from atoll import Atoll, ConfigError, Pipeline, PipelineError, SerialExecutor
 from atoll.config import load_config
 from atoll.executors import LocalExecutor
+from atoll.parallelism import usable_cores
 from atoll.service import RegistrationError, UnknownPipeline
 from atoll.service.encoding import EncodingError, jsonable, to_json
 from tests.served import build_service
@@ -93,6 +94,35 @@ def test_execution_options_choose_the_executor():
 def test_bad_execution_options(options, match):
     with pytest.raises(RegistrationError, match=match):
         Atoll(load_config()).register_pipeline("/p", Pipeline(), **options)
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, "2", True])
+def test_one_n_jobs_rule_in_the_dsl_the_registry_and_the_config(n_jobs):
+    messages = []
+    with pytest.raises(PipelineError) as caught:
+        Pipeline().map(abs)([1], n_jobs=n_jobs)
+    messages.append(str(caught.value))
+    with pytest.raises(RegistrationError) as caught:
+        Atoll(load_config()).register_pipeline("/p", Pipeline(), n_jobs=n_jobs)
+    messages.append(str(caught.value))
+    with pytest.raises(ConfigError) as caught:
+        load_config(n_jobs=n_jobs)
+    messages.append(str(caught.value))
+    assert all("n_jobs" in message and "integer" in message for message in messages), messages
+    if type(n_jobs) is int:  # the config's type check names other types before the rule runs
+        rule = "must be a non-zero integer: positive for that many processes, negative to count back"
+        assert all(rule in message for message in messages), messages
+
+
+def test_negative_n_jobs_count_back_from_the_cores_at_registration_and_in_config():
+    # joblib's convention: -2 is all cores but one, and never fewer than one process
+    service = Atoll(load_config(default_executor="local", n_jobs=-2))
+    service.register_pipeline("/by_config", Pipeline().map(abs))
+    service.register_pipeline("/far_below", Pipeline().map(abs), n_jobs=-1000)
+    assert service.run_pipeline("far_below", [-1, 2], {}) == [1, 2]
+    assert service.pipelines["far_below"].executor().n_jobs == 1
+    assert service.run_pipeline("by_config", [-3], {}) == [3]
+    assert service.pipelines["by_config"].executor().n_jobs == max(1, usable_cores() - 1)
 
 
 def test_run_pipeline_is_the_path_workers_use():

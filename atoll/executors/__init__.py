@@ -9,6 +9,7 @@ from atoll.errors import PipelineError
 from atoll.executors.base import Executor
 from atoll.executors.local import LocalExecutor
 from atoll.executors.serial import SerialExecutor
+from atoll.parallelism import effective_n_jobs
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor", "choose_executor"]
 
@@ -36,6 +37,11 @@ def choose_executor(n_jobs: int | None = None, serial: bool = False, distributed
         from atoll.executors.spark import SparkExecutor
 
         return SparkExecutor.from_config()
+    if n_jobs is not None:
+        try:
+            effective_n_jobs(n_jobs)
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None
     if serial or n_jobs in (None, 1):
         return SerialExecutor()
     return LocalExecutor(n_jobs=n_jobs, progress=progress)

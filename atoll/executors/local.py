@@ -42,6 +42,7 @@ from atoll import serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine
 from atoll.operators import Step, run_steps
+from atoll.parallelism import effective_n_jobs
 
 __all__ = ["LocalExecutor"]
 
@@ -163,7 +164,8 @@ class _Source:
 class LocalExecutor(SerialExecutor):
     """Runs each fused pass on ``n_jobs`` local worker processes (joblib's loky backend).
 
-    ``n_jobs`` follows joblib: ``-1`` (or None) is every core. ``progress=True`` shows a tqdm bar over
+    ``n_jobs`` follows joblib: ``-1`` (or None) is every core, ``-2`` all but one
+    (:func:`atoll.parallelism.effective_n_jobs`). ``progress=True`` shows a tqdm bar over
     chunks. ``serializer="dill"`` ships the functions with dill instead of cloudpickle.
 
     Scheduling knobs: ``probe_seconds`` of work run here first to measure the cost per element;
@@ -181,11 +183,12 @@ class LocalExecutor(SerialExecutor):
         if serializer not in _SERIALIZERS:
             raise PipelineError(f"serializer must be one of {', '.join(_SERIALIZERS)}; "
                                 f"got {serializer!r}")
-        if n_jobs is not None and (not isinstance(n_jobs, int) or isinstance(n_jobs, bool)
-                                   or n_jobs == 0 or n_jobs < -1):
-            raise PipelineError(f"n_jobs must be a positive int or -1 (every core); got {n_jobs!r}")
+        try:
+            workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None
         super().__init__()
-        self.n_jobs = (os.cpu_count() or 1) if n_jobs in (None, -1) else n_jobs
+        self.n_jobs = workers
         self.progress = progress
         self.serializer = serializer
         self.chunk_seconds = chunk_seconds

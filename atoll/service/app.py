@@ -25,6 +25,7 @@ from flask import Blueprint, Flask
 from atoll.config import Config, load_config
 from atoll.errors import AtollError
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
+from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
 
 __all__ = ["Atoll", "Registered", "RegistrationError", "UnknownPipeline", "HealthCheck"]
@@ -164,8 +165,10 @@ class Atoll:
         if isinstance(executor, Executor):
             return _ExecutorFactory(lambda: executor, repr(executor))
         if n_jobs is not None:
-            if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
-                raise RegistrationError(f"{name!r}: n_jobs must be a non-zero integer, got {n_jobs!r}")
+            try:
+                effective_n_jobs(n_jobs)
+            except ValueError as exc:
+                raise RegistrationError(f"{name!r}: {exc}") from None
             return _ExecutorFactory(_local(n_jobs), f"local(n_jobs={n_jobs})")
         kind = "spark" if distributed else executor if executor is not None else self.config.default_executor
         if kind == "serial":

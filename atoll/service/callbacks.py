@@ -4,7 +4,8 @@
   so receivers can de-duplicate), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
   (``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``) when ``callback_secret`` is set. A secret of the
   form ``whsec_<base64>`` is used as the decoded key bytes, any other secret as its UTF-8 bytes.
-  Receivers check a delivery with :func:`verify_callback`.
+  Receivers check a delivery with :func:`verify_callback` (defined in :mod:`atoll.signing`, which
+  needs no service extras).
 * **SSRF guard**: a callback URL must be http(s) and its host must resolve only to public addresses —
   loopback, private, link-local (169.254.169.254), unique-local and other non-global addresses are
   refused, IPv4 addresses inside IPv6 ones too (IPv4-mapped and -compatible, 6to4, Teredo, NAT64),
@@ -19,23 +20,19 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import http.client
 import ipaddress
 import logging
 import random
 import socket
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from atoll.config import check_secret
 from atoll.errors import AtollError
+from atoll.signing import sign, signature_headers, verify_callback
 
 __all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
            "verify_callback", "post_callback", "backoff_delay", "make_delivery_task", "callback_state",
@@ -152,47 +149,6 @@ def check_callback_url(url: Any, config: Mapping[str, Any]) -> Target:
     if parts.query:
         path += "?" + parts.query
     return Target(parts.scheme, host, port, path, addresses[0])
-
-
-def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
-    """Return the Standard Webhooks signature ``v1,<base64 HMAC-SHA256>`` of ``id.timestamp.body``."""
-    mac = hmac.new(check_secret(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
-    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
-
-
-def signature_headers(secret: str | None, msg_id: str, body: bytes,
-                      timestamp: int | None = None) -> dict[str, str]:
-    """Return the ``webhook-*`` headers of one delivery (no signature when ``secret`` is None)."""
-    ts = int(time.time()) if timestamp is None else int(timestamp)
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts)}
-    if secret:
-        headers["webhook-signature"] = sign(secret, msg_id, ts, body)
-    return headers
-
-
-def verify_callback(secret: str, headers: Mapping[str, str], body: bytes | str,
-                    tolerance: float = 300) -> bool:
-    """Return True when a callback's ``webhook-signature`` matches and its timestamp is fresh.
-
-    ``headers`` may be any mapping (names compared case-insensitively), ``body`` the raw request body.
-    Comparison is constant-time; a timestamp more than ``tolerance`` seconds away from now is refused.
-    """
-    lowered = {str(k).lower(): v for k, v in dict(headers).items()}
-    msg_id = lowered.get("webhook-id")
-    stamp = lowered.get("webhook-timestamp")
-    signatures = lowered.get("webhook-signature")
-    if not (msg_id and stamp and signatures and secret):
-        return False
-    try:
-        ts = int(stamp)
-    except ValueError:
-        return False
-    if abs(time.time() - ts) > tolerance:
-        return False
-    raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-    expected = sign(secret, msg_id, ts, raw)
-    return any(hmac.compare_digest(candidate.encode(), expected.encode())
-               for candidate in signatures.split() if candidate.startswith("v1,"))
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

@@ -1,219 +1,18 @@
-"""How results become JSON: the one place that decides, used by HTTP responses, Celery payloads and
-callbacks alike.
-
-Tuples become lists; NumPy scalars and arrays become numbers and lists; sets become (sorted when their
-elements compare) lists; dates, datetimes and times become ISO 8601 strings; ``timedelta`` becomes
-seconds; ``Decimal`` and ``UUID`` become strings; NaN and infinities become ``null`` (JSON has no such
-numbers). Anything else raises :class:`EncodingError` naming the type and where it sits:
-
->>> to_json({"n": (1, 2), "tags": {"b", "a"}})
-'{"n":[1,2],"tags":["a","b"]}'
->>> jsonable([{"score": 1}, {"score": object()}])  # doctest: +ELLIPSIS
-Traceback (most recent call last):
-...
-atoll.service.encoding.EncodingError: results[1].score: cannot encode a builtins.object as JSON...
+"""Flask's side of JSON encoding: :class:`AtollJSONProvider` makes every response body go through
+:func:`atoll.encoding.to_json`. The encoding itself lives in :mod:`atoll.encoding` (no Flask needed) and
+is re-exported here for the code that imports it from this module.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import math
-import re
-import uuid
-from collections import deque
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
 
-from atoll.errors import AtollError
+from atoll.encoding import EncodingError, find_surrogate, json_depth, jsonable, refuse_constant, to_json
 
 __all__ = ["EncodingError", "jsonable", "to_json", "find_surrogate", "json_depth", "AtollJSONProvider"]
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SEQUENCES = (list, tuple, deque)
-_SETS = (set, frozenset)
-
-
-class EncodingError(AtollError, TypeError):
-    """A value cannot be encoded as JSON; ``path`` says where it sits, ``type_name`` what it is."""
-
-    def __init__(self, path: str, type_name: str):
-        super().__init__(f"{path}: cannot encode a {type_name} as JSON; return lists, dicts, strings, "
-                         f"numbers, booleans, None (or tuples, sets, NumPy values, dates, decimals)")
-        self.path = path
-        self.type_name = type_name
-
-
-class _Unencodable(Exception):
-    """Raised by the fast path's ``default`` hook; the slow path then finds where the value sits."""
-
-
-def _type_name(obj: Any) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _is_numpy(obj: Any) -> bool:
-    return type(obj).__module__ == "numpy"
-
-
-def _scalar(obj: Any) -> Any:
-    """Return the JSON form of a non-container value, or raise _Unencodable."""
-    if isinstance(obj, _dt.datetime | _dt.date | _dt.time):
-        return obj.isoformat()
-    if isinstance(obj, _dt.timedelta):
-        return obj.total_seconds()
-    if isinstance(obj, Decimal | uuid.UUID):
-        return str(obj)
-    if _is_numpy(obj):
-        if hasattr(obj, "tolist"):  # ndarray and numpy scalars (item() of a 0-d array too)
-            return obj.tolist()
-    raise _Unencodable(obj)
-
-
-def _default(obj: Any) -> Any:
-    """``json.dumps`` hook of the fast path."""
-    if isinstance(obj, _SETS):
-        return _sorted(obj)
-    if isinstance(obj, deque):
-        return list(obj)
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    return _scalar(obj)
-
-
-def _sorted(values: Any) -> list:
-    try:
-        return sorted(values)
-    except TypeError:  # mixed types do not compare: keep iteration order
-        return list(values)
-
-
-def _child(path: str, key: Any) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    if isinstance(key, str) and _IDENT.match(key):
-        return f"{path}.{key}"
-    return f"{path}[{json.dumps(str(key))}]"
-
-
-def _key(key: Any, path: str) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bool) or key is None:
-        return json.dumps(key)
-    if isinstance(key, int | float):
-        return json.dumps(_number(key))
-    try:
-        value = _scalar(key)
-    except _Unencodable:
-        raise EncodingError(f"{path} (a key)", _type_name(key)) from None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def jsonable(obj: Any, path: str = "results") -> Any:
-    """Return ``obj`` as plain JSON values (dict, list, str, int, float, bool, None).
-
-    Raise :class:`EncodingError` naming the type and its position (``path`` is the root's name).
-    """
-    if obj is None or isinstance(obj, str | bool):
-        return obj
-    if isinstance(obj, int | float):
-        return _number(float(obj) if isinstance(obj, float) else int(obj))
-    if isinstance(obj, Mapping):
-        return {_key(k, _child(path, k)): jsonable(v, _child(path, k)) for k, v in obj.items()}
-    if isinstance(obj, _SEQUENCES):
-        return [jsonable(v, f"{path}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, _SETS):
-        return [jsonable(v, f"{path}[{i}]") for i, v in enumerate(_sorted(obj))]
-    try:
-        value = _scalar(obj)
-    except _Unencodable:
-        raise EncodingError(path, _type_name(obj)) from None
-    return jsonable(value, path)
-
-
-#: a UTF-16 surrogate code point on its own: Python strings may hold one, UTF-8 cannot encode it
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
-    """Return ``obj`` encoded as compact JSON text; raise :class:`EncodingError` as :func:`jsonable`.
-
-    The text always encodes as UTF-8: when a string holds a lone surrogate, the text is written in
-    ASCII with ``\\u`` escapes, which JSON readers take back as the same string.
-
-    >>> to_json(["café", chr(0xD800)])
-    '["caf\\\\u00e9","\\\\ud800"]'
-    """
-    dumps_kwargs.setdefault("separators", (",", ":"))
-    dumps_kwargs.setdefault("ensure_ascii", False)
-    text = _dumps(obj, path, dumps_kwargs)
-    if not text.isascii() and _SURROGATE.search(text):
-        text = _dumps(obj, path, {**dumps_kwargs, "ensure_ascii": True})
-    return text
-
-
-def _dumps(obj: Any, path: str, dumps_kwargs: dict) -> str:
-    try:  # fast path: the C encoder with a hook for the extra types
-        return json.dumps(obj, default=_default, allow_nan=False, **dumps_kwargs)
-    except (_Unencodable, TypeError, ValueError, RecursionError):
-        # slow path: converts keys and NaN, and names the position of whatever cannot be encoded
-        return json.dumps(jsonable(obj, path), allow_nan=False, **dumps_kwargs)
-
-
-def find_surrogate(obj: Any, path: str = "body") -> str | None:
-    """Return where the first string (or key) holding a lone surrogate sits in JSON ``obj``, or None.
-
-    >>> find_surrogate({"data": ["ok", chr(0xD800)]})
-    'body.data[1]'
-    """
-    stack = [(obj, path)]
-    while stack:  # iterative: input nested deeper than the recursion limit is still walked
-        value, where = stack.pop()
-        if isinstance(value, str):
-            if _SURROGATE.search(value):
-                return where
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):
-                if _SURROGATE.search(key):
-                    return f"{_child(where, key)} (a key)"
-                stack.append((item, _child(where, key)))
-        elif isinstance(value, list):
-            stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
-    return None
-
-
-def json_depth(value: Any, stop_above: int | None = None) -> int:
-    """Return how deeply arrays and objects nest in ``value`` (0 for a scalar, 1 for ``[1, 2]``).
-
-    Walks level by level without recursion, so any depth is measured safely; stops counting once
-    the depth passes ``stop_above``.
-
-    >>> json_depth({"a": [1, [2]]}), json_depth("text"), json_depth([[[[]]]], stop_above=2)
-    (3, 0, 3)
-    """
-    depth = 0
-    level = [value] if isinstance(value, (list, dict)) else []
-    while level:
-        depth += 1
-        if stop_above is not None and depth > stop_above:
-            break
-        below = []
-        for container in level:
-            items = container.values() if isinstance(container, dict) else container
-            below.extend(item for item in items if isinstance(item, (list, dict)))
-        level = below
-    return depth
 
 
 class AtollJSONProvider(DefaultJSONProvider):
@@ -232,9 +31,5 @@ class AtollJSONProvider(DefaultJSONProvider):
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON text, refusing the non-standard constants NaN and Infinity."""
-        kwargs.setdefault("parse_constant", _refuse_constant)
+        kwargs.setdefault("parse_constant", refuse_constant)
         return json.loads(s, **kwargs)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,101 @@
+"""atoll as a user installs it: a wheel in a fresh virtualenv with only the extras asked for."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from atoll.service.callbacks import signature_headers
+from tests.served import serving
+from tests.venvs import build_wheel, clean_env, make_venv
+
+pytestmark = pytest.mark.slow
+
+LIGHT_CLIENT = r"""
+import importlib.util, json, sys
+
+import atoll
+from atoll import Client, Job, RemoteError, verify_callback
+
+absent = [m for m in ("flask", "celery", "kombu", "gunicorn", "pyspark")
+          if importlib.util.find_spec(m) is not None]
+assert not absent, f"installed although not asked for: {absent}"
+loaded = [m for m in ("flask", "celery", "kombu", "werkzeug") if m in sys.modules]
+assert not loaded, f"imported: {loaded}"
+
+url, signed = sys.argv[1], json.loads(sys.argv[2])
+with Client(url) as client:
+    assert client.run("double", [1, 2]) == [2, 4]
+    try:
+        client.run("lookup", ["z"])
+    except RemoteError as exc:
+        error = {"name": exc.name, "status": exc.status, "stage": exc.stage}
+    job = Job(client, "no-such-job")
+assert verify_callback("s3cret", signed["headers"], signed["body"])
+assert not verify_callback("other", signed["headers"], signed["body"])
+print(json.dumps({"file": atoll.__file__, "error": error}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_client_and_verify_callback_need_only_the_client_extra(wheel, tmp_path):
+    python = make_venv(tmp_path / "venv", f"{wheel}[client]")
+    conf = tmp_path / "atoll.yaml"
+    conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
+    body = b'{"job_id":"j1","status":"succeeded","results":[2]}'
+    signed = {"headers": signature_headers("s3cret", "j1", body), "body": body.decode()}
+    with serving("served:service", conf=str(conf), workers=1, ready_path="/pipelines") as url:
+        done = subprocess.run([str(python), "-c", LIGHT_CLIENT, url, json.dumps(signed)],
+                              capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["file"].startswith(str(tmp_path / "venv"))  # the installed copy, not this tree
+    assert report["error"]["name"] == "KeyError" and report["error"]["status"] == 500
+    assert report["error"]["stage"]["function"] == "lookup"
+
+
+
+def declared_requirements(wheel: Path) -> dict[str, Requirement]:
+    """Return every requirement the wheel declares (core and extras), by distribution name."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(name).decode("utf-8")
+    found: dict[str, Requirement] = {}
+    for line in metadata.splitlines():
+        if line.startswith("Requires-Dist: "):
+            requirement = Requirement(line.removeprefix("Requires-Dist: ").split(";")[0])
+            found[requirement.name.lower()] = requirement
+    return found
+
+
+def newest_release(name: str) -> Version | None:
+    """Return the newest release of ``name`` on the package index, or None when it cannot be asked."""
+    done = subprocess.run([sys.executable, "-m", "pip", "index", "versions", name,
+                           "--disable-pip-version-check"], capture_output=True, text=True, timeout=120)
+    match = re.match(r"\S+ \(([^)]+)\)", done.stdout)
+    return Version(match.group(1)) if done.returncode == 0 and match else None
+
+
+def test_version_caps_admit_the_newest_releases(wheel):
+    # Every machine installs the newest versions setup.py allows; a cap below the newest release leaves
+    # users on old releases or unable to install beside other packages.
+    excluded = []
+    for name, requirement in declared_requirements(wheel).items():
+        newest = newest_release(name)
+        if newest is None:
+            pytest.skip(f"the package index cannot be asked about {name} (offline?)")
+        if not requirement.specifier.contains(newest, prereleases=False):
+            excluded.append(f"{requirement} excludes {name} {newest}")
+    assert not excluded, "; ".join(excluded)
