@@ -287,3 +287,41 @@ def test_joblib_parallel_and_the_local_executor_share_a_process():
                    + JOBLIB_SIDE_BY_SIDE):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "side by side ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_tuples_and_main_classes_travel_to_workers():
+    """Chunks go to the workers pickled by the C pickler; what it cannot carry goes by cloudpickle."""
+    script = (
+        "from atoll import LocalExecutor, Pipeline\n"
+        "class Point:\n"
+        "    def __init__(self, x): self.x = x\n"
+        "ex = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=3)\n"
+        "pairs = [(i % 3, i) for i in range(20)]\n"
+        "assert sorted(Pipeline().map(lambda k, v: (k, v * 2)).reduceByKey(max).run(pairs, executor=ex))"
+        " == [(0, 36), (1, 38), (2, 34)]\n"
+        "assert Pipeline().map(lambda p: Point(p.x + 1)).map(lambda p: p.x).run("
+        "[Point(i) for i in range(10)], executor=ex) == list(range(1, 11))\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_chunk_the_worker_cannot_unpickle_by_name_is_sent_again_by_value():
+    """Elements of a module that exists only in this process: plain pickle names the module, the
+    worker cannot import it, and the chunk goes again with cloudpickle, which sends it by value."""
+    import types
+
+    import cloudpickle
+
+    module = types.ModuleType("atoll_test_only_here")
+    exec("class Box:\n    def __init__(self, v):\n        self.v = v\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        boxes = [module.Box(i) for i in range(10)]
+        out = Pipeline().map(lambda b: b.v * 3).run(boxes, executor=forced(2, max_chunk=2))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        del sys.modules[module.__name__]
+    assert out == [i * 3 for i in range(10)]

@@ -12,8 +12,12 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
    aggregate is combined inside the chunk before it travels back (map-side combine).
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
-workers. A sequence input (list, tuple, range) is sliced; any other iterable is read chunk by chunk as the
-workers ask for more, so a generator is never held whole.
+workers, where the pass is compiled once (:func:`~atoll.operators.compiled_pass`). Chunks and their
+results travel pickled by the C pickler (protocol 5) as one bytes object, which the pool then moves
+without looking inside: cloudpickle would call back into Python for every tuple and list in the data.
+Data that plain pickle cannot carry (a class defined in ``__main__``, a lambda inside an element) goes
+with cloudpickle as before. A sequence input (list, tuple, range) is sliced; any other iterable is read
+chunk by chunk as the workers ask for more, so a generator is never held whole.
 
 The workers are atoll's own loky pool (one per ``n_jobs`` value, kept between passes, idle workers exit
 after ``IDLE_SECONDS``), not the reusable executor that ``joblib.Parallel`` shares: a user's own joblib
@@ -106,11 +110,52 @@ def _loads(payload: bytes, serializer: str) -> Any:
     return hit
 
 
+class _Packed:
+    """A value pickled by the C pickler: the pool moves the bytes, nobody walks the value twice."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    def __reduce__(self):
+        return (_Packed, (self.blob,))
+
+
+def _pack(value: Any) -> Any:
+    """Return ``value`` as a :class:`_Packed`, or unchanged when plain pickle cannot carry it.
+
+    A reference to ``__main__`` would not resolve in a worker (cloudpickle sends such classes by
+    value), so a pickle that names it is not used; a false alarm only costs the slower path.
+    """
+    if type(value) is range:
+        return value
+    try:
+        blob = pickle.dumps(value, protocol=5)
+    except Exception:
+        return value
+    return value if b"__main__" in blob else _Packed(blob)
+
+
+def _unpack(value: Any) -> Any:
+    """Return the value that :func:`_pack` packed."""
+    return pickle.loads(value.blob) if type(value) is _Packed else value
+
+
+#: a chunk's answer when plain pickle could not load it here (a module the worker cannot import by
+#: name): the caller sends that chunk again with cloudpickle
+_RESEND = "atoll: resend this chunk with cloudpickle"
+
+
 def _run_chunk(payload: bytes, serializer: str, chunk) -> Any:
-    """Worker side: run the fused pass over one chunk."""
+    """Worker side: run the fused pass over one chunk; return its result packed."""
     steps, aggregate = _loads(payload, serializer)
     try:
-        return run_steps(steps, chunk, aggregate)
+        chunk = _unpack(chunk)
+    except Exception:
+        return _RESEND
+    try:
+        return _pack(run_steps(steps, chunk, aggregate))
     except PipelineError as exc:  # StageFailure included: it pickles with stage, item, traceback
         return _Failed(exc)
 
@@ -231,9 +276,9 @@ class LocalExecutor(SerialExecutor):
             start = time.perf_counter()
             part = run_steps(steps, chunk, aggregate)
             middle = time.perf_counter()
-            pickle.loads(cloudpickle.dumps(chunk))
+            _unpack(_pack(chunk))
             if aggregate is None:  # a partial aggregate travels once per chunk, not per element
-                pickle.loads(cloudpickle.dumps(part))
+                _unpack(_pack(part))
             elapsed += middle - start
             # the last, largest slice gives the estimate: fixed per-call costs weigh least there
             per_item = (middle - start) / max(len(chunk), 1)
@@ -263,18 +308,20 @@ class LocalExecutor(SerialExecutor):
         chunks = iter(chunks)
         window: deque = deque()
 
-        def submit_next() -> None:
+        def submit(chunk: Any) -> Any:
             nonlocal pool
+            try:
+                return pool.submit(_run_chunk, payload, self.serializer, chunk)
+            except (BrokenProcessPool, ShutdownExecutorError):
+                # a worker died in an earlier pass (its error was raised there): start afresh
+                if window:
+                    raise
+                pool = worker_pool(self.n_jobs, broken=pool)
+                return pool.submit(_run_chunk, payload, self.serializer, chunk)
+
+        def submit_next() -> None:
             for chunk in chunks:
-                try:
-                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
-                except (BrokenProcessPool, ShutdownExecutorError):
-                    # a worker died in an earlier pass (its error was raised there): start afresh
-                    if window:
-                        raise
-                    pool = worker_pool(self.n_jobs, broken=pool)
-                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
-                window.append(future)
+                window.append((submit(_pack(chunk)), chunk))
                 return
 
         bar = None
@@ -286,19 +333,22 @@ class LocalExecutor(SerialExecutor):
             for _ in range(2 * self.n_jobs):
                 submit_next()
             while window:
-                result = window.popleft().result()
+                future, chunk = window.popleft()
+                result = future.result()
+                if type(result) is str and result == _RESEND:
+                    result = submit(chunk).result()
                 submit_next()
                 if bar is not None:
                     bar.update(1)
                 if isinstance(result, _Failed):
                     raise result.error
-                yield result
+                yield _unpack(result)
         finally:
             # After an error (or an abandoned pass) cancel what has not started and let the running
             # chunks finish, so the same workers serve the next pass.
-            for future in window:
+            for future, _ in window:
                 future.cancel()
-            for future in window:
+            for future, _ in window:
                 if not future.cancelled():
                     try:
                         future.result()
