@@ -227,9 +227,16 @@ def merge_by_key(f: Callable, partials: Iterable[dict], into: dict | None = None
     {'a': 3, 'b': 5}
     """
     acc = {} if into is None else into
+    add = f is operator.add  # the word-count case: the + inline, no call per key
     for part in partials:
+        if not acc:  # the first partial is taken whole, by a copy (it may be a caller's dict)
+            acc.update(part)
+            continue
         for k, v in part.items():
-            acc[k] = f(acc[k], v) if k in acc else v
+            if k in acc:
+                acc[k] = acc[k] + v if add else f(acc[k], v)
+            else:
+                acc[k] = v
     return acc
 
 
