@@ -325,3 +325,26 @@ def test_a_chunk_the_worker_cannot_unpickle_by_name_is_sent_again_by_value():
         cloudpickle.unregister_pickle_by_value(module)
         del sys.modules[module.__name__]
     assert out == [i * 3 for i in range(10)]
+
+
+def test_workers_are_not_held_back_by_a_slow_oldest_chunk(tmp_path):
+    """The first chunk waits until the other worker has finished 6 later chunks, more than the
+    2 * n_jobs in flight: that happens only if chunks keep being submitted while the oldest one
+    runs (it gives up after 60 s)."""
+    import time
+
+    done_file = tmp_path / "done"
+    done_file.write_bytes(b"")
+
+    def work(x):
+        if x == 0:
+            deadline = time.monotonic() + 60
+            while done_file.stat().st_size < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return done_file.stat().st_size >= 6
+        with open(done_file, "ab") as f:
+            f.write(b".")
+        return True
+
+    out = Pipeline().map(work).run(range(20), executor=forced(2, max_chunk=1))
+    assert out == [True] * 20

@@ -34,7 +34,9 @@ import pickle
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, wait
+from functools import partial
 from itertools import chain, islice
 from typing import Any
 
@@ -298,61 +300,92 @@ class LocalExecutor(SerialExecutor):
     def _parallel(self, chunks, steps, aggregate, total: int | None):
         """Yield each chunk's result, in order, from the worker pool.
 
-        At most ``2 * n_jobs`` chunks are in flight: the next chunk is read from the input only when a
-        result comes back, so a generator is read as fast as the workers consume it and no faster. The
-        pool is atoll's own loky executor (:func:`worker_pool`), driven through its futures: no
-        polling, about a millisecond of overhead per pass.
+        Chunks are read and submitted ahead (:class:`_ReadAhead`), so a worker never waits for the
+        oldest chunk to come back; at most ``2 * n_jobs`` chunks are read and not yet finished, so a
+        generator is read as fast as the workers consume it and no faster. The pool is atoll's own
+        loky executor (:func:`worker_pool`), driven through its futures: no polling.
         """
         payload = self._dumps((steps, aggregate))
-        pool = worker_pool(self.n_jobs)
-        chunks = iter(chunks)
-        window: deque = deque()
-
-        def submit(chunk: Any) -> Any:
-            nonlocal pool
-            try:
-                return pool.submit(_run_chunk, payload, self.serializer, chunk)
-            except (BrokenProcessPool, ShutdownExecutorError):
-                # a worker died in an earlier pass (its error was raised there): start afresh
-                if window:
-                    raise
-                pool = worker_pool(self.n_jobs, broken=pool)
-                return pool.submit(_run_chunk, payload, self.serializer, chunk)
-
-        def submit_next() -> None:
-            for chunk in chunks:
-                window.append((submit(_pack(chunk)), chunk))
-                return
-
+        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer))
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, unit="chunk", desc="atoll")
         try:
-            for _ in range(2 * self.n_jobs):
-                submit_next()
-            while window:
-                future, chunk = window.popleft()
+            for future, chunk in reader:
                 result = future.result()
                 if type(result) is str and result == _RESEND:
-                    result = submit(chunk).result()
-                submit_next()
+                    result = reader.submit(_unpack(chunk)).result()
                 if bar is not None:
                     bar.update(1)
                 if isinstance(result, _Failed):
                     raise result.error
                 yield _unpack(result)
         finally:
-            # After an error (or an abandoned pass) cancel what has not started and let the running
-            # chunks finish, so the same workers serve the next pass.
-            for future, _ in window:
-                future.cancel()
-            for future, _ in window:
-                if not future.cancelled():
-                    try:
-                        future.result()
-                    except Exception as exc:  # the pool broke: the next pass starts a new one
-                        logger.debug("worker pool failed while finishing after an error: %r", exc)
+            reader.close()
             if bar is not None:
                 bar.close()
+
+
+class _ReadAhead:
+    """Submits chunks ahead of the results being taken: iterating yields ``(future, chunk)`` in input
+    order, and before waiting for the oldest chunk it reads and submits more whenever fewer than
+    ``2 * n_jobs`` are unfinished, so a worker that finishes early gets the next chunk at once even
+    while an older one is still running.
+
+    The input is read in the calling thread (a generator may hold a database cursor or other state
+    bound to its thread). Chunks submitted and not yet taken are bounded (``4 * n_jobs``).
+    """
+
+    def __init__(self, chunks: Iterable, n_jobs: int, task: Callable):
+        self.chunks, self.n_jobs, self.task = iter(chunks), n_jobs, task
+        self.pool = worker_pool(n_jobs)
+        self.window: deque = deque()
+        self.exhausted = False
+
+    def submit(self, chunk: Any) -> Any:
+        """Return the future of ``chunk`` (as it is, or packed) running on the pool."""
+        try:
+            return self.pool.submit(self.task, chunk)
+        except (BrokenProcessPool, ShutdownExecutorError):
+            # a worker died in an earlier pass (its error was raised there): start afresh
+            if self.window:
+                raise
+            self.pool = worker_pool(self.n_jobs, broken=self.pool)
+            return self.pool.submit(self.task, chunk)
+
+    def _fill(self) -> None:
+        """Read and submit chunks while fewer than ``2 * n_jobs`` are unfinished."""
+        while not self.exhausted and len(self.window) < 4 * self.n_jobs:
+            if sum(1 for future, _ in self.window if not future.done()) >= 2 * self.n_jobs:
+                return
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.exhausted = True
+                return
+            packed = _pack(chunk)  # kept, not the chunk: smaller, and unpacked here for a resend
+            self.window.append((self.submit(packed), packed))
+
+    def __iter__(self):
+        self._fill()
+        while self.window:
+            oldest = self.window[0][0]
+            while not oldest.done():
+                unfinished = [future for future, _ in self.window if not future.done()]
+                wait(unfinished, return_when=FIRST_COMPLETED)
+                self._fill()
+            yield self.window.popleft()
+            self._fill()
+
+    def close(self) -> None:
+        """Cancel what has not started and let running chunks finish, so the same workers serve the
+        next pass."""
+        for future, _ in self.window:
+            future.cancel()
+        for future, _ in self.window:
+            if not future.cancelled():
+                try:
+                    future.result()
+                except Exception as exc:  # the pool broke: the next pass starts a new one
+                    logger.debug("worker pool failed while finishing after an error: %r", exc)
