@@ -265,16 +265,21 @@ class Operator:
     name = ""
     #: it reads (key, value) pairs: a dict input is read as its items
     pairs = False
+    #: what its output elements are, given its input's ("plain", "tuples" or "mixed"; None: the
+    #: same as its input), so that a later map knows whether to spread them without looking
+    makes: str | None = "mixed"
 
     def partition(self, step: Step, items) -> list:
         """Return the operator applied to one partition (raises :class:`ElementFailed` on failure)."""
         raise NotImplementedError
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         """Return the source lines this operator adds to a fused pass and whether they open a loop.
 
         The current element is ``x``; ``f`` is the name of the bound function, ``n`` the stage's
-        position in the pass (for names of its own). Lines after an opened loop go inside it.
+        position in the pass (for names of its own). ``spread`` says whether a map spreads a tuple
+        element into arguments: ``"yes"``, ``"no"`` or ``"check"`` (each element, when the kinds of
+        elements are not known). Lines after an opened loop go inside it.
         """
         raise NotImplementedError
 
@@ -285,9 +290,11 @@ class Operator:
         return (operator_named, (self.name,))
 
 
-def _call(f: str, unpack: bool) -> str:
-    # a tuple element is spread into the arguments (the DSL's ``f(*x)``), decided per element
-    return f"({f}(*x) if isinstance(x, tuple) else {f}(x))" if unpack else f"{f}(x)"
+def _call(f: str, spread: str) -> str:
+    # a tuple element is spread into the arguments (the DSL's ``f(*x)``)
+    if spread == "check":
+        return f"({f}(*x) if isinstance(x, tuple) else {f}(x))"
+    return f"{f}(*x)" if spread == "yes" else f"{f}(x)"
 
 
 class Map(Operator):
@@ -298,8 +305,8 @@ class Map(Operator):
     def partition(self, step: Step, items) -> list:
         return map_partition(step.func, items, step.unpack)
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
-        return [f"x = {_call(f, unpack)}"], False
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"x = {_call(f, spread)}"], False
 
 
 class FlatMap(Operator):
@@ -310,19 +317,20 @@ class FlatMap(Operator):
     def partition(self, step: Step, items) -> list:
         return flat_map_partition(step.func, items, step.unpack)
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
-        return [f"for x in {_call(f, unpack)}:"], True
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"for x in {_call(f, spread)}:"], True
 
 
 class Filter(Operator):
     """``filter(f)``: the elements for which ``f(x)`` is truthy."""
 
     name = "filter"
+    makes = None
 
     def partition(self, step: Step, items) -> list:
         return filter_partition(step.func, items)
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         return [f"if not {f}(x):", "    continue"], False
 
 
@@ -331,11 +339,12 @@ class MapValues(Operator):
 
     name = "mapValues"
     pairs = True
+    makes = "tuples"
 
     def partition(self, step: Step, items) -> list:
         return map_values_partition(step.func, items)
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         return [f"k{n}, v{n} = x", f"x = (k{n}, {f}(v{n}))"], False
 
 
@@ -344,11 +353,12 @@ class FlatMapValues(Operator):
 
     name = "flatMapValues"
     pairs = True
+    makes = "tuples"
 
     def partition(self, step: Step, items) -> list:
         return flat_map_values_partition(step.func, items)
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         # the key has a name of its own: a later stage in the inner loop must not overwrite it
         return [f"k{n}, v{n} = x", f"for w{n} in {f}(v{n}):", f"    x = (k{n}, w{n})"], True
 
@@ -372,7 +382,7 @@ class Aggregate(Operator):
         """Return a partial result as the rows of a distributed dataset."""
         raise NotImplementedError
 
-    def fuse(self, f: str, unpack: bool, n: int) -> tuple[list[str], bool]:
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         raise TypeError(f"{self.name} ends a fused pass; it does not join one")
 
 
@@ -409,9 +419,10 @@ class ReduceByKey(Aggregate):
         return reduce_by_key_partition(step.func, items)
 
     def fold(self, add: bool) -> tuple[list[str], list[str]]:
-        return ["acc = {}"], ["k, v = x", "if k in acc:",
-                              "    acc[k] = acc[k] + v" if add else "    acc[k] = fa(acc[k], v)",
-                              "else:", "    acc[k] = v"]
+        # one lookup for a key seen before (most of them): the try covers the lookup alone
+        return ["acc = {}"], ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:",
+                              "    acc[k] = v", "else:",
+                              "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
 
     def merge(self, step: Step, partials: Iterable) -> list:
         return list(merge_by_key(step.func, partials).items())
@@ -444,9 +455,25 @@ class Step(NamedTuple):
 _compiled: dict[tuple, Callable] = {}
 
 
-def pass_source(steps: list[Step], aggregate: Step | None) -> str:
+def _spreads(steps: list[Step], kind: str) -> list[str]:
+    """Return, per step, how its function takes a tuple element ("yes", "no", "check"), following
+    the kind of elements (``kind`` is the input's) through the steps."""
+    out = []
+    for step in steps:
+        if not step.unpack:
+            out.append("no")
+        else:
+            out.append({"plain": "no", "tuples": "yes"}.get(kind, "check"))
+        kind = kind if step.op.makes is None else step.op.makes
+    return out
+
+
+def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> str:
     """Return the Python source of the fused pass over ``steps`` then ``aggregate``: one ``for``
     loop, the user's functions as locals, a filter an ``if``, a flatMap an inner loop.
+
+    ``kind`` is what the input's elements are: ``"plain"`` (no tuples), ``"tuples"`` or
+    ``"mixed"``; a map that knows it spreads every element, or none, does not look at each.
 
     >>> info = StageInfo(0, "map", "f")
     >>> print(pass_source([Step(OPERATORS["filter"], bool, info)], None))
@@ -472,8 +499,8 @@ def pass_source(steps: list[Step], aggregate: Step | None) -> str:
     lines += ["    " + line for line in start]
     lines.append("    for x in items:")
     depth = 2
-    for n, (step, name) in enumerate(zip(steps, names)):
-        body, opens = step.op.fuse(name, step.unpack, n)
+    for n, (step, name, spread) in enumerate(zip(steps, names, _spreads(steps, kind))):
+        body, opens = step.op.fuse(name, spread, n)
         lines += ["    " * depth + line for line in body]
         depth += opens
     lines += ["    " * depth + line for line in fold]
@@ -481,21 +508,36 @@ def pass_source(steps: list[Step], aggregate: Step | None) -> str:
     return "\n".join(lines)
 
 
-def compiled_pass(steps: list[Step], aggregate: Step | None) -> Callable:
+def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> Callable:
     """Return the compiled fused pass for these steps, compiled once per signature in each process.
 
-    The signature is the operators, whether each unpacks tuples, the aggregate and whether its
+    The signature is the operators, how each takes tuple elements, the aggregate and whether its
     function is ``operator.add``; the functions themselves are arguments, so pipelines of the same
     shape share one compiled pass.
     """
-    key = (tuple((s.op.name, s.unpack) for s in steps),
+    key = (tuple((s.op.name, spread) for s, spread in zip(steps, _spreads(steps, kind))),
            None if aggregate is None else (aggregate.op.name, aggregate.func is operator.add))
     found = _compiled.get(key)
     if found is None:
         namespace: dict[str, Any] = {}
-        exec(compile(pass_source(steps, aggregate), "<atoll fused pass>", "exec"), namespace)
+        exec(compile(pass_source(steps, aggregate, kind), "<atoll fused pass>", "exec"), namespace)
         found = _compiled[key] = namespace["fused_pass"]
     return found
+
+
+def _input_kind(steps: list[Step], items) -> str:
+    """Return the kind of ``items``'s elements when a step will use it, else "mixed" (not looked at).
+
+    A scan of the partition's element types costs less than a check per element in the loop.
+    """
+    if type(items) is range:
+        return "plain"
+    for step in steps:
+        if step.unpack and step.op.makes is not None:  # the first map or flatMap, after filters
+            return _tuple_kind(items)
+        if step.op.makes is not None:
+            break
+    return "mixed"
 
 
 def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> Any:
@@ -516,11 +558,8 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
-    shape = steps
-    if type(items) is range and steps and steps[0].unpack:  # ints: the first stage need not look
-        shape = [steps[0]._replace(unpack=False), *steps[1:]]
     try:
-        return compiled_pass(shape, aggregate)(
+        return compiled_pass(steps, aggregate, _input_kind(steps, items))(
             items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY)
     except _interruptions:
         raise

@@ -396,8 +396,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small inputs, 2 repeats (smoke run)")
     parser.add_argument("--only", choices=["w1", "w1list", "w2", "w3", "stream"],
                         help="run one workload (stream: a 10M-line generator, run only when asked)")
+    parser.add_argument("--repeats", type=int, help="rounds of each workload (default 7, --quick 2)")
     args = parser.parse_args()
-    repeats = 2 if args.quick else 7
+    repeats = args.repeats or (2 if args.quick else 7)
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeats: {repeats}, "
           f"load average at start: {os.getloadavg()[0]:.1f}\n")
     out = []
