@@ -273,6 +273,10 @@ class Operator:
         """Return the operator applied to one partition (raises :class:`ElementFailed` on failure)."""
         raise NotImplementedError
 
+    def output_kind(self, func: Callable, kind: str) -> str:
+        """Return what the elements are after this operator with ``func``, given ``kind`` before."""
+        return kind if self.makes is None else self.makes
+
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         """Return the source lines this operator adds to a fused pass and whether they open a loop.
 
@@ -290,6 +294,17 @@ class Operator:
         return (operator_named, (self.name,))
 
 
+#: builtins whose result is never a tuple: a map with one of them makes plain elements
+_PLAIN_RESULTS = (str, int, float, bool, len, ord, chr, hash, repr, str.lower, str.upper,
+                  str.strip, str.lstrip, str.rstrip, str.casefold, str.title, str.encode, bytes.decode)
+#: builtins that return a list of strings (or bytes): a flatMap with one makes plain elements
+_PLAIN_PARTS = (str.split, str.rsplit, str.splitlines, bytes.split, bytes.rsplit, bytes.splitlines)
+
+
+def _one_of(func: Callable, known: tuple) -> bool:
+    return any(func is k for k in known)
+
+
 def _call(f: str, spread: str) -> str:
     # a tuple element is spread into the arguments (the DSL's ``f(*x)``)
     if spread == "check":
@@ -305,6 +320,9 @@ class Map(Operator):
     def partition(self, step: Step, items) -> list:
         return map_partition(step.func, items, step.unpack)
 
+    def output_kind(self, func: Callable, kind: str) -> str:
+        return "plain" if _one_of(func, _PLAIN_RESULTS) else "mixed"
+
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         return [f"x = {_call(f, spread)}"], False
 
@@ -316,6 +334,9 @@ class FlatMap(Operator):
 
     def partition(self, step: Step, items) -> list:
         return flat_map_partition(step.func, items, step.unpack)
+
+    def output_kind(self, func: Callable, kind: str) -> str:
+        return "plain" if _one_of(func, _PLAIN_PARTS) else "mixed"
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         return [f"for x in {_call(f, spread)}:"], True
@@ -464,7 +485,7 @@ def _spreads(steps: list[Step], kind: str) -> list[str]:
             out.append("no")
         else:
             out.append({"plain": "no", "tuples": "yes"}.get(kind, "check"))
-        kind = kind if step.op.makes is None else step.op.makes
+        kind = step.op.output_kind(step.func, kind)
     return out
 
 

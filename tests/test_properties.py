@@ -183,8 +183,8 @@ def _keep_left(a, b):
 
 
 NARROW_FUNCS = {
-    "map": [_swap, _first, _inc, _inverse, None],
-    "flatMap": [_spread, _upto, None],
+    "map": [_swap, _first, _inc, _inverse, None, str],
+    "flatMap": [_spread, _upto, None, str.split],
     "filter": [_hash3, _is_int, None],
     "mapValues": [_inc, _inverse, _spread],
     "flatMapValues": [_spread, _upto],
