@@ -348,3 +348,17 @@ def test_workers_are_not_held_back_by_a_slow_oldest_chunk(tmp_path):
 
     out = Pipeline().map(work).run(range(20), executor=forced(2, max_chunk=1))
     assert out == [True] * 20
+
+
+def test_a_slow_first_element_does_not_cut_the_input_into_crumbs():
+    """The probe times the first element at 20 ms (it sleeps; the rest are cheap, as after a pause of
+    the machine): the input is cut into at most MAX_ROUNDS chunks per worker, not 0.025 s / 20 ms."""
+    import time
+
+    from atoll.executors.local import MAX_ROUNDS
+
+    executor = LocalExecutor(2)
+    p = Pipeline().map(lambda x: (time.sleep(0.02) if x == 0 else None, x)[1]).reduce(add)
+    assert p.run(range(100_000), executor=executor) == sum(range(100_000))
+    plan = executor.last_plan
+    assert plan["chunks"] == 0 or plan["chunks"] <= MAX_ROUNDS * 2, plan

@@ -4,11 +4,13 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
 
 1. **Probe.** The first elements run here, in growing slices (1, 2, 4, ...), until they have taken
    ``probe_seconds``. That measures the per-element cost of the fused pass on this data, and of moving
-   an element and its result between processes (a pickle round trip).
+   an element and its result between processes (a pickle round trip); the cheapest slice counts,
+   since a busy machine only adds time.
 2. **Decide.** If the rest would take less than ``min_parallel_seconds`` serially, or if moving the data
    would cost more than the workers save (cheap work on heavy data), it runs here too.
-3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (a multiple of the
-   worker count when the length is known), each chunk runs the whole fused pass in a worker, and an
+3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (when the length
+   is known, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker), each chunk runs
+   the whole fused pass in a worker, and an
    aggregate is combined inside the chunk before it travels back (map-side combine).
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
@@ -61,6 +63,9 @@ class _Failed:
     def __init__(self, error: BaseException):
         self.error = error
 
+
+#: the most chunks per worker a pass over an input of known length is cut into
+MAX_ROUNDS = 32
 
 #: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
 IDLE_SECONDS = 300
@@ -272,7 +277,7 @@ class LocalExecutor(SerialExecutor):
         Returns their results, the compute cost per element and the cost per element of moving a
         slice and its result between processes (a pickle round trip of each).
         """
-        parts, n, elapsed, per_item, transfer = [], 1, 0.0, 0.0, 0.0
+        parts, n, elapsed, per_item, transfer = [], 1, 0.0, math.inf, math.inf
         while not source.exhausted and elapsed < self.probe_seconds:
             chunk = source.take(n)
             start = time.perf_counter()
@@ -282,17 +287,22 @@ class LocalExecutor(SerialExecutor):
             if aggregate is None:  # a partial aggregate travels once per chunk, not per element
                 _unpack(_pack(part))
             elapsed += middle - start
-            # the last, largest slice gives the estimate: fixed per-call costs weigh least there
-            per_item = (middle - start) / max(len(chunk), 1)
-            transfer = (time.perf_counter() - middle) / max(len(chunk), 1)
+            # The least cost per element of any slice is the estimate: a busy machine only ever
+            # adds time (another process ran meanwhile), and so do the fixed costs of a small slice.
+            per_item = min(per_item, (middle - start) / max(len(chunk), 1))
+            transfer = min(transfer, (time.perf_counter() - middle) / max(len(chunk), 1))
             parts.append(part)
             n *= 2
+        if not parts:
+            per_item = transfer = 0.0
         return parts, per_item, transfer
 
     def _chunk_size(self, per_item: float, remaining: int | None) -> int:
         per_chunk = max(1, int(self.chunk_seconds / max(per_item, 1e-9)))
         if remaining is not None:
-            count = max(self.n_jobs, math.ceil(remaining / per_chunk))
+            # at most MAX_ROUNDS chunks per worker: enough to even out uneven work, and a bound on
+            # the per-chunk costs (about a millisecond each) whatever the estimate says
+            count = min(max(self.n_jobs, math.ceil(remaining / per_chunk)), MAX_ROUNDS * self.n_jobs)
             count = math.ceil(count / self.n_jobs) * self.n_jobs  # every worker gets equal rounds
             per_chunk = math.ceil(remaining / count)
         return max(1, min(per_chunk, self.max_chunk))
