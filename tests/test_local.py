@@ -362,3 +362,12 @@ def test_a_slow_first_element_does_not_cut_the_input_into_crumbs():
     assert p.run(range(100_000), executor=executor) == sum(range(100_000))
     plan = executor.last_plan
     assert plan["chunks"] == 0 or plan["chunks"] <= MAX_ROUNDS * 2, plan
+
+
+def test_a_known_length_is_cut_into_equal_rounds_for_every_worker():
+    """399 items, at most 7 a chunk: 58 chunks of 6 or 7 (an even count), not 57 of 7 and a lone last
+    round for one worker."""
+    executor = forced(2, max_chunk=7)
+    sizes = Pipeline().map(lambda x: 1).run(range(399), executor=executor)
+    assert sizes == [1] * 399
+    assert executor.last_plan["chunks"] == 58 and executor.last_plan["chunk_size"] == 7

@@ -167,6 +167,20 @@ def _run_chunk(payload: bytes, serializer: str, chunk) -> Any:
         return _Failed(exc)
 
 
+def _even_chunks(items, count: int):
+    """Yield ``count`` slices of the sequence ``items`` whose lengths differ by one at most.
+
+    >>> [list(c) for c in _even_chunks(range(7), 3)]
+    [[0, 1, 2], [3, 4], [5, 6]]
+    """
+    size, longer = divmod(len(items), count)
+    start = 0
+    for i in range(count):
+        end = start + size + (i < longer)
+        yield items[start:end]
+        start = end
+
+
 class _Source:
     """The input of a pass: hands out the probe slices and then chunks of the rest."""
 
@@ -245,19 +259,24 @@ class LocalExecutor(SerialExecutor):
         parts, per_item, transfer = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0}
         self.last_plan = plan
-        if source.exhausted:
-            return combine(parts, aggregate)
         remaining = source.remaining()
+        if source.exhausted or remaining == 0:
+            return combine(parts, aggregate)
         if self.min_parallel_seconds > 0 and not self._worth_it(per_item, transfer, remaining):
             plan["inline"] = -1 if remaining is None else remaining
             rest = (run_steps(steps, chunk, aggregate)
                     for chunk in chunks_of(source.rest(), self.chunk_size))
             return combine(chain(parts, rest), aggregate)
         size = self._chunk_size(per_item, remaining)
-        plan["chunk_size"] = size
-        chunks = chunks_of(source.rest(), size)
-        total = None if remaining is None else math.ceil(remaining / size)
-        plan["chunks"] = total or 0
+        total = None
+        if remaining is None:
+            chunks = chunks_of(source.rest(), size)
+        else:  # equal chunks, as many for each worker: no worker is left with a short last round
+            total = math.ceil(remaining / size)
+            total = min(remaining, math.ceil(total / self.n_jobs) * self.n_jobs)
+            chunks = _even_chunks(source.rest(), total)
+            size = math.ceil(remaining / total)
+        plan["chunk_size"], plan["chunks"] = size, total or 0
         return combine(chain(parts, self._parallel(chunks, steps, aggregate, total)), aggregate)
 
     def _worth_it(self, per_item: float, transfer: float, remaining: int | None) -> bool:
@@ -303,7 +322,6 @@ class LocalExecutor(SerialExecutor):
             # at most MAX_ROUNDS chunks per worker: enough to even out uneven work, and a bound on
             # the per-chunk costs (about a millisecond each) whatever the estimate says
             count = min(max(self.n_jobs, math.ceil(remaining / per_chunk)), MAX_ROUNDS * self.n_jobs)
-            count = math.ceil(count / self.n_jobs) * self.n_jobs  # every worker gets equal rounds
             per_chunk = math.ceil(remaining / count)
         return max(1, min(per_chunk, self.max_chunk))
 
