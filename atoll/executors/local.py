@@ -65,7 +65,7 @@ class _Failed:
 
 
 #: the most chunks per worker a pass over an input of known length is cut into
-MAX_ROUNDS = 32
+MAX_ROUNDS = 128
 
 #: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
 IDLE_SECONDS = 300
