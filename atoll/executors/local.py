@@ -9,9 +9,9 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
 2. **Decide.** If the rest would take less than ``min_parallel_seconds`` serially, or if moving the data
    would cost more than the workers save (cheap work on heavy data), it runs here too.
 3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (when the length
-   is known, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker), each chunk runs
-   the whole fused pass in a worker, and an
-   aggregate is combined inside the chunk before it travels back (map-side combine).
+   is known, equal chunks, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker). Each
+   chunk runs the whole fused pass in a worker, and an aggregate is combined inside the chunk before
+   it travels back (map-side combine).
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
 workers, where the pass is compiled once (:func:`~atoll.operators.compiled_pass`). Chunks and their
