@@ -19,10 +19,11 @@ extras = {
     "client": ["requests>=2.31,<3"],
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],
+    "fast": ["orjson>=3.9,<4"],
     "docs": ["sphinx>=7,<10"],
 }
 extras["test"] = sorted(set(
-    extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + [
+    extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + extras["fast"] + [
         "pytest>=7,<10",
         "pytest-timeout>=2.1,<3",
         "hypothesis>=6.80,<7",

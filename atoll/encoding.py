@@ -145,8 +145,24 @@ def jsonable(obj: Any, path: str = "results") -> Any:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+try:  # the ``fast`` extra: orjson encodes large results several times faster than the json module
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+# Dates and dataclasses go to ``_default`` as with the json module (ISO strings; an error naming the
+# dataclass), not orjson's own encodings of them. Non-string keys, integers beyond 64 bits, NaN, lone
+# surrogates and anything else orjson refuses fall back to the json module below, so the text is the
+# json module's.
+_ORJSON_OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS) if orjson else 0
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
+
+
 def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
     """Return ``obj`` encoded as compact JSON text; raise :class:`EncodingError` as :func:`jsonable`.
+
+    With orjson installed (the ``fast`` extra) compact text is encoded by orjson; whatever it
+    refuses, and any other formatting asked for, goes through the json module as before.
 
     The text always encodes as UTF-8: when a string holds a lone surrogate, the text is written in
     ASCII with ``\\u`` escapes, which JSON readers take back as the same string.
@@ -156,6 +172,11 @@ def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
     """
     dumps_kwargs.setdefault("separators", (",", ":"))
     dumps_kwargs.setdefault("ensure_ascii", False)
+    if orjson is not None and dumps_kwargs == _COMPACT:
+        try:
+            return orjson.dumps(obj, default=_default, option=_ORJSON_OPTIONS).decode()
+        except (_Unencodable, TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+            pass
     text = _dumps(obj, path, dumps_kwargs)
     if not text.isascii() and _SURROGATE.search(text):
         text = _dumps(obj, path, {**dumps_kwargs, "ensure_ascii": True})

@@ -1,11 +1,12 @@
-"""What each operator does to one partition: pure functions shared by every executor.
+"""What each operator does, defined once and shared by every executor.
 
-A partition is a list (or a range). Element-wise operators return a new list; the aggregates return a
-partial result that :func:`merge_reduced` / :func:`merge_by_key` combine across partitions. The loops are
-the C-level builtins (``map``, ``filter``, ``itertools.starmap``) so a fused run of stages costs little more
-than the user's functions themselves. When a function raises, the element it was given is found from the
-position of the input iterator. :func:`run_steps` chains a fused pass lazily and, only when it fails,
-runs it again stage by stage to name the stage and element.
+Each operator is one object (:class:`Operator`; the aggregates are :class:`Aggregate`): what it does to
+one partition (a list or range), the lines it adds to a compiled fused pass, and for ``reduce`` and
+``reduceByKey`` how partial results combine across partitions. :func:`run_steps` runs a fused run of
+stages as one generated Python loop (:func:`compiled_pass`, compiled once per pipeline signature and
+cached), and only when it fails runs the partition again stage by stage, with each operator's
+:meth:`Operator.partition`, to name the stage and element that failed. The partition functions
+(``map_partition`` and the rest) are that staged form.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any, NamedTuple
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
-    "EMPTY", "Step", "ElementFailed", "map_partition", "flat_map_partition", "filter_partition",
-    "map_values_partition", "flat_map_values_partition", "reduce_partition",
-    "reduce_by_key_partition", "merge_reduced", "merge_by_key", "run_steps", "call_whole", "never_rerun",
+    "EMPTY", "Operator", "Aggregate", "OPERATORS", "operator_named", "Step", "ElementFailed",
+    "map_partition", "flat_map_partition", "filter_partition", "map_values_partition",
+    "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
+    "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
+    "never_rerun",
 ]
 
 
@@ -224,28 +227,17 @@ def merge_by_key(f: Callable, partials: Iterable[dict], into: dict | None = None
     {'a': 3, 'b': 5}
     """
     acc = {} if into is None else into
+    add = f is operator.add  # the word-count case: the + inline, no call per key
     for part in partials:
+        if not acc:  # the first partial is taken whole, by a copy (it may be a caller's dict)
+            acc.update(part)
+            continue
         for k, v in part.items():
-            acc[k] = f(acc[k], v) if k in acc else v
+            if k in acc:
+                acc[k] = acc[k] + v if add else f(acc[k], v)
+            else:
+                acc[k] = v
     return acc
-
-
-class Step(NamedTuple):
-    """One element-wise or aggregate stage ready to run: operator, bound function, where it is."""
-
-    op: str
-    func: Callable
-    info: StageInfo
-    unpack: bool = True
-
-
-_ELEMENTWISE = {
-    "map": lambda s, items: map_partition(s.func, items, s.unpack),
-    "flatMap": lambda s, items: flat_map_partition(s.func, items, s.unpack),
-    "filter": lambda s, items: filter_partition(s.func, items),
-    "mapValues": lambda s, items: map_values_partition(s.func, items),
-    "flatMapValues": lambda s, items: flat_map_values_partition(s.func, items),
-}
 
 
 def _locate(exc: BaseException, info: StageInfo, item: Any = NO_ITEM) -> BaseException:
@@ -263,25 +255,333 @@ def _locate(exc: BaseException, info: StageInfo, item: Any = NO_ITEM) -> BaseExc
     return stage_failure(exc, info, item, tb).with_traceback(exc.__traceback__)
 
 
+# -- operators as objects ------------------------------------------------------------------------
+
+class Operator:
+    """One element-wise operator, defined once: what it does to a partition (:meth:`partition`, the
+    staged form that locates failures) and the lines it adds to a compiled fused pass (:meth:`fuse`)."""
+
+    #: the DSL's name of the operator
+    name = ""
+    #: it reads (key, value) pairs: a dict input is read as its items
+    pairs = False
+    #: what its output elements are, given its input's ("plain", "tuples" or "mixed"; None: the
+    #: same as its input), so that a later map knows whether to spread them without looking
+    makes: str | None = "mixed"
+
+    def partition(self, step: Step, items) -> list:
+        """Return the operator applied to one partition (raises :class:`ElementFailed` on failure)."""
+        raise NotImplementedError
+
+    def output_kind(self, func: Callable, kind: str) -> str:
+        """Return what the elements are after this operator with ``func``, given ``kind`` before."""
+        return kind if self.makes is None else self.makes
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        """Return the source lines this operator adds to a fused pass and whether they open a loop.
+
+        The current element is ``x``; ``f`` is the name of the bound function, ``n`` the stage's
+        position in the pass (for names of its own). ``spread`` says whether a map spreads a tuple
+        element into arguments: ``"yes"``, ``"no"`` or ``"check"`` (each element, when the kinds of
+        elements are not known). Lines after an opened loop go inside it.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<operator {self.name}>"
+
+    def __reduce__(self):
+        return (operator_named, (self.name,))
+
+
+#: builtins whose result is never a tuple: a map with one of them makes plain elements
+_PLAIN_RESULTS = (str, int, float, bool, len, ord, chr, hash, repr, str.lower, str.upper,
+                  str.strip, str.lstrip, str.rstrip, str.casefold, str.title, str.encode, bytes.decode)
+#: builtins that return a list of strings (or bytes): a flatMap with one makes plain elements
+_PLAIN_PARTS = (str.split, str.rsplit, str.splitlines, bytes.split, bytes.rsplit, bytes.splitlines)
+
+
+def _one_of(func: Callable, known: tuple) -> bool:
+    return any(func is k for k in known)
+
+
+def _call(f: str, spread: str) -> str:
+    # a tuple element is spread into the arguments (the DSL's ``f(*x)``)
+    if spread == "check":
+        return f"({f}(*x) if isinstance(x, tuple) else {f}(x))"
+    return f"{f}(*x)" if spread == "yes" else f"{f}(x)"
+
+
+class Map(Operator):
+    """``map(f)``: ``f(x)`` for each element, ``f(*x)`` for a tuple element."""
+
+    name = "map"
+
+    def partition(self, step: Step, items) -> list:
+        return map_partition(step.func, items, step.unpack)
+
+    def output_kind(self, func: Callable, kind: str) -> str:
+        return "plain" if _one_of(func, _PLAIN_RESULTS) else "mixed"
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"x = {_call(f, spread)}"], False
+
+
+class FlatMap(Operator):
+    """``flatMap(f)``: the concatenation of ``f(x)``."""
+
+    name = "flatMap"
+
+    def partition(self, step: Step, items) -> list:
+        return flat_map_partition(step.func, items, step.unpack)
+
+    def output_kind(self, func: Callable, kind: str) -> str:
+        return "plain" if _one_of(func, _PLAIN_PARTS) else "mixed"
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"for x in {_call(f, spread)}:"], True
+
+
+class Filter(Operator):
+    """``filter(f)``: the elements for which ``f(x)`` is truthy."""
+
+    name = "filter"
+    makes = None
+
+    def partition(self, step: Step, items) -> list:
+        return filter_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"if not {f}(x):", "    continue"], False
+
+
+class MapValues(Operator):
+    """``mapValues(f)``: ``(k, f(v))`` for each pair."""
+
+    name = "mapValues"
+    pairs = True
+    makes = "tuples"
+
+    def partition(self, step: Step, items) -> list:
+        return map_values_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"k{n}, v{n} = x", f"x = (k{n}, {f}(v{n}))"], False
+
+
+class FlatMapValues(Operator):
+    """``flatMapValues(f)``: ``(k, w)`` for each ``w`` in ``f(v)``."""
+
+    name = "flatMapValues"
+    pairs = True
+    makes = "tuples"
+
+    def partition(self, step: Step, items) -> list:
+        return flat_map_values_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        # the key has a name of its own: a later stage in the inner loop must not overwrite it
+        return [f"k{n}, v{n} = x", f"for w{n} in {f}(v{n}):", f"    x = (k{n}, w{n})"], True
+
+
+class Aggregate(Operator):
+    """An operator that folds a collection: a partial per partition, then the partials combined."""
+
+    #: its result is (key, value) pairs combined per key (Spark's ``reduceByKey``), not one value
+    keyed = False
+
+    def fold(self, add: bool) -> tuple[list[str], list[str]]:
+        """Return the lines that start the accumulator ``acc`` and those that fold ``x`` into it
+        (``add``: the function is ``operator.add``, written as ``+``)."""
+        raise NotImplementedError
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        """Return the stage's result from the partial results of its partitions, in order."""
+        raise NotImplementedError
+
+    def rows(self, partial: Any) -> Iterable:
+        """Return a partial result as the rows of a distributed dataset."""
+        raise NotImplementedError
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        raise TypeError(f"{self.name} ends a fused pass; it does not join one")
+
+
+class Reduce(Aggregate):
+    """``reduce(f)``: the left fold of the elements (:data:`EMPTY` for an empty partition)."""
+
+    name = "reduce"
+
+    def partition(self, step: Step, items) -> Any:
+        return reduce_partition(step.func, items)
+
+    def fold(self, add: bool) -> tuple[list[str], list[str]]:
+        return ["acc = EMPTY"], ["if acc is EMPTY:", "    acc = x", "else:",
+                                 "    acc = acc + x" if add else "    acc = fa(acc, x)"]
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        result = merge_reduced(step.func, partials)
+        if result is EMPTY:
+            raise PipelineError("nothing to reduce: the input is empty")
+        return result
+
+    def rows(self, partial: Any) -> Iterable:
+        return [partial]
+
+
+class ReduceByKey(Aggregate):
+    """``reduceByKey(f)``: the fold of each key's values, as (key, value) pairs."""
+
+    name = "reduceByKey"
+    pairs = True
+    keyed = True
+
+    def partition(self, step: Step, items) -> dict:
+        return reduce_by_key_partition(step.func, items)
+
+    def fold(self, add: bool) -> tuple[list[str], list[str]]:
+        # one lookup for a key seen before (most of them): the try covers the lookup alone
+        return ["acc = {}"], ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:",
+                              "    acc[k] = v", "else:",
+                              "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
+
+    def merge(self, step: Step, partials: Iterable) -> list:
+        return list(merge_by_key(step.func, partials).items())
+
+    def rows(self, partial: Any) -> Iterable:
+        return iter(partial.items())
+
+
+#: every element-wise and aggregate operator, by its DSL name
+OPERATORS: dict[str, Operator] = {op.name: op for op in (
+    Map(), FlatMap(), Filter(), MapValues(), FlatMapValues(), Reduce(), ReduceByKey())}
+
+
+def operator_named(name: str) -> Operator:
+    """Return the operator object of a DSL operator name (``"map"``, ``"reduceByKey"``, ...)."""
+    return OPERATORS[name]
+
+
+class Step(NamedTuple):
+    """One element-wise or aggregate stage ready to run: operator, bound function, where it is."""
+
+    op: Operator
+    func: Callable
+    info: StageInfo
+    unpack: bool = True
+
+
+# -- compiled fused passes -----------------------------------------------------------------------
+
+_compiled: dict[tuple, Callable] = {}
+
+
+def _spreads(steps: list[Step], kind: str) -> list[str]:
+    """Return, per step, how its function takes a tuple element ("yes", "no", "check"), following
+    the kind of elements (``kind`` is the input's) through the steps."""
+    out = []
+    for step in steps:
+        if not step.unpack:
+            out.append("no")
+        else:
+            out.append({"plain": "no", "tuples": "yes"}.get(kind, "check"))
+        kind = step.op.output_kind(step.func, kind)
+    return out
+
+
+def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> str:
+    """Return the Python source of the fused pass over ``steps`` then ``aggregate``: one ``for``
+    loop, the user's functions as locals, a filter an ``if``, a flatMap an inner loop.
+
+    ``kind`` is what the input's elements are: ``"plain"`` (no tuples), ``"tuples"`` or
+    ``"mixed"``; a map that knows it spreads every element, or none, does not look at each.
+
+    >>> info = StageInfo(0, "map", "f")
+    >>> print(pass_source([Step(OPERATORS["filter"], bool, info)], None))
+    def fused_pass(items, fs, fa, EMPTY):
+        f0, = fs
+        out = []
+        append = out.append
+        for x in items:
+            if not f0(x):
+                continue
+            append(x)
+        return out
+    """
+    names = [f"f{i}" for i in range(len(steps))]
+    lines = ["def fused_pass(items, fs, fa, EMPTY):"]
+    if steps:
+        lines.append(f"    {', '.join(names)}, = fs")
+    if aggregate is None:
+        start, fold, result = ["out = []", "append = out.append"], ["append(x)"], "out"
+    else:
+        start, fold = aggregate.op.fold(aggregate.func is operator.add)
+        result = "acc"
+    lines += ["    " + line for line in start]
+    lines.append("    for x in items:")
+    depth = 2
+    for n, (step, name, spread) in enumerate(zip(steps, names, _spreads(steps, kind))):
+        body, opens = step.op.fuse(name, spread, n)
+        lines += ["    " * depth + line for line in body]
+        depth += opens
+    lines += ["    " * depth + line for line in fold]
+    lines.append(f"    return {result}")
+    return "\n".join(lines)
+
+
+def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> Callable:
+    """Return the compiled fused pass for these steps, compiled once per signature in each process.
+
+    The signature is the operators, how each takes tuple elements, the aggregate and whether its
+    function is ``operator.add``; the functions themselves are arguments, so pipelines of the same
+    shape share one compiled pass.
+    """
+    key = (tuple((s.op.name, spread) for s, spread in zip(steps, _spreads(steps, kind))),
+           None if aggregate is None else (aggregate.op.name, aggregate.func is operator.add))
+    found = _compiled.get(key)
+    if found is None:
+        namespace: dict[str, Any] = {}
+        exec(compile(pass_source(steps, aggregate, kind), "<atoll fused pass>", "exec"), namespace)
+        found = _compiled[key] = namespace["fused_pass"]
+    return found
+
+
+def _input_kind(steps: list[Step], items) -> str:
+    """Return the kind of ``items``'s elements when a step will use it, else "mixed" (not looked at).
+
+    A scan of the partition's element types costs less than a check per element in the loop.
+    """
+    if type(items) is range:
+        return "plain"
+    for step in steps:
+        if step.unpack and step.op.makes is not None:  # the first map or flatMap, after filters
+            return _tuple_kind(items)
+        if step.op.makes is not None:
+            break
+    return "mixed"
+
+
 def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> Any:
     """Run a fused chain of element-wise steps over one partition, then its aggregate if any.
 
     Returns the resulting list, or the partial aggregate (see :func:`reduce_partition`,
-    :func:`reduce_by_key_partition`). The steps are chained lazily, as one pass with no intermediate
-    lists except before a ``map``/``flatMap`` that must know whether its elements are tuples. If
-    anything raises, the partition is run again stage by stage to name the stage and the element that
-    failed (so on failure, functions before the failing one may run twice on that partition). A failure
-    that does not recur in that second run is raised all the same, never swallowed.
+    :func:`reduce_by_key_partition`). The steps run as one compiled loop (:func:`compiled_pass`).
+    If anything raises, the partition is run again stage by stage (each operator's
+    :meth:`Operator.partition`) to name the stage and the element that failed (so on failure,
+    functions before the failing one may run twice on that partition). A failure that does not recur
+    in that second run is raised all the same, never swallowed.
 
     >>> info = StageInfo(0, "map", "f")
-    >>> run_steps([Step("map", lambda x: x + 1, info)], [1, 2], Step("reduce", max, info))
+    >>> run_steps([Step(OPERATORS["map"], lambda x: x + 1, info)], [1, 2],
+    ...           Step(OPERATORS["reduce"], max, info))
     3
     """
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
     try:
-        return _run_fused(steps, items, aggregate)
+        return compiled_pass(steps, aggregate, _input_kind(steps, items))(
+            items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY)
     except _interruptions:
         raise
     except Exception as exc:
@@ -290,13 +590,10 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
     # It did not recur (a function that fails only now and then): the first failure stands, located
     # by the user function its traceback passes through.
-    item = NO_ITEM
-    if isinstance(first, ElementFailed):
-        first, item = first.original, first.item
     step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)
     logger.warning("%s: failed once and not when run again stage by stage; reporting the first failure",
                    step.info.describe())
-    raise _locate(first, step.info, item) from None
+    raise _locate(first, step.info) from None
 
 
 _interruptions: tuple[type[BaseException], ...] = ()
@@ -329,77 +626,22 @@ def _step_in_traceback(exc: BaseException, steps: list[Step]) -> Step:
     return steps[0]
 
 
-def _run_fused(steps: list[Step], items, aggregate: Step | None) -> Any:
-    """Return the pass's result computed as one lazy chain of C-level iterators."""
-    stream = items
-    sequence = True  # ``stream`` is a list, tuple or range, not a lazy iterator
-    for step in steps:
-        f = step.func
-        if step.op in ("map", "flatMap"):
-            if step.unpack:
-                if not sequence:
-                    stream = list(stream)
-                stream = _applied(f, stream, iter(stream), True)
-            else:
-                stream = map(f, stream)
-            if step.op == "flatMap":
-                stream = chain.from_iterable(stream)
-        elif step.op == "filter":
-            stream = filter(f, stream)
-        elif step.op == "mapValues":
-            stream = _lazy_map_values(f, stream)
-        else:  # flatMapValues
-            stream = _lazy_flat_map_values(f, stream)
-        sequence = False
-    if aggregate is None:
-        return stream if type(stream) is list else list(stream)
-    if aggregate.op == "reduce":
-        it = iter(stream)
-        first = next(it, EMPTY)
-        return first if first is EMPTY else functools.reduce(aggregate.func, it, first)
-    return reduce_by_key_partition(aggregate.func, stream)
-
-
-def _lazy_map_values(f: Callable, stream: Iterable) -> Iterable:
-    # a function of its own so that ``f`` is bound now: a generator expression written in the loop
-    # of _run_fused would look ``f`` up when it runs, and find the last stage's function
-    return ((k, f(v)) for k, v in stream)
-
-
-def _lazy_flat_map_values(f: Callable, stream: Iterable) -> Iterable:
-    return ((k, w) for k, v in stream for w in f(v))
-
-
 def _run_staged(steps: list[Step], items, aggregate: Step | None) -> Any:
     """Return the pass's result computed one stage at a time; raise a located error on failure."""
-    for step in steps:
+    for step in [*steps, aggregate] if aggregate is not None else steps:
         try:
-            items = _ELEMENTWISE[step.op](step, items)
+            items = step.op.partition(step, items)
         except ElementFailed as failed:
             raise _locate(failed.original, step.info, failed.item) from None
         except Exception as exc:
             raise _locate(exc, step.info) from None
-    if aggregate is None:
-        return items if type(items) is list else list(items)
-    try:
-        if aggregate.op == "reduce":
-            return reduce_partition(aggregate.func, items)
-        return reduce_by_key_partition(aggregate.func, items)
-    except ElementFailed as failed:
-        raise _locate(failed.original, aggregate.info, failed.item) from None
-    except Exception as exc:
-        raise _locate(exc, aggregate.info) from None
+    return items if aggregate is not None or type(items) is list else list(items)
 
 
 def merge_partials(aggregate: Step, partials: Iterable) -> Any:
     """Combine partial aggregates from :func:`run_steps` into the stage's final result."""
     try:
-        if aggregate.op == "reduce":
-            result = merge_reduced(aggregate.func, partials)
-            if result is EMPTY:
-                raise PipelineError("nothing to reduce: the input is empty")
-            return result
-        return list(merge_by_key(aggregate.func, partials).items())
+        return aggregate.op.merge(aggregate, partials)
     except Exception as exc:
         raise _locate(exc, aggregate.info) from None
 

@@ -6,6 +6,8 @@
 W1 tiny chain: range(1_000_000) -> map(x+1) -> filter(even) -> map(x*2) -> reduce(add).
 W2 CPU-bound: 400 items of ~10 ms pure-Python work -> map -> reduce(add).
 W3 word count: 200,000 generated lines -> flatMap(split) -> map((w, 1)) -> reduceByKey(add).
+W1 and W3 also run on list inputs (what a user passes), against a plain loop calling the same
+workload functions and against raw joblib hand-chunked into one list slice per worker.
 
 Every variant of a workload runs once per round, rounds repeated, the order rotating each round, so
 that a slow moment of the machine (a 2-vCPU VM shares its cores) falls on every variant alike; the
@@ -30,7 +32,7 @@ from operator import add
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from joblib import Parallel, delayed  # noqa: E402
-from workloads import double, inc, is_even  # noqa: E402
+from workloads import double, inc, is_even, pair_one  # noqa: E402
 
 from atoll import LocalExecutor, Pipeline, SerialExecutor  # noqa: E402
 
@@ -179,6 +181,46 @@ def bench_w1(n: int, repeats: int) -> list[str]:
     return lines + mem + [""]
 
 
+def w1_loop_calls(data: list) -> int:
+    """The fused loop a user writes by hand, calling the same workload functions."""
+    total = 0
+    for x in data:
+        y = inc(x)
+        if is_even(y):
+            total += double(y)
+    return total
+
+
+def raw_joblib_list(data: list, n_jobs: int, parallel: Parallel) -> int:
+    """Hand-chunked joblib over a list: one slice per worker, each fused, partial sums added here."""
+    size = -(-len(data) // n_jobs)
+    return sum(parallel(delayed(_w1_chunk)(data[i:i + size]) for i in range(0, len(data), size)))
+
+
+def bench_w1_list(n: int, repeats: int) -> list[str]:
+    data = list(range(n))
+    expected = w1_loop_calls(data)
+    serial = SerialExecutor()
+    local = LocalExecutor(2)
+    parallel = Parallel(n_jobs=2, backend="loky")
+    assert W1.run(data, executor=local) == raw_joblib_list(data, 2, parallel) == expected
+    runs = interleaved([lambda: w1_loop_calls(data), lambda: w1_loop(n),
+                        lambda: raw_joblib_list(data, 2, parallel),
+                        lambda: W1.run(data, executor=serial),
+                        lambda: W1.run(data, executor=local)], repeats)
+    (floor, got), (t_inline, inline), (t_raw, raw), (t_serial, ser), (t, loc) = runs
+    assert got == inline == raw == ser == loc == expected
+    plan = local.last_plan
+    rows = [("plain Python fused loop calling inc/is_even/double (floor)", floor, ""),
+            ("plain Python loop, arithmetic inline (no calls)", t_inline, "range input"),
+            ("raw joblib n_jobs=2, hand-chunked list slices, fused", t_raw, "one slice per worker"),
+            ("atoll serial", t_serial, "target <= 1.3x floor"),
+            ("atoll local n_jobs=2 (warm pool)", t,
+             f"{plan['chunks']} chunks of {plan['chunk_size']:,}; {t / t_raw:.2f}x raw joblib "
+             f"(target <= 1.0x)")]
+    return table(f"W1 tiny chain, list of {n:,} ints", rows, floor)
+
+
 # -- W2 ---------------------------------------------------------------------------------------------
 
 def busy(x: int, loops: int) -> int:
@@ -225,11 +267,21 @@ def make_lines(n: int, seed: int = 7) -> list[str]:
     return [" ".join(rng.choices(vocabulary, k=rng.randint(4, 14))) for _ in range(n)]
 
 
-W3 = Pipeline("W3").flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add)
+W3 = Pipeline("W3").flatMap(str.split).map(pair_one).reduceByKey(add)
 
 
 def _count_words(lines: list[str]) -> Counter:
     return Counter(w for line in lines for w in line.split())
+
+
+def dict_loop(lines: list[str]) -> dict:
+    """The word count a user writes by hand: a dict and two loops, calling the same ``pair_one``."""
+    counts: dict = {}
+    for line in lines:
+        for word in line.split():
+            w, n = pair_one(word)
+            counts[w] = counts.get(w, 0) + n
+    return counts
 
 
 def raw_joblib_counter(lines: list[str], parallel: Parallel, n_jobs: int = 2) -> Counter:
@@ -247,33 +299,120 @@ def bench_w3(n: int, repeats: int) -> list[str]:
     W3.run(lines[:1000], executor=local)
     parallel = Parallel(n_jobs=2, backend="loky")
     raw_joblib_counter(lines[:1000], parallel)
-    runs = interleaved([lambda: _count_words(lines), lambda: raw_joblib_counter(lines, parallel),
+    runs = interleaved([lambda: _count_words(lines), lambda: dict_loop(lines),
+                        lambda: raw_joblib_counter(lines, parallel),
                         lambda: W3.run(lines, executor=SerialExecutor()),
                         lambda: W3.run(lines, executor=local)], repeats)
-    (floor, expected), (t_raw, raw), (t_serial, ser), (t_local, got) = runs
-    assert raw == expected and dict(ser) == expected and dict(got) == expected
+    (floor, expected), (t_dict, by_hand), (t_raw, raw), (t_serial, ser), (t_local, got) = runs
+    assert raw == expected == by_hand and dict(ser) == expected and dict(got) == expected
     rows = [("collections.Counter (floor)", floor, f"{sum(expected.values()):,} words"),
-            ("raw joblib n_jobs=2, a Counter per chunk", t_raw, "one chunk per worker, merged"),
-            ("atoll serial", t_serial, ""),
-            ("atoll local n_jobs=2", t_local, f"{local.last_plan['chunks']} chunks")]
+            ("hand-written dict loop calling pair_one", t_dict, "counts[w] = counts.get(w, 0) + n"),
+            ("raw joblib n_jobs=2, a Counter per chunk", t_raw, "one list slice per worker, merged"),
+            ("atoll serial", t_serial, f"{t_serial / t_dict:.2f}x the dict loop (target <= 1.0x)"),
+            ("atoll local n_jobs=2", t_local, f"{local.last_plan['chunks']} chunks; "
+             f"{t_local / t_raw:.2f}x raw joblib (target <= 1.0x)")]
     return table(f"W3 word count, {n:,} lines", rows, floor)
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+def generated_lines(n: int, seed: int = 11):
+    """Yield ``n`` lines of words, made on the fly from a 5,000-word vocabulary (never held whole)."""
+    rng = random.Random(seed)
+    vocabulary = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+                  for _ in range(5_000)]
+    choices = rng.choices
+    for _ in range(n):
+        yield " ".join(choices(vocabulary, k=10))
+
+
+class PeakRSS:
+    """Samples the resident memory of this process and of each child process every 50 ms."""
+
+    def __init__(self):
+        import psutil
+
+        self.me = psutil.Process()
+        self.peaks: dict[int, int] = {}
+        self.running = False
+
+    def _sample(self) -> None:
+        import psutil
+
+        while self.running:
+            for proc in [self.me, *self.me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[proc.pid] = max(self.peaks.get(proc.pid, 0), rss)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        import threading
+
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+
+def bench_stream(n: int) -> list[str]:
+    """Word count of a generator of ``n`` lines with n_jobs=2: time and peak RSS of every process."""
+    import psutil
+
+    local = LocalExecutor(2)
+    W3.run(list(generated_lines(2_000)), executor=local)  # the pool started before sampling
+    start = time.perf_counter()
+    with PeakRSS() as rss:
+        counts = W3.run(generated_lines(n), executor=local)
+    seconds = time.perf_counter() - start
+    gen_only = time.perf_counter()
+    for _ in generated_lines(n // 10):
+        pass
+    gen_only = (time.perf_counter() - gen_only) * 10
+    assert sum(v for _, v in counts) == 10 * n
+    me = os.getpid()
+    workers = sorted(pid for pid in rss.peaks if pid != me and "popen_loky" in " ".join(
+        psutil.Process(pid).cmdline()))
+    lines = [f"### Streaming word count: a generator of {n:,} lines (10 words each), n_jobs=2", "",
+             "| what | value |", "|---|---:|",
+             f"| wall time | {seconds:.1f} s |",
+             f"| making the lines alone (measured apart, on a tenth) | {gen_only:.1f} s |",
+             f"| chunks | {local.last_plan['chunks'] or 'read as they come'} of "
+             f"{local.last_plan['chunk_size']:,} lines |",
+             f"| peak RSS, calling process | {rss.peaks[me] / 2**20:.0f} MiB |"]
+    for i, pid in enumerate(workers):
+        lines.append(f"| peak RSS, worker {i + 1} | {rss.peaks[pid] / 2**20:.0f} MiB |")
+    print("\n".join(lines) + "\n")
+    return lines + [""]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, 2 repeats (smoke run)")
-    parser.add_argument("--only", choices=["w1", "w2", "w3"], help="run one workload")
+    parser.add_argument("--only", choices=["w1", "w1list", "w2", "w3", "stream"],
+                        help="run one workload (stream: a 10M-line generator, run only when asked)")
+    parser.add_argument("--repeats", type=int, help="rounds of each workload (default 7, --quick 2)")
     args = parser.parse_args()
-    repeats = 2 if args.quick else 7
+    repeats = args.repeats or (2 if args.quick else 7)
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, repeats: {repeats}, "
           f"load average at start: {os.getloadavg()[0]:.1f}\n")
     out = []
     if args.only in (None, "w1"):
         out += bench_w1(100_000 if args.quick else 1_000_000, repeats)
+    if args.only in (None, "w1list"):
+        out += bench_w1_list(100_000 if args.quick else 1_000_000, repeats)
     if args.only in (None, "w2"):
         out += bench_w2(40 if args.quick else 400, repeats)
     if args.only in (None, "w3"):
         out += bench_w3(20_000 if args.quick else 200_000, repeats)
+    if args.only == "stream":
+        out += bench_stream(200_000 if args.quick else 10_000_000)
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

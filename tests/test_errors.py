@@ -159,8 +159,9 @@ def test_fused_failure_is_located_by_a_staged_rerun():
     with pytest.raises(OverflowError) as caught:
         Pipeline().map(checked).filter(None).map(checked).run([1, 2, 4], executor=SerialExecutor())
     assert caught.value.stage.index == 2 and caught.value.item == 12
-    # the fused pass ran first; the partition was run again, stage by stage, to locate the failure
-    assert calls == [1, 2, 4, 3, 6, 12] * 2
+    # the fused pass ran first, one loop taking each element through every stage; the partition was
+    # then run again, stage by stage, to locate the failure
+    assert calls == [1, 3, 2, 6, 4, 12] + [1, 2, 4, 3, 6, 12]
 
 
 def test_a_failure_that_does_not_recur_on_the_locating_rerun_is_still_raised():

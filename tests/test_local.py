@@ -317,3 +317,87 @@ def test_worker_processes_exit_when_their_parent_is_killed():
         parent.wait()
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, f"orphaned worker processes: {[p.pid for p in alive]}"
+
+
+def test_tuples_and_main_classes_travel_to_workers():
+    """Chunks go to the workers pickled by the C pickler; what it cannot carry goes by cloudpickle."""
+    script = (
+        "from atoll import LocalExecutor, Pipeline\n"
+        "class Point:\n"
+        "    def __init__(self, x): self.x = x\n"
+        "ex = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=3)\n"
+        "pairs = [(i % 3, i) for i in range(20)]\n"
+        "assert sorted(Pipeline().map(lambda k, v: (k, v * 2)).reduceByKey(max).run(pairs, executor=ex))"
+        " == [(0, 36), (1, 38), (2, 34)]\n"
+        "assert Pipeline().map(lambda p: Point(p.x + 1)).map(lambda p: p.x).run("
+        "[Point(i) for i in range(10)], executor=ex) == list(range(1, 11))\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_chunk_the_worker_cannot_unpickle_by_name_is_sent_again_by_value():
+    """Elements of a module that exists only in this process: plain pickle names the module, the
+    worker cannot import it, and the chunk goes again with cloudpickle, which sends it by value."""
+    import types
+
+    import cloudpickle
+
+    module = types.ModuleType("atoll_test_only_here")
+    exec("class Box:\n    def __init__(self, v):\n        self.v = v\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        boxes = [module.Box(i) for i in range(10)]
+        out = Pipeline().map(lambda b: b.v * 3).run(boxes, executor=forced(2, max_chunk=2))
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        del sys.modules[module.__name__]
+    assert out == [i * 3 for i in range(10)]
+
+
+def test_workers_are_not_held_back_by_a_slow_oldest_chunk(tmp_path):
+    """The first chunk waits until the other worker has finished 6 later chunks, more than the
+    2 * n_jobs in flight: that happens only if chunks keep being submitted while the oldest one
+    runs (it gives up after 60 s)."""
+    import time
+
+    done_file = tmp_path / "done"
+    done_file.write_bytes(b"")
+
+    def work(x):
+        if x == 0:
+            deadline = time.monotonic() + 60
+            while done_file.stat().st_size < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return done_file.stat().st_size >= 6
+        with open(done_file, "ab") as f:
+            f.write(b".")
+        return True
+
+    out = Pipeline().map(work).run(range(20), executor=forced(2, max_chunk=1))
+    assert out == [True] * 20
+
+
+def test_a_slow_first_element_does_not_cut_the_input_into_crumbs():
+    """The probe times the first element at 20 ms (it sleeps; the rest are cheap, as after a pause of
+    the machine): the input is cut into at most MAX_ROUNDS chunks per worker, not 0.025 s / 20 ms."""
+    import time
+
+    from atoll.executors.local import MAX_ROUNDS
+
+    executor = LocalExecutor(2)
+    p = Pipeline().map(lambda x: (time.sleep(0.02) if x == 0 else None, x)[1]).reduce(add)
+    assert p.run(range(100_000), executor=executor) == sum(range(100_000))
+    plan = executor.last_plan
+    assert plan["chunks"] == 0 or plan["chunks"] <= MAX_ROUNDS * 2, plan
+
+
+def test_a_known_length_is_cut_into_equal_rounds_for_every_worker():
+    """399 items, at most 7 a chunk: 58 chunks of 6 or 7 (an even count), not 57 of 7 and a lone last
+    round for one worker."""
+    executor = forced(2, max_chunk=7)
+    sizes = Pipeline().map(lambda x: 1).run(range(399), executor=executor)
+    assert sizes == [1] * 399
+    assert executor.last_plan["chunks"] == 58 and executor.last_plan["chunk_size"] == 7

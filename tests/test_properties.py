@@ -139,3 +139,135 @@ def test_default_scheduling_agrees(data, default, as_generator, repeat):
 
 
 P_LAST = Pipeline().to(lambda xs: xs[-1:])
+
+
+# -- the compiled fused pass against the staged one ---------------------------------------------------
+# Functions that take ints, tuples (spread into arguments by map and flatMap) or pairs; some fail on
+# some elements (a ZeroDivisionError, or a TypeError on a tuple of the wrong length), so that random
+# pipelines of every operator fail as often as they succeed.
+
+def _swap(*a):
+    return tuple(reversed(a)) if len(a) > 1 else (a[0] % 3, a[0])
+
+
+def _first(*a):
+    return a[0]
+
+
+def _inc(x):
+    return x + 1
+
+
+def _inverse(x):
+    return 12 // (x % 5)
+
+
+def _spread(*a):
+    return a
+
+
+def _upto(x):
+    return range(x % 3)
+
+
+def _hash3(x):
+    return hash(x) % 3
+
+
+def _is_int(x):
+    return isinstance(x, int)
+
+
+def _keep_left(a, b):
+    return a
+
+
+NARROW_FUNCS = {
+    "map": [_swap, _first, _inc, _inverse, None, str],
+    "flatMap": [_spread, _upto, None, str.split],
+    "filter": [_hash3, _is_int, None],
+    "mapValues": [_inc, _inverse, _spread],
+    "flatMapValues": [_spread, _upto],
+}
+AGGREGATE_FUNCS = {"reduce": [operator.add, max, _keep_left],
+                   "reduceByKey": [operator.add, min, _keep_left]}
+
+elements = st.one_of(st.integers(-20, 20), st.tuples(st.integers(-20, 20)),
+                     st.tuples(st.integers(-20, 20), st.integers(-20, 20)),
+                     st.tuples(st.integers(-9, 9), st.integers(-9, 9), st.integers(-9, 9)))
+narrow_stages = st.lists(st.sampled_from([(op, i) for op, fs in NARROW_FUNCS.items()
+                                          for i in range(len(fs))]), max_size=6)
+aggregates = st.sampled_from([None] + [(op, i) for op, fs in AGGREGATE_FUNCS.items()
+                                       for i in range(len(fs))])
+
+
+def _steps(stages, aggregate):
+    """Return the pipeline's Steps as an executor binds them (None is the identity, taken whole)."""
+    from atoll.errors import StageInfo
+    from atoll.executors.base import identity
+    from atoll.operators import OPERATORS, Step
+
+    steps = []
+    for index, (op, i) in enumerate(stages):
+        f = NARROW_FUNCS[op][i]
+        steps.append(Step(OPERATORS[op], identity if f is None else f, StageInfo(index, op, "f"),
+                          f is not None))
+    agg = None
+    if aggregate is not None:
+        op, i = aggregate
+        agg = Step(OPERATORS[op], AGGREGATE_FUNCS[op][i], StageInfo(len(steps), op, "f"))
+    return steps, agg
+
+
+def _outcome(run):
+    """Return ("ok", result) or ("error", type, stage index, item) of ``run()``."""
+    from atoll import PipelineError
+    from atoll.errors import NO_ITEM
+
+    try:
+        return ("ok", run())
+    except PipelineError as exc:
+        original = getattr(exc, "original", exc)
+        item = exc.item if exc.item is not NO_ITEM else None
+        return ("error", type(original), exc.stage and exc.stage.index, repr(item))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.lists(elements, max_size=25), stages=narrow_stages, aggregate=aggregates)
+def test_compiled_pass_agrees_with_the_staged_one(data, stages, aggregate):
+    """Random pipelines of every operator, over ints and tuples: the compiled pass gives the staged
+    result or fails when the staged run fails; run_steps (compiled, then a staged re-run on failure)
+    raises the same type, stage and item as the staged run."""
+    from atoll.operators import EMPTY, _run_staged, compiled_pass, run_steps
+
+    steps, agg = _steps(stages, aggregate)
+    staged = _outcome(lambda: _run_staged(steps, data, agg))
+    try:
+        compiled = ("ok", compiled_pass(steps, agg)(data, tuple(s.func for s in steps),
+                                                     agg and agg.func, EMPTY))
+    except Exception:
+        compiled = ("error",)
+    assert compiled[0] == staged[0], (compiled, staged)
+    if staged[0] == "ok":
+        assert compiled == staged
+    assert _outcome(lambda: run_steps(steps, data, agg)) == staged
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.lists(elements, max_size=25), stages=narrow_stages, aggregate=aggregates)
+def test_serial_and_local_agree_on_every_operator_with_tuples(data, stages, aggregate):
+    """The same random pipelines through the executors: one partition on each side (so the first
+    failure is the same one), the local executor's run in its one worker process."""
+    steps, agg = _steps(stages, aggregate)
+    pipeline = Pipeline()
+    for step in steps:
+        func = None if step.func.__name__ == "identity" else step.func
+        pipeline = getattr(pipeline, step.op.name)(func)
+    if agg is not None:
+        pipeline = getattr(pipeline, agg.op.name)(agg.func)
+    local = LocalExecutor(1, min_parallel_seconds=0, probe_seconds=0, max_chunk=100)
+    serial = _outcome(lambda: pipeline.run(data, executor=SerialExecutor()))
+    parallel = _outcome(lambda: pipeline.run(data, executor=local))
+    if agg is not None and agg.op.keyed and serial[0] == "ok":
+        serial, parallel = ("ok", dict(serial[1])), ("ok", dict(parallel[1]))
+    assert parallel == serial

@@ -14,13 +14,10 @@ from functools import partial
 from typing import Any
 
 from atoll.errors import PipelineError, StageInfo
-from atoll.operators import Step, call_whole
-from atoll.pipeline import AGGREGATE, NARROW, Pipeline, Stage
+from atoll.operators import OPERATORS, Aggregate, Step, call_whole
+from atoll.pipeline import Pipeline, Stage
 
 __all__ = ["Executor", "bind", "identity", "NestedPipeline", "BoundArgs"]
-
-_PAIR_OPS = ("mapValues", "flatMapValues", "reduceByKey")
-
 
 def identity(x: Any) -> Any:
     """Return ``x``: the function of a ``None`` stage."""
@@ -137,16 +134,17 @@ class Executor(ABC):
         while i < len(stages):
             stage = stages[i]
             info = _stage_info(i, stage, outer, branch)
-            if stage.op in NARROW or stage.op in AGGREGATE:
+            if stage.op in OPERATORS:
                 steps: list[Step] = []
                 first = info
-                while i < len(stages) and stages[i].op in NARROW:
-                    steps.append(self._step(i, stages[i], kwargs, outer, branch))
-                    i += 1
                 aggregate = None
-                if i < len(stages) and stages[i].op in AGGREGATE:
-                    aggregate = self._step(i, stages[i], kwargs, outer, branch)
+                while i < len(stages) and stages[i].op in OPERATORS:
+                    step = self._step(i, stages[i], kwargs, outer, branch)
                     i += 1
+                    if isinstance(step.op, Aggregate):  # an aggregate ends the pass
+                        aggregate = step
+                        break
+                    steps.append(step)
                 data = self._as_collection(value, stage, first)
                 value = self.run_pass(data, steps, aggregate)
                 continue
@@ -177,14 +175,15 @@ class Executor(ABC):
     def _step(self, index: int, stage: Stage, kwargs: dict, outer, branch) -> Step:
         # a nested pipeline or the identity takes a tuple element whole; a function gets it spread
         unpack = stage.func is not None and not isinstance(stage.func, Pipeline)
-        return Step(stage.op, bind(stage, kwargs), _stage_info(index, stage, outer, branch), unpack)
+        return Step(OPERATORS[stage.op], bind(stage, kwargs), _stage_info(index, stage, outer, branch),
+                    unpack)
 
     def _as_collection(self, value: Any, stage: Stage, info: StageInfo) -> Any:
         """Return ``value`` as something a pass can iterate, or raise a PipelineError."""
         if self.is_dataset(value):
             return value
         if isinstance(value, dict):
-            return list(value.items()) if stage.op in _PAIR_OPS else list(value)
+            return list(value.items()) if OPERATORS[stage.op].pairs else list(value)
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             shown = repr(value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."

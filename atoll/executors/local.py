@@ -4,16 +4,22 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
 
 1. **Probe.** The first elements run here, in growing slices (1, 2, 4, ...), until they have taken
    ``probe_seconds``. That measures the per-element cost of the fused pass on this data, and of moving
-   an element and its result between processes (a pickle round trip).
+   an element and its result between processes (a pickle round trip); the cheapest slice counts,
+   since a busy machine only adds time.
 2. **Decide.** If the rest would take less than ``min_parallel_seconds`` serially, or if moving the data
    would cost more than the workers save (cheap work on heavy data), it runs here too.
-3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (a multiple of the
-   worker count when the length is known), each chunk runs the whole fused pass in a worker, and an
-   aggregate is combined inside the chunk before it travels back (map-side combine).
+3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (when the length
+   is known, equal chunks, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker). Each
+   chunk runs the whole fused pass in a worker, and an aggregate is combined inside the chunk before
+   it travels back (map-side combine).
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
-workers. A sequence input (list, tuple, range) is sliced; any other iterable is read chunk by chunk as the
-workers ask for more, so a generator is never held whole.
+workers, where the pass is compiled once (:func:`~atoll.operators.compiled_pass`). Chunks and their
+results travel pickled by the C pickler (protocol 5) as one bytes object, which the pool then moves
+without looking inside: cloudpickle would call back into Python for every tuple and list in the data.
+Data that plain pickle cannot carry (a class defined in ``__main__``, a lambda inside an element) goes
+with cloudpickle as before. A sequence input (list, tuple, range) is sliced; any other iterable is read
+chunk by chunk as the workers ask for more, so a generator is never held whole.
 
 The workers are atoll's own loky pool (one per ``n_jobs`` value, kept between passes, idle workers exit
 after ``IDLE_SECONDS``), not the reusable executor that ``joblib.Parallel`` shares: a user's own joblib
@@ -30,7 +36,9 @@ import pickle
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, wait
+from functools import partial
 from itertools import chain, islice
 from typing import Any
 
@@ -57,6 +65,9 @@ class _Failed:
     def __init__(self, error: BaseException):
         self.error = error
 
+
+#: the most chunks per worker a pass over an input of known length is cut into
+MAX_ROUNDS = 128
 
 #: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
 IDLE_SECONDS = 300
@@ -124,13 +135,68 @@ def _loads(payload: bytes, serializer: str) -> Any:
     return hit
 
 
+class _Packed:
+    """A value pickled by the C pickler: the pool moves the bytes, nobody walks the value twice."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes):
+        self.blob = blob
+
+    def __reduce__(self):
+        return (_Packed, (self.blob,))
+
+
+def _pack(value: Any) -> Any:
+    """Return ``value`` as a :class:`_Packed`, or unchanged when plain pickle cannot carry it.
+
+    A reference to ``__main__`` would not resolve in a worker (cloudpickle sends such classes by
+    value), so a pickle that names it is not used; a false alarm only costs the slower path.
+    """
+    if type(value) is range:
+        return value
+    try:
+        blob = pickle.dumps(value, protocol=5)
+    except Exception:
+        return value
+    return value if b"__main__" in blob else _Packed(blob)
+
+
+def _unpack(value: Any) -> Any:
+    """Return the value that :func:`_pack` packed."""
+    return pickle.loads(value.blob) if type(value) is _Packed else value
+
+
+#: a chunk's answer when plain pickle could not load it here (a module the worker cannot import by
+#: name): the caller sends that chunk again with cloudpickle
+_RESEND = "atoll: resend this chunk with cloudpickle"
+
+
 def _run_chunk(payload: bytes, serializer: str, chunk) -> Any:
-    """Worker side: run the fused pass over one chunk."""
+    """Worker side: run the fused pass over one chunk; return its result packed."""
     steps, aggregate = _loads(payload, serializer)
     try:
-        return run_steps(steps, chunk, aggregate)
+        chunk = _unpack(chunk)
+    except Exception:
+        return _RESEND
+    try:
+        return _pack(run_steps(steps, chunk, aggregate))
     except PipelineError as exc:  # StageFailure included: it pickles with stage, item, traceback
         return _Failed(exc)
+
+
+def _even_chunks(items, count: int):
+    """Yield ``count`` slices of the sequence ``items`` whose lengths differ by one at most.
+
+    >>> [list(c) for c in _even_chunks(range(7), 3)]
+    [[0, 1, 2], [3, 4], [5, 6]]
+    """
+    size, longer = divmod(len(items), count)
+    start = 0
+    for i in range(count):
+        end = start + size + (i < longer)
+        yield items[start:end]
+        start = end
 
 
 class _Source:
@@ -213,19 +279,24 @@ class LocalExecutor(SerialExecutor):
         parts, per_item, transfer = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0}
         self.last_plan = plan
-        if source.exhausted:
-            return combine(parts, aggregate)
         remaining = source.remaining()
+        if source.exhausted or remaining == 0:
+            return combine(parts, aggregate)
         if self.min_parallel_seconds > 0 and not self._worth_it(per_item, transfer, remaining):
             plan["inline"] = -1 if remaining is None else remaining
             rest = (run_steps(steps, chunk, aggregate)
                     for chunk in chunks_of(source.rest(), self.chunk_size))
             return combine(chain(parts, rest), aggregate)
         size = self._chunk_size(per_item, remaining)
-        plan["chunk_size"] = size
-        chunks = chunks_of(source.rest(), size)
-        total = None if remaining is None else math.ceil(remaining / size)
-        plan["chunks"] = total or 0
+        total = None
+        if remaining is None:
+            chunks = chunks_of(source.rest(), size)
+        else:  # equal chunks, as many for each worker: no worker is left with a short last round
+            total = math.ceil(remaining / size)
+            total = min(remaining, math.ceil(total / self.n_jobs) * self.n_jobs)
+            chunks = _even_chunks(source.rest(), total)
+            size = math.ceil(remaining / total)
+        plan["chunk_size"], plan["chunks"] = size, total or 0
         return combine(chain(parts, self._parallel(chunks, steps, aggregate, total)), aggregate)
 
     def _worth_it(self, per_item: float, transfer: float, remaining: int | None) -> bool:
@@ -245,84 +316,124 @@ class LocalExecutor(SerialExecutor):
         Returns their results, the compute cost per element and the cost per element of moving a
         slice and its result between processes (a pickle round trip of each).
         """
-        parts, n, elapsed, per_item, transfer = [], 1, 0.0, 0.0, 0.0
+        parts, n, elapsed, per_item, transfer = [], 1, 0.0, math.inf, math.inf
         while not source.exhausted and elapsed < self.probe_seconds:
             chunk = source.take(n)
             start = time.perf_counter()
             part = run_steps(steps, chunk, aggregate)
             middle = time.perf_counter()
-            pickle.loads(cloudpickle.dumps(chunk))
+            _unpack(_pack(chunk))
             if aggregate is None:  # a partial aggregate travels once per chunk, not per element
-                pickle.loads(cloudpickle.dumps(part))
+                _unpack(_pack(part))
             elapsed += middle - start
-            # the last, largest slice gives the estimate: fixed per-call costs weigh least there
-            per_item = (middle - start) / max(len(chunk), 1)
-            transfer = (time.perf_counter() - middle) / max(len(chunk), 1)
+            # The least cost per element of any slice is the estimate: a busy machine only ever
+            # adds time (another process ran meanwhile), and so do the fixed costs of a small slice.
+            per_item = min(per_item, (middle - start) / max(len(chunk), 1))
+            transfer = min(transfer, (time.perf_counter() - middle) / max(len(chunk), 1))
             parts.append(part)
             n *= 2
+        if not parts:
+            per_item = transfer = 0.0
         return parts, per_item, transfer
 
     def _chunk_size(self, per_item: float, remaining: int | None) -> int:
         per_chunk = max(1, int(self.chunk_seconds / max(per_item, 1e-9)))
         if remaining is not None:
-            count = max(self.n_jobs, math.ceil(remaining / per_chunk))
-            count = math.ceil(count / self.n_jobs) * self.n_jobs  # every worker gets equal rounds
+            # at most MAX_ROUNDS chunks per worker: enough to even out uneven work, and a bound on
+            # the per-chunk costs (about a millisecond each) whatever the estimate says
+            count = min(max(self.n_jobs, math.ceil(remaining / per_chunk)), MAX_ROUNDS * self.n_jobs)
             per_chunk = math.ceil(remaining / count)
         return max(1, min(per_chunk, self.max_chunk))
 
     def _parallel(self, chunks, steps, aggregate, total: int | None):
         """Yield each chunk's result, in order, from the worker pool.
 
-        At most ``2 * n_jobs`` chunks are in flight: the next chunk is read from the input only when a
-        result comes back, so a generator is read as fast as the workers consume it and no faster. The
-        pool is atoll's own loky executor (:func:`worker_pool`), driven through its futures: no
-        polling, about a millisecond of overhead per pass.
+        Chunks are read and submitted ahead (:class:`_ReadAhead`), so a worker never waits for the
+        oldest chunk to come back; at most ``2 * n_jobs`` chunks are read and not yet finished, so a
+        generator is read as fast as the workers consume it and no faster. The pool is atoll's own
+        loky executor (:func:`worker_pool`), driven through its futures: no polling.
         """
         payload = self._dumps((steps, aggregate))
-        pool = worker_pool(self.n_jobs)
-        chunks = iter(chunks)
-        window: deque = deque()
-
-        def submit_next() -> None:
-            nonlocal pool
-            for chunk in chunks:
-                try:
-                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
-                except (BrokenProcessPool, ShutdownExecutorError):
-                    # a worker died in an earlier pass (its error was raised there): start afresh
-                    if window:
-                        raise
-                    pool = worker_pool(self.n_jobs, broken=pool)
-                    future = pool.submit(_run_chunk, payload, self.serializer, chunk)
-                window.append(future)
-                return
-
+        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer))
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, unit="chunk", desc="atoll")
         try:
-            for _ in range(2 * self.n_jobs):
-                submit_next()
-            while window:
-                result = window.popleft().result()
-                submit_next()
+            for future, chunk in reader:
+                result = future.result()
+                if type(result) is str and result == _RESEND:
+                    result = reader.submit(_unpack(chunk)).result()
                 if bar is not None:
                     bar.update(1)
                 if isinstance(result, _Failed):
                     raise result.error
-                yield result
+                yield _unpack(result)
         finally:
-            # After an error (or an abandoned pass) cancel what has not started and let the running
-            # chunks finish, so the same workers serve the next pass.
-            for future in window:
-                future.cancel()
-            for future in window:
-                if not future.cancelled():
-                    try:
-                        future.result()
-                    except Exception as exc:  # the pool broke: the next pass starts a new one
-                        logger.debug("worker pool failed while finishing after an error: %r", exc)
+            reader.close()
             if bar is not None:
                 bar.close()
+
+
+class _ReadAhead:
+    """Submits chunks ahead of the results being taken: iterating yields ``(future, chunk)`` in input
+    order, and before waiting for the oldest chunk it reads and submits more whenever fewer than
+    ``2 * n_jobs`` are unfinished, so a worker that finishes early gets the next chunk at once even
+    while an older one is still running.
+
+    The input is read in the calling thread (a generator may hold a database cursor or other state
+    bound to its thread). Chunks submitted and not yet taken are bounded (``4 * n_jobs``).
+    """
+
+    def __init__(self, chunks: Iterable, n_jobs: int, task: Callable):
+        self.chunks, self.n_jobs, self.task = iter(chunks), n_jobs, task
+        self.pool = worker_pool(n_jobs)
+        self.window: deque = deque()
+        self.exhausted = False
+
+    def submit(self, chunk: Any) -> Any:
+        """Return the future of ``chunk`` (as it is, or packed) running on the pool."""
+        try:
+            return self.pool.submit(self.task, chunk)
+        except (BrokenProcessPool, ShutdownExecutorError):
+            # a worker died in an earlier pass (its error was raised there): start afresh
+            if self.window:
+                raise
+            self.pool = worker_pool(self.n_jobs, broken=self.pool)
+            return self.pool.submit(self.task, chunk)
+
+    def _fill(self) -> None:
+        """Read and submit chunks while fewer than ``2 * n_jobs`` are unfinished."""
+        while not self.exhausted and len(self.window) < 4 * self.n_jobs:
+            if sum(1 for future, _ in self.window if not future.done()) >= 2 * self.n_jobs:
+                return
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                self.exhausted = True
+                return
+            packed = _pack(chunk)  # kept, not the chunk: smaller, and unpacked here for a resend
+            self.window.append((self.submit(packed), packed))
+
+    def __iter__(self):
+        self._fill()
+        while self.window:
+            oldest = self.window[0][0]
+            while not oldest.done():
+                unfinished = [future for future, _ in self.window if not future.done()]
+                wait(unfinished, return_when=FIRST_COMPLETED)
+                self._fill()
+            yield self.window.popleft()
+            self._fill()
+
+    def close(self) -> None:
+        """Cancel what has not started and let running chunks finish, so the same workers serve the
+        next pass."""
+        for future, _ in self.window:
+            future.cancel()
+        for future, _ in self.window:
+            if not future.cancelled():
+                try:
+                    future.result()
+                except Exception as exc:  # the pool broke: the next pass starts a new one
+                    logger.debug("worker pool failed while finishing after an error: %r", exc)

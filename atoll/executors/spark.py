@@ -218,11 +218,7 @@ def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
         result = run_steps(steps, items, aggregate)
     except PipelineError as exc:  # StageFailure included
         raise _encoded(exc) from None
-    if aggregate is None:
-        return result
-    if aggregate.op == "reduce":
-        return [result]
-    return iter(result.items())
+    return result if aggregate is None else aggregate.op.rows(result)
 
 
 def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
@@ -377,9 +373,9 @@ class SparkExecutor(Executor):
         if aggregate is None:
             return rdd.mapPartitions(runner) if steps else rdd
         combined = rdd.mapPartitions(runner)
-        if aggregate.op == "reduce":
-            return merge_partials(aggregate, self._decoding(combined.collect))
-        return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
+        if aggregate.op.keyed:
+            return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
+        return merge_partials(aggregate, self._decoding(combined.collect))
 
     def is_dataset(self, value: Any) -> bool:
         try:
