@@ -6,6 +6,9 @@ Every setting can be changed through the environment, so one image serves every 
 """
 
 import os
+import tempfile
+
+from atoll.cli import ACCESS_LOG_FORMAT, _child_exit
 
 #: the Flask app: a module-level ``app = service.create_app()``
 wsgi_app = os.environ.get("ATOLL_APP", "examples.comments:app")
@@ -28,9 +31,16 @@ max_requests_jitter = max_requests // 10
 preload_app = False
 
 accesslog = "-"
+access_log_format = ACCESS_LOG_FORMAT  # gunicorn's line and the request's X-Request-ID
 errorlog = "-"
 loglevel = os.environ.get("ATOLL_LOG_LEVEL", "info").lower()
 
 # Trust X-Forwarded-* only from the reverse proxy in front (its address, or "*" inside a private
 # network that only the proxy can reach).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Prometheus multiprocess mode: each web worker writes its counts to this folder and GET /metrics
+# adds them up (a fresh folder per start; an operator's own PROMETHEUS_MULTIPROC_DIR is kept). It is
+# set here, in the master, before any worker imports prometheus_client.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="atoll-metrics-"))
+child_exit = _child_exit  # a dead worker's live gauges leave the sum

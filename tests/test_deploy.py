@@ -114,8 +114,9 @@ def test_gunicorn_settings_serve_the_app(tmp_path):
     port = _free_port()
     conf = tmp_path / "atoll.yaml"
     conf.write_text(f'state_dir: "{tmp_path / "state"}"\nembedded_worker: false\n')
-    env = {**os.environ, "ATOLL_CONF": str(conf), "ATOLL_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "1",
+    env = {**os.environ, "ATOLL_CONF": str(conf), "ATOLL_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "2",
            "WEB_THREADS": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the settings make a fresh one
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
@@ -134,8 +135,14 @@ def test_gunicorn_settings_serve_the_app(tmp_path):
         req = urllib.request.Request(f"http://127.0.0.1:{port}/pipelines/word_counts",
                                      data=json.dumps({"data": ["one two three"]}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            assert json.loads(resp.read()) == {"results": [3]}
+        for _ in range(10):
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert json.loads(resp.read()) == {"results": [3]}
+                assert resp.headers["X-Request-ID"]
+        for _ in range(5):  # whichever worker answers the scrape, it counts every worker's requests
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            assert 'atoll_requests_total{mode="sync",pipeline="word_counts",status="200"} 10.0' in text
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

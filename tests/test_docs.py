@@ -12,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = ["quickstart", "getting-started", "pipelines", "executors", "service", "reliability",
-         "configuration", "deployment", "security", "limits", "http-semantics", "choosing", "migrating",
-         "api"]
+         "operating", "configuration", "deployment", "security", "limits", "http-semantics", "choosing",
+         "migrating", "api"]
 
 
 def sphinx(builder: str, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
