@@ -125,13 +125,14 @@ def add_serve(subparsers: Any) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
     metrics_dir = prepare_metrics_dir()  # before any process that counts starts
-    service = load_service(args.target)
-    configure_logs(service)
-    host, port = parse_bind(args.bind)
-    if not args.dev:
-        import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
-    supervisor = start_embedded_worker(service, args.target)
+    supervisor = None
     try:
+        service = load_service(args.target)
+        configure_logs(service)
+        host, port = parse_bind(args.bind)
+        if not args.dev:
+            import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
+        supervisor = start_embedded_worker(service, args.target)
         if args.dev:
             service.create_app().run(host=host, port=port, debug=True, use_reloader=True)
             return 0
@@ -141,10 +142,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
-        if metrics_dir is not None:
-            import shutil
-
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        forget_metrics_dir(metrics_dir)
     return 0
 
 
@@ -153,6 +151,17 @@ def configure_logs(service: Any) -> None:
     from atoll.service import logs
 
     logs.configure(service.config.log_format)
+
+
+def forget_metrics_dir(folder: str | None) -> None:
+    """Remove the folder :func:`prepare_metrics_dir` made (if any) and its environment variable."""
+    if folder is None:
+        return
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == folder:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def prepare_metrics_dir() -> str | None:
@@ -317,10 +326,7 @@ def worker(args: argparse.Namespace) -> int:
             start_http_server(port, addr=host, registry=registry())
         run_worker(service, celery_args)
     finally:
-        if metrics_dir is not None:
-            import shutil
-
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        forget_metrics_dir(metrics_dir)
     return 0
 
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atoll.service import encoding
-from atoll.service.encoding import EncodingError, to_json
+from atoll import encoding
+from atoll.encoding import EncodingError, to_json
 
 orjson = pytest.importorskip("orjson")
 

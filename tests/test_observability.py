@@ -331,3 +331,13 @@ def test_a_worker_serves_its_own_metrics_with_metrics_bind(tmp_path):
         worker.wait(timeout=60)
         log.close()
     assert samples(text)[("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded")))] == 1
+
+
+def test_a_failed_serve_leaves_no_metrics_folder_behind(monkeypatch):
+    import os
+
+    from atoll.cli import main
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert main(["serve", "no_such_module_for_metrics"]) == 2
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # later requests in this process count in memory
