@@ -26,6 +26,7 @@ from tests.served import free_port
 pytestmark = pytest.mark.slow
 
 TOKEN = "ui-test-token-7d1f"
+#: how the tests (and tests/ui_screenshots.py) launch Debian's chromium
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 #: generous: the browser and the service share two busy cores
@@ -33,9 +34,10 @@ WAIT_MS = 30_000
 
 
 @contextlib.contextmanager
-def _serve(folder: Path, ready: str = "worker", **overrides) -> Iterator[str]:
-    """Run ``atoll serve ui_service:service`` on a free port; yield its URL once ``ready`` (``worker``:
-    /health reports a live worker; ``live``: /livez answers)."""
+def serve(folder: Path, ready: str = "worker", target: str = "ui_service:service",
+          **overrides) -> Iterator[str]:
+    """Run ``atoll serve target`` on a free port; yield its URL once ``ready`` (``worker``: /health
+    reports a live worker; ``live``: /livez answers)."""
     path, config = write_config(folder, **overrides)
     assert config.worker_broker is None and config.embedded_worker
     port = free_port()
@@ -43,7 +45,7 @@ def _serve(folder: Path, ready: str = "worker", **overrides) -> Iterator[str]:
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
     log_path = folder / f"serve-{port}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "ui_service:service",
+        process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", target,
                                     "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS),
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -93,7 +95,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory):
-    with _serve(tmp_path_factory.mktemp("ui")) as url:
+    with serve(tmp_path_factory.mktemp("ui")) as url:
         yield url
 
 
@@ -235,7 +237,7 @@ def test_markup_in_names_and_errors_is_shown_as_text(page):
 
 @pytest.fixture(scope="module")
 def token_service_url(tmp_path_factory):
-    with _serve(tmp_path_factory.mktemp("ui-auth"), ready="live", auth_tokens=[TOKEN]) as url:
+    with serve(tmp_path_factory.mktemp("ui-auth"), ready="live", auth_tokens=[TOKEN]) as url:
         yield url
 
 

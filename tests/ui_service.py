@@ -4,6 +4,8 @@ and error message hold markup, to check that the page shows them as text."""
 
 from __future__ import annotations
 
+import operator
+
 from atoll import Pipeline
 from atoll.config import Config, load_config
 from atoll.service import Atoll
@@ -58,3 +60,23 @@ def build_service(config: Config) -> Atoll:
 
 
 service = build_service(load_config())
+
+
+def build_showcase(config: Config) -> Atoll:
+    """Return the service the documentation's screenshots show: the comments example's pipelines and
+    a forked report over them."""
+    from examples.comments import pair_one, text_of, top, top_words, user_stats, wordcount, words
+
+    service = Atoll(config)
+    report = Pipeline(name="comment_report").map(text_of).fork(
+        Pipeline().map(words).map(len),
+        Pipeline().flatMap(words).map(pair_one).reduceByKey(operator.add).to(top, kwargs=["n"]),
+        None)
+    service.register_pipeline("/comment_report", report)
+    service.register_pipeline("/user_stats", user_stats)
+    service.register_pipeline("/top_words", top_words)
+    service.register_pipeline("/wordcount", wordcount)
+    return service
+
+
+showcase = build_showcase(load_config())

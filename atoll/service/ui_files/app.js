@@ -28,7 +28,14 @@ function link(href, text, cls) {
   return a;
 }
 
+/** Return JSON text: on one line when short, a list one element a line, else indented. */
 function pretty(value) {
+  const flat = JSON.stringify(value);
+  if (flat === undefined || flat.length <= 100) return String(flat);
+  if (Array.isArray(value)) {
+    const lines = value.map((item) => JSON.stringify(item));
+    if (lines.every((line) => line.length <= 120)) return "[\n  " + lines.join(",\n  ") + "\n]";
+  }
   return JSON.stringify(value, null, 2);
 }
 
@@ -376,7 +383,7 @@ function errorBox(error, status) {
   if (error.stage) {
     const s = error.stage;
     facts.append(el("dt", "", "stage"),
-                 el("dd", "mono stage", `${s.index} ${s.operator}(${s.function})` + (s.path ? `  at ${s.path}` : "")));
+                 el("dd", "mono stage", `${s.index} ${s.operator}(${s.function})` + (s.path && s.path.includes("/") ? `  at ${s.path}` : "")));
   }
   if ("item" in error && error.item !== null) {
     facts.append(el("dt", "", "item"), el("dd", "mono item", pretty(error.item)));
