@@ -270,3 +270,22 @@ def test_a_token_is_asked_for_kept_and_sent(browser, token_service_url):
         assert sent[-1] == f"Bearer {TOKEN}"
     finally:
         context.close()
+
+
+def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
+    # the Flask app in-process: what is open is decided by auth's OPEN_ENDPOINTS, no browser needed
+    from atoll import Atoll, Pipeline
+    from atoll.config import load_config
+
+    service = Atoll(load_config(auth_tokens=[TOKEN]))
+    service.register_pipeline("/double", Pipeline().map(abs))
+    client = service.create_app().test_client()
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for name, mimetype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        answer = client.get(f"/ui/static/{name}")
+        assert (answer.status_code, answer.mimetype) == (200, mimetype)
+    assert client.get("/pipelines").status_code == 401
+    listed = client.get("/pipelines", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
+    assert listed["pipelines"][0]["graph"][0]["function"] == "abs"

@@ -60,6 +60,7 @@ class ApiError extends Error {
 }
 
 let tokenPrompt = null;  // one prompt at a time, however many calls are refused
+let declined = false;  // cancelled once: the polls stop asking until the Token button is used
 
 /** Ask for a token in the dialog; resolve true when one was entered, false when cancelled. */
 function askToken(reason) {
@@ -73,6 +74,7 @@ function askToken(reason) {
       tokenPrompt = null;
       const ok = dialog.returnValue === "ok" && input.value.trim() !== "";
       if (ok) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      declined = !ok;
       resolve(ok);
     }, { once: true });
   });
@@ -95,7 +97,7 @@ async function api(method, path, body) {
     try { parsed = await response.json(); } catch (_) { parsed = null; }
     if (response.status === 401) {
       const reason = parsed && parsed.error ? parsed.error.message : "The service refused the call.";
-      if (await askToken(reason)) continue;
+      if (!declined && await askToken(reason)) continue;
     }
     if (!response.ok) throw new ApiError(response.status, parsed);
     return { status: response.status, body: parsed };
