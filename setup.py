@@ -32,6 +32,7 @@ extras["test"] = sorted(set(
         "schemathesis>=3.30,<5",
         "standardwebhooks>=1.0,<2",
         "sqlalchemy>=2.0,<3",
+        "playwright>=1.40,<2",
         "ruff>=0.4",
         "standardwebhooks>=1.0,<2",
     ]))
@@ -48,6 +49,7 @@ setup(
     license_files=["LICENSE"],
     python_requires=">=3.10",
     packages=find_packages(include=["atoll", "atoll.*"]),
+    package_data={"atoll.service": ["ui_files/*.html", "ui_files/*.css", "ui_files/*.js"]},
     install_requires=[
         "joblib>=1.3,<2",
         "cloudpickle>=2.2,<4",

@@ -163,6 +163,27 @@ class Pipeline:
         """Return one description per stage, e.g. ``['flatMap(split)', 'reduceByKey(add)']``."""
         return [stage.describe() for stage in self.stages]
 
+    def graph(self) -> list[dict]:
+        """Return the stages as a structure a drawing can follow, one dict per stage:
+        ``{"operator", "function", "bound", "kwargs", "branches"}``.
+
+        ``bound`` lists the arguments bound at definition (as text), ``kwargs`` the runtime kwargs the
+        stage needs (a nested pipeline's included), and ``branches`` holds, for fork/forkMap/split/
+        splitMap, each branch's own graph (empty for every other operator).
+
+        >>> Pipeline().map(abs).fork(None, str).graph()[1]["branches"]
+        [[], [{'operator': 'to', 'function': 'str', 'bound': [], 'kwargs': [], 'branches': []}]]
+        """
+        nodes = []
+        for stage in self.stages:
+            kwargs = dict.fromkeys(stage.runtime_kwargs)
+            if isinstance(stage.func, Pipeline):
+                kwargs.update(dict.fromkeys(stage.func.expected_kwargs))
+            bound = [repr(a) for a in stage.args] + [f"{k}={v!r}" for k, v in stage.kwargs]
+            nodes.append({"operator": stage.op, "function": stage.function, "bound": bound,
+                          "kwargs": list(kwargs), "branches": [b.graph() for b in stage.branches]})
+        return nodes
+
     def __repr__(self) -> str:
         head = f"Pipeline(name={self._name!r})" if self._name else "Pipeline()"
         body = " -> ".join(self.describe())

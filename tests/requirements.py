@@ -1,6 +1,7 @@
 """Skip a test loudly when a service it needs is missing — or fail it when ``ATOLL_REQUIRE`` names it.
 
-``.ci/run`` sets ``ATOLL_REQUIRE=rabbitmq,spark`` so that CI never passes by skipping.
+``.ci/run`` sets ``ATOLL_REQUIRE=rabbitmq,spark,chromium`` so that CI never passes by skipping (chromium:
+the dashboard's browser tests, Debian's ``chromium`` driven by Playwright).
 """
 
 from __future__ import annotations

@@ -99,3 +99,14 @@ def test_version_caps_admit_the_newest_releases(wheel):
         if not requirement.specifier.contains(newest, prereleases=False):
             excluded.append(f"{requirement} excludes {name} {newest}")
     assert not excluded, "; ".join(excluded)
+
+
+def test_the_wheel_carries_the_dashboard_files(wheel):
+    # /ui serves these from the installed package: a wheel without them would answer 404 for the page
+    from atoll.service.ui import FILES
+
+    shipped = {path.name for path in FILES.iterdir() if path.is_file()}
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"index.html", "app.css", "app.js"} <= shipped
+    assert {f"atoll/service/ui_files/{name}" for name in shipped} <= names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -213,3 +214,23 @@ def test_branches_are_normalised_to_pipelines():
     assert [b.describe() for b in fork.branches] == [[], ["to(len)"]]
     assert [b.describe() for b in fork_map.branches] == [["map(len)"]]
     assert [b.describe() for b in split_map.branches] == [["to(len)"]]
+
+
+def test_graph_nests_the_branches_and_lists_bound_and_runtime_kwargs():
+    inner = Pipeline(name="inner").map(lambda x, k: x + k, kwargs=["k"])
+    p = (Pipeline().map(divmod, 3).fork(None, len, inner).splitMap(str, Pipeline().map(inner))
+         .reduce(max, initial=0))
+    graph = p.graph()
+    assert [s["operator"] for s in graph] == ["map", "fork", "splitMap", "reduce"]
+    assert graph[0] == {"operator": "map", "function": "divmod", "bound": ["3"], "kwargs": [],
+                        "branches": []}
+    identity, length, nested = graph[1]["branches"]
+    assert identity == []
+    assert length == [{"operator": "to", "function": "len", "bound": [], "kwargs": [], "branches": []}]
+    assert nested[0]["operator"] == "map" and nested[0]["kwargs"] == ["k"]
+    # a pipeline given as a stage's function is one stage that needs the nested pipeline's kwargs
+    mapped = graph[2]["branches"][1]
+    assert mapped == [{"operator": "map", "function": "'inner'", "bound": [], "kwargs": ["k"],
+                       "branches": []}]
+    assert graph[3]["bound"] == ["initial=0"]
+    assert json.loads(json.dumps(graph)) == graph  # plain JSON, as GET /pipelines sends it

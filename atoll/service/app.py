@@ -84,8 +84,9 @@ class Registered:
     executor: Callable[[], Executor] = field(repr=False)
 
     def describe(self) -> dict:
-        """Return the JSON form listed by ``GET /pipelines``."""
+        """Return the JSON form listed by ``GET /pipelines`` (``graph`` is :meth:`Pipeline.graph`)."""
         return {"name": self.name, "endpoint": self.endpoint, "stages": self.pipeline.describe(),
+                "graph": self.pipeline.graph(),
                 "kwargs": list(self.pipeline.expected_kwargs), "sig": self.pipeline.sig,
                 "executor": getattr(self.executor, "description", "custom")}
 
@@ -224,7 +225,7 @@ class Atoll:
 
     def create_app(self) -> Flask:
         """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
-        from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids
+        from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids, ui
         from atoll.service.encoding import AtollJSONProvider
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
@@ -244,7 +245,7 @@ class Atoll:
                       open_endpoints={"metrics"} if self.config.metrics_public else set())
         self._install_jobs()
         for blueprint in (pipelines.blueprint, health.blueprint, probes.blueprint, openapi.blueprint,
-                          *self.blueprints):
+                          ui.blueprint, *self.blueprints):
             app.register_blueprint(blueprint)
         self._apps += 1
         return app

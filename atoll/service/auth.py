@@ -1,6 +1,6 @@
 """Optional bearer-token authentication: with ``auth_tokens`` configured, every route but ``/health``
-needs ``Authorization: Bearer <token>`` (``/livez`` and ``/readyz`` too are open, and ``/metrics`` with
-``metrics_public``); tokens are compared in constant time."""
+needs ``Authorization: Bearer <token>`` (``/livez``, ``/readyz`` and the dashboard's static page ``/ui``
+too are open, and ``/metrics`` with ``metrics_public``); tokens are compared in constant time."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from atoll.service.errors import ApiError
 
 __all__ = ["install", "token_matches", "OPEN_ENDPOINTS"]
 
-#: endpoints (blueprint.function) that never need a token: the health report and the probes
-OPEN_ENDPOINTS = frozenset({"health.health", "probes.livez", "probes.readyz"})
+#: endpoints (blueprint.function) that never need a token: the health report, the probes and the
+#: dashboard's static files (its API calls carry the token)
+OPEN_ENDPOINTS = frozenset({"health.health", "probes.livez", "probes.readyz", "ui.index", "ui.static"})
 
 
 def token_matches(given: str, tokens: list[str]) -> bool:

@@ -127,13 +127,29 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "GraphStage": {
+        "type": "object",
+        "description": "One stage of a pipeline's graph; fork, forkMap, split and splitMap list each "
+                       "branch's own stages in branches (empty for every other operator).",
+        "required": ["operator", "function", "bound", "kwargs", "branches"],
+        "properties": {
+            "operator": {"type": "string"},
+            "function": {"type": "string"},
+            "bound": {"type": "array", "items": {"type": "string"},
+                      "description": "arguments bound when the pipeline was defined, as text"},
+            "kwargs": {"type": "array", "items": {"type": "string"},
+                       "description": "runtime kwargs this stage needs"},
+            "branches": {"type": "array", "items": {"type": "array", "items": _ref("GraphStage")}},
+        },
+    },
     "PipelineInfo": {
         "type": "object",
-        "required": ["name", "endpoint", "stages", "kwargs", "sig"],
+        "required": ["name", "endpoint", "stages", "graph", "kwargs", "sig"],
         "properties": {
             "name": {"type": "string"},
             "endpoint": {"type": "string"},
             "stages": {"type": "array", "items": {"type": "string"}},
+            "graph": {"type": "array", "items": _ref("GraphStage")},
             "kwargs": {"type": "array", "items": {"type": "string"}},
             "sig": {"type": "string"},
             "executor": {"type": "string"},
@@ -271,6 +287,17 @@ def build_spec(service: Any) -> dict:
     if service.config.metrics_public:
         metrics["get"]["security"] = []
     paths["/metrics"] = metrics
+    html = {"description": "The dashboard page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    paths["/ui"] = {"get": {
+        "operationId": "ui", "summary": "The dashboard (a static page; its API calls carry the token)",
+        "tags": ["service"], "security": [], "responses": {"200": html},
+    }}
+    paths["/ui/static/{filename}"] = {"get": {
+        "operationId": "ui_static", "summary": "The dashboard's script and style sheet",
+        "tags": ["service"], "security": [],
+        "parameters": [{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The file"}, "404": {"description": "No such file"}},
+    }}
     paths["/openapi.json"] = {"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["service"],
         "responses": {"200": _json({"type": "object"}, "The OpenAPI description"), **_COMMON_ERRORS},

@@ -1,0 +1,291 @@
+"""The dashboard at ``/ui`` in a real browser: headless Chromium (Debian's ``chromium``) driven through
+Playwright's Python API against ``atoll serve`` on the embedded default (the web process starts its own
+worker), so async jobs really run. Without chromium or playwright the tests skip with the reason, or
+fail when ``ATOLL_REQUIRE`` names chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.async_service import TESTS, write_config
+from tests.requirements import unavailable
+from tests.served import free_port
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "ui-test-token-7d1f"
+#: how the tests (and tests/ui_screenshots.py) launch Debian's chromium
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: generous: the browser and the service share two busy cores
+WAIT_MS = 30_000
+
+
+@contextlib.contextmanager
+def serve(folder: Path, ready: str = "worker", target: str = "ui_service:service",
+          **overrides) -> Iterator[str]:
+    """Run ``atoll serve target`` on a free port; yield its URL once ``ready`` (``worker``: /health
+    reports a live worker; ``live``: /livez answers)."""
+    path, config = write_config(folder, **overrides)
+    assert config.worker_broker is None and config.embedded_worker
+    port = free_port()
+    env = {**os.environ, "ATOLL_CONF": str(path),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
+    log_path = folder / f"serve-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", target,
+                                    "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS),
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if ready == "live":
+                    if requests.get(f"{url}/livez", timeout=2).ok:
+                        break
+                elif requests.get(f"{url}/health", timeout=2).json()["checks"]["workers"]["ok"]:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log_path.read_text(errors="replace"))
+            time.sleep(0.2)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium, or a skip (a failure under ATOLL_REQUIRE=chromium) saying what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("chromium", "the playwright package is not installed (pip install 'atoll[test]')")
+    executable = shutil.which("chromium")
+    if executable is None:
+        unavailable("chromium", "no chromium on PATH (`./run test` installs Debian's chromium as root; "
+                                "apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def service_url(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("ui")) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, service_url):
+    """A fresh page (its own session storage) on the dashboard, recording alerts and page errors."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.dialogs = []
+    page.errors = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{service_url}/ui")
+    yield page
+    context.close()
+
+
+def _open_pipeline(page, name: str) -> None:
+    page.locator("#pipeline-list a", has_text=name).first.click()
+    page.locator("h1", has_text=name).wait_for()
+
+
+def _run(page, data: str, kwargs: dict | None = None, run_async: bool = False) -> None:
+    page.fill("#try-data", data)
+    for name, value in (kwargs or {}).items():
+        page.fill(f"#kwarg-{name}", value)
+    page.set_checked("#try-async", run_async)
+    page.click("#try-run")
+
+
+def test_the_page_lists_the_registered_pipelines(page, service_url):
+    listed = requests.get(f"{service_url}/pipelines", timeout=10).json()["pipelines"]
+    items = page.locator("#pipeline-list li a .mono")
+    items.first.wait_for()
+    assert items.all_text_contents() == [p["name"] for p in listed]
+    assert set(items.all_text_contents()) == {"double", "scale", "forked", "explode", "shout"}
+    assert page.locator("#health-pill").text_content() in ("ready", "not ready", "checking…")
+    page.locator("#health-pill", has_text="ready").wait_for()
+    assert page.errors == []
+
+
+def test_a_forked_pipeline_is_drawn_with_its_branches_side_by_side(page):
+    _open_pipeline(page, "forked")
+    graph = page.locator(".view .graph")
+    fork = graph.locator(".branches").first
+    branches = fork.locator(":scope > .branch")
+    assert branches.count() == 3
+    boxes = [branches.nth(i).bounding_box() for i in range(3)]
+    # side by side: the same top, left to right
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and abs(boxes[1]["y"] - boxes[2]["y"]) < 2
+    assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] <= boxes[2]["x"]
+    assert branches.nth(0).locator(".fn").all_text_contents() == ["inc", "times"]
+    assert branches.nth(1).locator(".op").all_text_contents() == ["filter"]
+    assert branches.nth(2).locator(".op").all_text_contents() == ["identity"]
+    # the runtime kwarg is listed on the stage that needs it, and for the whole pipeline
+    assert branches.nth(0).locator(".chip").all_text_contents() == ["kwarg factor"]
+    assert "factor" in page.locator(".view dl.facts").text_content()
+    assert graph.locator(".branches").count() == 2  # fork and splitMap
+    top = graph.locator(":scope > .seq > .node > .op, :scope > .seq > .seq > .node > .op")
+    assert top.all_text_contents() == ["map", "fork", "splitMap"]
+
+
+def test_trying_a_pipeline_synchronously_shows_its_results(page):
+    _open_pipeline(page, "forked")
+    _run(page, "[1, -2, 3]", {"factor": "10"})
+    results = page.locator("#try-output pre.results")
+    results.wait_for()
+    assert json.loads(results.text_content()) == [["20", "30", "40"], [1, 3], [1.0, 2.0, 3.0]]
+
+
+def test_a_sync_error_is_shown_with_its_stage_and_item(page):
+    _open_pipeline(page, "explode")
+    _run(page, "[1, 2, 5]")
+    box = page.locator("#try-output .error-box")
+    box.wait_for()
+    assert "KeyError" in box.locator(".name").text_content()
+    assert "no entry 3" in box.locator(".message").text_content()
+    assert box.locator(".stage").text_content().startswith("1 map(_explode_on_three)")
+    assert json.loads(box.locator(".item").text_content()) == 3  # 2 + 1, the input of stage 1
+
+
+def test_invalid_json_is_reported_without_calling_the_service(page):
+    _open_pipeline(page, "double")
+    _run(page, "[1, 2,")
+    assert "InvalidJSON" in page.locator("#try-output .error-box .name").text_content()
+
+
+def test_an_async_job_is_followed_until_it_succeeds(page):
+    _open_pipeline(page, "scale")
+    _run(page, "[1, 2, 3]", {"factor": "7"}, run_async=True)
+    page.locator("#try-job .status-succeeded").wait_for()
+    assert json.loads(page.locator("#try-output pre.results").text_content()) == [7, 14, 21]
+    # it is in the browser's job list, finished, with a duration, and its page shows the results
+    entry = page.locator("#job-list li a").first
+    assert entry.locator(".status").text_content() == "succeeded"
+    assert entry.locator(".meta span").last.text_content().endswith("s")
+    entry.click()
+    page.locator("h1", has_text="Job").wait_for()
+    assert json.loads(page.locator(".view pre.results").text_content()) == [7, 14, 21]
+    assert page.locator(".view .status").first.text_content() == "succeeded"
+
+
+def test_a_failed_job_shows_its_stage_item_and_traceback(page):
+    _open_pipeline(page, "explode")
+    _run(page, "[1, 2, 5]", run_async=True)
+    page.locator("#try-job .status-failed").wait_for()
+    page.locator("#try-job a").click()
+    box = page.locator(".view .error-box")
+    box.wait_for()
+    assert "KeyError" in box.locator(".name").text_content()
+    assert box.locator(".stage").text_content().startswith("1 map(_explode_on_three)")
+    assert json.loads(box.locator(".item").text_content()) == 3  # 2 + 1, the input of stage 1
+    traceback = box.locator("pre.traceback").text_content()
+    assert "Traceback" in traceback and "_explode_on_three" in traceback
+    # a reload keeps the browser's jobs (session storage) and still shows the error
+    page.reload()
+    page.locator(".view .error-box pre.traceback").wait_for()
+
+
+def test_markup_in_names_and_errors_is_shown_as_text(page):
+    from tests.ui_service import MARKUP
+
+    _open_pipeline(page, "shout")
+    assert page.locator(".view .graph .fn").first.text_content() == "shout" + MARKUP
+    _run(page, '["hi"]')
+    message = page.locator("#try-output .error-box .message")
+    message.wait_for()
+    assert MARKUP in message.text_content()
+    _run(page, '["hi"]', run_async=True)
+    page.locator("#try-job .status-failed").wait_for()
+    assert MARKUP in page.locator("#try-output .error-box .message").text_content()
+    # nothing ran and nothing was parsed: one script element (the page's own), no image
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("script").count() == 1
+    assert page.locator("img").count() == 0
+    assert page.dialogs == [] and page.errors == []
+
+
+@pytest.fixture(scope="module")
+def token_service_url(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("ui-auth"), ready="live", auth_tokens=[TOKEN]) as url:
+        yield url
+
+
+def test_a_token_is_asked_for_kept_and_sent(browser, token_service_url):
+    assert requests.get(f"{token_service_url}/ui", timeout=10).status_code == 200  # the page is open
+    assert requests.get(f"{token_service_url}/pipelines", timeout=10).status_code == 401
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    sent = []
+    page.on("request", lambda r: sent.append(r.headers.get("authorization")) if r.url.endswith(
+        "/pipelines") else None)
+    try:
+        page.goto(f"{token_service_url}/ui")
+        dialog = page.locator("#token-dialog")
+        dialog.wait_for(state="visible")
+        assert "Bearer" in page.locator("#token-reason").text_content()
+        page.fill("#token-input", "wrong")
+        page.click("#token-ok")
+        page.locator("#token-reason", has_text="not valid").wait_for()  # asked again
+        page.fill("#token-input", TOKEN)
+        page.click("#token-ok")
+        page.locator("#pipeline-list a", has_text="forked").wait_for()
+        assert sent == [None, "Bearer wrong", f"Bearer {TOKEN}"]
+        assert page.evaluate("sessionStorage.getItem('atoll.token')") == TOKEN
+        # a reload uses the kept token without asking again
+        page.reload()
+        page.locator("#pipeline-list a", has_text="forked").wait_for()
+        assert not dialog.is_visible()
+        assert sent[-1] == f"Bearer {TOKEN}"
+    finally:
+        context.close()
+
+
+def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
+    # the Flask app in-process: what is open is decided by auth's OPEN_ENDPOINTS, no browser needed
+    from atoll import Atoll, Pipeline
+    from atoll.config import load_config
+
+    service = Atoll(load_config(auth_tokens=[TOKEN]))
+    service.register_pipeline("/double", Pipeline().map(abs))
+    client = service.create_app().test_client()
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for name, mimetype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        answer = client.get(f"/ui/static/{name}")
+        assert (answer.status_code, answer.mimetype) == (200, mimetype)
+    assert client.get("/pipelines").status_code == 401
+    listed = client.get("/pipelines", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
+    assert listed["pipelines"][0]["graph"][0]["function"] == "abs"
