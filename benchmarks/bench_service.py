@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from flask import Flask, request  # noqa: E402
 
 from atoll import Atoll, Pipeline  # noqa: E402
+from atoll.cli import ACCESS_LOG_FORMAT  # noqa: E402
 
 COMMENTS = [{"user": f"u{i % 3}", "text": "The quick brown fox jumps over the lazy dog. " * (1 + i % 4)}
             for i in range(10)]
@@ -70,15 +71,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(kind: str, port: int, conf: str) -> subprocess.Popen:
+def start(kind: str, port: int, conf: str, access_log: bool = True) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), "ATOLL_CONF": conf}
     common = ["--workers", "2", "--threads", "4"]
     if kind == "atoll":
         cmd = [sys.executable, "-m", "atoll", "serve", "bench_service:service",
-               "--bind", f"127.0.0.1:{port}", *common]
+               "--bind", f"127.0.0.1:{port}", *common, *([] if access_log else ["--no-access-log"])]
     else:
+        # with the access log atoll serve writes by default, both pay for the same gunicorn settings
+        log = ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT] if access_log else []
         cmd = [sys.executable, "-m", "gunicorn", "bench_service:bare_app", "--bind", f"127.0.0.1:{port}",
-               "--worker-class", "gthread", *common, "--log-level", "warning"]
+               "--worker-class", "gthread", *common, "--log-level", "warning", *log]
     proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -163,6 +166,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="both servers without gunicorn's access log (atoll serve --no-access-log)")
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -175,7 +180,7 @@ def main() -> None:
         for index in range(rounds):  # interleaved, alternating who goes first, so both see the same load
             for label, kind in (order if index % 2 == 0 else order[::-1]):
                 port = free_port()
-                proc = start(kind, port, str(conf))
+                proc = start(kind, port, str(conf), access_log=not args.no_access_log)
                 try:
                     load(port, 1, args.connections)  # warm-up
                     results[label].append(load(port, seconds, args.connections))
