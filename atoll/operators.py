@@ -15,6 +15,7 @@ import functools
 import logging
 import operator
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from itertools import chain, starmap
 from typing import Any, NamedTuple
@@ -257,7 +258,7 @@ def _locate(exc: BaseException, info: StageInfo, item: Any = NO_ITEM) -> BaseExc
 
 # -- operators as objects ------------------------------------------------------------------------
 
-class Operator:
+class Operator(ABC):
     """One element-wise operator, defined once: what it does to a partition (:meth:`partition`, the
     staged form that locates failures) and the lines it adds to a compiled fused pass (:meth:`fuse`)."""
 
@@ -269,14 +270,15 @@ class Operator:
     #: same as its input), so that a later map knows whether to spread them without looking
     makes: str | None = "mixed"
 
+    @abstractmethod
     def partition(self, step: Step, items) -> list:
         """Return the operator applied to one partition (raises :class:`ElementFailed` on failure)."""
-        raise NotImplementedError
 
     def output_kind(self, func: Callable, kind: str) -> str:
         """Return what the elements are after this operator with ``func``, given ``kind`` before."""
         return kind if self.makes is None else self.makes
 
+    @abstractmethod
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         """Return the source lines this operator adds to a fused pass and whether they open a loop.
 
@@ -285,7 +287,6 @@ class Operator:
         element into arguments: ``"yes"``, ``"no"`` or ``"check"`` (each element, when the kinds of
         elements are not known). Lines after an opened loop go inside it.
         """
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<operator {self.name}>"
@@ -390,18 +391,18 @@ class Aggregate(Operator):
     #: its result is (key, value) pairs combined per key (Spark's ``reduceByKey``), not one value
     keyed = False
 
+    @abstractmethod
     def fold(self, add: bool) -> tuple[list[str], list[str]]:
         """Return the lines that start the accumulator ``acc`` and those that fold ``x`` into it
         (``add``: the function is ``operator.add``, written as ``+``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def merge(self, step: Step, partials: Iterable) -> Any:
         """Return the stage's result from the partial results of its partitions, in order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rows(self, partial: Any) -> Iterable:
         """Return a partial result as the rows of a distributed dataset."""
-        raise NotImplementedError
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         raise TypeError(f"{self.name} ends a fused pass; it does not join one")

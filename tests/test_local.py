@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from atoll import LocalExecutor, Pipeline, PipelineError, SerialExecutor
+from atoll.executors.local import shutdown_worker_pools
 from atoll.parallelism import usable_cores
 
 
@@ -201,6 +202,7 @@ def _workers() -> set[int]:
 
 
 def test_no_hang_and_no_leaked_workers_after_errors():
+    shutdown_worker_pools()  # pools of other sizes, left by earlier tests, would be counted too
     executor = forced(2, max_chunk=5)
     assert Pipeline().map(abs).run(range(20), executor=executor) == list(range(20))  # pool warm
     before = _workers()

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -104,13 +105,24 @@ def _local(n_jobs: int) -> Callable[[], Executor]:
     return lambda: SerialExecutor() if n_jobs == 1 else LocalExecutor(n_jobs=n_jobs)
 
 
-def _observe_run(name: str, registered: Registered, seconds: float) -> None:
-    """Record a run in the metrics when prometheus_client (part of the service extra) is installed."""
+@functools.cache
+def _run_observer() -> Callable[[str, str, float], None] | None:
+    """Return the metrics' run recorder, or None without prometheus_client (part of the service extra).
+
+    Looked up once: a failing import searched the disk again on every call.
+    """
     try:
         from atoll.service.metrics import observe_run
     except ImportError:
-        return
-    observe_run(name, getattr(registered.executor, "description", "custom"), seconds)
+        return None
+    return observe_run
+
+
+def _observe_run(name: str, registered: Registered, seconds: float) -> None:
+    """Record a run in the metrics, when they are available."""
+    observe = _run_observer()
+    if observe is not None:
+        observe(name, getattr(registered.executor, "description", "custom"), seconds)
 
 
 class Atoll:
