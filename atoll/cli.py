@@ -349,11 +349,11 @@ def status(args: argparse.Namespace) -> int:
 
     service = load_service(args.target)
     if args.job_id:
-        record = jobs.job_status(service, args.job_id)
-        if record is None:
+        job = jobs.jobs_of(service).get(args.job_id)
+        if job is None:
             print(f"atoll status: no job {args.job_id!r}", file=sys.stderr)
             return 1
-        print(json.dumps(record, indent=2))
+        print(json.dumps(job.public(expose=True), indent=2))
         return 0
     jobs.install(service)
     healthy, report = service.health()

@@ -76,17 +76,21 @@ class Client:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
-        """Send one request; return the decoded JSON answer or raise :class:`RemoteError`."""
+    def request(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,),
+                params: dict | None = None, headers: dict | None = None, raw: bool = False) -> Any:
+        """Send one request; return the decoded JSON answer (its text with ``raw``) or raise
+        :class:`RemoteError`."""
         from atoll.encoding import to_json
 
-        headers = {}
+        headers = dict(headers or {})
         data = None
         if body is not None:
             data = to_json(body, path="request").encode("utf-8")
             headers["Content-Type"] = "application/json"
         response = self.session.request(method, self.url + path, data=data, headers=headers,
-                                        timeout=self.timeout)
+                                        params=params, timeout=self.timeout)
+        if raw and response.status_code in expect:
+            return response.text
         try:
             payload = response.json()
         except ValueError:
@@ -111,10 +115,12 @@ class Client:
             body["kwargs"] = kwargs
         return self.request("POST", self._pipeline_path(name), body)["results"]
 
-    def submit(self, name: str, data: Any, callback: str | None = None, **kwargs: Any) -> Job:
+    def submit(self, name: str, data: Any, callback: str | None = None, idempotency_key: str | None = None,
+               **kwargs: Any) -> Job:
         """Queue pipeline ``name`` on ``data`` as an asynchronous job; return its :class:`Job`.
 
-        With ``callback`` the service also POSTs the outcome to that URL.
+        With ``callback`` the service also POSTs the outcome to that URL. With ``idempotency_key``,
+        submitting again with the same key and body returns the same job instead of a new one.
         """
         body: dict[str, Any] = {"data": data}
         if kwargs:
@@ -123,7 +129,8 @@ class Client:
             body["callback"] = callback
         else:
             body["async"] = True
-        answer = self.request("POST", self._pipeline_path(name), body, expect=(202,))
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        answer = self.request("POST", self._pipeline_path(name), body, expect=(202,), headers=headers)
         return Job(self, answer["job_id"], answer.get("status_url"))
 
     def map(self, name: str, inputs: Iterable[Any], timeout: float | None = None,
@@ -141,6 +148,25 @@ class Client:
         """Return the :class:`Job` of a job id returned earlier."""
         return Job(self, job_id)
 
+    def list_jobs(self, status: str | None = None, pipeline: str | None = None,
+                  limit: int = 50) -> list[Job]:
+        """Return up to ``limit`` jobs, newest first, optionally only those with ``status`` or of
+        ``pipeline`` (each :class:`Job` holds its record, without the results)."""
+        found: list[Job] = []
+        cursor = None
+        while len(found) < limit:
+            params = {"limit": min(500, limit - len(found)), "status": status, "pipeline": pipeline,
+                      "cursor": cursor}
+            page = self.request("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})
+            for record in page["jobs"]:
+                job = Job(self, record["job_id"], record.get("status_url"))
+                job._summary = record
+                found.append(job)
+            cursor = page["next"]
+            if cursor is None:
+                break
+        return found
+
     def pipelines(self) -> list[dict]:
         """Return the registered pipelines: name, endpoint, stages, kwargs, sig."""
         return self.request("GET", "/pipelines")["pipelines"]
@@ -154,11 +180,16 @@ class Client:
         return self.request("GET", "/openapi.json")
 
 
+#: the statuses after which a job never changes
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
 class Job:
     """An asynchronous job on the service, polled through ``GET /jobs/<id>``.
 
-    ``status()`` is ``queued``, ``running``, ``succeeded`` or ``failed``; ``result(timeout)`` waits for
-    the results (raising the job's :class:`RemoteError` when it failed).
+    ``status()`` is ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``;
+    ``result(timeout)`` waits for the results (raising the job's :class:`RemoteError` when it failed
+    or was cancelled); ``cancel()``, ``logs()`` and ``progress`` do what they say.
     """
 
     #: the longest pause between two polls, seconds
@@ -169,27 +200,53 @@ class Job:
         self.job_id = job_id
         self.status_url = status_url
         self._record: dict | None = None
+        #: the record as a listing gave it (no results), until the job is read
+        self._summary: dict | None = None
 
     def __repr__(self) -> str:
-        status = self._record["status"] if self._record else "unknown"
-        return f"Job({self.job_id!r}, status={status!r})"
+        known = self._record or self._summary
+        return f"Job({self.job_id!r}, status={known['status'] if known else 'unknown'!r})"
+
+    def _path(self, tail: str = "") -> str:
+        return "/jobs/" + quote(self.job_id, safe="") + tail
 
     def record(self) -> dict:
-        """Return the job's current record: status, results or error, timestamps."""
-        if self._record is None or self._record.get("status") not in ("succeeded", "failed"):
-            self._record = self.client.request("GET", "/jobs/" + quote(self.job_id, safe=""))
+        """Return the job's current record: status, progress, results or error, timestamps."""
+        if self._record is None or self._record.get("status") not in FINISHED:
+            self._record = self.client.request("GET", self._path())
         return self._record
 
     def status(self) -> str:
-        """Return ``queued``, ``running``, ``succeeded`` or ``failed``."""
+        """Return ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
         return self.record()["status"]
 
     def done(self) -> bool:
-        """Return True once the job succeeded or failed."""
-        return self.status() in ("succeeded", "failed")
+        """Return True once the job succeeded, failed or was cancelled."""
+        return self.status() in FINISHED
+
+    @property
+    def progress(self) -> dict | None:
+        """Return ``{"done", "total"}`` of chunks or partitions as the service last reported them
+        (read now), or None while unknown."""
+        return self.record().get("progress")
+
+    def cancel(self) -> dict:
+        """Cancel the job (it never runs, or its run is stopped); return its cancelled record.
+
+        Raises :class:`RemoteError` with status 409 when the job had already finished.
+        """
+        self._record = self.client.request("DELETE", self._path())
+        return self._record
+
+    def logs(self) -> list[dict]:
+        """Return what the job's pipeline printed and logged: ``{"time", "stream", "message"}`` objects
+        (with ``level`` and ``logger`` for log records), oldest first; empty while it runs."""
+        text = self.client.request("GET", self._path("/logs"), raw=True)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the job; return its results, raise its RemoteError, or TimeoutError after ``timeout``."""
+        """Wait for the job; return its results, raise its RemoteError (failed or cancelled), or
+        TimeoutError after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.01
         while not self.done():
@@ -202,4 +259,8 @@ class Job:
         record = self._record
         if record["status"] == "failed":
             raise RemoteError.from_error(record.get("error") or {"name": "JobFailed", "message": ""})
+        if record["status"] == "cancelled":
+            raise RemoteError("JobCancelled", f"job {self.job_id} was cancelled")
+        if record.get("results_url"):  # too large to travel in the record
+            return self.client.request("GET", self._path("/results"))["results"]
         return record.get("results")

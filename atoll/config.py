@@ -68,6 +68,12 @@ SCHEMA: dict[str, Key] = {
     "job_running_after": Key(_NUM, 0.1, "seconds a job runs before its record says running; a shorter "
                              "job goes from queued to its outcome with one write fewer (0 = at start)",
                              minimum=0),
+    "job_log_max_bytes": Key((int,), 1024 * 1024, "bytes of a job's output (what its pipeline printed "
+                             "and logged) kept for GET /jobs/<id>/logs; the tail is kept, 0 = none",
+                             minimum=0),
+    "inline_results_max_bytes": Key((int,), 256 * 1024, "results larger than this (as JSON) are not "
+                                    "put in the job record and the callback: both carry results_url, "
+                                    "GET /jobs/<id>/results answers them", minimum=0),
     "task_soft_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job gets SoftTimeLimitExceeded"),
     "task_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job's worker process is killed"),
     "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s, sync: s} overriding "

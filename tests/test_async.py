@@ -59,7 +59,7 @@ def test_success_callback_payload_is_signed(stack, callback_receiver):
     assert call.path == "/hook?x=1"
     assert call.headers["content-type"] == "application/json"
     assert call.json == {"job_id": job_id, "pipeline": "double", "status": "succeeded",
-                         "results": [2, 4, 6], "error": None}
+                         "results": [2, 4, 6], "results_url": None, "error": None}
     assert call.headers["webhook-id"] == job_id
     assert abs(int(call.headers["webhook-timestamp"]) - time.time()) < 60
     assert verify_callback(SECRET, call.headers, call.body)
@@ -223,37 +223,65 @@ def test_rpc_result_backend_is_refused_with_advice(tmp_path):
         create_celery(build_service(config))
 
 
-def _stored(backend, job_id):
-    meta = backend.get_task_meta(job_id, cache=False)
-    return meta["status"], meta["result"]
+def _stored(store, job_id):
+    meta = store.backend.get_task_meta(job_id, cache=False)
+    job = store.load(job_id)
+    return meta["status"], job.to_record() if job is not None else None
 
 
 @pytest.fixture
 def job_store(tmp_path):
     """The service's real job store (atoll's file result backend under a temporary state_dir)."""
+    from atoll.service.store import JobStore
     from atoll.service.tasks import create_celery
 
     _, config = write_config(tmp_path)
-    return create_celery(build_service(config)).backend
+    return JobStore(create_celery(build_service(config)))
+
+
+def _running_job():
+    from atoll.service.model import Job, new_job_id
+
+    job = Job(new_job_id(), "double")
+    job.start()
+    return job
 
 
 def test_running_record_waits_for_its_delay_and_never_lands_after_finish(job_store):
     from atoll.service.tasks import RunningRecord
 
-    record = {"job_id": "j", "status": "running"}
-    at_once = RunningRecord(job_store, "a", record, 0)
-    assert _stored(job_store, "a") == ("STARTED", record)
+    job = _running_job()
+    at_once = RunningRecord(job_store, job, 0)
+    assert _stored(job_store, job.job_id) == ("STARTED", job.to_record())
     at_once.finish()
 
-    quick = RunningRecord(job_store, "b", record, 0.2)
+    job = _running_job()
+    quick = RunningRecord(job_store, job, 0.2)
     quick.finish()  # the job ended before its delay
     time.sleep(0.4)
-    assert _stored(job_store, "b")[0] == "PENDING"  # never written
+    assert _stored(job_store, job.job_id) == ("PENDING", None)  # never written
 
-    slow = RunningRecord(job_store, "c", record, 0.05)
+    job = _running_job()
+    slow = RunningRecord(job_store, job, 0.05)
     time.sleep(0.3)
-    assert _stored(job_store, "c") == ("STARTED", record)
+    assert _stored(job_store, job.job_id) == ("STARTED", job.to_record())
     slow.finish()
+
+
+def test_running_record_writes_progress_once_it_is_written_and_never_after_finish(job_store):
+    from atoll.service.tasks import RunningRecord
+
+    job = _running_job()
+    running = RunningRecord(job_store, job, 0.2)
+    running.progress(1, 4)  # before the delay: kept for the first write, not written now
+    assert _stored(job_store, job.job_id) == ("PENDING", None)
+    time.sleep(0.4)
+    assert job_store.load(job.job_id).to_record()["progress"] == {"done": 1, "total": 4}
+    running.progress(3, 4)
+    assert job_store.load(job.job_id).to_record()["progress"] == {"done": 3, "total": 4}
+    running.finish()
+    running.progress(4, 4)
+    assert job_store.load(job.job_id).to_record()["progress"] == {"done": 3, "total": 4}
 
 
 def test_running_record_write_in_progress_completes_before_finish_returns(job_store):
@@ -261,19 +289,21 @@ def test_running_record_write_in_progress_completes_before_finish_returns(job_st
     from atoll.service.tasks import RunningRecord
 
     class SlowStore:
-        def store_result(self, *args):
+        def save(self, job):
             time.sleep(0.3)
-            job_store.store_result(*args)
+            job_store.save(job)
 
-    record = RunningRecord(SlowStore(), "d", {"status": "running"}, 0.01)
+    job = _running_job()
+    record = RunningRecord(SlowStore(), job, 0.01)
     time.sleep(0.1)  # the timer fired and is writing
     started = time.monotonic()
     record.finish()
     assert time.monotonic() - started > 0.1
-    assert _stored(job_store, "d")[0] == "STARTED"
-    job_store.store_result("d", {"status": "succeeded"}, "SUCCESS")
+    assert _stored(job_store, job.job_id)[0] == "STARTED"
+    job.succeed([1])
+    job_store.save(job)
     time.sleep(0.1)
-    assert _stored(job_store, "d") == ("SUCCESS", {"status": "succeeded"})
+    assert _stored(job_store, job.job_id) == ("SUCCESS", job.to_record())
 
 
 def test_each_service_runs_its_own_pipelines_in_one_process(tmp_path):

@@ -14,7 +14,9 @@ from openapi_spec_validator import validate as validate_spec
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
 from atoll.service import tasks
-from atoll.service.callbacks import callback_state, record_callback
+from atoll.service.callbacks import record_callback
+from atoll.service.model import CallbackState, ErrorBody, Job, JobStatus, Progress, new_job_id
+from atoll.service.store import JobStore
 
 
 @pytest.fixture
@@ -52,20 +54,53 @@ def test_callback_null_is_valid_for_the_spec_and_the_service(service):
 
 def test_a_job_record_with_its_callback_state_fits_the_job_schema(service):
     spec, client = spec_and_client(service)
-    backend = tasks.get_celery(service).backend
-    job_id = str(uuid.uuid4())
+    store = JobStore(tasks.get_celery(service))
     url = "https://example.org/hook"
-    record = {"job_id": job_id, "pipeline": "double", "status": "succeeded", "results": [2],
-              "error": None, "submitted_at": tasks.now(), "started_at": tasks.now(),
-              "finished_at": tasks.now(), "callback": callback_state(url)}
-    backend.store_result(job_id, record, "SUCCESS")
-    record_callback(backend, job_id, callback_state(url, "abandoned", 9, "answered 503"))
-    answer = client.get(f"/jobs/{job_id}").get_json()
+    job = Job(new_job_id(), "double", callback=CallbackState(url), status_url="http://x/jobs/1")
+    job.start()
+    job.succeed([2])
+    store.save(job)
+    record_callback(store, job.job_id, CallbackState(url, "abandoned", 9, "answered 503"))
+    answer = client.get(f"/jobs/{job.job_id}").get_json()
     assert answer["callback"] == {"url": url, "state": "abandoned", "attempts": 9,
                                   "last_error": "answered 503"}
     conforms(spec, {"$ref": "#/components/schemas/Job"}, answer)
     with pytest.raises(ValidationError):
         conforms(spec, {"$ref": "#/components/schemas/Job"}, {**answer, "callback": {"state": "lost"}})
+
+
+@pytest.mark.parametrize("expose", [True, False])
+def test_every_status_of_a_job_fits_the_schemas_generated_from_the_model(tmp_path, expose):
+    """The Job, JobSummary, JobList and CallbackPayload components come from the dataclasses: every
+    form the service answers validates, whatever the status, with or without tracebacks."""
+    service = Atoll(load_config(state_dir=str(tmp_path / "state"), expose_tracebacks=expose))
+    service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
+    spec, client = spec_and_client(service)
+    store = JobStore(tasks.get_celery(service))
+    jobs = []
+    for status in JobStatus:
+        job = Job(new_job_id(), "double", submitted_at="2026-12-02T10:00:00.000+00:00",
+                  callback=CallbackState("https://example.org/hook"))
+        if status is not JobStatus.QUEUED:
+            job.start()
+            job.progress = Progress(1, 4)
+        if status is JobStatus.SUCCEEDED:
+            job.succeed({"a": [1, 2]})
+        elif status is JobStatus.FAILED:
+            job.fail(ErrorBody.from_exception(ValueError("bad"), pipeline="double"))
+        elif status is JobStatus.CANCELLED:
+            job.cancel()
+        store.save(job)
+        jobs.append(job)
+        answer = client.get(f"/jobs/{job.job_id}").get_json()
+        assert answer["status"] == status.value
+        conforms(spec, {"$ref": "#/components/schemas/Job"}, answer)
+        conforms(spec, {"$ref": "#/components/schemas/CallbackPayload"}, job.callback_payload(expose))
+    listing = client.get("/jobs").get_json()
+    conforms(spec, {"$ref": "#/components/schemas/JobList"}, listing)
+    assert [j["job_id"] for j in listing["jobs"]] == [j.job_id for j in reversed(jobs)]
+    with pytest.raises(ValidationError):  # the generated schema is strict where the model is
+        conforms(spec, {"$ref": "#/components/schemas/Job"}, {**listing["jobs"][0], "status": "lost"})
 
 
 def test_a_status_only_health_fits_the_health_schema(tmp_path):

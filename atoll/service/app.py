@@ -28,6 +28,7 @@ from atoll.errors import AtollError
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
+from atoll.service.model import RunRequest
 
 __all__ = ["Atoll", "Registered", "RegistrationError", "UnknownPipeline", "HealthCheck"]
 
@@ -206,13 +207,15 @@ class Atoll:
         Raises :class:`UnknownPipeline`, or the pipeline's own PipelineError / StageFailure.
         """
         registered = self.get(name)
-        kwargs = kwargs or {}
-        registered.pipeline.check_kwargs(kwargs)
         started = time.perf_counter()
-        try:
-            return registered.executor().run(registered.pipeline, data, kwargs)
+        try:  # the executor checks the kwargs, as for any run of a pipeline
+            return registered.executor().run(registered.pipeline, data, kwargs or {})
         finally:
             _observe_run(name, registered, time.perf_counter() - started)
+
+    def run_request(self, run: RunRequest) -> Any:
+        """Run a request parsed by :meth:`RunRequest.parse <atoll.service.model.RunRequest.parse>`."""
+        return self.run_pipeline(run.pipeline, run.data, run.kwargs)
 
     # -- health ------------------------------------------------------------------------------
 

@@ -35,8 +35,8 @@ from atoll.errors import AtollError
 from atoll.signing import sign, signature_headers, verify_callback
 
 __all__ = ["CallbackURLError", "DeliveryError", "check_callback_url", "sign", "signature_headers",
-           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task", "callback_state",
-           "record_callback", "stored_callback", "CALLBACK_STATE"]
+           "verify_callback", "post_callback", "backoff_delay", "make_delivery_task", "record_callback",
+           "schedule_retry"]
 
 log = logging.getLogger("atoll.callbacks")
 
@@ -232,35 +232,18 @@ def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any],
     raise DeliveryError(f"callback to {url}: the connection closed twice")
 
 
-def callback_state(url: str, state: str = "pending", attempts: int = 0,
-                   last_error: str | None = None) -> dict[str, Any]:
-    """Return the ``callback`` field of a job record: ``{"url", "state", "attempts", "last_error"}``.
+def record_callback(store: Any, job_id: str, state: Any) -> None:
+    """Store callback delivery ``state`` (a :class:`~atoll.service.model.CallbackState`) of job
+    ``job_id`` in job ``store`` and count it in the metrics.
 
-    ``state`` is pending (not delivered yet, retries to come), delivered, failed (the URL was refused
-    at delivery, nothing sent) or abandoned (every retry failed); ``attempts`` counts delivery attempts.
+    The job's own record is final once stored, so a delivery's outcome is kept under a key of its own
+    and merged in when read (:meth:`atoll.service.store.JobStore.load`).
     """
-    return {"url": url, "state": state, "attempts": attempts, "last_error": last_error}
-
-
-#: result-backend state of a callback's delivery record (any state but SUCCESS can be written again)
-CALLBACK_STATE = "CALLBACK"
-
-
-def _callback_key(job_id: str) -> str:
-    return f"{job_id}.callback"
-
-
-def record_callback(backend: Any, job_id: str, state: dict[str, Any]) -> None:
-    """Store callback ``state`` of job ``job_id`` beside its record (see :func:`stored_callback`).
-
-    The job's own record is final once stored (Celery's key-value backends never overwrite a
-    SUCCESS), so a delivery's outcome is kept under a key of its own and merged in when read.
-    """
-    _count_delivery(state["state"])
+    _count_delivery(state.state)
     try:
-        backend.store_result(_callback_key(job_id), state, CALLBACK_STATE)
+        store.record_callback(job_id, state)
     except Exception as exc:  # the job store may be down: the log line is then the only trace
-        log.warning("job %s: could not record the callback's state %r: %s", job_id, state["state"], exc)
+        log.warning("job %s: could not record the callback's state %r: %s", job_id, state.state, exc)
 
 
 def _count_delivery(outcome: str) -> None:
@@ -270,13 +253,6 @@ def _count_delivery(outcome: str) -> None:
     except ImportError:
         return
     CALLBACKS.labels(outcome).inc()
-
-
-def stored_callback(backend: Any, job_id: str) -> dict[str, Any] | None:
-    """Return the latest callback state recorded for job ``job_id``, or None before any attempt."""
-    meta = backend.get_task_meta(_callback_key(job_id), cache=False)
-    result = meta.get("result")
-    return result if meta.get("status") == CALLBACK_STATE and isinstance(result, dict) else None
 
 
 def backoff_delay(retry: int, config: Mapping[str, Any]) -> float:
@@ -292,6 +268,10 @@ def make_delivery_task(app: Any, get_config: Any, **options: Any) -> Any:
     task's arguments are the job id, the URL, the JSON body text and how many attempts were made
     before it (the first one runs inside the job).
     """
+    from atoll.service.model import CallbackState
+    from atoll.service.store import JobStore
+
+    store = JobStore(app)
 
     @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
               ignore_result=True, max_retries=None, shared=False, **options)
@@ -304,22 +284,21 @@ def make_delivery_task(app: Any, get_config: Any, **options: Any) -> Any:
             post_callback(url, body.encode("utf-8"), job_id, config, request_id=request_id)
         except CallbackURLError as exc:
             log.error("job %s: callback refused at delivery: %s", job_id, exc)
-            record_callback(app.backend, job_id, callback_state(url, "failed", attempt + 1, str(exc)))
+            record_callback(store, job_id, CallbackState(url, "failed", attempt + 1, str(exc)))
             return
         except DeliveryError as exc:
             if attempt >= config["callback_max_retries"]:
                 log.error("job %s: callback not delivered after %d attempts, giving up: %s",
                           job_id, attempt + 1, exc)
-                record_callback(app.backend, job_id,
-                                callback_state(url, "abandoned", attempt + 1, str(exc)))
+                record_callback(store, job_id, CallbackState(url, "abandoned", attempt + 1, str(exc)))
                 return
             delay = backoff_delay(attempt, config)
             log.warning("job %s: %s; retry %d of %d in %.2fs", job_id, exc, attempt + 1,
                         config["callback_max_retries"], delay)
-            record_callback(app.backend, job_id, callback_state(url, "pending", attempt + 1, str(exc)))
+            record_callback(store, job_id, CallbackState(url, "pending", attempt + 1, str(exc)))
             raise self.retry(countdown=delay, exc=exc) from None
         log.info("job %s: callback delivered to %s (attempt %d)", job_id, url, attempt + 1)
-        record_callback(app.backend, job_id, callback_state(url, "delivered", attempt + 1))
+        record_callback(store, job_id, CallbackState(url, "delivered", attempt + 1))
 
     return deliver_callback
 

@@ -10,19 +10,22 @@ import logging
 import os
 import re
 import sys
-import traceback
 from typing import Any
 
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
-from atoll.errors import NO_ITEM, PipelineError, StageFailure
-from atoll.service.encoding import EncodingError, jsonable, to_json
+from atoll.errors import PipelineError, StageFailure
+from atoll.service.encoding import EncodingError, to_json
+from atoll.service.model import ErrorBody
 
-__all__ = ["ApiError", "error_json", "error_response", "pipeline_error_body", "public_error",
-           "shorten_paths", "register_handlers"]
+__all__ = ["ApiError", "error_json", "error_response", "shorten_paths", "register_handlers",
+           "RETRY_AFTER_UNAVAILABLE"]
 
 log = logging.getLogger("atoll.service")
+
+#: seconds a client should wait before retrying an answer 503
+RETRY_AFTER_UNAVAILABLE = 5
 
 #: the ``name`` given to Werkzeug's HTTP errors, by status
 _HTTP_NAMES = {
@@ -68,15 +71,6 @@ def error_response(status: int, name: str, message: str, headers: dict | None = 
                     headers=headers)
 
 
-def _item(item: Any, fallback: str) -> Any:
-    if item is NO_ITEM:
-        return None
-    try:
-        return jsonable(item, "item")
-    except EncodingError:
-        return fallback
-
-
 _FILE = re.compile(r'File "([^"]+)"')
 #: folders under which a file's module path starts, wherever the interpreter was installed
 _PACKAGE_DIRS = re.compile(r"^.*[/\\](?:site|dist)-packages[/\\]")
@@ -115,43 +109,6 @@ def shorten_paths(text: str) -> str:
     return _FILE.sub(lambda m: f'File "{_module_path(m.group(1))}"', text)
 
 
-def public_error(body: dict, expose: bool) -> dict:
-    """Return error ``body`` as callers may see it: server paths shortened in its traceback; with
-    ``expose`` false, no ``traceback`` and no ``item`` at all (``expose_tracebacks``)."""
-    body = dict(body)
-    if not expose:
-        body.pop("traceback", None)
-        body.pop("item", None)
-    elif body.get("traceback"):
-        body["traceback"] = shorten_paths(body["traceback"])
-    return body
-
-
-def pipeline_error_body(exc: PipelineError, expose: bool = True) -> dict:
-    """Return ``{"name", "message", "traceback", "stage", "item"}`` for a pipeline error.
-
-    With ``expose`` false the body is ``{"name", "message", "stage"}`` and the message does not quote
-    the failing item; tracebacks never hold absolute server paths (:func:`public_error`).
-    """
-    message = exc.message
-    if isinstance(exc, StageFailure):
-        name = exc.name
-        tb = exc.remote_traceback or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        item = _item(exc.item, getattr(exc, "item_repr", ""))
-        if not expose:
-            where = exc.stage.describe() if exc.stage is not None else "a stage"
-            message = f"{where} failed: {name}: {exc.original}"
-    else:
-        name = type(exc).__name__
-        tb = exc.remote_traceback or ""
-        item = _item(exc.item, repr(exc.item))
-        if not expose and exc.item is not NO_ITEM:  # misuse messages quote the item they refused
-            message = message.replace(repr(exc.item), "(item hidden)")
-    stage = exc.stage.to_dict() if exc.stage is not None else None
-    return public_error({"name": name, "message": message, "traceback": tb, "stage": stage, "item": item},
-                        expose)
-
-
 def exposes_tracebacks() -> bool:
     """Return the ``expose_tracebacks`` setting of the app serving this request."""
     return bool(current_app.extensions["atoll"].config.expose_tracebacks)
@@ -186,7 +143,15 @@ def register_handlers(app: Flask) -> None:
     @app.errorhandler(PipelineError)
     def _pipeline_error(exc: PipelineError) -> Response:
         return error_response(pipeline_error_status(exc),
-                              **_split(pipeline_error_body(exc, exposes_tracebacks())))
+                              **ErrorBody.from_exception(exc, expose=exposes_tracebacks())
+                              .public(exposes_tracebacks()))
+
+    @app.after_request
+    def _retry_after(response: Response) -> Response:
+        """Tell a client when to retry an answer 503 (broker, job store or a required part down)."""
+        if response.status_code == 503 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(RETRY_AFTER_UNAVAILABLE)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
@@ -194,8 +159,3 @@ def register_handlers(app: Flask) -> None:
         return error_response(500, "InternalServerError",
                               f"{type(exc).__name__}: {exc}" if current_app.debug
                               else "the server failed to answer; its log has the details")
-
-
-def _split(body: dict) -> dict:
-    return {"name": body["name"], "message": body["message"],
-            **{k: v for k, v in body.items() if k not in ("name", "message")}}

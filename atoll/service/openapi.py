@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 
 from atoll import __version__
+from atoll.service.model import JobStatus, openapi_schemas
 
 __all__ = ["blueprint", "build_spec"]
 
@@ -41,20 +42,6 @@ _SCHEMAS: dict[str, Any] = {
             "path": {"type": "string", "description": "e.g. '1/fork[0]/0' for a nested stage"},
         },
     },
-    "ErrorDetail": {
-        "type": "object",
-        "required": ["name", "message"],
-        "properties": {
-            "name": {"type": "string", "description": "error type, e.g. MissingData or KeyError"},
-            "message": {"type": "string"},
-            "traceback": {"type": "string", "description": "worker-side traceback of a failure, "
-                                                         "absent when expose_tracebacks is false"},
-            "stage": {"oneOf": [_ref("Stage"), {"type": "null"}]},
-            "item": {"description": "the element that failed, or null; absent when "
-                                    "expose_tracebacks is false"},
-        },
-        "additionalProperties": True,
-    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -73,41 +60,6 @@ _SCHEMAS: dict[str, Any] = {
             "status_url": {"type": "string", "description": "where GET answers the job's status"},
         },
         "additionalProperties": True,
-    },
-    "Job": {
-        "type": "object",
-        "required": ["job_id", "status"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed"]},
-            "pipeline": {"type": "string"},
-            "results": {"description": "present once the job succeeded"},
-            "error": {"oneOf": [_ref("ErrorDetail"), {"type": "null"}]},
-            "callback": {"oneOf": [_ref("CallbackState"), {"type": "null"}]},
-        },
-        "additionalProperties": True,
-    },
-    "CallbackState": {
-        "type": "object",
-        "description": "Delivery of a job's callback: pending until delivered, failed when the URL was "
-                       "refused at delivery, abandoned after the last retry.",
-        "required": ["url", "state", "attempts", "last_error"],
-        "properties": {
-            "url": {"type": "string"},
-            "state": {"type": "string", "enum": ["pending", "delivered", "failed", "abandoned"]},
-            "attempts": {"type": "integer", "minimum": 0},
-            "last_error": {"type": ["string", "null"]},
-        },
-    },
-    "CallbackPayload": {
-        "type": "object",
-        "required": ["job_id", "pipeline", "results", "error"],
-        "properties": {
-            "job_id": {"type": "string"},
-            "pipeline": {"type": "string"},
-            "results": {"description": "the results, or null when the job failed"},
-            "error": {"oneOf": [_ref("ErrorDetail"), {"type": "null"}]},
-        },
     },
     "Health": {
         "type": "object",
@@ -157,7 +109,16 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS.update(openapi_schemas())  # the job model's components come from its dataclasses
+
 _COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid")}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before polling or retrying",
+                                "schema": {"type": "integer"}}}
+_JOB_ID_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _unavailable(description: str) -> dict:
+    return {**_error(description), "headers": _RETRY_AFTER}
 
 
 def _request_body(kwargs: tuple[str, ...]) -> dict:
@@ -197,18 +158,26 @@ def _pipeline_path(registered: Any) -> dict:
             "description": f"Stages: {stages}. Runtime kwargs: {takes}.",
             "tags": ["pipelines"],
             "requestBody": _request_body(kwargs),
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "description": "for a job: the same key (per caller) answers the job it "
+                                           "created (202, same job_id) instead of queueing another; the "
+                                           "same key with another body is refused (422)"}],
             "responses": {
                 "200": _json(_ref("Results"), "The pipeline ran; its results"),
-                "202": _json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
+                "202": {**_json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
+                        "headers": _RETRY_AFTER},
                 "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, or data "
                               "nested deeper than max_json_depth"),
                 **_COMMON_ERRORS,
                 "413": _error("The body is larger than max_request_bytes"),
                 "415": _error("The body is not JSON"),
-                "422": _error("The pipeline rejected the input (name, message, stage)"),
+                "409": _error("The Idempotency-Key's job is still being queued (retry)"),
+                "422": _error("The pipeline rejected the input (name, message, stage), or the "
+                              "Idempotency-Key was used with another body"),
                 "500": _error("A stage failed (name, message, traceback, stage, item) or the "
                               "results are not JSON"),
-                "503": _error("Asynchronous jobs are unavailable (broker down)"),
+                "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
                 "504": _error("The synchronous call ran past its sync_time_limit and was stopped"),
             },
             "callbacks": {
@@ -243,15 +212,67 @@ def build_spec(service: Any) -> dict:
     }
     for registered in service.pipelines.values():
         paths[registered.endpoint] = _pipeline_path(registered)
-    paths["/jobs/{job_id}"] = {"get": {
-        "operationId": "get_job", "summary": "Status and results of an asynchronous job",
+    job_404 = _error("No such job (never submitted here, or its record expired)")
+    store_down = _unavailable("The job store is unavailable")
+    paths["/jobs"] = {"get": {
+        "operationId": "list_jobs", "summary": "Jobs, newest first (without their results)",
         "tags": ["jobs"],
-        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [
+            {"name": "status", "in": "query", "schema": {"enum": [s.value for s in JobStatus]}},
+            {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
+                                                        "default": 50}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"},
+             "description": "the next of the previous page"},
+        ],
         "responses": {
-            "200": _json(_ref("Job"), "The job's status, with results or error once finished"),
+            "200": _json(_ref("JobList"), "A page of jobs"),
+            "400": _error("An unknown status, a bad limit or a cursor not handed out here"),
             **_COMMON_ERRORS,
-            "404": _error("No such job"),
-            "503": _error("The result backend is unavailable"),
+            "501": _error("The job store cannot list its records (listing needs the embedded store "
+                          "or Redis)"),
+            "503": store_down,
+        },
+    }}
+    paths["/jobs/{job_id}"] = {
+        "get": {
+            "operationId": "get_job", "summary": "Status and results of an asynchronous job",
+            "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+            "responses": {
+                "200": _json(_ref("Job"), "The job's status, with results or error once finished"),
+                **_COMMON_ERRORS, "404": job_404, "503": store_down,
+            },
+        },
+        "delete": {
+            "operationId": "cancel_job", "summary": "Cancel a queued or running job",
+            "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+            "responses": {
+                "200": _json(_ref("Job"), "Cancelled: it never runs, or its run is stopped; the "
+                                          "callback, if any, gets status cancelled"),
+                **_COMMON_ERRORS, "404": job_404,
+                "409": _error("The job had already finished"), "503": store_down,
+            },
+        },
+    }
+    paths["/jobs/{job_id}/results"] = {"get": {
+        "operationId": "get_job_results", "summary": "The results of a succeeded job (also when too "
+                                                     "large to travel in its record)",
+        "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+        "responses": {
+            "200": _json(_ref("Results"), "The job's results"),
+            **_COMMON_ERRORS, "404": job_404,
+            "409": _error("The job has not succeeded"), "503": store_down,
+        },
+    }}
+    paths["/jobs/{job_id}/logs"] = {"get": {
+        "operationId": "get_job_logs", "summary": "What the job's pipeline printed and logged",
+        "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+        "responses": {
+            "200": {"description": 'JSON lines: {"time", "stream": stdout|stderr|log|atoll, "message"} '
+                                   'and "level", "logger" for log records; at most job_log_max_bytes, '
+                                   "the tail kept; empty while it runs",
+                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            **_COMMON_ERRORS, "404": job_404, "503": store_down,
         },
     }}
     paths["/health"] = {"get": {

@@ -32,34 +32,35 @@ import multiprocessing
 import os
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_failure, worker_process_init
 from kombu import Queue
 
 from atoll.config import Config
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
-from atoll.service import callbacks, metrics
+from atoll import control
+from atoll.service import callbacks, joblogs, metrics
 from atoll.service.encoding import EncodingError, json_depth, jsonable, to_json
-from atoll.service.errors import pipeline_error_body, public_error
 from atoll.service.logs import REQUEST_ID_HEADER
+from atoll.service.model import CallbackState, ErrorBody, Job, JobFailed, JobStatus, Progress, is_job_id, now
+from atoll.service.store import JobStore
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
            "run_worker", "RunningRecord", "RecordCleanup", "cleanup_interval", "PIPELINE_TASK",
-           "DELIVERY_TASK", "QUEUED"]
+           "DELIVERY_TASK", "JobContext", "send_outcome"]
 
 log = logging.getLogger("atoll.jobs")
 
 PIPELINE_TASK = "atoll.run_pipeline"
 DELIVERY_TASK = "atoll.deliver_callback"
-#: result-backend state of a job that was accepted and not yet started
-QUEUED = "QUEUED"
 
 _lock = threading.Lock()
 
@@ -77,10 +78,6 @@ def _allow_child_processes(**_: Any) -> None:
     """
     multiprocessing.current_process()._config["daemon"] = False
 
-
-def now() -> str:
-    """Return the current UTC time as ISO 8601 text."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def is_embedded(config: Config) -> bool:
@@ -193,7 +190,7 @@ def create_celery(service: Any) -> Celery:
     app = Celery(f"atoll-{config.worker_queue}", set_as_current=False)
     app.conf.update(celery_settings(config))
     app.steps["worker"].add(RecordCleanup)
-    _register_tasks(app, service)
+    _register_tasks(app, config, service.run_pipeline)
     return app
 
 
@@ -208,35 +205,20 @@ def get_celery(service: Any) -> Celery:
     return app
 
 
-def _error_body(exc: BaseException, name: str, config: Config) -> dict:
-    """Return the ``error`` object of a failed job (as ``expose_tracebacks`` allows callers to see)."""
-    import traceback
-
-    expose = config.expose_tracebacks
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if isinstance(exc, SoftTimeLimitExceeded):  # also when a stage wrapped it as a StageFailure
-        soft, _ = time_limits(config, name)
-        return public_error({"name": "TimeLimitExceeded", "message": f"pipeline {name!r} ran longer "
-                             f"than its time limit of {soft} s", "traceback": tb, "stage": None,
-                             "item": None}, expose)
-    if isinstance(exc, PipelineError):
-        return pipeline_error_body(exc, expose)
-    return public_error({"name": type(exc).__name__, "message": str(exc), "traceback": tb, "stage": None,
-                         "item": None}, expose)
-
-
 class RunningRecord:
-    """Writes a job's ``running`` record once the job has run for ``delay`` seconds (at once for 0).
+    """Writes a running job's record once the job has run for ``delay`` seconds (at once for 0), and
+    again when its progress moves (:meth:`progress`, which the executors call at most twice a second).
 
     Most jobs of a service finish in milliseconds; a poller would hardly ever see them running, and
     each record written costs the job store a write (a new file on the embedded store). After
     :meth:`finish` the record is never written, so it cannot land after the job's outcome.
     """
 
-    def __init__(self, backend: Any, job_id: str, record: dict, delay: float):
-        self._backend, self._job_id, self._record = backend, job_id, dict(record)
+    def __init__(self, store: JobStore, job: Job, delay: float):
+        self._store, self._job = store, job
         self._lock = threading.Lock()
         self._finished = False
+        self._written = False
         self._timer: threading.Timer | None = None
         if delay <= 0:
             self._write()
@@ -250,9 +232,16 @@ class RunningRecord:
             if self._finished:
                 return
             try:
-                self._backend.store_result(self._job_id, self._record, "STARTED")
+                self._store.save(self._job)
+                self._written = True
             except Exception as exc:  # the outcome is still stored; only the interim state is lost
-                log.warning("job %s: could not store its running state: %s", self._job_id, exc)
+                log.warning("job %s: could not store its running state: %s", self._job.job_id, exc)
+
+    def progress(self, done: int, total: int) -> None:
+        """Record that ``done`` of ``total`` chunks or partitions are finished."""
+        self._job.progress = Progress(done, total)
+        if self._written:
+            self._write()
 
     def finish(self) -> None:
         """Stop the record from being written from now on (waits for a write in progress)."""
@@ -260,6 +249,102 @@ class RunningRecord:
             self._timer.cancel()
         with self._lock:
             self._finished = True
+
+
+def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float) -> tuple[Any, Any]:
+    """Run ``job``'s pipeline; return (results, None) or (None, the exception), with what it printed
+    and logged kept beside the record and its progress written while it runs."""
+    config = context.config
+    running = RunningRecord(context.store, job, delay)
+    output = None
+    try:
+        with joblogs.capture(config.job_log_max_bytes) as output, \
+                control.using(control.RunControl(on_progress=running.progress)):
+            try:
+                return jsonable(context.run(job.pipeline, data, kwargs)), None
+            except (Exception, SoftTimeLimitExceeded) as exc:
+                if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
+                    log.exception("job %s: pipeline %r failed", job.job_id, job.pipeline)
+                return None, exc
+    finally:
+        running.finish()
+        _keep_logs(context.store, job.job_id, output)
+
+
+def _keep_logs(store: JobStore, job_id: str, output: Any) -> None:
+    if output is None or output.empty:
+        return
+    try:
+        store.put_aside(job_id, "logs", output.text())
+    except Exception as exc:  # the outcome matters more than the output
+        log.warning("job %s: could not store its output: %s", job_id, exc)
+
+
+@dataclass
+class JobContext:
+    """What a job's task needs: the config, the job store, the callback task and how to run a pipeline."""
+
+    config: Config
+    store: JobStore
+    deliver: Any
+    run: Callable[[str, Any, dict], Any]
+
+
+def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
+    """POST finished ``job``'s callback, if it has one: the first attempt here when ``inline`` (in the
+    job's own task), otherwise queued; failed attempts are retried by delivery tasks."""
+    if job.callback is None:
+        return
+    config = context.config
+    url = job.callback.url
+    body = to_json(job.callback_payload(config.expose_tracebacks))
+    if not inline:  # queued first: a recorded state always has a delivery behind it
+        context.deliver.apply_async((job.job_id, url, body, 0), {"request_id": job.request_id},
+                                    queue=config.worker_queue)
+        callbacks.record_callback(context.store, job.job_id, CallbackState(url, "pending", 0))
+        return
+    retry_for: Exception | None = None
+    try:  # the record is stored first: a receiver that reads the job on delivery finds it done
+        callbacks.post_callback(url, body.encode("utf-8"), job.job_id, config, request_id=job.request_id)
+        state = CallbackState(url, "delivered", 1)
+    except callbacks.CallbackURLError as exc:
+        log.error("job %s: callback refused at delivery: %s", job.job_id, exc)
+        state = CallbackState(url, "failed", 1, str(exc))
+    except callbacks.DeliveryError as exc:
+        if config.callback_max_retries >= 1:
+            state, retry_for = CallbackState(url, "pending", 1, str(exc)), exc
+        else:
+            log.error("job %s: callback not delivered and callback_max_retries is 0, giving up: %s",
+                      job.job_id, exc)
+            state = CallbackState(url, "abandoned", 1, str(exc))
+    if retry_for is not None:  # queued first: a recorded state always has a delivery behind it
+        callbacks.schedule_retry(context.deliver, job.job_id, url, body, config, retry_for,
+                                 queue=config.worker_queue, request_id=job.request_id)
+    callbacks.record_callback(context.store, job.job_id, state)
+
+
+def _finished_job(job: Job, results: Any, error: BaseException | None, context: JobContext) -> None:
+    """Move ``job`` to its outcome; results above ``inline_results_max_bytes`` are kept aside."""
+    config = context.config
+    if error is not None:
+        soft, _ = time_limits(config, job.pipeline or "")
+        job.fail(ErrorBody.from_exception(error, pipeline=job.pipeline, time_limit=soft,
+                                          expose=config.expose_tracebacks))
+        return
+    text = to_json(results, path="results")
+    if len(text) > config.inline_results_max_bytes and job.status_url:
+        context.store.put_aside(job.job_id, "results", text)
+        job.succeed(None, results_url=f"{job.status_url}/results")
+    else:
+        job.succeed(results)
+
+
+def _job_from_message(job_id: str, name: str | None, callback: str | None, submitted_at: str | None,
+                      request_id: str | None) -> Job:
+    """Return the job a message describes, for a message whose record is missing (expired, or a
+    message sent by hand)."""
+    return Job(job_id, name, submitted_at=submitted_at, request_id=request_id,
+               callback=CallbackState(callback) if callback else None)
 
 
 # -- the message guard: no message can stop a worker --------------------------------------------
@@ -334,26 +419,23 @@ def _check_pipeline_args(args: tuple) -> None:
                                  f"got {type(value).__name__}")
 
 
-def _refuse(message: Any, reason: str, args: tuple, task: Any, service: Any) -> None:
+def _refuse(message: Any, reason: str, args: tuple, task: Any, context: JobContext) -> None:
     """Fail the message's job (a pipeline job gets its failed record and callback) and acknowledge it."""
     job_id = (message.headers or {}).get("id")
     log.error("job %s: message refused, acknowledged without running: %s", job_id, reason)
-    if job_id and task.name == PIPELINE_TASK:
-        name = args[0] if args and isinstance(args[0], str) else None
-        submitted = args[4] if len(args) > 4 and isinstance(args[4], str) else None
-        record = {"job_id": job_id, "pipeline": name, "status": "failed", "results": None,
-                  "error": {"name": "MessageRefused", "message": f"the job cannot run: {reason}",
-                            "traceback": "", "stage": None, "item": None},
-                  "submitted_at": submitted, "started_at": None, "finished_at": now()}
+    if job_id and is_job_id(job_id) and task.name == PIPELINE_TASK:
+        def arg(index: int) -> str | None:
+            return args[index] if len(args) > index and isinstance(args[index], str) else None
+
         try:
-            task.backend.store_result(job_id, record, "SUCCESS")
+            job = context.store.load_plain(job_id) or _job_from_message(
+                job_id, arg(0), arg(3), arg(4), (message.headers or {}).get(REQUEST_ID_HEADER))
+            if not job.status.finished:
+                job.fail(ErrorBody("MessageRefused", f"the job cannot run: {reason}"))
+                context.store.save(job)
+                send_outcome(job, context, inline=False)
         except Exception as exc:  # the job store is down: the message is still dropped, not retried
             log.error("job %s: could not store its failed record: %s", job_id, exc)
-        callback = args[3] if len(args) > 3 and isinstance(args[3], str) else None
-        if callback:
-            payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
-            task.app.atoll_tasks["deliver"].apply_async((job_id, callback, to_json(payload), 0),
-                                                        queue=service.config.worker_queue)
     message.ack()
 
 
@@ -403,11 +485,11 @@ def guarded_strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> An
     """
     from celery.worker.strategy import default
 
-    service = app.atoll_service
-    config: Config = service.config
+    context: JobContext = app.atoll_context
+    config = context.config
 
     def refuse(message: Any, reason: str, args: tuple = ()) -> None:
-        _refuse(message, reason, args, task, service)
+        _refuse(message, reason, args, task, context)
 
     handler = default(task, app, _GuardedConsumer(consumer, refuse), **kwargs)
 
@@ -428,64 +510,73 @@ def guarded_strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> An
     return on_message
 
 
-def _register_tasks(app: Celery, service: Any) -> None:
-    config: Config = service.config
-    app.atoll_service = service
-    deliver = callbacks.make_delivery_task(app, lambda: service.config, Strategy=GUARDED_STRATEGY)
+def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict], Any]) -> None:
+    deliver = callbacks.make_delivery_task(app, lambda: config, Strategy=GUARDED_STRATEGY)
+    context = JobContext(config, JobStore(app), deliver, run)
+    app.atoll_context = context
 
     # shared=False: the task belongs to this service's app alone. A shared task (Celery's default) is
     # added to every app created later in the process, where it would run the first service's registry.
+    # ignore_result and store_errors_even_if_ignored=False: Celery stores nothing itself, every state of
+    # the job is written here, as a whole record (see atoll.service.model).
     @app.task(name=PIPELINE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True, store_errors_even_if_ignored=True, shared=False,
+              ignore_result=True, store_errors_even_if_ignored=False, shared=False, throws=(JobFailed,),
               Strategy=GUARDED_STRATEGY)
     def run_pipeline(self: Any, name: str, data: Any, kwargs: dict | None = None,
                      callback: str | None = None, submitted_at: str | None = None) -> None:
-        """Run registered pipeline ``name`` on JSON ``data``; store the job record; send the callback."""
+        """Run registered pipeline ``name`` on JSON ``data``; store the job's outcome; send the callback."""
         job_id = self.request.id
-        backend = self.backend
-        request_id = getattr(self.request, REQUEST_ID_HEADER, None)
-        record = {"job_id": job_id, "pipeline": name, "status": "running", "results": None,
-                  "error": None, "submitted_at": submitted_at, "started_at": now(), "finished_at": None,
-                  "callback": callbacks.callback_state(callback) if callback else None,
-                  "request_id": request_id}
+        store = context.store
+        job = store.load_plain(job_id) or _job_from_message(
+            job_id, name, callback, submitted_at, getattr(self.request, REQUEST_ID_HEADER, None))
+        if job.status.finished:  # cancelled while queued, or delivered again after it finished
+            log.info("job %s: already %s, not run again", job_id, job.status.value)
+            if job.callback is not None and store.callback(job_id) is None:
+                send_outcome(job, context)  # its worker died after storing it, before the callback
+            return
+        job.start()
         started = time.monotonic()
-        running = RunningRecord(backend, job_id, record, config.job_running_after)
+        results, error = _run_job(job, data, kwargs or {}, context, config.job_running_after)
+        if store.status(job_id) is JobStatus.CANCELLED:  # cancelled while it ran: the canceller wrote
+            log.info("job %s: pipeline %r cancelled", job_id, name)  # the record and sent the callback
+            metrics.observe_job(name, JobStatus.CANCELLED.value, time.monotonic() - started)
+            return
         try:
-            results = jsonable(service.run_pipeline(name, data, kwargs or {}))
-            record.update(status="succeeded", results=results)
-        except (Exception, SoftTimeLimitExceeded) as exc:
-            if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
-                log.exception("job %s: pipeline %r failed", job_id, name)
-            record.update(status="failed", error=_error_body(exc, name, config))
-        finally:
-            running.finish()
-        record["finished_at"] = now()
-        backend.store_result(job_id, record, "SUCCESS")
-        log.info("job %s: pipeline %r %s", job_id, name, record["status"])
-        metrics.observe_job(name, record["status"], time.monotonic() - started)
-        if callback:
-            payload = {key: record[key] for key in ("job_id", "pipeline", "status", "results", "error")}
-            body = to_json(payload)
-            # the record above is stored first: a receiver that reads the job on delivery finds it done
-            retry_for: Exception | None = None
-            try:  # the first attempt runs here; retries are deliver_callback tasks of their own
-                callbacks.post_callback(callback, body.encode("utf-8"), job_id, service.config,
-                                        request_id=request_id)
-                state = callbacks.callback_state(callback, "delivered", 1)
-            except callbacks.CallbackURLError as exc:
-                log.error("job %s: callback refused at delivery: %s", job_id, exc)
-                state = callbacks.callback_state(callback, "failed", 1, str(exc))
-            except callbacks.DeliveryError as exc:
-                if config.callback_max_retries >= 1:
-                    state, retry_for = callbacks.callback_state(callback, "pending", 1, str(exc)), exc
-                else:
-                    log.error("job %s: callback not delivered and callback_max_retries is 0, giving "
-                              "up: %s", job_id, exc)
-                    state = callbacks.callback_state(callback, "abandoned", 1, str(exc))
-            callbacks.record_callback(backend, job_id, state)
-            if retry_for is not None:
-                callbacks.schedule_retry(deliver, job_id, callback, body, service.config, retry_for,
-                                         queue=config.worker_queue, request_id=request_id)
+            _finished_job(job, results, error, context)
+        except EncodingError as exc:
+            job.fail(ErrorBody.from_exception(exc, pipeline=name, expose=config.expose_tracebacks))
+        store.save(job)
+        log.info("job %s: pipeline %r %s", job_id, name, job.status.value)
+        metrics.observe_job(name, job.status.value, time.monotonic() - started)
+        send_outcome(job, context)
+        if job.status is JobStatus.FAILED:  # Celery's state, events and Flower see the failure
+            raise JobFailed(f"{job.error.name}: {job.error.message}" if job.error else "failed")
+
+    @task_failure.connect(weak=False)
+    def _killed(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
+                **_: Any) -> None:
+        """A job whose process was killed (hard time limit) or lost for good gets its failed record."""
+        if getattr(sender, "name", None) != PIPELINE_TASK or getattr(sender, "app", None) is not app:
+            return
+        if task_id is None or isinstance(exception, JobFailed):
+            return  # a failed job's record was stored by the task itself
+        try:
+            job = context.store.load_plain(task_id)
+            if job is None or job.status.finished:
+                return
+            _, hard = time_limits(config, job.pipeline or "")
+            if isinstance(exception, TimeLimitExceeded):
+                error = ErrorBody("TimeLimitExceeded", f"pipeline {job.pipeline!r} ran longer than its hard "
+                                                       f"time limit of {hard} s; its process was stopped")
+            else:
+                error = ErrorBody.from_exception(exception or RuntimeError("the job's process was lost"),
+                                                 pipeline=job.pipeline, expose=config.expose_tracebacks)
+            job.fail(error)
+            context.store.save(job)
+            metrics.observe_job(job.pipeline or "", job.status.value, 0.0)
+            send_outcome(job, context, inline=False)
+        except Exception:
+            log.exception("job %s: could not store its failed record", task_id)
 
     app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
 

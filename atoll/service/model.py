@@ -1,0 +1,532 @@
+"""The job model: one typed definition of a job, its states, its error body and the request that makes it.
+
+Everything the service says about a job is derived from these classes: the record kept in the job store,
+``GET /jobs/<id>``, the items of ``GET /jobs``, the callback's payload, and the OpenAPI components
+(:func:`openapi_schemas` builds them from the fields below, so the spec cannot drift from the code).
+
+A job moves through :class:`JobStatus`::
+
+    queued ──> running ──> succeeded | failed | cancelled
+       └───────────────────> succeeded | failed | cancelled
+
+``running`` may be written again (progress, a re-run after a worker died); a finished job never changes.
+Each status is also a Celery state, so Flower, task events and ``AsyncResult(job_id)`` agree with the
+service: queued is ``QUEUED``, running ``STARTED``, succeeded ``SUCCESS``, failed ``FAILURE`` and
+cancelled ``REVOKED``. A failed or cancelled job is stored the way Celery stores an exception
+(:meth:`Job.celery_result`), so ``AsyncResult(job_id).failed()`` is true and ``.result`` is a
+:class:`JobFailed` whose ``args`` are ``(message, record)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+import traceback as tb_module
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+from atoll.errors import NO_ITEM, PipelineError, StageFailure
+from atoll.service.encoding import EncodingError, json_depth, jsonable
+
+__all__ = ["JobStatus", "Job", "ErrorBody", "CallbackState", "Progress", "RunRequest", "JobFailed",
+           "JobCancelled", "InvalidTransition", "RequestError", "new_job_id", "is_job_id", "now",
+           "openapi_schemas", "BODY_FIELDS", "CALLBACK_STATES"]
+
+#: the fields a ``POST /pipelines/<name>`` body may carry
+BODY_FIELDS = ("data", "kwargs", "callback", "async")
+#: the states of a callback's delivery
+CALLBACK_STATES = ("pending", "delivered", "failed", "abandoned")
+_MAX_URL = 2048
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def now() -> str:
+    """Return the current UTC time as ISO 8601 text with milliseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_job_id() -> str:
+    """Return a new job id: a UUID version 7, whose text sorts in the order the jobs were submitted
+    (48 bits of Unix milliseconds, then 74 random bits), so listing newest first is a sort of names."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((millis & (2 ** 48 - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & (2 ** 62 - 1))
+    return str(uuid.UUID(int=value))
+
+
+def is_job_id(text: Any) -> bool:
+    """Return True when ``text`` has the form of a job id (lowercase hex UUID)."""
+    return isinstance(text, str) and bool(_JOB_ID.match(text))
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for succeeded, failed and cancelled: the record never changes again."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+    @property
+    def celery_state(self) -> str:
+        """The Celery state the job's record is stored with."""
+        return _CELERY_STATES[self]
+
+    @classmethod
+    def from_celery_state(cls, state: str) -> JobStatus | None:
+        """Return the status stored as Celery ``state``, or None for a state no job record has."""
+        return _FROM_CELERY.get(state)
+
+
+_CELERY_STATES = {JobStatus.QUEUED: "QUEUED", JobStatus.RUNNING: "STARTED", JobStatus.SUCCEEDED: "SUCCESS",
+                  JobStatus.FAILED: "FAILURE", JobStatus.CANCELLED: "REVOKED"}
+_FROM_CELERY = {v: k for k, v in _CELERY_STATES.items()}
+
+#: the statuses a job may move to from each status
+_NEXT = {
+    JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
+    JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
+    JobStatus.SUCCEEDED: set(), JobStatus.FAILED: set(), JobStatus.CANCELLED: set(),
+}
+
+
+class InvalidTransition(Exception):
+    """A job was asked to move to a status it cannot reach from its own (a finished job never moves)."""
+
+
+class JobFailed(Exception):
+    """How a failed job is stored in Celery: ``args`` are ``(message, record)``; ``str()`` is the message.
+
+    Celery rebuilds it when ``AsyncResult(job_id).result`` is read; the task also raises it (as an
+    expected error) after storing the record, so task events and Flower see the failure.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class JobCancelled(JobFailed):
+    """How a cancelled job is stored in Celery (state ``REVOKED``): ``args`` are ``(message, record)``."""
+
+
+def _field(description: str, schema: dict | None = None, **kwargs: Any) -> Any:
+    """A dataclass field carrying its JSON schema and description, for :func:`openapi_schemas`."""
+    return field(metadata={"description": description, "schema": schema or {}}, **kwargs)
+
+
+def _nullable(schema: dict) -> dict:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+_STRING = {"type": "string"}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+@dataclass
+class ErrorBody:
+    """The error object of an HTTP error answer, a failed job's record and its callback."""
+
+    name: str = _field("error type, e.g. MissingData, KeyError or TimeLimitExceeded", _STRING)
+    message: str = _field("what went wrong, in words", _STRING)
+    traceback: str | None = _field("worker-side traceback of a failure (server paths shortened); absent "
+                                   "when expose_tracebacks is false", {"type": ["string", "null"]},
+                                   default=None)
+    stage: dict | None = _field("where in the pipeline it failed, or null",
+                                _nullable({"$ref": "#/components/schemas/Stage"}), default=None)
+    item: Any = _field("the element that failed, or null; absent when expose_tracebacks is false", {},
+                       default=None)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, pipeline: str | None = None,
+                       time_limit: float | None = None, expose: bool = True) -> ErrorBody:
+        """Return the error body of ``exc``: a pipeline error keeps its stage and item, a time limit
+        says which, anything else is named by its type. The traceback is the one of the process that
+        ran the pipeline, with server paths cut to module paths where it was made (the web process
+        may not know the worker's import roots). With ``expose`` false (``expose_tracebacks``) the
+        body has no traceback and no item, and a failing stage's message does not quote the item."""
+        body = cls._from_exception(exc, pipeline, time_limit)
+        if not expose:
+            body.traceback = body.item = None
+            if isinstance(exc, StageFailure):
+                where = exc.stage.describe() if exc.stage is not None else "a stage"
+                body.message = f"{where} failed: {exc.name}: {exc.original}"
+            elif isinstance(exc, PipelineError) and exc.item is not NO_ITEM:
+                body.message = body.message.replace(repr(exc.item), "(item hidden)")
+        elif body.traceback:
+            from atoll.service.errors import shorten_paths
+
+            body.traceback = shorten_paths(body.traceback)
+        return body
+
+    @classmethod
+    def _from_exception(cls, exc: BaseException, pipeline: str | None, time_limit: float | None) -> ErrorBody:
+        text = "".join(tb_module.format_exception(type(exc), exc, exc.__traceback__))
+        if _is_time_limit(exc) or (isinstance(exc, StageFailure) and _is_time_limit(exc.original)):
+            limit = f" of {time_limit} s" if time_limit is not None else ""
+            return cls("TimeLimitExceeded", f"pipeline {pipeline!r} ran longer than its time limit{limit}",
+                       text)
+        if isinstance(exc, StageFailure):
+            item = _item(exc.item, getattr(exc, "item_repr", ""))
+            return cls(exc.name, exc.message, exc.remote_traceback or text,
+                       exc.stage.to_dict() if exc.stage is not None else None, item)
+        if isinstance(exc, PipelineError):
+            return cls(type(exc).__name__, exc.message, exc.remote_traceback or "",
+                       exc.stage.to_dict() if exc.stage is not None else None, _item(exc.item, repr(exc.item)))
+        if isinstance(exc, EncodingError):
+            return cls("EncodingError", f"pipeline {pipeline!r} returned a result that is not JSON: {exc}",
+                       text)
+        return cls(type(exc).__name__, str(exc), text)
+
+    def public(self, expose: bool) -> dict:
+        """Return the body as callers may see it: with ``expose`` false, no ``traceback`` and no
+        ``item`` keys (whatever the setting of the process that stored it); otherwise any absolute
+        path left in the traceback (a record stored by another version) cut to its module path."""
+        body = dataclasses.asdict(self)
+        if not expose:
+            del body["traceback"], body["item"]
+        elif body["traceback"]:
+            from atoll.service.errors import shorten_paths
+
+            body["traceback"] = shorten_paths(body["traceback"])
+        return body
+
+    @classmethod
+    def from_dict(cls, value: Mapping[str, Any] | None) -> ErrorBody | None:
+        """Return the body stored as ``value`` (None stays None); unknown keys are ignored."""
+        if not isinstance(value, Mapping):
+            return None
+        return cls(str(value.get("name", "Error")), str(value.get("message", "")), value.get("traceback"),
+                   value.get("stage"), value.get("item"))
+
+
+def _is_time_limit(exc: BaseException) -> bool:
+    """Return True for Celery's soft time limit (Celery is part of the service extra, not the web's)."""
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:
+        return False
+    return isinstance(exc, SoftTimeLimitExceeded)
+
+
+def _item(item: Any, fallback: str) -> Any:
+    if item is NO_ITEM:
+        return None
+    try:
+        return jsonable(item, "item")
+    except EncodingError:
+        return fallback
+
+
+@dataclass
+class CallbackState:
+    """The delivery of a job's callback: pending until delivered, failed when the URL was refused at
+    delivery, abandoned after the last retry."""
+
+    url: str = _field("where the outcome is POSTed", _STRING)
+    state: str = _field("pending, delivered, failed or abandoned", {"enum": list(CALLBACK_STATES)},
+                        default="pending")
+    attempts: int = _field("delivery attempts so far", {"type": "integer", "minimum": 0}, default=0)
+    last_error: str | None = _field("why the last attempt failed", {"type": ["string", "null"]},
+                                    default=None)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> CallbackState | None:
+        """Return the state stored as ``value``, or None."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("url"), str):
+            return None
+        return cls(value["url"], str(value.get("state", "pending")), int(value.get("attempts", 0)),
+                   value.get("last_error"))
+
+
+@dataclass
+class Progress:
+    """How much of a running job is done: chunks (local executor) or partitions (Spark)."""
+
+    done: int = _field("chunks or partitions finished", {"type": "integer", "minimum": 0})
+    total: int = _field("chunks or partitions known so far (grows as passes start)",
+                        {"type": "integer", "minimum": 0})
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Progress | None:
+        """Return the progress stored as ``value``, or None."""
+        if not isinstance(value, Mapping):
+            return None
+        return cls(int(value.get("done", 0)), int(value.get("total", 0)))
+
+
+@dataclass
+class Job:
+    """One asynchronous pipeline run: what was asked, where it is, and how it ended."""
+
+    job_id: str = _field("the job's id (a UUID that sorts by submission time)", _STRING)
+    pipeline: str | None = _field("the registered pipeline's name", {"type": ["string", "null"]})
+    status: JobStatus = _field("queued, running, succeeded, failed or cancelled",
+                               {"enum": [s.value for s in JobStatus]}, default=JobStatus.QUEUED)
+    submitted_at: str | None = _field("when the service accepted it (ISO 8601, UTC)", _TIME, default=None)
+    started_at: str | None = _field("when a worker started it", _TIME, default=None)
+    finished_at: str | None = _field("when it succeeded, failed or was cancelled", _TIME, default=None)
+    progress: Progress | None = _field(
+        "chunks or partitions done while it runs, null when unknown",
+        _nullable({"$ref": "#/components/schemas/Progress"}), default=None)
+    error: ErrorBody | None = _field("why it failed, or null",
+                                     _nullable({"$ref": "#/components/schemas/ErrorDetail"}), default=None)
+    results: Any = _field("the pipeline's results once it succeeded (null when they are too large to "
+                          "travel inline: see results_url)", {}, default=None)
+    results_url: str | None = _field("where GET answers the results when they are larger than "
+                                     "inline_results_max_bytes; null otherwise",
+                                     {"type": ["string", "null"]}, default=None)
+    callback: CallbackState | None = _field(
+        "the callback's delivery, or null without a callback URL",
+        _nullable({"$ref": "#/components/schemas/CallbackState"}), default=None)
+    request_id: str | None = _field("the X-Request-ID of the request that submitted it",
+                                    {"type": ["string", "null"]}, default=None)
+    status_url: str | None = _field("where GET answers this record", {"type": ["string", "null"]},
+                                    default=None)
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _move(self, status: JobStatus) -> None:
+        if status not in _NEXT[self.status]:
+            raise InvalidTransition(f"job {self.job_id} is {self.status.value} and cannot become "
+                                    f"{status.value}")
+        self.status = status
+
+    def start(self) -> None:
+        """A worker took the job (again, after a worker died)."""
+        self._move(JobStatus.RUNNING)
+        self.started_at = now()
+
+    def succeed(self, results: Any, results_url: str | None = None) -> None:
+        """The pipeline returned ``results`` (JSON values), or stored them aside at ``results_url``."""
+        self._move(JobStatus.SUCCEEDED)
+        self.results, self.results_url = (None, results_url) if results_url else (results, None)
+        self._finish()
+
+    def fail(self, error: ErrorBody) -> None:
+        """The pipeline (or the worker running it) failed with ``error``."""
+        self._move(JobStatus.FAILED)
+        self.error = error
+        self._finish()
+
+    def cancel(self) -> None:
+        """The job was cancelled: it never runs, or its run was stopped."""
+        self._move(JobStatus.CANCELLED)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.finished_at = now()
+        if self.progress is not None and self.status is JobStatus.SUCCEEDED:
+            self.progress = Progress(self.progress.total, self.progress.total)
+
+    # -- forms ---------------------------------------------------------------------------------
+
+    def to_record(self) -> dict:
+        """Return the job as stored and as ``GET /jobs/<id>`` answers it (before the error's
+        ``expose_tracebacks`` rule, see :meth:`public`)."""
+        record = dataclasses.asdict(self)
+        record["status"] = self.status.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Job:
+        """Return the job stored as ``record`` (records of earlier versions lack some fields)."""
+        return cls(
+            job_id=str(record["job_id"]), pipeline=record.get("pipeline"),
+            status=JobStatus(record.get("status", "queued")), submitted_at=record.get("submitted_at"),
+            started_at=record.get("started_at"), finished_at=record.get("finished_at"),
+            progress=Progress.from_dict(record.get("progress")), error=ErrorBody.from_dict(record.get("error")),
+            results=record.get("results"), results_url=record.get("results_url"),
+            callback=CallbackState.from_dict(record.get("callback")), request_id=record.get("request_id"),
+            status_url=record.get("status_url"))
+
+    def public(self, expose: bool, with_results: bool = True) -> dict:
+        """Return the record callers see (``GET /jobs/<id>``; ``GET /jobs`` leaves the results out)."""
+        record = self.to_record()
+        if self.error is not None:
+            record["error"] = self.error.public(expose)
+        if not with_results:
+            del record["results"]
+        return record
+
+    def callback_payload(self, expose: bool) -> dict:
+        """Return what the callback POSTs: job_id, pipeline, status, results (or results_url) and error."""
+        return {"job_id": self.job_id, "pipeline": self.pipeline, "status": self.status.value,
+                "results": self.results, "results_url": self.results_url,
+                "error": self.error.public(expose) if self.error is not None else None}
+
+    def celery_result(self) -> Any:
+        """Return what the job store keeps as the Celery task's result for the job's status: the record,
+        or for a failed or cancelled job an exception description Celery can rebuild (see JobFailed)."""
+        record = self.to_record()
+        if self.status is JobStatus.FAILED:
+            error = self.error or ErrorBody("Error", "")
+            return _exception_meta(JobFailed, f"{error.name}: {error.message}", record)
+        if self.status is JobStatus.CANCELLED:
+            return _exception_meta(JobCancelled, f"job {self.job_id} was cancelled", record)
+        return record
+
+    @classmethod
+    def from_celery(cls, state: str, result: Any) -> Job | None:
+        """Return the job stored as Celery ``state`` and ``result``, or None when it holds no job record
+        (another task's result, or a state written by something else)."""
+        if JobStatus.from_celery_state(state) is None:
+            return None
+        if isinstance(result, JobFailed) and len(result.args) > 1:
+            result = result.args[1]
+        elif isinstance(result, Mapping) and "exc_type" in result:  # read without Celery's decoding
+            message = result.get("exc_message")
+            result = message[1] if isinstance(message, list | tuple) and len(message) > 1 else None
+        if not isinstance(result, Mapping) or not is_job_id(result.get("job_id")):
+            return None
+        return cls.from_record(result)
+
+
+def _exception_meta(cls: type[JobFailed], message: str, record: dict) -> dict:
+    return {"exc_type": cls.__name__, "exc_module": cls.__module__, "exc_message": [message, record]}
+
+
+# -- the request -------------------------------------------------------------------------------
+
+
+class RequestError(Exception):
+    """A run request is refused: HTTP ``status``, error ``name``, ``message`` and extra JSON fields."""
+
+    def __init__(self, status: int, name: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.name, self.message, self.extra = status, name, message, extra
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A ``POST /pipelines/<name>`` body, parsed and checked once: everything below trusts it."""
+
+    pipeline: str
+    data: Any
+    kwargs: dict
+    callback: str | None = None
+    run_async: bool = False
+
+    @property
+    def is_job(self) -> bool:
+        """True when the run becomes a job (a callback URL or ``"async": true``)."""
+        return self.callback is not None or self.run_async
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], pipeline: Any, name: str, max_depth: int) -> RunRequest:
+        """Return the request of JSON object ``body`` for registered ``pipeline`` (an atoll Pipeline)
+        called ``name``; raise :class:`RequestError` naming the field that is wrong."""
+        unknown = sorted(set(body) - set(BODY_FIELDS))
+        if unknown:
+            raise RequestError(400, "InvalidRequest", f"unknown fields {unknown}; a body may carry: "
+                                                      f"{', '.join(BODY_FIELDS)}")
+        if "data" not in body:
+            raise RequestError(400, "MissingData", f'the body has no "data" field; send {{"data": ...}} '
+                                                   f"to run pipeline {name!r}")
+        kwargs = body.get("kwargs")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise RequestError(400, "InvalidKwargs", f'"kwargs" must be a JSON object of runtime keyword '
+                                                     f"arguments, got a {json_type(kwargs)}")
+        try:
+            pipeline.check_kwargs(kwargs)
+        except PipelineError as exc:
+            raise RequestError(400, "InvalidKwargs", exc.message,
+                               expected=list(pipeline.expected_kwargs)) from None
+        callback = body.get("callback")
+        if callback is not None:
+            _check_callback(callback)
+        run_async = body.get("async", False)
+        if not isinstance(run_async, bool):
+            raise RequestError(400, "InvalidRequest", f'"async" must be true or false, got a '
+                                                      f"{json_type(run_async)}")
+        _check_depth(body["data"], "data", max_depth)
+        for key, value in kwargs.items():
+            _check_depth(value, f"kwargs.{key}", max_depth)
+        return cls(name, body["data"], kwargs, callback, run_async)
+
+
+def json_type(value: Any) -> str:
+    """Return the JSON name of ``value``'s type (object, array, string, number, boolean, null)."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _check_depth(value: Any, where: str, limit: int) -> None:
+    """Refuse a value nested deeper than the limit: deep values exhaust the stack of whatever
+    serialises them later (a worker handing a job to its pool, the encoder of the results)."""
+    if json_depth(value, stop_above=limit) > limit:
+        raise RequestError(400, "TooDeep", f'"{where}" nests arrays and objects more than max_json_depth = '
+                                           f"{limit} levels deep", limit=limit)
+
+
+def _check_callback(callback: Any) -> None:
+    if not isinstance(callback, str):
+        raise RequestError(400, "InvalidCallback", f'"callback" must be an http(s) URL string, got a '
+                                                   f"{json_type(callback)}")
+    if len(callback) > _MAX_URL:
+        raise RequestError(400, "InvalidCallback", f'"callback" is longer than {_MAX_URL} characters')
+    try:
+        parts = urlsplit(callback)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise RequestError(400, "InvalidCallback", f'"callback" is not a valid URL: {exc}') from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise RequestError(400, "InvalidCallback", f'"callback" must be an absolute http:// or https:// URL '
+                                                   f"with a host, got {callback[:200]!r}")
+
+
+# -- OpenAPI -----------------------------------------------------------------------------------
+
+
+def _object_schema(cls: type, description: str, required: list[str] | None = None) -> dict:
+    properties = {}
+    for f in dataclasses.fields(cls):
+        schema = dict(f.metadata.get("schema", {}))
+        if "$ref" not in schema:
+            schema["description"] = f.metadata["description"]
+        properties[f.name] = schema
+    names = [f.name for f in dataclasses.fields(cls)]
+    return {"type": "object", "description": description, "required": required if required is not None
+            else names, "properties": properties}
+
+
+def openapi_schemas() -> dict[str, dict]:
+    """Return the OpenAPI components of the job model, built from the dataclasses' fields."""
+    job = _object_schema(Job, "An asynchronous job (GET /jobs/{job_id}).")
+    summary = _object_schema(Job, "A job as GET /jobs lists it: the record without its results.")
+    del summary["properties"]["results"]
+    summary["required"] = [name for name in summary["required"] if name != "results"]
+    error = _object_schema(ErrorBody, "An error: what failed, and where in the pipeline.",
+                           required=["name", "message"])
+    error["additionalProperties"] = True
+    payload_fields = ("job_id", "pipeline", "status", "results", "results_url", "error")
+    payload = {"type": "object", "description": "What a callback POSTs when the job finished.",
+               "required": list(payload_fields),
+               "properties": {name: job["properties"][name] for name in payload_fields}}
+    return {
+        "Job": job,
+        "JobSummary": summary,
+        "JobList": {"type": "object", "required": ["jobs", "next"], "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+            "next": {"type": ["string", "null"], "description": "the cursor of the next page, or null"}}},
+        "ErrorDetail": error,
+        "CallbackState": _object_schema(CallbackState, CallbackState.__doc__.strip()),
+        "Progress": _object_schema(Progress, Progress.__doc__.strip()),
+        "CallbackPayload": payload,
+    }

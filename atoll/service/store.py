@@ -1,0 +1,245 @@
+"""The job store: job records in the Celery result backend, and what is kept beside them.
+
+A job's record is the Celery task result of its id, stored with the Celery state of its status
+(:class:`~atoll.service.model.JobStatus`), so ``celery.AsyncResult(job_id)`` and Flower read the same
+thing as ``GET /jobs/<id>``. Beside it, under keys of their own (a record that is finished is never
+written again, and a large value should not be read with every record):
+
+=======================  =====================================================================
+``<job_id>.callback``    the latest state of the callback's delivery (written by every attempt)
+``<job_id>.results``     the results' JSON text, when larger than ``inline_results_max_bytes``
+``<job_id>.logs``        what the pipeline printed and logged (JSON lines, at most
+                         ``job_log_max_bytes``)
+``idempotency-<hash>``   the job an ``Idempotency-Key`` created, and a hash of its request body
+=======================  =====================================================================
+
+Everything expires ``result_expires`` seconds after its last write, like the records.
+
+Listing (``GET /jobs``) needs the backend to enumerate its keys: the embedded store (``file://``, one
+file per key) and Redis can; on another backend (databases) listing answers 501. Job ids sort by
+submission time (UUID version 7), so newest first is a sort of key names, and a page's cursor is the
+last id it showed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from celery.backends.base import KeyValueStoreBackend
+
+from atoll.service.model import CallbackState, Job, JobStatus, is_job_id
+
+__all__ = ["JobStore", "ListingUnsupported", "BadCursor", "encode_cursor", "decode_cursor",
+           "ASIDE_STATE", "LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX"]
+
+log = logging.getLogger("atoll.jobs")
+
+#: Celery state of what is kept beside a record (results, logs, idempotency keys)
+ASIDE_STATE = "ATOLL"
+#: Celery state of a callback's delivery record (see :mod:`atoll.service.callbacks`)
+CALLBACK_STATE = "CALLBACK"
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 500
+
+
+class ListingUnsupported(Exception):
+    """The result backend cannot enumerate its records (only the embedded store and Redis can)."""
+
+
+class BadCursor(ValueError):
+    """A ``cursor`` that this service did not hand out."""
+
+
+def encode_cursor(job_id: str) -> str:
+    """Return the opaque cursor that continues a listing after ``job_id``."""
+    return base64.urlsafe_b64encode(job_id.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """Return the job id a cursor continues after, or raise :class:`BadCursor`."""
+    try:
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadCursor(f"cursor {cursor[:80]!r} was not handed out by this service") from None
+    if not is_job_id(job_id):
+        raise BadCursor(f"cursor {cursor[:80]!r} was not handed out by this service")
+    return job_id
+
+
+class JobStore:
+    """Reads and writes job records and what is kept beside them in the result backend of Celery
+    ``app`` (Celery keeps one backend object per thread: it is looked up on each use)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    @property
+    def backend(self) -> Any:
+        """The Celery result backend of this thread."""
+        return self.app.backend
+
+    # -- records -------------------------------------------------------------------------------
+
+    def load(self, job_id: str) -> Job | None:
+        """Return job ``job_id`` with its latest callback state, or None when there is no record."""
+        if not is_job_id(job_id):
+            return None
+        meta = self.backend.get_task_meta(job_id, cache=False)
+        job = Job.from_celery(meta.get("status", ""), meta.get("result"))
+        if job is not None and job.callback is not None:  # delivery outcomes are kept beside the record
+            stored = self.callback(job_id)
+            if stored is not None:
+                job.callback = stored
+        return job
+
+    def save(self, job: Job) -> None:
+        """Store ``job``'s record with the Celery state of its status (a failed job's traceback also
+        goes where Celery keeps tracebacks, for Flower)."""
+        traceback = job.error.traceback if job.error is not None and job.status is JobStatus.FAILED else None
+        self.backend.store_result(job.job_id, job.celery_result(), job.status.celery_state,
+                                  traceback=traceback)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """Return the stored status of ``job_id`` (one read, no callback merge), or None."""
+        meta = self.backend.get_task_meta(job_id, cache=False)
+        return JobStatus.from_celery_state(meta.get("status", ""))
+
+    def forget(self, job_id: str) -> None:
+        """Remove job ``job_id``'s record (a job the broker refused never existed)."""
+        self.backend.forget(job_id)
+
+    # -- the callback's delivery ---------------------------------------------------------------
+
+    def record_callback(self, job_id: str, state: CallbackState) -> None:
+        """Store the callback's delivery ``state`` beside the record (written by every attempt)."""
+        from dataclasses import asdict
+
+        self.backend.store_result(f"{job_id}.callback", asdict(state), CALLBACK_STATE)
+
+    def callback(self, job_id: str) -> CallbackState | None:
+        """Return the latest delivery state recorded for job ``job_id``, or None before any attempt."""
+        meta = self.backend.get_task_meta(f"{job_id}.callback", cache=False)
+        if meta.get("status") != CALLBACK_STATE:
+            return None
+        return CallbackState.from_dict(meta.get("result"))
+
+    # -- kept aside ----------------------------------------------------------------------------
+
+    def put_aside(self, job_id: str, kind: str, text: str) -> None:
+        """Keep ``text`` (results or logs) beside job ``job_id``'s record."""
+        self.backend.store_result(f"{job_id}.{kind}", text, ASIDE_STATE)
+
+    def get_aside(self, job_id: str, kind: str) -> str | None:
+        """Return the text kept as ``kind`` beside job ``job_id``'s record, or None."""
+        meta = self.backend.get_task_meta(f"{job_id}.{kind}", cache=False)
+        result = meta.get("result")
+        return result if meta.get("status") == ASIDE_STATE and isinstance(result, str) else None
+
+    # -- idempotency keys ----------------------------------------------------------------------
+
+    def claim(self, key_id: str, value: dict) -> dict | None:
+        """Store ``value`` under ``key_id`` unless something is stored there; return None when stored,
+        else what was there. Atomic on the embedded store and on Redis (two requests with the same
+        key cannot both win); on other backends a read before the write narrows the race."""
+        backend = self.backend
+        task_id = f"idempotency-{key_id}"
+        if isinstance(backend, KeyValueStoreBackend):
+            meta = backend._get_result_meta(result=value, state=ASIDE_STATE, traceback=None, request=None)
+            meta["task_id"] = task_id
+            key = backend.get_key_for_task(task_id)
+            if _add(backend, key, backend.encode(meta)):
+                return None
+        else:
+            if self._claimed(task_id) is None:
+                backend.store_result(task_id, value, ASIDE_STATE)
+                return None
+        return self._claimed(task_id) or {}
+
+    def _claimed(self, task_id: str) -> dict | None:
+        meta = self.backend.get_task_meta(task_id, cache=False)
+        result = meta.get("result")
+        return result if meta.get("status") == ASIDE_STATE and isinstance(result, dict) else None
+
+    def release(self, key_id: str) -> None:
+        """Remove a claim (its job could not be queued, so the key may be used again)."""
+        self.backend.forget(f"idempotency-{key_id}")
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def job_ids(self) -> list[str]:
+        """Return the ids of every stored job record, newest first."""
+        backend = self.backend
+        prefix = backend.task_keyprefix.decode() if isinstance(backend.task_keyprefix, bytes) \
+            else backend.task_keyprefix
+        if hasattr(backend, "path") and hasattr(backend, "_filename"):  # the embedded file store
+            with os.scandir(os.fsdecode(backend.path)) as entries:
+                names = [e.name[len(prefix):] for e in entries if e.name.startswith(prefix)]
+        elif hasattr(backend, "client") and hasattr(backend.client, "scan_iter"):  # Redis
+            names = [k.decode() if isinstance(k, bytes) else k
+                     for k in backend.client.scan_iter(match=f"{prefix}*", count=1000)]
+            names = [n[len(prefix):] for n in names]
+        else:
+            raise ListingUnsupported(f"the job store ({type(backend).__name__}) cannot list its records; "
+                                     f"listing works on the embedded store and on Redis")
+        return sorted((n for n in names if is_job_id(n)), reverse=True)
+
+    def list(self, status: JobStatus | None = None, pipeline: str | None = None,
+             limit: int = LIST_LIMIT_DEFAULT, after: str | None = None) -> tuple[list[Job], str | None]:
+        """Return up to ``limit`` jobs, newest first, after job id ``after``, with the cursor of the
+        next page (None on the last one)."""
+        found: list[Job] = []
+        for job_id in self.iter_after(after):
+            job = self.load_plain(job_id)
+            if job is None or (status is not None and job.status is not status) or (
+                    pipeline is not None and job.pipeline != pipeline):
+                continue
+            if len(found) == limit:
+                return found, encode_cursor(found[-1].job_id)
+            found.append(job)
+        return found, None
+
+    def iter_after(self, after: str | None) -> Iterator[str]:
+        """Yield the stored job ids, newest first, starting after ``after``."""
+        for job_id in self.job_ids():
+            if after is None or job_id < after:
+                yield job_id
+
+    def load_plain(self, job_id: str) -> Job | None:
+        """Return job ``job_id``'s record as stored (no callback merge: listing reads one key per job)."""
+        meta = self.backend.get_task_meta(job_id, cache=False)
+        return Job.from_celery(meta.get("status", ""), meta.get("result"))
+
+
+def _add(backend: Any, key: bytes, value: bytes | str) -> bool:
+    """Store ``value`` under ``key`` only when nothing is there; return True when stored."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if hasattr(backend, "path") and hasattr(backend, "_filename"):  # one file per key: link is atomic
+        path = os.fsdecode(backend._filename(key))
+        temp = f"{path}.{os.getpid()}.{id(value)}.claim"
+        with open(temp, "wb") as fh:
+            fh.write(value)
+        try:
+            existing = backend.get(key)  # an expired file counts as free: replace it
+            if existing is None and os.path.exists(path):
+                os.replace(temp, path)
+                return True
+            os.link(temp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+    if hasattr(backend, "client") and hasattr(backend.client, "set"):  # Redis: SET NX EX
+        expires = int(backend.expires) if backend.expires else None
+        return bool(backend.client.set(key, value, nx=True, ex=expires))
+    if backend.get(key) is not None:
+        return False
+    backend.set(key, value)
+    return True
