@@ -33,18 +33,22 @@ run as before. The Spark executor's output stays in Spark's executor logs.
 **The log.** :meth:`JobLog.text` gives the entries as JSON lines, one object per line::
 
     {"time": "2026-12-02T11:19:58.123Z", "stream": "stdout", "message": "read 120 files"}
-    {"time": "2026-12-02T11:19:58.140Z", "stream": "log", "level": "WARNING", "logger": "etl", "message": "..."}
+    {"time": "2026-12-02T11:19:58.140Z", "stream": "log", "level": "WARNING", "logger": "etl",
+     "message": "3 rows skipped"}
 
-``stream`` is ``stdout``, ``stderr`` or ``log``; ``level`` and ``logger`` are there for log records only.
-The whole text is at most ``max_bytes`` bytes (UTF-8, newlines included): the oldest entries are dropped
-first, and when anything was dropped the first line says how much::
+(each object on one line). ``stream`` is ``stdout``, ``stderr`` or ``log``; ``level`` and ``logger``
+are there for log records only. The whole text is at most ``max_bytes`` bytes (UTF-8, newlines
+included): the oldest entries are dropped first, and when anything was dropped the first line says how
+much::
 
-    {"time": "...", "stream": "atoll", "message": "N earlier bytes of output were dropped (job_log_max_bytes = M)"}
+    {"time": "...", "stream": "atoll",
+     "message": "N earlier bytes of output were dropped (job_log_max_bytes = M)"}
 
 with the time of the first entry of the capture. N counts the bytes of the dropped lines, and of the text
 cut from an entry longer than the limit (such an entry keeps its end). Memory stays bounded while the
-job runs, whatever it prints: the entries are kept in a deque with a running byte count, and a line
-that has not ended yet keeps only its last ``max_bytes`` characters.
+job runs, whatever it prints: the entries are kept in a deque with a running byte count, a line that
+has not ended yet is cut to its last ``max_bytes`` characters whenever it grows past twice that, and a
+local executor's chunk keeps to the same bound in its worker.
 """
 
 from __future__ import annotations
@@ -182,7 +186,7 @@ class JobLog:
         entry["message"] = message
         line = _line(entry)
         cut = 0
-        while len(line) > self._longest:  # keep the end of the message
+        while len(line) > self._longest and message:  # keep the end of the message
             over = len(line) - self._longest  # each character is a byte at least: enough to cut
             message = message[over:]
             entry["message"] = message
@@ -190,8 +194,13 @@ class JobLog:
             cut += len(line) - len(shorter)
             line = shorter
         with self._lock:
+            if len(line) > self._longest:  # a logger's name longer than the limit: nothing to keep
+                cut, line = cut + len(line) + 1, None
             self._dropped += cut
-            self._keep(line, moment)
+            if line is None:
+                self._began = moment if self._began is None else self._began
+            else:
+                self._keep(line, moment)
 
     def _keep(self, line: bytes, moment: float) -> None:
         """Append a line, dropping the oldest while over the bound (the lock held)."""
@@ -213,6 +222,7 @@ class JobLog:
         if len(text) > 2 * self.max_bytes:  # only its last max_bytes characters could be kept
             with self._lock:
                 head = pending.take() + text[:-self.max_bytes]
+                self._began = now if self._began is None else self._began
                 self._dropped += len(head.encode("utf-8", "replace"))
             text = text[-self.max_bytes:]
         *lines, rest = text.split("\n")
@@ -303,15 +313,37 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+class _KeepLevel(logging.Filter):
+    """On the root logger's other handlers while captures lower its level: lets through only the
+    records they got before (those at the root's own level, or made by a logger set to a level of its
+    own)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            return True
+        logger = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.root:
+            if logger.level:
+                return True
+            logger = logger.parent
+        return False
+
+
 class _Handler(logging.Handler):
     """On the root logger: records each record in the capture of the logging context."""
 
-    def __init__(self) -> None:
+    def __init__(self, root_level: int) -> None:
         super().__init__(logging.NOTSET)
         self._traceback = logging.Formatter()
+        self._made_before = _KeepLevel(root_level)  # made with the root logger's own level
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if self._alone(record) and record.levelno >= logging.lastResort.level:
+        if (self._alone(record) and record.levelno >= logging.lastResort.level
+                and self._made_before.filter(record)):
             _passing.on = True  # what logging does when no handler is configured; recorded once
             try:
                 logging.lastResort.handle(record)
@@ -347,26 +379,6 @@ class _Handler(logging.Handler):
             self.handleError(record)
 
 
-class _KeepLevel(logging.Filter):
-    """On the root logger's other handlers while captures lower its level: lets through only the
-    records they got before (those at the root's own level, or made by a logger set to a level of its
-    own)."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= self.level:
-            return True
-        logger = logging.getLogger(record.name)
-        while logger is not None and logger is not logging.root:
-            if logger.level:
-                return True
-            logger = logger.parent
-        return False
-
-
 class _Installed:
     """The stream writers and the handler, while at least one capture is active in the process."""
 
@@ -374,8 +386,8 @@ class _Installed:
         root = logging.getLogger()
         self.stdout = sys.stdout = _Tee(sys.stdout, "stdout")
         self.stderr = sys.stderr = _Tee(sys.stderr, "stderr")
-        self.handler = _Handler()
         self.root_level = root.level
+        self.handler = _Handler(root.level)
         self.lowered_to: int | None = None
         self.filtered: list[logging.Handler] = []
         self.keep: _KeepLevel | None = None

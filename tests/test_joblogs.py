@@ -194,6 +194,16 @@ def test_an_entry_longer_than_the_limit_keeps_its_end(capsys):
     assert last["message"].endswith("THE END") and len(last["message"]) > MIN_MAX_BYTES // 2
 
 
+def test_one_write_larger_than_the_limit_keeps_its_last_lines(capsys):
+    with capture(MIN_MAX_BYTES) as log:
+        sys.stdout.write("unfinished ")
+        sys.stdout.write("first\n" + "y" * 10_000 + "\nnext to last\nlast")
+    assert messages(log)[-2:] == ["next to last", "last"]
+    assert all(set(m) == {"y"} for m in messages(log)[1:-2])  # what is left of the long line, if any
+    assert len(log.text().encode("utf-8")) <= MIN_MAX_BYTES
+    assert "unfinished" not in log.text() and log.dropped_bytes >= 10_000 - MIN_MAX_BYTES
+
+
 def test_a_job_printing_50_mb_keeps_memory_bounded():
     limit = 64 * 1024
     line = "x" * 10_000
@@ -302,3 +312,21 @@ def test_output_of_local_executor_workers_is_captured(capsys):
     assert messages(log, "log") == [f"worked on {x}" for x in range(20)]
     # outside a capture the workers run as before and nothing is recorded anywhere
     assert Pipeline().map(shout).run(range(20), executor=executor) == result
+
+
+def test_in_a_celery_worker_printed_lines_are_recorded_once(capsys):
+    """A Celery worker replaces sys.stdout by a LoggingProxy that logs each write to the
+    ``celery.redirected`` logger: the line is recorded as printed, not again as that record."""
+    from celery.utils.log import LoggingProxy
+
+    redirected = logging.getLogger("celery.redirected")
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    redirected.addHandler(handler)
+    try:
+        with redirect_stdout(LoggingProxy(redirected, logging.WARNING)), capture(DEFAULT_MAX_BYTES) as log:
+            print("from the pipeline")
+    finally:
+        redirected.removeHandler(handler)
+    assert [(e["stream"], e["message"]) for e in entries(log)] == [("stdout", "from the pipeline")]
+    assert seen.getvalue() == "from the pipeline\n"  # the worker's log still shows it
