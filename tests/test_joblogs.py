@@ -330,3 +330,28 @@ def test_in_a_celery_worker_printed_lines_are_recorded_once(capsys):
         redirected.removeHandler(handler)
     assert [(e["stream"], e["message"]) for e in entries(log)] == [("stdout", "from the pipeline")]
     assert seen.getvalue() == "from the pipeline\n"  # the worker's log still shows it
+
+
+def test_a_capture_inside_another_records_in_its_place_until_it_ends(capsys):
+    with capture(DEFAULT_MAX_BYTES) as outer:
+        print("outer 1")
+        with capture(DEFAULT_MAX_BYTES) as inner:
+            print("inner")
+        print("outer 2")
+    assert messages(outer) == ["outer 1", "outer 2"]
+    assert messages(inner) == ["inner"]
+
+
+def shout_then_fail(x):
+    print(f"about to handle {x}")
+    if x == 7:
+        raise KeyError(x)
+    return x
+
+
+def test_what_a_failing_chunk_printed_is_kept(capsys):
+    executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)
+    with capture(DEFAULT_MAX_BYTES) as log:
+        with pytest.raises(KeyError):
+            Pipeline().map(shout_then_fail).run(range(10), executor=executor)
+    assert "about to handle 7" in messages(log, "stdout")
