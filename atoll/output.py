@@ -5,7 +5,7 @@
 - text written to ``sys.stdout`` and ``sys.stderr``, one entry per line (a line becomes an entry when
   its newline arrives; a partial last line becomes one when the capture ends). The text still reaches
   the streams it went to before, so a worker's own log keeps showing it. Bytes written to
-  ``sys.stdout.buffer`` or straight to a file descriptor are not seen.
+  ``sys.stdout.buffer`` or straight to a file descriptor (a subprocess's output too) are not seen.
 - log records at ``level`` and above from any logger (the message formatted with its arguments, the
   exception's traceback appended when the record carries one), except those of loggers named
   ``celery*``, ``kombu*`` and ``amqp*`` (:data:`EXCLUDED_LOGGERS`): that is the worker's bookkeeping,
