@@ -46,7 +46,7 @@ import cloudpickle
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from atoll import serialization
+from atoll import output, serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine
 from atoll.operators import Step, run_steps
@@ -172,8 +172,14 @@ def _unpack(value: Any) -> Any:
 _RESEND = "atoll: resend this chunk with cloudpickle"
 
 
-def _run_chunk(payload: bytes, serializer: str, chunk) -> Any:
-    """Worker side: run the fused pass over one chunk; return its result packed."""
+def _run_chunk(payload: bytes, serializer: str, chunk, capture: tuple[int, int] | None = None) -> Any:
+    """Worker side: run the fused pass over one chunk; return its result packed.
+
+    ``capture`` (the settings of a job-log capture active where the pass started) captures what the
+    chunk prints and logs and returns it with the result (:func:`atoll.output.run_captured`).
+    """
+    if capture is not None:
+        return output.run_captured(capture, _run_chunk, payload, serializer, chunk)
     steps, aggregate = _loads(payload, serializer)
     try:
         chunk = _unpack(chunk)
@@ -354,7 +360,8 @@ class LocalExecutor(SerialExecutor):
         loky executor (:func:`worker_pool`), driven through its futures: no polling.
         """
         payload = self._dumps((steps, aggregate))
-        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer))
+        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer,
+                                                         capture=output.settings()))
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -362,9 +369,9 @@ class LocalExecutor(SerialExecutor):
             bar = tqdm(total=total, unit="chunk", desc="atoll")
         try:
             for future, chunk in reader:
-                result = future.result()
+                result = output.merged(future.result())  # a chunk's captured output joins the job's
                 if type(result) is str and result == _RESEND:
-                    result = reader.submit(_unpack(chunk)).result()
+                    result = output.merged(reader.submit(_unpack(chunk)).result())
                 if bar is not None:
                     bar.update(1)
                 if isinstance(result, _Failed):
