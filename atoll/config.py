@@ -69,7 +69,8 @@ SCHEMA: dict[str, Key] = {
                              "job goes from queued to its outcome with one write fewer (0 = at start)",
                              minimum=0),
     "job_log_max_bytes": Key((int,), 1024 * 1024, "bytes of a job's output (what its pipeline printed "
-                             "and logged) kept for GET /jobs/<id>/logs; the tail is kept, 0 = none",
+                             "and logged) kept for GET /jobs/<id>/logs, the tail; 0 = none, at least "
+                             "1024 otherwise",
                              minimum=0),
     "inline_results_max_bytes": Key((int,), 256 * 1024, "results larger than this (as JSON) are not "
                                     "put in the job record and the callback: both carry results_url, "

@@ -7,6 +7,7 @@ with :func:`build_service` to submit jobs.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import signal
 import subprocess
@@ -35,6 +36,30 @@ def _explode_on_three(x: int) -> int:
     return x
 
 
+def _chatty(x: Any) -> Any:
+    print(f"seen {x}")
+    print(f"warning about {x}", file=sys.stderr)
+    logging.getLogger("chatty").info("logged %s", x)
+    if x == "boom":
+        raise ValueError("boom")
+    return x
+
+
+def _touch(x: Any, marker: str) -> Any:
+    Path(marker).write_text(str(x))
+    return x
+
+
+def _nap_and_mark(x: int, seconds: float, folder: str) -> int:
+    time.sleep(seconds)
+    Path(folder, str(x)).write_text("done")
+    return x
+
+
+def _big(n: int) -> list:
+    return ["x" * 100] * n
+
+
 def build_service(config: Config) -> Atoll:
     """Return the test service: double, scale (runtime kwarg), explode, wordcount, nap (slow), and
     divide (a lambda run on worker processes of the local executor, so it travels by value)."""
@@ -49,6 +74,14 @@ def build_service(config: Config) -> Atoll:
     service.register_pipeline("/nap", Pipeline(name="nap").map(_nap, kwargs=["seconds"]))
     service.register_pipeline("/divide", Pipeline(name="divide").map(lambda x: 60 // x),
                               executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0))
+    service.register_pipeline("/chatty", Pipeline(name="chatty").map(_chatty))
+    service.register_pipeline("/touch", Pipeline(name="touch").map(_nap, kwargs=["seconds"])
+                              .map(_touch, kwargs=["marker"]))
+    service.register_pipeline("/chunked", Pipeline(name="chunked").map(_nap_and_mark,
+                                                                       kwargs=["seconds", "folder"]),
+                              executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
+                                                     max_chunk=1))
+    service.register_pipeline("/big", Pipeline(name="big").flatMap(_big))
     return service
 
 
@@ -166,7 +199,7 @@ class Worker:
         self._log.close()
 
 
-def wait_for_job(client: Any, job_id: str, statuses: tuple[str, ...] = ("succeeded", "failed"),
+def wait_for_job(client: Any, job_id: str, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
                  timeout: float = 30.0) -> dict:
     """Poll ``GET /jobs/<id>`` through a Flask test client until its status is one of ``statuses``."""
     deadline = time.monotonic() + timeout

@@ -149,7 +149,7 @@ class Jobs:
             raise _unknown(job_id, self.config)
         if job.status.finished:
             raise ApiError(409, "JobFinished", f"job {job_id} has already {job.status.value}; only a queued "
-                                               f"or running job can be cancelled", status=job.status.value)
+                                               f"or running job can be cancelled", job_status=job.status.value)
         job.cancel()
         self.store.save(job)
         log.info("job %s: cancelled", job_id)
@@ -289,7 +289,7 @@ def get_results(job_id: str) -> Response:
     job = _job_or_404(service, job_id)
     if job.status is not JobStatus.SUCCEEDED:
         raise ApiError(409, "NoResults", f"job {job_id} is {job.status.value}: results exist once it "
-                                         f"succeeded", status=job.status.value)
+                                         f"succeeded", job_status=job.status.value)
     if job.results_url is None:
         return current_app.json.response({"results": job.results})
     try:

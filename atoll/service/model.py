@@ -368,13 +368,18 @@ class Job:
                 "results": self.results, "results_url": self.results_url,
                 "error": self.error.public(expose) if self.error is not None else None}
 
+    def failure_text(self) -> str:
+        """Return one line saying why the job failed (a failing stage's message names the stage,
+        the item and the error already; any other error is prefixed with its name)."""
+        error = self.error or ErrorBody("Error", "")
+        return error.message if error.stage is not None else f"{error.name}: {error.message}"
+
     def celery_result(self) -> Any:
         """Return what the job store keeps as the Celery task's result for the job's status: the record,
         or for a failed or cancelled job an exception description Celery can rebuild (see JobFailed)."""
         record = self.to_record()
         if self.status is JobStatus.FAILED:
-            error = self.error or ErrorBody("Error", "")
-            return _exception_meta(JobFailed, f"{error.name}: {error.message}", record)
+            return _exception_meta(JobFailed, self.failure_text(), record)
         if self.status is JobStatus.CANCELLED:
             return _exception_meta(JobCancelled, f"job {self.job_id} was cancelled", record)
         return record

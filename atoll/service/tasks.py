@@ -258,7 +258,8 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
     running = RunningRecord(context.store, job, delay)
     output = None
     try:
-        with joblogs.capture(config.job_log_max_bytes) as output, \
+        limit = config.job_log_max_bytes and max(config.job_log_max_bytes, joblogs.MIN_MAX_BYTES)
+        with joblogs.capture(limit) as output, \
                 control.using(control.RunControl(on_progress=running.progress)):
             try:
                 return jsonable(context.run(job.pipeline, data, kwargs)), None
@@ -550,7 +551,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         metrics.observe_job(name, job.status.value, time.monotonic() - started)
         send_outcome(job, context)
         if job.status is JobStatus.FAILED:  # Celery's state, events and Flower see the failure
-            raise JobFailed(f"{job.error.name}: {job.error.message}" if job.error else "failed")
+            raise JobFailed(job.failure_text())
 
     @task_failure.connect(weak=False)
     def _killed(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,

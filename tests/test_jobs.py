@@ -1,0 +1,300 @@
+"""Jobs as a resource, end to end against a real worker on a real broker (the embedded one and RabbitMQ):
+honest Celery states, listing, cancelling (queued and running), output, idempotency keys, large results
+and Retry-After."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from atoll.service.model import JobFailed
+from tests.async_service import Worker, build_service, wait_for_job, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Remove a test run's queue from the shared RabbitMQ."""
+    from kombu import Connection, Queue
+
+    with Connection(broker_url) as conn:
+        Queue(queue, channel=conn.channel()).delete()
+
+
+@pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
+def stack(request, tmp_path_factory):
+    """(config, service, test client, worker) on one broker, with one worker process for the module."""
+    overrides = {"inline_results_max_bytes": 2000, "job_log_max_bytes": 4096}
+    if request.param == "rabbitmq":
+        overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
+    folder = tmp_path_factory.mktemp(f"jobs-{request.param}")
+    path, config = write_config(folder, **overrides)
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        service = build_service(config)
+        yield config, service, service.create_app().test_client(), worker
+    finally:
+        worker.stop()
+        if config.worker_broker:
+            delete_queue(config.worker_broker, config.worker_queue)
+
+
+def submit(client, name, data, headers=None, **body):
+    response = client.post(f"/pipelines/{name}", json={"data": data, "async": True, **body},
+                           headers=headers or {})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["job_id"]
+
+
+def wait_until(predicate, timeout=30.0, pause=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(pause)
+    raise AssertionError(f"not true after {timeout} s")
+
+
+# -- Celery states ----------------------------------------------------------------------------
+
+
+def test_a_failed_job_is_a_celery_failure_and_a_succeeded_one_a_success(stack):
+    _, service, client, _ = stack
+    failed = submit(client, "explode", [1, 2])
+    succeeded = submit(client, "double", [1])
+    assert wait_for_job(client, failed)["status"] == "failed"
+    assert wait_for_job(client, succeeded)["status"] == "succeeded"
+    result = service.celery.AsyncResult(failed)
+    assert result.state == "FAILURE" and result.failed()
+    assert isinstance(result.result, JobFailed)
+    assert str(result.result) == "stage 1 map(_explode_on_three) failed on item 3: KeyError: 'no entry 3'"
+    assert "_explode_on_three" in result.traceback  # where Flower shows it
+    record = result.result.args[1]  # the whole record travels with the exception
+    assert record["status"] == "failed" and record["error"]["stage"]["function"] == "_explode_on_three"
+    ok = service.celery.AsyncResult(succeeded)
+    assert ok.state == "SUCCESS" and ok.successful() and ok.result["results"] == [2]
+
+
+# -- listing ----------------------------------------------------------------------------------
+
+
+def test_jobs_are_listed_newest_first_with_filters_and_cursors(stack):
+    _, _, client, _ = stack
+    ids = [submit(client, "double", [i]) for i in range(5)]
+    failed = submit(client, "explode", [2])
+    for job_id in [*ids, failed]:
+        wait_for_job(client, job_id)
+    page = client.get("/jobs?pipeline=double&limit=2").get_json()
+    assert [j["job_id"] for j in page["jobs"]] == ids[::-1][:2]
+    assert all("results" not in j for j in page["jobs"])  # the listing leaves results out
+    seen = [j["job_id"] for j in page["jobs"]]
+    while page["next"] is not None:
+        page = client.get(f"/jobs?pipeline=double&limit=2&cursor={page['next']}").get_json()
+        seen += [j["job_id"] for j in page["jobs"]]
+    assert seen[:5] == ids[::-1]  # earlier tests of the module may have run double too
+    assert len(seen) == len(set(seen))
+    failures = client.get("/jobs?status=failed&pipeline=explode").get_json()["jobs"]
+    assert failures[0]["job_id"] == failed and failures[0]["error"]["name"] == "KeyError"
+    newest = client.get("/jobs?limit=1").get_json()
+    assert newest["jobs"][0]["job_id"] == failed and newest["next"] is not None
+
+
+@pytest.mark.parametrize("query, name", [
+    ("status=lost", "InvalidQuery"), ("limit=0", "InvalidQuery"), ("limit=501", "InvalidQuery"),
+    ("limit=ten", "InvalidQuery"), ("cursor=bm9wZQ", "InvalidCursor"), ("colour=red", "InvalidQuery"),
+])
+def test_a_bad_listing_query_is_a_400_naming_the_parameter(stack, query, name):
+    _, _, client, _ = stack
+    response = client.get(f"/jobs?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["name"] == name
+    assert query.split("=")[0] in response.get_json()["error"]["message"]
+
+
+# -- cancelling -------------------------------------------------------------------------------
+
+
+def test_a_queued_job_that_is_cancelled_never_runs(stack, tmp_path, callback_receiver):
+    _, service, client, _ = stack
+    # two naps fill both pool processes (prefetch 1): the third job waits in the queue
+    blockers = [submit(client, "nap", [1], kwargs={"seconds": 2.0}) for _ in range(2)]
+    marker = tmp_path / "ran"
+    job_id = submit(client, "touch", [1], kwargs={"seconds": 0, "marker": str(marker)},
+                    callback=callback_receiver.url)
+    answer = client.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 200 and answer.get_json()["status"] == "cancelled"
+    assert answer.get_json()["finished_at"] is not None
+    assert not callback_receiver.wait_for_jobs({job_id}, timeout=30)
+    payload = [c for c in callback_receiver.accepted() if c.json["job_id"] == job_id][0].json
+    assert payload["status"] == "cancelled" and payload["results"] is None
+    for blocker in blockers:
+        assert wait_for_job(client, blocker)["status"] == "succeeded"
+    time.sleep(1.0)  # the worker took the cancelled message by now, and must have dropped it
+    assert not marker.exists()
+    assert wait_for_job(client, job_id)["status"] == "cancelled"
+    assert service.celery.AsyncResult(job_id).state == "REVOKED"
+    assert client.get(f"/jobs/{job_id}").get_json()["callback"]["state"] == "delivered"
+
+
+def test_a_running_job_that_is_cancelled_is_stopped(stack, tmp_path):
+    _, _, client, worker = stack
+    marker = tmp_path / "ran"
+    job_id = submit(client, "touch", [1], kwargs={"seconds": 20, "marker": str(marker)})
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running")
+    answer = client.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 200 and answer.get_json()["status"] == "cancelled"
+    # the pool process was stopped, not left sleeping: two quick jobs run on both processes at once
+    quick = [submit(client, "nap", [i], kwargs={"seconds": 1.0}) for i in range(2)]
+    started = time.monotonic()
+    for job_id_ in quick:
+        assert wait_for_job(client, job_id_, timeout=15)["status"] == "succeeded"
+    assert time.monotonic() - started < 10  # well under the 20 s the cancelled job would still sleep
+    assert not marker.exists()
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "cancelled"
+    assert "cancelled" in worker.log()
+
+
+def test_a_running_local_executor_job_that_is_cancelled_stops_its_pool_work(stack, tmp_path):
+    _, _, client, _ = stack
+    # 40 chunks of one element, each sleeping 0.5 s then leaving a marker file, on 2 pool processes
+    job_id = submit(client, "chunked", list(range(40)), kwargs={"seconds": 0.5, "folder": str(tmp_path)})
+    wait_until(lambda: len(list(tmp_path.iterdir())) >= 2)
+    assert client.delete(f"/jobs/{job_id}").status_code == 200
+    time.sleep(1.0)  # a chunk that was already sleeping may still finish
+    done = len(list(tmp_path.iterdir()))
+    time.sleep(2.0)  # 8 more markers would appear if the pool went on
+    assert len(list(tmp_path.iterdir())) == done < 40
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "cancelled"
+    again = submit(client, "chunked", [1, 2], kwargs={"seconds": 0, "folder": str(tmp_path / "again")})
+    (tmp_path / "again").mkdir()
+    assert wait_for_job(client, again, timeout=20)["status"] == "succeeded"
+
+
+def test_cancelling_a_finished_job_is_a_409_and_an_unknown_one_a_404(stack):
+    _, _, client, _ = stack
+    job_id = submit(client, "double", [1])
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
+    answer = client.delete(f"/jobs/{job_id}")
+    assert answer.status_code == 409
+    assert answer.get_json()["error"]["name"] == "JobFinished"
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "succeeded"
+    unknown = client.delete("/jobs/01a23680-4edc-7d2f-9aa7-064f96a1a969")
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["name"] == "UnknownJob"
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def test_what_a_job_printed_and_logged_is_kept_also_when_it_failed(stack):
+    _, _, client, _ = stack
+    ok = submit(client, "chatty", ["a", "b"])
+    failed = submit(client, "chatty", ["c", "boom"])
+    assert wait_for_job(client, ok)["status"] == "succeeded"
+    assert wait_for_job(client, failed)["status"] == "failed"
+    response = client.get(f"/jobs/{ok}/logs")
+    assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
+    entries = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert {"stream": "stdout", "message": "seen a"}.items() <= entries[0].items()
+    assert ("stderr", "warning about a") in [(e["stream"], e["message"]) for e in entries]
+    logged = [e for e in entries if e["stream"] == "log"]
+    assert logged and logged[0]["logger"] == "chatty" and logged[0]["level"] == "INFO"
+    assert logged[0]["message"] == "logged a"
+    failed_lines = client.get(f"/jobs/{failed}/logs").get_data(as_text=True)
+    assert "seen boom" in failed_lines
+    assert client.get("/jobs/01a23680-4edc-7d2f-9aa7-064f96a1a969/logs").status_code == 404
+
+
+def test_a_jobs_output_is_bounded_keeping_its_tail(stack):
+    config, _, client, _ = stack
+    job_id = submit(client, "chatty", [f"line {i:04d}" for i in range(200)])
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
+    text = client.get(f"/jobs/{job_id}/logs").get_data(as_text=True)
+    assert len(text.encode()) <= config.job_log_max_bytes
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert entries[0]["stream"] == "atoll" and "dropped" in entries[0]["message"]
+    assert entries[-1]["message"] == "logged line 0199"
+
+
+# -- idempotency ------------------------------------------------------------------------------
+
+
+def test_the_same_idempotency_key_gives_the_same_job_and_another_body_a_422(stack):
+    _, _, client, _ = stack
+    key = {"Idempotency-Key": f"order-{time.time_ns()}"}
+    first = submit(client, "double", [1, 2], headers=key)
+    again = client.post("/pipelines/double", json={"data": [1, 2], "async": True}, headers=key)
+    assert again.status_code == 202 and again.get_json()["job_id"] == first
+    assert again.headers["Location"].endswith(f"/jobs/{first}")
+    other = client.post("/pipelines/double", json={"data": [3], "async": True}, headers=key)
+    assert other.status_code == 422 and other.get_json()["error"]["name"] == "IdempotencyKeyReused"
+    stranger = client.post("/pipelines/double", json={"data": [1, 2], "async": True},
+                           headers={**key, "Authorization": "Bearer someone-else"})
+    assert stranger.status_code == 202 and stranger.get_json()["job_id"] != first  # per caller
+    assert wait_for_job(client, first)["results"] == [2, 4]
+    listed = client.get("/jobs?pipeline=double&limit=500").get_json()["jobs"]
+    assert [j["job_id"] for j in listed].count(first) == 1
+
+
+def test_concurrent_requests_with_one_key_make_one_job(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, service, _, _ = stack
+    app = service.create_app()
+    key = {"Idempotency-Key": f"race-{time.time_ns()}"}
+
+    def post(_):
+        response = app.test_client().post("/pipelines/double", json={"data": [5], "async": True}, headers=key)
+        return response.status_code, (response.get_json() or {}).get("job_id")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(16)))
+    ids = {job_id for status, job_id in answers if status == 202}
+    assert len(ids) == 1, answers
+    assert all(status in (202, 409) for status, _ in answers), answers
+
+
+# -- large results ----------------------------------------------------------------------------
+
+
+def test_large_results_travel_by_url(stack, callback_receiver):
+    config, _, client, _ = stack
+    job_id = submit(client, "big", [50], callback=callback_receiver.url)
+    record = wait_for_job(client, job_id)
+    assert record["status"] == "succeeded" and record["results"] is None
+    assert record["results_url"] == record["status_url"] + "/results"
+    path = record["results_url"].split("localhost", 1)[1]
+    results = client.get(path).get_json()["results"]
+    assert results == ["x" * 100] * 50
+    assert not callback_receiver.wait_for_jobs({job_id}, timeout=30)
+    payload = [c for c in callback_receiver.accepted() if c.json["job_id"] == job_id][0].json
+    assert payload["results"] is None and payload["results_url"] == record["results_url"]
+    small = submit(client, "big", [2])
+    record = wait_for_job(client, small)
+    assert record["results"] == ["x" * 100] * 2 and record["results_url"] is None
+    assert client.get(f"/jobs/{small}/results").get_json() == {"results": ["x" * 100] * 2}
+
+
+def test_results_of_an_unfinished_job_are_a_409(stack):
+    _, _, client, _ = stack
+    job_id = submit(client, "nap", [1], kwargs={"seconds": 1.5})
+    answer = client.get(f"/jobs/{job_id}/results")
+    assert answer.status_code == 409 and answer.get_json()["error"]["name"] == "NoResults"
+    wait_for_job(client, job_id)
+
+
+# -- Retry-After ------------------------------------------------------------------------------
+
+
+def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
+    _, _, client, _ = stack
+    response = client.post("/pipelines/double", json={"data": [1], "async": True})
+    assert response.status_code == 202 and response.headers["Retry-After"] == "1"
+    _, down = write_config(tmp_path, worker_broker="amqp://guest:guest@127.0.0.1:1//")
+    refused = build_service(down).create_app().test_client().post(
+        "/pipelines/double", json={"data": [1], "async": True})
+    assert refused.status_code == 503 and refused.get_json()["error"]["name"] == "BrokerUnavailable"
+    assert int(refused.headers["Retry-After"]) > 0
