@@ -10,8 +10,14 @@ import pytest
 
 from atoll.config import load_config
 from atoll.errors import ConfigError
-from atoll.service.tasks import (CONSUMER_TIMEOUT_ARG, NO_LIMIT_CONSUMER_TIMEOUT, JobQueue, celery_settings,
-                                 consumer_timeout, rabbitmq_version)
+from atoll.service.tasks import (
+    CONSUMER_TIMEOUT_ARG,
+    NO_LIMIT_CONSUMER_TIMEOUT,
+    JobQueue,
+    celery_settings,
+    consumer_timeout,
+    rabbitmq_version,
+)
 from tests.async_service import Worker, build_service, wait_for_job, write_config
 
 

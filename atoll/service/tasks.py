@@ -51,8 +51,9 @@ from atoll.service.errors import pipeline_error_body, public_error
 from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
-__all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "consumer_timeout",
-           "JobQueue", "rabbitmq_version", "CONSUMER_TIMEOUT_ARG", "is_embedded", "now",
+__all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
+           "consumer_timeout", "JobQueue", "rabbitmq_version", "CONSUMER_TIMEOUT_ARG",
+           "NO_LIMIT_CONSUMER_TIMEOUT",
            "run_worker", "RunningRecord", "RecordCleanup", "cleanup_interval", "PIPELINE_TASK",
            "DELIVERY_TASK", "QUEUED"]
 
@@ -164,7 +165,8 @@ def consumer_timeout(config: Config) -> float | None:
     from the hard time limits, which end every job: twice the longest hard limit (a worker may
     reserve a job while all its processes are busy, so a job can wait up to one limit before it
     starts, then run up to one limit), plus ``callback_backoff_max`` (a callback retry waits
-    unacknowledged in the worker until its time comes), plus 300 s for the broker's coarse checks.
+    unacknowledged in the worker until its time comes), plus 300 s for the work around a job (hand-off
+    to a pool process, records, the replacement of a killed process).
     When a pipeline has no hard limit, no duration is safe; atoll then asks for one day (or the
     derived figure if larger): set ``task_time_limit`` or ``worker_consumer_timeout`` for longer jobs.
     The derived figure can be below RabbitMQ's 30 min default: a job past its hard limit is killed
