@@ -170,6 +170,8 @@ def test_worker_and_web_process_with_new_or_existing_queue(tmp_path, rabbitmq_ur
         assert job["status"] == "succeeded" and job["results"] == [2, 4], job
         assert _queue_arguments(rabbitmqctl, config.worker_queue) == declared
         assert "PRECONDITION_FAILED" not in worker.log()
+        if existing is None and _broker_version(rabbitmq_url) < (3, 12):
+            assert "ignores the x-consumer-timeout argument" in worker.log()
     finally:
         worker.stop()
         _delete(rabbitmq_url, config.worker_queue)

@@ -196,6 +196,15 @@ def rabbitmq_version(server_properties: dict) -> tuple[int, int] | None:
     return (int(found[1]), int(found[2])) if found else None
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
 class JobQueue(Queue):
     """atoll's durable job queue: declared with ``x-consumer-timeout`` (``consumer_timeout``, in
     milliseconds) on RabbitMQ before 4.3.
@@ -218,6 +227,12 @@ class JobQueue(Queue):
         version = rabbitmq_version(getattr(connection, "server_properties", None) or {})
         if passive or not self.consumer_timeout or version is None or version >= (4, 3):
             return super().queue_declare(nowait=nowait, passive=passive, channel=channel)
+        if version < (3, 12):
+            _warn_once(f"RabbitMQ {version[0]}.{version[1]} ignores the {CONSUMER_TIMEOUT_ARG} argument "
+                       f"of queue {self.name!r} (it counts from RabbitMQ 3.12): a job still unacknowledged "
+                       f"after the broker's consumer_timeout (30 min unless rabbitmq.conf sets it) is "
+                       f"handed to another worker; set consumer_timeout above "
+                       f"{self.consumer_timeout} ms there, or upgrade RabbitMQ")
         fields = self.as_dict()
         del fields["consumer_timeout"]
         fields["queue_arguments"] = {**(self.queue_arguments or {}),
