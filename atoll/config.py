@@ -79,6 +79,11 @@ SCHEMA: dict[str, Key] = {
     "task_time_limit": Key(_OPT_NUM, None, "seconds before a pipeline job's worker process is killed"),
     "pipeline_time_limits": Key((dict,), {}, "per pipeline name: {soft: s, hard: s, sync: s} overriding "
                                 "task_soft_time_limit, task_time_limit and sync_time_limit"),
+    "worker_consumer_timeout": Key(_OPT_NUM, None, "seconds RabbitMQ lets a worker hold a job "
+                                   "unacknowledged (x-consumer-timeout of worker_queue) before it "
+                                   "closes the worker's channel and redelivers the job; unset = twice "
+                                   "the longest hard time limit + callback_backoff_max + 300, or one "
+                                   "day without hard limits; 0 = leave it to the broker", minimum=0),
     # -- callbacks --
     "callback_secret": Key(_OPT_STR, None, "secret for the webhook-signature HMAC-SHA256 header, best "
                            "whsec_<base64> (`atoll secret` prints one); unset = callbacks are not signed"),

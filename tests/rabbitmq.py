@@ -68,6 +68,7 @@ class PrivateNode:
         (self.root / "enabled_plugins").write_text("[].\n")
         (self.root / "rabbitmq.conf").write_text("loopback_users = none\n")
         self.log = open(self.root / "server.log", "wb")
+        self.env = env
         self.process = subprocess.Popen([script], env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
@@ -83,6 +84,12 @@ class PrivateNode:
             time.sleep(0.5)
         tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"private RabbitMQ node did not become ready: {tail}")
+
+    def ctl(self, *args: str) -> str:
+        """Return the output of ``rabbitmqctl ARGS`` run against this node."""
+        # the node made its cookie in its own HOME; rabbitmqctl runs as the rabbitmq user
+        cookie = (self.root / ".erlang.cookie").read_text().strip()
+        return _rabbitmqctl(("--erlang-cookie", cookie, *args), self.env)
 
     def stop(self) -> None:
         """Stop the node's process group (started by this object) and remove its state."""
@@ -112,6 +119,25 @@ class PrivateNode:
                     pass
 
 
+def _rabbitmqctl(args: tuple[str, ...], env: dict | None = None) -> str:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], env=env, capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} exited with {done.returncode}: {done.stderr}")
+    return done.stdout
+
+
+#: the node this session started, if any (see :func:`rabbitmqctl`)
+_private: list[PrivateNode] = []
+
+
+@pytest.fixture(scope="session")
+def rabbitmqctl(rabbitmq_url):
+    """A function running ``rabbitmqctl ARGS`` against the broker of ``rabbitmq_url``; returns its output."""
+    if rabbitmq_url == SHARED_URL:
+        return lambda *args: _rabbitmqctl(args)
+    return _private[0].ctl
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url():
     """AMQP URL of a running RabbitMQ: the shared one on 127.0.0.1:5672 or a private node."""
@@ -127,7 +153,9 @@ def rabbitmq_url():
     except RuntimeError as exc:
         node.stop()
         unavailable("rabbitmq", str(exc))
+    _private.append(node)
     try:
         yield node.url
     finally:
+        _private.remove(node)
         node.stop()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from atoll.service.store import JobStore
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
+           "consumer_timeout", "JobQueue", "rabbitmq_version", "CONSUMER_TIMEOUT_ARG",
+           "NO_LIMIT_CONSUMER_TIMEOUT",
            "run_worker", "RunningRecord", "RecordCleanup", "cleanup_interval", "PIPELINE_TASK",
            "DELIVERY_TASK", "JobContext", "send_outcome"]
 
@@ -103,6 +106,7 @@ def _backend_url(config: Config) -> str:
 def celery_settings(config: Config) -> dict[str, Any]:
     """Return the Celery settings of atoll's reliability preset for ``config``."""
     queue = config.worker_queue
+    timeout = consumer_timeout(config)
     settings: dict[str, Any] = {
         "result_backend": _backend_url(config),
         "task_serializer": "json",
@@ -114,7 +118,7 @@ def celery_settings(config: Config) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": queue,
-        "task_queues": [Queue(queue, durable=True)],
+        "task_queues": [JobQueue(queue, durable=True, consumer_timeout=_milliseconds(timeout))],
         "task_create_missing_queues": True,
         "result_expires": config.result_expires,
         "result_extended": False,
@@ -140,6 +144,97 @@ def celery_settings(config: Config) -> dict[str, Any]:
         settings["broker_heartbeat"] = 30
         settings["broker_transport_options"] = {"confirm_publish": True}
     return settings
+
+
+#: RabbitMQ's queue argument: milliseconds a consumer may keep a delivery unacknowledged
+CONSUMER_TIMEOUT_ARG = "x-consumer-timeout"
+#: the consumer timeout atoll asks for when some job has no hard time limit: one day
+NO_LIMIT_CONSUMER_TIMEOUT = 86400.0
+
+
+def consumer_timeout(config: Config) -> float | None:
+    """Return the seconds RabbitMQ may let a worker hold one job unacknowledged, or None to leave
+    that to the broker's own setting (``worker_consumer_timeout: 0``).
+
+    Jobs are acknowledged after they ran, so RabbitMQ's consumer timeout (30 min by default) must
+    outlast the longest job, or RabbitMQ closes the worker's channel and hands the job to another
+    worker while the first still runs it. ``worker_consumer_timeout`` sets it; unset, it is derived
+    from the hard time limits, which end every job: twice the longest hard limit (a worker may
+    reserve a job while all its processes are busy, so a job can wait up to one limit before it
+    starts, then run up to one limit), plus ``callback_backoff_max`` (a callback retry waits
+    unacknowledged in the worker until its time comes), plus 300 s for the work around a job (hand-off
+    to a pool process, records, the replacement of a killed process).
+    When a pipeline has no hard limit, no duration is safe; atoll then asks for one day (or the
+    derived figure if larger): set ``task_time_limit`` or ``worker_consumer_timeout`` for longer jobs.
+    The derived figure can be below RabbitMQ's 30 min default: a job past its hard limit is killed
+    anyway, so a worker holding one longer is stuck and its jobs are better redelivered.
+    """
+    if config.worker_consumer_timeout is not None:
+        return float(config.worker_consumer_timeout) or None
+    hard = [config.task_time_limit] + [time_limits(config, name)[1] for name in config.pipeline_time_limits]
+    limited = [limit for limit in hard if limit]
+    derived = 2 * max(limited) + config.callback_backoff_max + 300 if limited else 0.0
+    if len(limited) < len(hard):
+        return max(NO_LIMIT_CONSUMER_TIMEOUT, derived)
+    return derived
+
+
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def rabbitmq_version(server_properties: dict) -> tuple[int, int] | None:
+    """Return (major, minor) from an AMQP server's properties when it is RabbitMQ, else None."""
+    properties = server_properties or {}
+    product, version = properties.get("product"), properties.get("version")
+    product = product.decode() if isinstance(product, bytes) else product
+    version = version.decode() if isinstance(version, bytes) else version
+    found = re.match(r"(\d+)\.(\d+)", version or "") if product == "RabbitMQ" else None
+    return (int(found[1]), int(found[2])) if found else None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+class JobQueue(Queue):
+    """atoll's durable job queue: declared with ``x-consumer-timeout`` (``consumer_timeout``, in
+    milliseconds) on RabbitMQ before 4.3.
+
+    RabbitMQ 3.12 to 4.2 honour the argument on a classic queue (checked once a minute per channel,
+    ``channel_tick_interval``), older releases store it unused (it takes effect when the broker is
+    upgraded, since the durable queue keeps its arguments), and 4.3 refuses it on a classic queue,
+    which from 4.3 has no consumer timeout at all. A classic queue's other arguments are not compared
+    with this one, so redeclaring an existing queue with another value, or none, is accepted and
+    leaves the queue as it was. Other brokers and the embedded one get no argument.
+    """
+
+    attrs = Queue.attrs + (("consumer_timeout", int),)
+    consumer_timeout: int | None = None
+
+    def queue_declare(self, nowait: bool = False, passive: bool = False, channel: Any = None) -> Any:
+        """Declare the queue, with ``x-consumer-timeout`` where the broker is RabbitMQ before 4.3."""
+        channel = channel or self.channel
+        connection = getattr(channel, "connection", None)  # the embedded transport has no properties
+        version = rabbitmq_version(getattr(connection, "server_properties", None) or {})
+        if passive or not self.consumer_timeout or version is None or version >= (4, 3):
+            return super().queue_declare(nowait=nowait, passive=passive, channel=channel)
+        if version < (3, 12):
+            _warn_once(f"RabbitMQ {version[0]}.{version[1]} ignores the {CONSUMER_TIMEOUT_ARG} argument "
+                       f"of queue {self.name!r} (it counts from RabbitMQ 3.12): a job still unacknowledged "
+                       f"after the broker's consumer_timeout (30 min unless rabbitmq.conf sets it) is "
+                       f"handed to another worker; set consumer_timeout above "
+                       f"{self.consumer_timeout} ms there, or upgrade RabbitMQ")
+        fields = self.as_dict()
+        del fields["consumer_timeout"]
+        fields["queue_arguments"] = {**(self.queue_arguments or {}),
+                                     CONSUMER_TIMEOUT_ARG: self.consumer_timeout}
+        return Queue(**fields).queue_declare(nowait=nowait, channel=channel)
 
 
 def time_limits(config: Config, pipeline: str) -> tuple[float | None, float | None]:
