@@ -29,7 +29,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request, url_for
 
 from atoll.config import Config
-from atoll.service import request_ids, tasks
+from atoll.service import metrics, request_ids, tasks
 from atoll.service.callbacks import CallbackURLError, check_callback_url
 from atoll.service.errors import RETRY_AFTER_UNAVAILABLE, ApiError
 from atoll.service.logs import REQUEST_ID_HEADER
@@ -153,6 +153,7 @@ class Jobs:
         job.cancel()
         self.store.save(job)
         log.info("job %s: cancelled", job_id)
+        metrics.observe_job(job.pipeline or "", job.status.value, None)
         tasks.send_outcome(job, self.app.atoll_context, inline=False)
         try:  # drop the queued message; stop the run: SIGUSR1 raises SoftTimeLimitExceeded in the task
             self.app.control.revoke(job_id, terminate=True, signal="SIGUSR1")

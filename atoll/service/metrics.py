@@ -63,10 +63,12 @@ CALLBACKS = Counter("atoll_callback_deliveries", "Callback delivery attempts by 
 QUEUE_DEPTH_SECONDS = 2.0
 
 
-def observe_job(pipeline: str, status: str, seconds: float) -> None:
-    """Record a job of ``pipeline`` that ended ``status`` after ``seconds`` in the worker."""
+def observe_job(pipeline: str, status: str, seconds: float | None) -> None:
+    """Record a job of ``pipeline`` that ended ``status`` after running ``seconds`` in the worker
+    (None: a job cancelled before a worker ran it counts, but has no duration)."""
     JOBS.labels(pipeline, status).inc()
-    JOB_SECONDS.labels(pipeline).observe(seconds)
+    if seconds is not None:
+        JOB_SECONDS.labels(pipeline).observe(seconds)
 
 
 class QueueDepth:

@@ -27,6 +27,8 @@ import base64
 import binascii
 import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +47,8 @@ ASIDE_STATE = "ATOLL"
 CALLBACK_STATE = "CALLBACK"
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 500
+#: finished jobs whose status and pipeline a listing remembers (a few dozen bytes each)
+FINISHED_CACHE = 100_000
 
 
 class ListingUnsupported(Exception):
@@ -77,6 +81,10 @@ class JobStore:
 
     def __init__(self, app: Any):
         self.app = app
+        #: status and pipeline of finished jobs seen by a listing (they never change): a filter skips
+        #: them without reading their records again
+        self._finished: OrderedDict[str, tuple[JobStatus, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def backend(self) -> Any:
@@ -176,32 +184,49 @@ class JobStore:
         backend = self.backend
         prefix = backend.task_keyprefix.decode() if isinstance(backend.task_keyprefix, bytes) \
             else backend.task_keyprefix
+        # a job's key is the prefix and 36 characters; what is kept beside it has a longer key
+        size = len(prefix) + 36
         if hasattr(backend, "path") and hasattr(backend, "_filename"):  # the embedded file store
-            with os.scandir(os.fsdecode(backend.path)) as entries:
-                names = [e.name[len(prefix):] for e in entries if e.name.startswith(prefix)]
+            names = [n for n in os.listdir(os.fsdecode(backend.path)) if len(n) == size]
         elif hasattr(backend, "client") and hasattr(backend.client, "scan_iter"):  # Redis
             names = [k.decode() if isinstance(k, bytes) else k
                      for k in backend.client.scan_iter(match=f"{prefix}*", count=1000)]
-            names = [n[len(prefix):] for n in names]
+            names = [n for n in names if len(n) == size]
         else:
             raise ListingUnsupported(f"the job store ({type(backend).__name__}) cannot list its records; "
                                      f"listing works on the embedded store and on Redis")
-        return sorted((n for n in names if is_job_id(n)), reverse=True)
+        names.sort(reverse=True)
+        return [n[len(prefix):] for n in names if n.startswith(prefix)]
 
     def list(self, status: JobStatus | None = None, pipeline: str | None = None,
              limit: int = LIST_LIMIT_DEFAULT, after: str | None = None) -> tuple[list[Job], str | None]:
         """Return up to ``limit`` jobs, newest first, after job id ``after``, with the cursor of the
         next page (None on the last one)."""
         found: list[Job] = []
+        filtered = status is not None or pipeline is not None
         for job_id in self.iter_after(after):
+            known = self._finished.get(job_id) if filtered else None
+            if known is not None and ((status is not None and known[0] is not status) or (
+                    pipeline is not None and known[1] != pipeline)):
+                continue
             job = self.load_plain(job_id)
-            if job is None or (status is not None and job.status is not status) or (
+            if job is None:
+                continue
+            if job.status.finished:
+                self._remember(job)
+            if (status is not None and job.status is not status) or (
                     pipeline is not None and job.pipeline != pipeline):
                 continue
             if len(found) == limit:
                 return found, encode_cursor(found[-1].job_id)
             found.append(job)
         return found, None
+
+    def _remember(self, job: Job) -> None:
+        with self._lock:
+            self._finished[job.job_id] = (job.status, job.pipeline)
+            while len(self._finished) > FINISHED_CACHE:
+                self._finished.popitem(last=False)
 
     def iter_after(self, after: str | None) -> Iterator[str]:
         """Yield the stored job ids, newest first, starting after ``after``."""
@@ -225,14 +250,13 @@ def _add(backend: Any, key: bytes, value: bytes | str) -> bool:
         with open(temp, "wb") as fh:
             fh.write(value)
         try:
-            existing = backend.get(key)  # an expired file counts as free: replace it
-            if existing is None and os.path.exists(path):
-                os.replace(temp, path)
-                return True
-            os.link(temp, path)
+            os.link(temp, path)  # fails when the name exists, whoever made it
             return True
         except FileExistsError:
-            return False
+            if backend.get(key) is not None:
+                return False
+            os.replace(temp, path)  # an expired claim (or one removed meanwhile) is free again
+            return True
         finally:
             if os.path.exists(temp):
                 os.unlink(temp)

@@ -634,9 +634,8 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         started = time.monotonic()
         results, error = _run_job(job, data, kwargs or {}, context, config.job_running_after)
         if store.status(job_id) is JobStatus.CANCELLED:  # cancelled while it ran: the canceller wrote
-            log.info("job %s: pipeline %r cancelled", job_id, name)  # the record and sent the callback
-            metrics.observe_job(name, JobStatus.CANCELLED.value, time.monotonic() - started)
-            return
+            log.info("job %s: pipeline %r cancelled", job_id, name)  # the record, counted the job
+            return                                                     # and sent the callback
         try:
             _finished_job(job, results, error, context)
         except EncodingError as exc:
@@ -669,7 +668,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                                                  pipeline=job.pipeline, expose=config.expose_tracebacks)
             job.fail(error)
             context.store.save(job)
-            metrics.observe_job(job.pipeline or "", job.status.value, 0.0)
+            metrics.observe_job(job.pipeline or "", job.status.value, None)
             send_outcome(job, context, inline=False)
         except Exception:
             log.exception("job %s: could not store its failed record", task_id)
