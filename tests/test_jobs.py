@@ -298,3 +298,28 @@ def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
         "/pipelines/double", json={"data": [1], "async": True})
     assert refused.status_code == 503 and refused.get_json()["error"]["name"] == "BrokerUnavailable"
     assert int(refused.headers["Retry-After"]) > 0
+
+
+# -- a job whose process is killed -------------------------------------------------------------
+
+
+def test_a_job_past_its_hard_time_limit_fails_with_a_record_and_a_callback(tmp_path, callback_receiver):
+    """The pool process is killed by the hard limit, so the task cannot write its outcome: the worker's
+    main process does (Celery's task_failure signal), and Celery's state agrees."""
+    path, config = write_config(tmp_path, pipeline_time_limits={"nap": {"hard": 1.0}})
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        service = build_service(config)
+        client = service.create_app().test_client()
+        job_id = submit(client, "nap", [1], kwargs={"seconds": 30}, callback=callback_receiver.url)
+        record = wait_for_job(client, job_id, timeout=30)
+        assert record["status"] == "failed" and record["error"]["name"] == "TimeLimitExceeded"
+        assert "hard time limit of 1.0 s" in record["error"]["message"]
+        assert record["submitted_at"] and record["finished_at"]
+        assert service.celery.AsyncResult(job_id).state == "FAILURE"
+        assert not callback_receiver.wait_for_jobs({job_id}, timeout=30)
+        payload = [c for c in callback_receiver.accepted() if c.json["job_id"] == job_id][0].json
+        assert payload["status"] == "failed" and payload["error"]["name"] == "TimeLimitExceeded"
+    finally:
+        worker.stop()
