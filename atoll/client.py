@@ -51,6 +51,9 @@ class RemoteError(AtollError):
 class Client:
     """Calls a running atoll service at ``url``; ``token`` is sent as ``Authorization: Bearer``."""
 
+    #: the most jobs :meth:`list_jobs` asks for in one request (the service answers at most 500)
+    list_page_size = 500
+
     def __init__(self, url: str, token: str | None = None, timeout: float | None = 60.0):
         import requests
 
@@ -151,11 +154,12 @@ class Client:
     def list_jobs(self, status: str | None = None, pipeline: str | None = None,
                   limit: int = 50) -> list[Job]:
         """Return up to ``limit`` jobs, newest first, optionally only those with ``status`` or of
-        ``pipeline`` (each :class:`Job` holds its record, without the results)."""
+        ``pipeline`` (each :class:`Job` holds its record, without the results). A ``limit`` larger
+        than one page (:attr:`list_page_size`) is gathered from several pages, following the cursors."""
         found: list[Job] = []
         cursor = None
         while len(found) < limit:
-            params = {"limit": min(500, limit - len(found)), "status": status, "pipeline": pipeline,
+            params = {"limit": min(self.list_page_size, limit - len(found)), "status": status, "pipeline": pipeline,
                       "cursor": cursor}
             page = self.request("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})
             for record in page["jobs"]:

@@ -1,14 +1,17 @@
-"""atoll.Client against a real ``atoll serve`` on a loopback port: results, kwargs, RemoteError fields."""
+"""atoll.Client against a real ``atoll serve`` on a loopback port: results, kwargs, RemoteError fields, and
+jobs (listing, idempotency keys, cancelling, output, progress, large results) with its embedded worker."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
 import requests
 
 from atoll import Client, RemoteError
+from tests.async_service import write_config
 from tests.served import free_port, serving
 
 
@@ -99,3 +102,138 @@ def test_nothing_listening_raises_a_connection_error():
     with Client(f"http://127.0.0.1:{free_port()}", timeout=5) as c:
         with pytest.raises(requests.ConnectionError):
             c.run("double", [1])
+
+
+# -- jobs: `atoll serve async_service:service` with its embedded worker ------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    """A Client of a served async_service whose embedded worker runs the jobs; small bounds for output
+    and inline results."""
+    folder = tmp_path_factory.mktemp("client-jobs")
+    path, config = write_config(folder, inline_results_max_bytes=2000, job_log_max_bytes=4096)
+    assert config.embedded_worker and config.worker_broker is None
+    # /health answers 200 once the embedded worker consumes the queue
+    with serving("async_service:service", conf=str(path), workers=1) as url, Client(url) as c:
+        yield c
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not true after {timeout} s"
+        time.sleep(0.05)
+
+
+def test_list_jobs_newest_first_with_filters(jobs):
+    ids = [jobs.submit("double", [i]).job_id for i in range(3)]
+    failed = jobs.submit("explode", [2])
+    for job_id in ids:
+        assert jobs.job(job_id).result(timeout=30) is not None
+    with pytest.raises(RemoteError):
+        failed.result(timeout=30)
+    listed = jobs.list_jobs(pipeline="double", limit=3)
+    assert [j.job_id for j in listed] == ids[::-1]
+    assert all(j._summary["status"] == "succeeded" and "results" not in j._summary for j in listed)
+    failures = jobs.list_jobs(status="failed", pipeline="explode")
+    assert [j.job_id for j in failures][:1] == [failed.job_id]
+    assert jobs.list_jobs(status="failed", pipeline="double") == []
+    assert repr(failures[0]) == f"Job({failed.job_id!r}, status='failed')"
+
+
+def test_list_jobs_follows_cursors_past_one_page(jobs):
+    ids = [jobs.submit("double", [i]).job_id for i in range(5)]
+    for job_id in ids:
+        jobs.job(job_id).result(timeout=30)
+    paged = Client(jobs.url)
+    paged.list_page_size = 2  # five jobs take three requests, the last one asking for one job
+    with paged:
+        listed = paged.list_jobs(pipeline="double", limit=5)
+        assert [j.job_id for j in listed] == ids[::-1]
+        everything = paged.list_jobs(pipeline="double", limit=1000)
+    assert [j.job_id for j in everything][:5] == ids[::-1]
+    assert len({j.job_id for j in everything}) == len(everything) >= 5
+    with pytest.raises(RemoteError) as caught:
+        jobs.list_jobs(status="lost")
+    assert (caught.value.status, caught.value.name) == (400, "InvalidQuery")
+
+
+def test_the_same_idempotency_key_gives_the_same_job(jobs):
+    key = f"order-{time.time_ns()}"
+    first = jobs.submit("double", [1, 2], idempotency_key=key)
+    again = jobs.submit("double", [1, 2], idempotency_key=key)
+    assert again.job_id == first.job_id
+    assert jobs.submit("double", [1, 2]).job_id != first.job_id  # no key: a new job
+    with pytest.raises(RemoteError) as caught:
+        jobs.submit("double", [3], idempotency_key=key)
+    assert (caught.value.status, caught.value.name) == (422, "IdempotencyKeyReused")
+    assert caught.value.payload["job_id"] == first.job_id
+    assert again.result(timeout=30) == [2, 4]
+
+
+def test_cancel_a_running_job(jobs):
+    job = jobs.submit("nap", [1], seconds=20)
+    wait_until(lambda: job.status() == "running")
+    record = job.cancel()
+    assert record["status"] == "cancelled" and record["finished_at"] is not None
+    assert job.status() == "cancelled"
+    with pytest.raises(RemoteError) as caught:
+        job.result(timeout=5)
+    assert caught.value.name == "JobCancelled" and job.job_id in caught.value.message
+    assert jobs.submit("double", [4]).result(timeout=15) == [8]  # the worker goes on
+    assert jobs.job(job.job_id).status() == "cancelled"
+
+
+def test_cancel_a_finished_job_is_a_409(jobs):
+    job = jobs.submit("double", [1])
+    assert job.result(timeout=30) == [2]
+    with pytest.raises(RemoteError) as caught:
+        job.cancel()
+    assert (caught.value.status, caught.value.name) == (409, "JobFinished")
+    assert caught.value.payload["job_status"] == "succeeded"
+    assert jobs.job(job.job_id).status() == "succeeded"
+    with pytest.raises(RemoteError) as unknown:
+        jobs.job("01a23680-4edc-7d2f-9aa7-064f96a1a969").cancel()
+    assert (unknown.value.status, unknown.value.name) == (404, "UnknownJob")
+
+
+def test_logs_are_what_the_pipeline_printed_and_logged(jobs):
+    job = jobs.submit("chatty", ["a", "b"])
+    assert job.result(timeout=30) == ["a", "b"]
+    lines = job.logs()
+    assert [(e["stream"], e["message"]) for e in lines if e["stream"] == "stdout"] == [
+        ("stdout", "seen a"), ("stdout", "seen b")]
+    assert ("stderr", "warning about b") in [(e["stream"], e["message"]) for e in lines]
+    logged = [e for e in lines if e["stream"] == "log"]
+    assert [(e["logger"], e["level"], e["message"]) for e in logged] == [
+        ("chatty", "INFO", "logged a"), ("chatty", "INFO", "logged b")]
+    assert all(set(e) >= {"time", "stream", "message"} for e in lines)
+    quiet = jobs.submit("double", [1])
+    quiet.result(timeout=30)
+    assert quiet.logs() == []
+
+
+def test_logs_of_a_failed_job_are_kept(jobs):
+    job = jobs.submit("chatty", ["c", "boom"])
+    with pytest.raises(RemoteError) as caught:
+        job.result(timeout=30)
+    assert caught.value.name == "ValueError"
+    assert "seen boom" in [e["message"] for e in job.logs()]
+
+
+def test_progress_is_none_or_done_of_total(jobs):
+    job = jobs.submit("double", [1, 2, 3])
+    job.result(timeout=30)
+    progress = job.progress
+    assert progress is None or (set(progress) == {"done", "total"} and progress["done"] == progress["total"])
+
+
+def test_result_fetches_large_results_from_results_url(jobs):
+    job = jobs.submit("big", [50])
+    assert job.result(timeout=30) == ["x" * 100] * 50
+    record = job.record()
+    assert record["results"] is None and record["results_url"] == record["status_url"] + "/results"
+    small = jobs.submit("big", [2])
+    assert small.result(timeout=30) == ["x" * 100] * 2
+    assert small.record()["results_url"] is None

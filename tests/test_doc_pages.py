@@ -12,7 +12,7 @@ import pytest
 
 from atoll.config import load_config
 from atoll.signing import signature_headers
-from tests.docblocks import blocks, by_caption, exports
+from tests.docblocks import DOCS, blocks, by_caption, exports
 
 SECRETS = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "a plain secret"]
 
@@ -100,3 +100,24 @@ def test_the_deployment_page_configures_by_the_environment():
     assert config.worker_broker.startswith("amqp://") and config.auth_tokens == [
         "token-of-the-billing-service"]
     assert config.redacted()["worker_broker"] == "amqp://atoll:***@rabbitmq.internal:5672//"
+
+
+def test_the_jobs_page_has_a_row_for_every_field_of_the_job_and_no_other():
+    import dataclasses
+    import re
+
+    from atoll.service.model import Job
+
+    text = (DOCS / "jobs.rst").read_text(encoding="utf-8")
+    table = text.split("The job\n-------", 1)[1].split("\nStatuses\n", 1)[0]
+    rows = re.findall(r"^   \* - ``(\w+)``$", table, flags=re.M)
+    assert rows == [f.name for f in dataclasses.fields(Job)]
+
+
+def test_the_callback_on_the_jobs_page_has_the_keys_the_service_posts():
+    from atoll.service.model import Job, new_job_id
+
+    job = Job(new_job_id(), "wordcount")
+    job.succeed([["a", 1]])
+    payload = next(b for b in blocks("jobs") if b.language == "json" and '"results_url"' in b.text)
+    assert set(json.loads(payload.text)) == set(job.callback_payload(expose=True))

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = ["quickstart", "getting-started", "pipelines", "executors", "service", "reliability",
+PAGES = ["quickstart", "getting-started", "pipelines", "executors", "service", "jobs", "reliability",
          "operating", "configuration", "deployment", "security", "limits", "http-semantics", "choosing",
          "migrating", "api"]
 
