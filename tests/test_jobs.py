@@ -323,3 +323,64 @@ def test_a_job_past_its_hard_time_limit_fails_with_a_record_and_a_callback(tmp_p
         assert payload["status"] == "failed" and payload["error"]["name"] == "TimeLimitExceeded"
     finally:
         worker.stop()
+
+
+# -- a finished record never changes ----------------------------------------------------------
+
+
+def _race(state_dir: str, job_ids: list[str], outcome: str, start, results) -> None:
+    """One side of the race: move each job to ``outcome`` and save it (run in its own process)."""
+    from atoll.config import load_config
+    from atoll.service.jobs import jobs_of
+    from atoll.service.model import ErrorBody, Job
+
+    store = jobs_of(build_service(load_config(state_dir=state_dir))).store
+    start.wait()
+    for job_id in job_ids:
+        job = Job(job_id, "double")
+        job.start()
+        if outcome == "succeeded":
+            job.succeed([1])
+        elif outcome == "failed":
+            job.fail(ErrorBody("KeyError", "x"))
+        else:
+            job.cancel()
+        results.put((job_id, outcome, store.save(job)))
+
+
+def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path):
+    """Three processes finish the same 200 running jobs three ways at once: for every job exactly one
+    save wins, and the stored record is the winner's, never overwritten by a later save."""
+    import multiprocessing
+
+    from atoll.config import load_config
+    from atoll.service.jobs import jobs_of
+    from atoll.service.model import Job, new_job_id
+
+    state_dir = str(tmp_path / "state")
+    store = jobs_of(build_service(load_config(state_dir=state_dir))).store
+    ids = []
+    for _ in range(200):
+        job = Job(new_job_id(), "double")
+        job.start()
+        assert store.save(job)
+        ids.append(job.job_id)
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    racers = [context.Process(target=_race, args=(state_dir, ids, outcome, start, results))
+              for outcome in ("succeeded", "failed", "cancelled")]
+    for racer in racers:
+        racer.start()
+    start.set()
+    saves = [results.get(timeout=60) for _ in range(3 * len(ids))]
+    for racer in racers:
+        racer.join(30)
+    winners = {}
+    for job_id, outcome, stored in saves:
+        if stored:
+            assert job_id not in winners, f"two saves of job {job_id} were stored"
+            winners[job_id] = outcome
+    assert set(winners) == set(ids)
+    for job_id, outcome in winners.items():
+        assert store.load(job_id).status.value == outcome
+    assert len(set(winners.values())) > 1  # the race was real: several sides won some jobs

@@ -143,15 +143,16 @@ class Jobs:
         return self.store.load(job_id) if is_job_id(job_id) else None
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel job ``job_id`` and return it; ApiError 404 unknown, 409 finished."""
+        """Cancel job ``job_id`` and return it; ApiError 404 unknown, 409 finished (also when it
+        finished while being cancelled: the stored outcome stands)."""
         job = self.get(job_id)
         if job is None:
             raise _unknown(job_id, self.config)
         if job.status.finished:
-            raise ApiError(409, "JobFinished", f"job {job_id} has already {job.status.value}; only a queued "
-                                               f"or running job can be cancelled", job_status=job.status.value)
+            raise _finished(job)
         job.cancel()
-        self.store.save(job)
+        if not self.store.save(job):  # it finished meanwhile
+            raise _finished(self.get(job_id) or job)
         log.info("job %s: cancelled", job_id)
         metrics.observe_job(job.pipeline or "", job.status.value, None)
         tasks.send_outcome(job, self.app.atoll_context, inline=False)
@@ -177,6 +178,13 @@ def jobs_of(service: Any) -> Jobs:
 
 def _unavailable(name: str, message: str) -> ApiError:
     return ApiError(503, name, message, headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)})
+
+
+def _finished(job: Job) -> ApiError:
+    done = {JobStatus.SUCCEEDED: "succeeded", JobStatus.FAILED: "failed",
+            JobStatus.CANCELLED: "been cancelled"}[job.status]
+    return ApiError(409, "JobFinished", f"job {job.job_id} has already {done}; only a queued or running job "
+                                        f"can be cancelled", job_status=job.status.value)
 
 
 def _unknown(job_id: str, config: Config) -> ApiError:

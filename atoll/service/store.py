@@ -25,11 +25,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import fcntl
 import logging
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery.backends.base import KeyValueStoreBackend
@@ -105,12 +108,44 @@ class JobStore:
                 job.callback = stored
         return job
 
-    def save(self, job: Job) -> None:
+    def save(self, job: Job) -> bool:
         """Store ``job``'s record with the Celery state of its status (a failed job's traceback also
-        goes where Celery keeps tracebacks, for Flower)."""
-        traceback = job.error.traceback if job.error is not None and job.status is JobStatus.FAILED else None
-        self.backend.store_result(job.job_id, job.celery_result(), job.status.celery_state,
-                                  traceback=traceback)
+        goes where Celery keeps tracebacks, for Flower), unless the stored record is finished: a
+        finished job never changes, whoever writes last (a worker's outcome and a cancel that cross,
+        a progress write after either). Return True when stored.
+
+        The check and the write are one step on the embedded store (a lock file shared by the
+        processes on the machine) and on Redis (a Redis lock); on other backends a record could
+        still change between them.
+        """
+        with self._exclusive(job.job_id):
+            current = self.status(job.job_id)
+            if current is not None and current.finished:
+                return False
+            traceback = job.error.traceback if job.error is not None and job.status is JobStatus.FAILED \
+                else None
+            self.backend.store_result(job.job_id, job.celery_result(), job.status.celery_state,
+                                      traceback=traceback)
+            return True
+
+    @contextmanager
+    def _exclusive(self, job_id: str) -> Iterator[None]:
+        """Hold the lock of ``job_id``'s record across processes (see :meth:`save`)."""
+        backend = self.backend
+        stripe = zlib.crc32(job_id.encode()) % LOCK_STRIPES
+        with _thread_locks[stripe]:
+            if hasattr(backend, "path") and hasattr(backend, "_filename"):
+                fd = _lock_file(os.fsdecode(backend.path), stripe)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            elif hasattr(backend, "client") and hasattr(backend.client, "lock"):
+                with backend.client.lock(f"atoll-job-lock-{job_id}", timeout=10, blocking_timeout=10):
+                    yield
+            else:
+                yield
 
     def status(self, job_id: str) -> JobStatus | None:
         """Return the stored status of ``job_id`` (one read, no callback merge), or None."""
@@ -218,9 +253,16 @@ class JobStore:
                     pipeline is not None and job.pipeline != pipeline):
                 continue
             if len(found) == limit:
-                return found, encode_cursor(found[-1].job_id)
+                return self._with_callbacks(found), encode_cursor(found[-1].job_id)
             found.append(job)
-        return found, None
+        return self._with_callbacks(found), None
+
+    def _with_callbacks(self, jobs: list[Job]) -> list[Job]:
+        """Give the listed jobs that have a callback its latest delivery state."""
+        for job in jobs:
+            if job.callback is not None:
+                job.callback = self.callback(job.job_id) or job.callback
+        return jobs
 
     def _remember(self, job: Job) -> None:
         with self._lock:
@@ -238,6 +280,23 @@ class JobStore:
         """Return job ``job_id``'s record as stored (no callback merge: listing reads one key per job)."""
         meta = self.backend.get_task_meta(job_id, cache=False)
         return Job.from_celery(meta.get("status", ""), meta.get("result"))
+
+
+#: record locks are spread over this many lock files (two jobs rarely wait for each other)
+LOCK_STRIPES = 64
+_thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+_lock_files: dict[tuple[int, str, int], int] = {}
+
+
+def _lock_file(folder: str, stripe: int) -> int:
+    """Return this process's descriptor of lock file ``stripe`` in ``folder`` (opened after a fork:
+    a descriptor inherited from the parent would share its lock)."""
+    key = (os.getpid(), folder, stripe)
+    fd = _lock_files.get(key)
+    if fd is None:
+        fd = _lock_files[key] = os.open(os.path.join(folder, f".lock-{stripe:02d}"),
+                                        os.O_RDWR | os.O_CREAT, 0o600)
+    return fd
 
 
 def _add(backend: Any, key: bytes, value: bytes | str) -> bool:

@@ -528,8 +528,8 @@ def _refuse(message: Any, reason: str, args: tuple, task: Any, context: JobConte
                 job_id, arg(0), arg(3), arg(4), (message.headers or {}).get(REQUEST_ID_HEADER))
             if not job.status.finished:
                 job.fail(ErrorBody("MessageRefused", f"the job cannot run: {reason}"))
-                context.store.save(job)
-                send_outcome(job, context, inline=False)
+                if context.store.save(job):
+                    send_outcome(job, context, inline=False)
         except Exception as exc:  # the job store is down: the message is still dropped, not retried
             log.error("job %s: could not store its failed record: %s", job_id, exc)
     message.ack()
@@ -633,14 +633,13 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         job.start()
         started = time.monotonic()
         results, error = _run_job(job, data, kwargs or {}, context, config.job_running_after)
-        if store.status(job_id) is JobStatus.CANCELLED:  # cancelled while it ran: the canceller wrote
-            log.info("job %s: pipeline %r cancelled", job_id, name)  # the record, counted the job
-            return                                                     # and sent the callback
         try:
             _finished_job(job, results, error, context)
         except EncodingError as exc:
             job.fail(ErrorBody.from_exception(exc, pipeline=name, expose=config.expose_tracebacks))
-        store.save(job)
+        if not store.save(job):  # cancelled while it ran: the canceller stored the record, counted
+            log.info("job %s: pipeline %r cancelled", job_id, name)  # the job and sent the callback
+            return
         log.info("job %s: pipeline %r %s", job_id, name, job.status.value)
         metrics.observe_job(name, job.status.value, time.monotonic() - started)
         send_outcome(job, context)
@@ -667,9 +666,9 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 error = ErrorBody.from_exception(exception or RuntimeError("the job's process was lost"),
                                                  pipeline=job.pipeline, expose=config.expose_tracebacks)
             job.fail(error)
-            context.store.save(job)
-            metrics.observe_job(job.pipeline or "", job.status.value, None)
-            send_outcome(job, context, inline=False)
+            if context.store.save(job):
+                metrics.observe_job(job.pipeline or "", job.status.value, None)
+                send_outcome(job, context, inline=False)
         except Exception:
             log.exception("job %s: could not store its failed record", task_id)
 
