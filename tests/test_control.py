@@ -8,6 +8,7 @@ import logging
 import operator
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -48,20 +49,44 @@ class Stop(Exception):
     """Raised by a signal handler in the main thread while a pass runs."""
 
 
-def raise_in(seconds: float, exc_type: type[BaseException]):
-    """Arrange for ``exc_type`` to be raised in the main thread after ``seconds`` (SIGALRM)."""
+class RaiseWhenStarted:
+    """Raise ``exc_type`` in the main thread, from a signal handler, once a file ``started-*``
+    appears in ``folder`` (work is in flight): as Celery does, the signal is sent to the process
+    (``os.kill``). ``sent`` is the monotonic time the signal was sent."""
 
-    def handler(signum, frame):
-        raise exc_type("stopped from a signal handler")
+    def __init__(self, folder: Path, exc_type: type[BaseException]):
+        self.folder, self.exc_type = folder, exc_type
+        self.sent: float | None = None
+        self.done = threading.Event()
 
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    return previous
+    def _handler(self, signum, frame):
+        raise self.exc_type("stopped from a signal handler")
 
+    def _watch(self) -> None:
+        deadline = time.monotonic() + 90
+        while not self.done.is_set() and time.monotonic() < deadline:
+            if any(self.folder.glob("started-*")):
+                self.sent = time.monotonic()
+                os.kill(os.getpid(), signal.SIGALRM)
+                return
+            time.sleep(0.05)
 
-def disarm(previous) -> None:
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGALRM, self._handler)
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.watcher.join()
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+    def wait_past(self, seconds: float) -> None:
+        """Sleep until ``seconds`` after the signal: work running then would have ended by now."""
+        assert self.sent is not None, "no work started"
+        time.sleep(max(0.0, self.sent + seconds - time.monotonic()))
 
 
 # -- RunControl on its own --------------------------------------------------------------------------
@@ -208,23 +233,19 @@ def test_an_exception_in_the_main_thread_kills_the_running_chunks(tmp_path):
     assert Pipeline().map(abs).run(range(-4, 4), executor=executor) == [4, 3, 2, 1, 0, 1, 2, 3]
     sleep = 4.0
     slow = Pipeline().map(_slow_element(str(tmp_path), sleep))
-    previous = raise_in(1.0, Stop)
-    started = time.monotonic()
-    try:
+    with RaiseWhenStarted(tmp_path, Stop) as stop:
         with pytest.raises(Stop) as caught:
             slow.run(range(6), executor=executor)
-    finally:
-        disarm(previous)
     assert type(caught.value) is Stop  # the exception's type is kept
     busy = {int(p.read_text()) for p in tmp_path.glob("started-*")}
     assert busy, "no chunk had started when the exception was raised"
     # the workers running chunks are gone: killed, not left to finish
-    gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in busy if psutil.pid_exists(pid)],
-                                    timeout=10)
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in busy if psutil.pid_exists(pid)],
+                                 timeout=10)
     assert not alive, f"workers still running: {alive}"
     assert not busy & _loky_workers()
     # no chunk finishes later, and the chunks not yet started never start
-    time.sleep(max(0.0, started + sleep + 1.0 - time.monotonic()))
+    stop.wait_past(sleep + 1.0)
     assert not list(tmp_path.glob("done-*"))
     assert len(list(tmp_path.glob("started-*"))) == len(busy)
     # the next pass starts a new pool
@@ -234,16 +255,36 @@ def test_an_exception_in_the_main_thread_kills_the_running_chunks(tmp_path):
 def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
     executor = forced(2, max_chunk=1)
     slow = Pipeline().map(_slow_element(str(tmp_path), 4.0))
-    previous = raise_in(1.0, KeyboardInterrupt)
-    try:
+    with RaiseWhenStarted(tmp_path, KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):
             slow.run(range(4), executor=executor)
-    finally:
-        disarm(previous)
     busy = {int(p.read_text()) for p in tmp_path.glob("started-*")}
     _, alive = psutil.wait_procs([psutil.Process(pid) for pid in busy if psutil.pid_exists(pid)],
                                  timeout=10)
-    assert not alive
+    assert busy and not alive
+
+
+def test_a_pass_of_another_thread_on_the_same_workers_is_not_broken(tmp_path, caplog):
+    executor = forced(2, max_chunk=1)
+    results: list = []
+
+    def other_pass():
+        p = Pipeline().map(lambda x: (time.sleep(0.2), x * 10)[1])
+        results.append(p.run(range(20), executor=executor))
+
+    slow = Pipeline().map(_slow_element(str(tmp_path), 2.0))
+    other = threading.Thread(target=other_pass)
+    try:
+        with caplog.at_level(logging.INFO, logger="atoll.executors.local"), \
+                RaiseWhenStarted(tmp_path, Stop):
+            other.start()
+            with pytest.raises(Stop):
+                slow.run(range(4), executor=executor)
+    finally:
+        other.join()
+    # the workers were shared: left running, so the other thread's pass ended normally
+    assert "another pass uses the same workers" in caplog.text
+    assert results == [[x * 10 for x in range(20)]]
 
 
 # -- Spark ----------------------------------------------------------------------------------------------
@@ -293,13 +334,9 @@ def test_an_exception_in_the_main_thread_cancels_the_spark_job_group(spark, tmp_
         Path(tmp_path, f"done-{x}").write_text(group)
         return x
 
-    previous = raise_in(2.0, SoftTimeLimitExceeded)
-    started = time.monotonic()
-    try:
+    with RaiseWhenStarted(tmp_path, SoftTimeLimitExceeded) as stop:
         with pytest.raises(SoftTimeLimitExceeded) as caught:
             Pipeline().map(slow).run(list(range(4)), executor=spark)
-    finally:
-        disarm(previous)
     assert type(caught.value) is SoftTimeLimitExceeded  # not py4j's error
     groups = {p.read_text() for p in tmp_path.glob("started-*")}
     assert len(groups) == 1, groups
@@ -314,6 +351,6 @@ def test_an_exception_in_the_main_thread_cancels_the_spark_job_group(spark, tmp_
         time.sleep(0.1)
     assert {tracker.getJobInfo(j).status for j in jobs} == {"FAILED"}  # cancelled
     # the tasks were killed: none of them gets to the end of its sleep
-    time.sleep(max(0.0, started + sleep + 2.0 - time.monotonic()))
+    stop.wait_past(sleep + 2.0)
     assert not list(tmp_path.glob("done-*"))
     assert Pipeline().map(abs).run([-1, 2], executor=spark) == [1, 2]

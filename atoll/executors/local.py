@@ -412,13 +412,13 @@ class LocalExecutor(SerialExecutor):
         chunks still running are killed (:meth:`_ReadAhead.close`).
         """
         payload = self._dumps((steps, aggregate))
-        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer), run,
-                            announce=total is None)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, unit="chunk", desc="atoll")
+        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer), run,
+                            announce=total is None)
         stopped = True  # until every chunk is back or one reports its own failure
         try:
             for future, chunk in reader:
