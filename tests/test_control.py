@@ -228,6 +228,7 @@ def _slow_element(folder: str, seconds: float):
     return slow
 
 
+@pytest.mark.slow
 def test_an_exception_in_the_main_thread_kills_the_running_chunks(tmp_path):
     executor = forced(2, max_chunk=1)
     assert Pipeline().map(abs).run(range(-4, 4), executor=executor) == [4, 3, 2, 1, 0, 1, 2, 3]
@@ -252,6 +253,7 @@ def test_an_exception_in_the_main_thread_kills_the_running_chunks(tmp_path):
     assert Pipeline().map(abs).run(range(-4, 4), executor=executor) == [4, 3, 2, 1, 0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
     executor = forced(2, max_chunk=1)
     slow = Pipeline().map(_slow_element(str(tmp_path), 4.0))
@@ -264,6 +266,7 @@ def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
     assert busy and not alive
 
 
+@pytest.mark.slow
 def test_a_pass_of_another_thread_on_the_same_workers_is_not_broken(tmp_path, caplog):
     executor = forced(2, max_chunk=1)
     results: list = []
@@ -295,6 +298,7 @@ def spark(spark_local_executor):
     return spark_local_executor
 
 
+@pytest.mark.spark
 def test_spark_tasks_are_counted(spark):
     from atoll.executors.spark import SparkExecutor
 
@@ -308,6 +312,7 @@ def test_spark_tasks_are_counted(spark):
     assert calls.check() == (12, 12)
 
 
+@pytest.mark.spark
 def test_spark_reduce_by_key_counts_both_stages(spark):
     calls = Recorder()
     with control.using(RunControl(on_progress=calls, interval=3600)):
@@ -320,8 +325,13 @@ def test_spark_reduce_by_key_counts_both_stages(spark):
     assert len(calls.calls) <= 2  # throttled: the first state seen, then the last at the end
 
 
-def test_an_exception_in_the_main_thread_cancels_the_spark_job_group(spark, tmp_path):
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.parametrize("spark_fixture", ["spark_local_executor", "spark_cluster_executor"])
+def test_an_exception_in_the_main_thread_cancels_the_spark_job_group(spark_fixture, request, tmp_path):
     from celery.exceptions import SoftTimeLimitExceeded
+
+    spark = request.getfixturevalue(spark_fixture)  # local mode first: the cluster's context is last
 
     sleep = 8.0
 

@@ -503,7 +503,8 @@ class _ReadAhead:
 
     def __iter__(self):
         run = self.run
-        timeout = None if run is None else run.interval  # to report a throttled state in time
+        # with a throttled control, wake up now and then to report a state held back meanwhile
+        timeout = run.interval if run is not None and run.interval > 0 else None
         self._fill()
         while self.window:
             oldest = self.window[0][0]

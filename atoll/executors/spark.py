@@ -30,7 +30,8 @@ raised inside py4j's socket read, and py4j turns any ``Exception`` raised there 
 
 Progress (:mod:`atoll.control`): the tasks of each job of the run (one per partition of each stage) are
 the units of work. A thread polls Spark's status tracker for the run's job group every ``interval``
-seconds while an action runs, and the calling thread reports what it found.
+seconds (:data:`MIN_POLL_SECONDS` at least) while an action runs, and the calling thread reports what it
+found.
 
 Mesos: Spark 4 removed it. With pyspark >= 4 a ``mesos://`` master (also the one ``zookeeper_host``
 sets) is a :class:`SparkUnavailableError` saying to install pyspark 3.5.x. Without pyspark or Java the
@@ -72,6 +73,8 @@ INSTALL_JAVA = ("install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`
 _LOOPBACK_MASTER = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost)[:/].*)$")
 _MAX_FAILURE_BYTES = 256 * 1024
 _FAILURE = re.compile(r"ATOLL-FAILURE<([A-Za-z0-9+/=]+)>")
+#: the shortest period, in seconds, at which a run's progress is polled from Spark's status tracker
+MIN_POLL_SECONDS = 0.05
 
 
 class SparkUnavailableError(ConfigError):
@@ -287,7 +290,8 @@ class _RunJobs:
     Each action runs in a helper thread (the job group is set there: Spark's local properties belong
     to the thread); the calling thread waits, interruptibly, and on any exception cancels the group,
     jobs submitted later included. With a :class:`~atoll.control.RunControl`, a second thread polls
-    the status tracker every ``interval`` seconds; the calling thread applies what it found, so
+    the status tracker every ``interval`` seconds (:data:`MIN_POLL_SECONDS` at least); the calling
+    thread applies what it found, so
     ``on_progress`` runs in the calling thread as on the other executors.
     """
 
@@ -299,6 +303,7 @@ class _RunJobs:
         self.stages: dict[int, list[int]] = {}
         self.found = (0, 0)  # (total, done) over self.stages, as the poller last saw them
         self.applied = (0, 0)  # what the control was told
+        self.period = max(run.interval, MIN_POLL_SECONDS) if run is not None else None
 
     def action(self, call: Callable[[], Any]) -> Any:
         """Return ``call()`` (a Spark action), run in a helper thread inside the run's job group."""
@@ -325,7 +330,7 @@ class _RunJobs:
                 finished.wait()
             else:
                 poller.start()
-                while not finished.wait(self.run.interval):
+                while not finished.wait(self.period):
                     self._apply()
                 poller.join()
                 self._apply()
@@ -363,7 +368,7 @@ class _RunJobs:
         """Poller thread: look at the group's jobs every ``interval`` seconds until the action ends."""
         try:
             tracker = self.sc.statusTracker()
-            while not finished.wait(self.run.interval):
+            while not finished.wait(self.period):
                 self._look(tracker)
             if "error" not in outcome:
                 # the status store is fed asynchronously: let it catch up, then count every stage
