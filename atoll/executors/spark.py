@@ -291,8 +291,8 @@ class _RunJobs:
     to the thread); the calling thread waits, interruptibly, and on any exception cancels the group,
     jobs submitted later included. With a :class:`~atoll.control.RunControl`, a second thread polls
     the status tracker every ``interval`` seconds (:data:`MIN_POLL_SECONDS` at least); the calling
-    thread applies what it found, so
-    ``on_progress`` runs in the calling thread as on the other executors.
+    thread applies what it found, so ``on_progress`` runs in the calling thread as on the other
+    executors.
     """
 
     def __init__(self, sc: Any, run: control.RunControl | None):
