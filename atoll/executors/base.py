@@ -48,7 +48,9 @@ class NestedPipeline:
     def __call__(self, x):
         from atoll.executors.serial import SerialExecutor
 
-        return SerialExecutor().run(self.pipeline, x, self.kwargs)
+        executor = SerialExecutor()
+        executor.report_progress = False  # once per element: not a pass of the run
+        return executor.run(self.pipeline, x, self.kwargs)
 
 
 def bind(stage: Stage, kwargs: dict) -> Any:

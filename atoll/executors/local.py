@@ -24,6 +24,19 @@ chunk by chunk as the workers ask for more, so a generator is never held whole.
 The workers are atoll's own loky pool (one per ``n_jobs`` value, kept between passes, idle workers exit
 after ``IDLE_SECONDS``), not the reusable executor that ``joblib.Parallel`` shares: a user's own joblib
 calls in the same process neither break nor restart atoll's workers, and the other way round.
+
+Stopping: when a chunk fails, chunks not yet started are cancelled and those running finish, so the same
+workers serve the next pass. When any other exception escapes a pass while chunks run (a signal
+handler's exception raised in this thread, such as Celery's ``SoftTimeLimitExceeded``, a
+``KeyboardInterrupt``, an input that fails while it is read), the pool's workers are killed at once and
+the next pass starts a new pool; the exception propagates unchanged. If another thread of this process
+is running a pass on the same pool, the workers are not killed (that would fail its pass): chunks not
+yet started are cancelled and the running ones are left to finish on their own.
+
+Progress (:mod:`atoll.control`): a pass sent to the workers counts its chunks in the current
+:class:`~atoll.control.RunControl` (all of them when the length is known, each as it is submitted for
+other inputs), and a chunk as done when its result is back; the probe slices count as nothing. A pass
+that stays in this process counts as one unit.
 """
 
 from __future__ import annotations
@@ -46,7 +59,7 @@ import cloudpickle
 from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from atoll import output, serialization
+from atoll import control, output, serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine
 from atoll.operators import Step, run_steps
@@ -74,6 +87,8 @@ IDLE_SECONDS = 300
 
 _pools: dict[int, ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
+#: passes running on each pool now (by id of the pool): a pool is killed only by its only user
+_pool_users: dict[int, int] = {}
 
 
 def worker_pool(n_jobs: int, broken: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor:
@@ -91,6 +106,27 @@ def worker_pool(n_jobs: int, broken: ProcessPoolExecutor | None = None) -> Proce
                                                         initializer=_exit_with_parent,
                                                         initargs=(os.getpid(),))
         return pool
+
+
+def _enter_pool(pool: ProcessPoolExecutor) -> None:
+    with _pools_lock:
+        _pool_users[id(pool)] = _pool_users.get(id(pool), 0) + 1
+
+
+def _leave_pool(pool: ProcessPoolExecutor, kill: bool) -> bool:
+    """Stop using ``pool``; with ``kill``, kill its workers (now, not waiting for running chunks) and
+    drop it, unless another pass uses it too. Returns True when the workers were killed."""
+    with _pools_lock:
+        users = _pool_users.pop(id(pool), 1) - 1
+        if users:
+            _pool_users[id(pool)] = users
+        if not kill or users:
+            return False
+        for n_jobs, known in list(_pools.items()):
+            if known is pool:
+                del _pools[n_jobs]  # the next pass starts a new pool
+    pool.shutdown(wait=True, kill_workers=True)
+    return True
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -281,18 +317,27 @@ class LocalExecutor(SerialExecutor):
         return serialization.dumps(obj)
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
+        run = control.current()
         source = _Source(data)
         parts, per_item, transfer = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0}
         self.last_plan = plan
         remaining = source.remaining()
         if source.exhausted or remaining == 0:
+            if run is not None:  # a pass that stays here is one unit, as on the serial executor
+                run.add_total(1)
+                run.advance(1)
             return combine(parts, aggregate)
         if self.min_parallel_seconds > 0 and not self._worth_it(per_item, transfer, remaining):
             plan["inline"] = -1 if remaining is None else remaining
+            if run is not None:
+                run.add_total(1)
             rest = (run_steps(steps, chunk, aggregate)
                     for chunk in chunks_of(source.rest(), self.chunk_size))
-            return combine(chain(parts, rest), aggregate)
+            result = combine(chain(parts, rest), aggregate)
+            if run is not None:
+                run.advance(1)
+            return result
         size = self._chunk_size(per_item, remaining)
         total = None
         if remaining is None:
@@ -303,7 +348,15 @@ class LocalExecutor(SerialExecutor):
             chunks = _even_chunks(source.rest(), total)
             size = math.ceil(remaining / total)
         plan["chunk_size"], plan["chunks"] = size, total or 0
-        return combine(chain(parts, self._parallel(chunks, steps, aggregate, total)), aggregate)
+        if run is not None and total is not None:
+            run.add_total(total)
+        results = self._parallel(chunks, steps, aggregate, total, run)
+        try:
+            return combine(chain(parts, results), aggregate)
+        finally:
+            # at once, not when the traceback holding it is dropped: if combining raised, the chunks
+            # still running are stopped now
+            results.close()
 
     def _worth_it(self, per_item: float, transfer: float, remaining: int | None) -> bool:
         """Return True when workers would finish the rest sooner than this process alone.
@@ -351,22 +404,29 @@ class LocalExecutor(SerialExecutor):
             per_chunk = math.ceil(remaining / count)
         return max(1, min(per_chunk, self.max_chunk))
 
-    def _parallel(self, chunks, steps, aggregate, total: int | None):
+    def _parallel(self, chunks, steps, aggregate, total: int | None,
+                  run: control.RunControl | None = None):
         """Yield each chunk's result, in order, from the worker pool.
 
         Chunks are read and submitted ahead (:class:`_ReadAhead`), so a worker never waits for the
         oldest chunk to come back; at most ``2 * n_jobs`` chunks are read and not yet finished, so a
         generator is read as fast as the workers consume it and no faster. The pool is atoll's own
         loky executor (:func:`worker_pool`), driven through its futures: no polling.
+
+        Chunks are counted in ``run`` as they finish (and announced as they are submitted when
+        ``total`` is unknown). If the pass ends early for any reason but a chunk's own failure, the
+        chunks still running are killed (:meth:`_ReadAhead.close`).
         """
         payload = self._dumps((steps, aggregate))
-        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer,
-                                                         capture=output.settings()))
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, unit="chunk", desc="atoll")
+        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer,
+                                                         capture=output.settings()),
+                            run, announce=total is None)
+        stopped = True  # until every chunk is back or one reports its own failure
         try:
             for future, chunk in reader:
                 result = output.merged(future.result())  # a chunk's captured output joins the job's
@@ -375,10 +435,12 @@ class LocalExecutor(SerialExecutor):
                 if bar is not None:
                     bar.update(1)
                 if isinstance(result, _Failed):
+                    stopped = False
                     raise result.error
                 yield _unpack(result)
+            stopped = False
         finally:
-            reader.close()
+            reader.close(kill=stopped)
             if bar is not None:
                 bar.close()
 
@@ -391,11 +453,19 @@ class _ReadAhead:
 
     The input is read in the calling thread (a generator may hold a database cursor or other state
     bound to its thread). Chunks submitted and not yet taken are bounded (``4 * n_jobs``).
+
+    With a :class:`~atoll.control.RunControl`, each chunk is counted done when its future is seen
+    finished (in the calling thread, in the order they finish), and with ``announce`` each chunk is
+    added to the total as it is submitted.
     """
 
-    def __init__(self, chunks: Iterable, n_jobs: int, task: Callable):
+    def __init__(self, chunks: Iterable, n_jobs: int, task: Callable,
+                 run: control.RunControl | None = None, announce: bool = False):
         self.chunks, self.n_jobs, self.task = iter(chunks), n_jobs, task
+        self.run, self.announce = run, announce and run is not None
+        self.counted: set = set()  # futures of the window already counted done
         self.pool = worker_pool(n_jobs)
+        _enter_pool(self.pool)
         self.window: deque = deque()
         self.exhausted = False
 
@@ -407,8 +477,22 @@ class _ReadAhead:
             # a worker died in an earlier pass (its error was raised there): start afresh
             if self.window:
                 raise
+            _leave_pool(self.pool, kill=False)
             self.pool = worker_pool(self.n_jobs, broken=self.pool)
+            _enter_pool(self.pool)
             return self.pool.submit(self.task, chunk)
+
+    def _count_finished(self) -> None:
+        """Count the chunks seen finished since the last look (a RunControl is set)."""
+        newly = 0
+        for future, _ in self.window:
+            if future not in self.counted and future.done():
+                self.counted.add(future)
+                newly += 1
+        if newly:
+            self.run.advance(newly)
+        else:
+            self.run.tick()
 
     def _fill(self) -> None:
         """Read and submit chunks while fewer than ``2 * n_jobs`` are unfinished."""
@@ -421,24 +505,44 @@ class _ReadAhead:
                 return
             packed = _pack(chunk)  # kept, not the chunk: smaller, and unpacked here for a resend
             self.window.append((self.submit(packed), packed))
+            if self.announce:
+                self.run.add_total(1)
 
     def __iter__(self):
+        run = self.run
+        # with a throttled control, wake up now and then to report a state held back meanwhile
+        timeout = run.interval if run is not None and run.interval > 0 else None
         self._fill()
         while self.window:
             oldest = self.window[0][0]
             while not oldest.done():
                 unfinished = [future for future, _ in self.window if not future.done()]
-                wait(unfinished, return_when=FIRST_COMPLETED)
+                wait(unfinished, timeout=timeout, return_when=FIRST_COMPLETED)
+                if run is not None:
+                    self._count_finished()
                 self._fill()
+            if run is not None:
+                self._count_finished()
+                self.counted.discard(oldest)
             yield self.window.popleft()
             self._fill()
 
-    def close(self) -> None:
-        """Cancel what has not started and let running chunks finish, so the same workers serve the
-        next pass."""
+    def close(self, kill: bool = False) -> None:
+        """Cancel the chunks that have not started. Without ``kill`` let the running ones finish, so
+        the same workers serve the next pass; with ``kill`` kill the pool's workers now (see
+        :func:`_leave_pool`)."""
         for future, _ in self.window:
             future.cancel()
-        for future, _ in self.window:
+        running = [future for future, _ in self.window if not future.done()]
+        if kill and running:
+            if _leave_pool(self.pool, kill=True):
+                logger.info("stopped %d running chunk(s): the pass ended early", len(running))
+            else:
+                logger.info("%d running chunk(s) left to finish: another pass uses the same "
+                            "workers", len(running))
+            return
+        _leave_pool(self.pool, kill=False)
+        for future in running:
             if not future.cancelled():
                 try:
                     future.result()

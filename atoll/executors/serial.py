@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+from atoll import control
 from atoll.executors.base import Executor
 from atoll.operators import Step, merge_partials, run_steps
 
@@ -42,14 +43,29 @@ def combine(parts: Iterable, aggregate: Step | None) -> Any:
 
 class SerialExecutor(Executor):
     """Runs a pipeline in the calling process, ``chunk_size`` elements at a time: a generator is never
-    held whole, and a fused pass over a long list or range never builds full-length intermediates."""
+    held whole, and a fused pass over a long list or range never builds full-length intermediates.
+
+    Each pass counts as one unit of work in the current :class:`~atoll.control.RunControl` (total 1,
+    done 1 when it ends), unless ``report_progress`` is False (a pipeline nested in a stage, which runs
+    once per element, does not count).
+    """
 
     name = "serial"
 
     def __init__(self, chunk_size: int = 65536):
         self.chunk_size = chunk_size
+        self.report_progress = True
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
+        run = control.current() if self.report_progress else None
+        if run is None:
+            return self._serial_pass(data, steps, aggregate)
+        run.add_total(1)
+        result = self._serial_pass(data, steps, aggregate)
+        run.advance(1)
+        return result
+
+    def _serial_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         if isinstance(data, (list, tuple, range)) and len(data) <= self.chunk_size:
             part = run_steps(steps, data, aggregate)
             return part if aggregate is None else merge_partials(aggregate, [part])

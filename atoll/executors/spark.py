@@ -21,6 +21,18 @@ Functions travel with cloudpickle (modules registered by value included); the dr
 given to the Python workers as ``PYTHONPATH``, so a module importable here imports on workers that share
 this disk (local mode, a cluster on this machine); elsewhere install it on the workers as usual.
 
+Every run is a Spark job group of its own (``atoll-<uuid>``). Each Spark action (a ``collect``) runs in
+a helper thread while the calling thread waits; when an exception is raised in the calling thread
+meanwhile (a signal handler's exception such as Celery's ``SoftTimeLimitExceeded``, a
+``KeyboardInterrupt``), the run's job group is cancelled, its running tasks are interrupted, and the
+exception propagates unchanged. (Were the action called in the calling thread, the exception would be
+raised inside py4j's socket read, and py4j turns any ``Exception`` raised there into a ``Py4JError``.)
+
+Progress (:mod:`atoll.control`): the tasks of each job of the run (one per partition of each stage) are
+the units of work. A thread polls Spark's status tracker for the run's job group every ``interval``
+seconds (:data:`MIN_POLL_SECONDS` at least) while an action runs, and the calling thread reports what it
+found.
+
 Mesos: Spark 4 removed it. With pyspark >= 4 a ``mesos://`` master (also the one ``zookeeper_host``
 sets) is a :class:`SparkUnavailableError` saying to install pyspark 3.5.x. Without pyspark or Java the
 error says what to install: ``pip install 'atoll[spark]'``, Java 17.
@@ -38,13 +50,14 @@ import shutil
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
 import cloudpickle
 
-from atoll import serialization
+from atoll import control, serialization
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
 from atoll.executors.base import Executor
 from atoll.executors.serial import chunks_of
@@ -60,6 +73,8 @@ INSTALL_JAVA = ("install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`
 _LOOPBACK_MASTER = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost)[:/].*)$")
 _MAX_FAILURE_BYTES = 256 * 1024
 _FAILURE = re.compile(r"ATOLL-FAILURE<([A-Za-z0-9+/=]+)>")
+#: the shortest period, in seconds, at which a run's progress is polled from Spark's status tracker
+MIN_POLL_SECONDS = 0.05
 
 
 class SparkUnavailableError(ConfigError):
@@ -267,6 +282,125 @@ def _parse_partition(parse, iterator: Iterable) -> Iterable:
         raise _encoded(exc) from None
 
 
+# -- a run's Spark jobs: progress and cancellation ---------------------------------------------
+
+class _RunJobs:
+    """The Spark jobs of one run: their job group, the actions that start them, and their progress.
+
+    Each action runs in a helper thread (the job group is set there: Spark's local properties belong
+    to the thread); the calling thread waits, interruptibly, and on any exception cancels the group,
+    jobs submitted later included. With a :class:`~atoll.control.RunControl`, a second thread polls
+    the status tracker every ``interval`` seconds (:data:`MIN_POLL_SECONDS` at least); the calling
+    thread applies what it found, so ``on_progress`` runs in the calling thread as on the other
+    executors.
+    """
+
+    def __init__(self, sc: Any, run: control.RunControl | None):
+        self.sc = sc
+        self.run = run
+        self.group = f"atoll-{uuid.uuid4().hex}"
+        #: per stage seen: [tasks, tasks completed] (a stage shared by two jobs counts once)
+        self.stages: dict[int, list[int]] = {}
+        self.found = (0, 0)  # (total, done) over self.stages, as the poller last saw them
+        self.applied = (0, 0)  # what the control was told
+        self.period = max(run.interval, MIN_POLL_SECONDS) if run is not None else None
+
+    def action(self, call: Callable[[], Any]) -> Any:
+        """Return ``call()`` (a Spark action), run in a helper thread inside the run's job group."""
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def act() -> None:
+            try:
+                self.sc.setJobGroup(self.group, "atoll run", interruptOnCancel=True)
+                outcome["value"] = call()
+            except BaseException as exc:  # handed to the calling thread
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        worker = threading.Thread(target=act, name="atoll-spark-action", daemon=True)
+        poller = None
+        if self.run is not None:
+            poller = threading.Thread(target=self._poll, args=(finished, outcome),
+                                      name="atoll-spark-progress", daemon=True)
+        try:
+            worker.start()
+            if poller is None:
+                finished.wait()
+            else:
+                poller.start()
+                while not finished.wait(self.period):
+                    self._apply()
+                poller.join()
+                self._apply()
+        except BaseException:
+            self.cancel()
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def cancel(self) -> None:
+        """Cancel the group's running jobs and any it would start later (tasks are interrupted)."""
+        try:
+            jsc = self.sc._jsc.sc()
+            if hasattr(jsc, "cancelJobGroupAndFutureJobs"):  # Spark >= 4
+                jsc.cancelJobGroupAndFutureJobs(self.group)
+            else:
+                self.sc.cancelJobGroup(self.group)
+            log.info("cancelled Spark job group %s", self.group)
+        except Exception as exc:  # the exception being raised matters more
+            log.warning("could not cancel Spark job group %s: %r", self.group, exc)
+
+    def _apply(self) -> None:
+        total, done = self.found
+        added, advanced = total - self.applied[0], done - self.applied[1]
+        self.applied = (total, done)
+        if added > 0:
+            self.run.add_total(added)
+        if advanced > 0:
+            self.run.advance(advanced)
+        if not added and not advanced:
+            self.run.tick()
+
+    def _poll(self, finished: threading.Event, outcome: dict) -> None:
+        """Poller thread: look at the group's jobs every ``interval`` seconds until the action ends."""
+        try:
+            tracker = self.sc.statusTracker()
+            while not finished.wait(self.period):
+                self._look(tracker)
+            if "error" not in outcome:
+                # the status store is fed asynchronously: let it catch up, then count every stage
+                # of the finished jobs as done (a skipped stage never completes its tasks)
+                try:
+                    self.sc._jsc.sc().listenerBus().waitUntilEmpty(2000)
+                except Exception:
+                    pass
+                self._look(tracker)
+                for counts in self.stages.values():
+                    counts[1] = counts[0]
+                self._sum()
+        except Exception as exc:  # progress is best effort; the action goes on
+            log.debug("polling Spark's status tracker for %s failed: %r", self.group, exc)
+
+    def _look(self, tracker: Any) -> None:
+        for job_id in tracker.getJobIdsForGroup(self.group):
+            job = tracker.getJobInfo(job_id)
+            if job is None:
+                continue
+            for stage_id in job.stageIds:
+                stage = tracker.getStageInfo(stage_id)
+                if stage is None:
+                    continue
+                counts = self.stages.setdefault(stage_id, [stage.numTasks, 0])
+                counts[1] = max(counts[1], min(stage.numCompletedTasks, counts[0]))
+        self._sum()
+
+    def _sum(self) -> None:
+        self.found = (sum(c[0] for c in self.stages.values()), sum(c[1] for c in self.stages.values()))
+
+
 # -- the executor --------------------------------------------------------------------------------
 
 class SparkExecutor(Executor):
@@ -320,14 +454,22 @@ class SparkExecutor(Executor):
         path = _worker_pythonpath()
         if sc.environment.get("PYTHONPATH") != path:
             sc.environment["PYTHONPATH"] = path
-        outer = getattr(self._local, "cached", None)
+        outer = getattr(self._local, "cached", None), getattr(self._local, "jobs", None)
         self._local.cached = []
+        self._local.jobs = _RunJobs(sc, control.current())
         try:
             return self._decoding(super().run, pipeline, data, kwargs)
         finally:
             for rdd in self._local.cached:
                 rdd.unpersist()
-            self._local.cached = outer
+            self._local.cached, self._local.jobs = outer
+
+    def _action(self, call: Callable[[], Any]) -> Any:
+        """Return ``call()``, a Spark action, run in the run's job group (see :class:`_RunJobs`)."""
+        jobs = getattr(self._local, "jobs", None)
+        if jobs is None:  # outside run(): a job group of its own
+            jobs = _RunJobs(self.context, control.current())
+        return self._decoding(jobs.action, call)
 
     def _decoding(self, action, *args) -> Any:
         """Run ``action``; a Spark job failure that carries an atoll error raises that error."""
@@ -375,7 +517,7 @@ class SparkExecutor(Executor):
         combined = rdd.mapPartitions(runner)
         if aggregate.op.keyed:
             return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
-        return merge_partials(aggregate, self._decoding(combined.collect))
+        return merge_partials(aggregate, self._action(combined.collect))
 
     def is_dataset(self, value: Any) -> bool:
         try:
@@ -385,7 +527,7 @@ class SparkExecutor(Executor):
         return isinstance(value, RDD)
 
     def collect_dataset(self, value: Any) -> Any:
-        return self._decoding(value.collect)
+        return self._action(value.collect)
 
     def reusable(self, value: Any) -> Any:
         if self.is_dataset(value) and not value.is_cached:  # a caller's own cache is left alone

@@ -355,7 +355,8 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
     try:
         limit = config.job_log_max_bytes and max(config.job_log_max_bytes, joblogs.MIN_MAX_BYTES)
         with joblogs.capture(limit) as output, \
-                control.using(control.RunControl(on_progress=running.progress)):
+                control.using(control.RunControl(on_progress=running.progress,
+                                                 propagate=(SoftTimeLimitExceeded,))):
             try:
                 return jsonable(context.run(job.pipeline, data, kwargs)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
