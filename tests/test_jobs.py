@@ -186,6 +186,30 @@ def test_cancelling_a_finished_job_is_a_409_and_an_unknown_one_a_404(stack):
     assert unknown.status_code == 404 and unknown.get_json()["error"]["name"] == "UnknownJob"
 
 
+# -- progress ---------------------------------------------------------------------------------
+
+
+def test_a_running_job_shows_its_progress(stack, tmp_path):
+    _, _, client, _ = stack
+    # 12 chunks of one element, 0.4 s each, on 2 pool processes: about 2.4 s of running
+    job_id = submit(client, "chunked", list(range(12)), kwargs={"seconds": 0.4, "folder": str(tmp_path)})
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        record = client.get(f"/jobs/{job_id}").get_json()
+        if record["progress"] is not None:
+            seen.append((record["progress"]["done"], record["progress"]["total"]))
+        if record["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.1)
+    assert record["status"] == "succeeded"
+    assert record["progress"] == {"done": 12, "total": 12}
+    running = [p for p in seen[:-1] if p[0] < p[1]]
+    assert running, f"no progress was shown while the job ran: {seen}"
+    assert all(total == 12 for _, total in running)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)  # never goes back
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
