@@ -159,7 +159,8 @@ class Client:
         found: list[Job] = []
         cursor = None
         while len(found) < limit:
-            params = {"limit": min(self.list_page_size, limit - len(found)), "status": status, "pipeline": pipeline,
+            params = {"limit": min(self.list_page_size, limit - len(found)), "status": status,
+                      "pipeline": pipeline,
                       "cursor": cursor}
             page = self.request("GET", "/jobs", params={k: v for k, v in params.items() if v is not None})
             for record in page["jobs"]:

@@ -63,7 +63,8 @@ def timed(client, path: str, repeat: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
@@ -87,7 +88,7 @@ def main() -> None:
             ("one job: GET /jobs/<id>", f"/jobs/{ids[len(ids) // 2]}"),
         ]
         print(f"\nGET /jobs on the embedded store with {args.records} records (median of {args.repeat})\n")
-        print(f"| query | jobs answered | time |\n|---|---|---|")
+        print("| query | jobs answered | time |\n|---|---|---|")
         for label, path in queries:
             seconds, count = timed(client, path, args.repeat)
             print(f"| {label} | {count} | {seconds * 1000:.1f} ms |")

@@ -82,6 +82,10 @@ def build_service(config: Config) -> Atoll:
                               executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
                                                      max_chunk=1))
     service.register_pipeline("/big", Pipeline(name="big").flatMap(_big))
+    # Spark in the worker's pool process (spark_master in the config), started on first use only
+    service.register_pipeline("/sparknap", Pipeline(name="sparknap").map(_nap_and_mark,
+                                                                         kwargs=["seconds", "folder"]),
+                              distributed=True)
     return service
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from atoll.service.model import JobFailed
 from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.spark_cluster import require_spark
 
 pytestmark = pytest.mark.slow
 
@@ -408,3 +409,53 @@ def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path
     for job_id, outcome in winners.items():
         assert store.load(job_id).status.value == outcome
     assert len(set(winners.values())) > 1  # the race was real: several sides won some jobs
+
+
+# -- Spark in the worker ----------------------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_a_spark_job_shows_its_progress_and_is_stopped_when_cancelled(tmp_path):
+    """The worker's pool process runs the pipeline on Spark (local mode): the record shows partitions
+    done while it runs, and a cancelled job's Spark tasks stop (no marker written after the cancel)."""
+    require_spark()
+    path, config = write_config(tmp_path, spark_master="local[2]",
+                                spark_conf={"spark.default.parallelism": "6", "spark.ui.enabled": "false"},
+                                worker_concurrency=1)
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        client = build_service(config).create_app().test_client()
+        done_folder = tmp_path / "done"
+        done_folder.mkdir()
+        job_id = submit(client, "sparknap", list(range(6)),
+                        kwargs={"seconds": 1.0, "folder": str(done_folder)})
+        seen = []
+        record = wait_until(lambda: _progress_seen(client, job_id, seen), timeout=120)
+        assert record["status"] == "succeeded" and sorted(record["results"]) == list(range(6))
+        assert record["progress"]["done"] == record["progress"]["total"] >= 6
+        assert any(done < total for done, total in seen[:-1]), seen
+
+        cancelled_folder = tmp_path / "cancelled"
+        cancelled_folder.mkdir()
+        job_id = submit(client, "sparknap", list(range(6)), kwargs={"seconds": 6.0,
+                                                                    "folder": str(cancelled_folder)})
+        wait_until(lambda: (client.get(f"/jobs/{job_id}").get_json()["progress"] or {}).get("total"),
+                   timeout=60)
+        assert client.delete(f"/jobs/{job_id}").status_code == 200
+        # the tasks running at the cancel (6 s naps) are killed: Spark interrupts them and kills their
+        # Python workers after spark.python.task.killTimeout (2 s); the partitions left never start
+        time.sleep(9)
+        assert list(cancelled_folder.iterdir()) == []
+        assert client.get(f"/jobs/{job_id}").get_json()["status"] == "cancelled"
+        again = submit(client, "sparknap", [1], kwargs={"seconds": 0, "folder": str(done_folder)})
+        assert wait_for_job(client, again, timeout=60)["status"] == "succeeded"
+    finally:
+        worker.stop()
+
+
+def _progress_seen(client, job_id, seen):
+    record = client.get(f"/jobs/{job_id}").get_json()
+    if record["progress"] is not None:
+        seen.append((record["progress"]["done"], record["progress"]["total"]))
+    return record if record["status"] in ("succeeded", "failed", "cancelled") else None

@@ -4,8 +4,6 @@ valid for both; a job record with its callback state and a status-only /health f
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS31Validator, validate

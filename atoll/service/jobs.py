@@ -34,8 +34,14 @@ from atoll.service.callbacks import CallbackURLError, check_callback_url
 from atoll.service.errors import RETRY_AFTER_UNAVAILABLE, ApiError
 from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.model import CallbackState, Job, JobStatus, RunRequest, is_job_id, new_job_id, now
-from atoll.service.store import (LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, BadCursor, JobStore, ListingUnsupported,
-                                 decode_cursor)
+from atoll.service.store import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    BadCursor,
+    JobStore,
+    ListingUnsupported,
+    decode_cursor,
+)
 from atoll.service.transport import live_consumers, redact_url
 
 __all__ = ["Jobs", "jobs_of", "submit_response", "blueprint", "install", "broker_check", "worker_check",
@@ -220,7 +226,8 @@ def submit_response(service: Any, run: RunRequest, body: dict) -> Response:
 
 def _store_down(exc: Exception) -> ApiError:
     log.error("job store unavailable: %s", exc)
-    return _unavailable("ResultStoreUnavailable", f"the job store is unavailable: {type(exc).__name__}: {exc}")
+    return _unavailable("ResultStoreUnavailable",
+                        f"the job store is unavailable: {type(exc).__name__}: {exc}")
 
 
 def _job_or_404(service: Any, job_id: str) -> Job:

@@ -185,7 +185,8 @@ class ErrorBody:
                        exc.stage.to_dict() if exc.stage is not None else None, item)
         if isinstance(exc, PipelineError):
             return cls(type(exc).__name__, exc.message, exc.remote_traceback or "",
-                       exc.stage.to_dict() if exc.stage is not None else None, _item(exc.item, repr(exc.item)))
+                       exc.stage.to_dict() if exc.stage is not None else None,
+                       _item(exc.item, repr(exc.item)))
         if isinstance(exc, EncodingError):
             return cls("EncodingError", f"pipeline {pipeline!r} returned a result that is not JSON: {exc}",
                        text)
@@ -348,7 +349,8 @@ class Job:
             job_id=str(record["job_id"]), pipeline=record.get("pipeline"),
             status=JobStatus(record.get("status", "queued")), submitted_at=record.get("submitted_at"),
             started_at=record.get("started_at"), finished_at=record.get("finished_at"),
-            progress=Progress.from_dict(record.get("progress")), error=ErrorBody.from_dict(record.get("error")),
+            progress=Progress.from_dict(record.get("progress")),
+            error=ErrorBody.from_dict(record.get("error")),
             results=record.get("results"), results_url=record.get("results_url"),
             callback=CallbackState.from_dict(record.get("callback")), request_id=record.get("request_id"),
             status_url=record.get("status_url"))

@@ -43,10 +43,10 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init
 from kombu import Queue
 
+from atoll import control
 from atoll.config import Config
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
-from atoll import control
 from atoll.service import callbacks, joblogs, metrics
 from atoll.service.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.service.logs import REQUEST_ID_HEADER
