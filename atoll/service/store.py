@@ -124,9 +124,20 @@ class JobStore:
                 return False
             traceback = job.error.traceback if job.error is not None and job.status is JobStatus.FAILED \
                 else None
-            self.backend.store_result(job.job_id, job.celery_result(), job.status.celery_state,
-                                      traceback=traceback)
+            self._write(job.job_id, job.celery_result(), job.status.celery_state, traceback)
             return True
+
+    def _write(self, task_id: str, result: Any, state: str, traceback: str | None = None) -> None:
+        """Store ``result`` as Celery task ``task_id``'s result in ``state``. On a key-value backend
+        the record is written directly: Celery's ``store_result`` reads the stored record first (to
+        never overwrite a SUCCESS), which :meth:`save` has done already and the other keys need not."""
+        backend = self.backend
+        if not isinstance(backend, KeyValueStoreBackend):
+            backend.store_result(task_id, result, state, traceback=traceback)
+            return
+        meta = backend._get_result_meta(result=result, state=state, traceback=traceback, request=None)
+        meta["task_id"] = task_id
+        backend._set_with_state(backend.get_key_for_task(task_id), backend.encode(meta), state)
 
     @contextmanager
     def _exclusive(self, job_id: str) -> Iterator[None]:
@@ -162,7 +173,7 @@ class JobStore:
         """Store the callback's delivery ``state`` beside the record (written by every attempt)."""
         from dataclasses import asdict
 
-        self.backend.store_result(f"{job_id}.callback", asdict(state), CALLBACK_STATE)
+        self._write(f"{job_id}.callback", asdict(state), CALLBACK_STATE)
 
     def callback(self, job_id: str) -> CallbackState | None:
         """Return the latest delivery state recorded for job ``job_id``, or None before any attempt."""
@@ -175,7 +186,7 @@ class JobStore:
 
     def put_aside(self, job_id: str, kind: str, text: str) -> None:
         """Keep ``text`` (results or logs) beside job ``job_id``'s record."""
-        self.backend.store_result(f"{job_id}.{kind}", text, ASIDE_STATE)
+        self._write(f"{job_id}.{kind}", text, ASIDE_STATE)
 
     def get_aside(self, job_id: str, kind: str) -> str | None:
         """Return the text kept as ``kind`` beside job ``job_id``'s record, or None."""
