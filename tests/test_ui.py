@@ -411,6 +411,50 @@ def test_an_unknown_job_page_says_so(page, service_url):
     assert "never submitted here" in page.locator(".view .error-box .message").text_content()
 
 
+def test_a_job_page_follows_its_callback_delivery(page, service_url, callback_receiver):
+    def submit(path: str) -> str:
+        answer = requests.post(f"{service_url}/pipelines/double", timeout=30,
+                               json={"data": [1], "callback": f"{callback_receiver.url}/{path}"})
+        assert answer.status_code == 202, answer.text
+        return answer.json()["job_id"]
+
+    callback_receiver.fail_with(500)
+    refused = submit("refused")
+    _open_job(page, service_url, refused)
+    callback = page.locator(".view dd.callback")
+    # retried until the last retry, then abandoned, with the attempts and the last error
+    callback.locator(".status-abandoned").wait_for()
+    attempts = requests.get(f"{service_url}/jobs/{refused}", timeout=10).json()["callback"]["attempts"]
+    assert attempts > 1 and f"{attempts} attempts" in callback.text_content()
+    assert "500" in callback.locator(".muted", has_text="last error").text_content()
+    assert f"{callback_receiver.url}/refused" in callback.text_content()
+    callback_receiver.fail_with(200)
+    delivered = submit("delivered")
+    _open_job(page, service_url, delivered)
+    page.locator(".view dd.callback .status-delivered").wait_for()
+    assert "1 attempt " in page.locator(".view dd.callback").text_content()
+    assert page.errors == []
+
+
+def test_results_kept_aside_are_read_from_results_url(browser, tmp_path):
+    with serve(tmp_path, inline_results_max_bytes=64) as url:
+        job_id = _submit(url, "double", list(range(40)))
+        record = _finished(url, job_id)
+        assert record["results"] is None and record["results_url"].endswith(f"/jobs/{job_id}/results")
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"{url}/ui#/jobs/{job_id}")
+            results = page.locator(".view pre.results")
+            results.wait_for()
+            assert json.loads(results.text_content()) == [2 * i for i in range(40)]
+            label = page.locator(".view .small.muted", has_text="results").first
+            assert label.text_content() == "results (from results_url)"
+        finally:
+            context.close()
+
+
 @pytest.fixture(scope="module")
 def token_service_url(tmp_path_factory):
     with serve(tmp_path_factory.mktemp("ui-auth"), ready="live", auth_tokens=[TOKEN]) as url:

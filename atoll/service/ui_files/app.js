@@ -279,15 +279,18 @@ async function cancelJob(id) {
   refreshJobs();
 }
 
-/** The ids of the jobs the page follows: the job shown, and jobs started from a try form. */
+/** The ids of the jobs the page follows: the job shown (until its callback was delivered or given up
+ * too), and jobs started from a try form. */
 function followed() {
-  const ids = new Set();
   const route = parseRoute();
-  if (route.kind === "job") ids.add(route.id);
+  const shown = route.kind === "job" ? route.id : null;
+  const ids = new Set(shown ? [shown] : []);
   for (const outcome of Object.values(state.results)) if (outcome.job) ids.add(outcome.job);
   return [...ids].filter((id) => {
     const record = state.records[id];
-    return !record || !FINAL.has(record.status) || (!state.logs[id] && !record.missing);
+    if (!record || !FINAL.has(record.status)) return true;
+    if (record.missing) return false;
+    return !state.logs[id] || (id === shown && record.callback && record.callback.state === "pending");
   });
 }
 
