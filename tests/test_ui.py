@@ -23,6 +23,11 @@ from tests.async_service import TESTS, write_config
 from tests.requirements import unavailable
 from tests.served import free_port
 
+try:
+    from playwright.sync_api import TimeoutError as BrowserTimeout
+except ImportError:  # the browser fixture skips with the reason
+    BrowserTimeout = Exception
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "ui-test-token-7d1f"
@@ -318,7 +323,7 @@ def test_more_follows_the_next_cursor(page, service_url):
     assert [i for i in listed if i in ids] == ids[::-1]  # newest first
     page.locator("#job-more").wait_for(state="hidden")  # no page after the last
     # the next refreshes keep every job shown
-    page.wait_for_function("document.querySelectorAll('#job-list li a').length >= 55")
+    page.wait_for_function("() => document.querySelectorAll('#job-list li a').length >= 55")
     assert page.errors == []
 
 
@@ -351,7 +356,7 @@ def test_cancelling_a_job_that_finished_meanwhile_shows_the_409(page, service_ur
         # a hidden page stops polling: the button stays while the job ends elsewhere
         page.evaluate("Object.defineProperty(document, 'visibilityState', "
                       "{value: 'hidden', configurable: true})")
-        page.wait_for_function("!ticking")
+        page.wait_for_function("() => !ticking")
         assert requests.delete(f"{service_url}/jobs/{job_id}", timeout=10).status_code == 200
         page.click("#job-cancel")
         refused = page.locator("#cancel-error")
@@ -365,7 +370,8 @@ def test_cancelling_a_job_that_finished_meanwhile_shows_the_409(page, service_ur
     assert page.errors == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs executor progress reports")
+# until the executors report progress (atoll.control), no progress bar appears: only that wait may fail
+@pytest.mark.xfail(strict=False, raises=BrowserTimeout, reason="needs executor progress reports")
 def test_a_running_job_shows_its_progress(page, service_url):
     job_id = _submit(service_url, "slow", list(range(40)), seconds=1)
     try:
@@ -373,9 +379,12 @@ def test_a_running_job_shows_its_progress(page, service_url):
         page.locator(".view .job-status .status-running").wait_for()
         bar = page.locator(".view progress.bar")
         bar.wait_for(timeout=15_000)
-        done, total = map(int, page.locator(".view .progress-text").text_content().split("/"))
-        assert 0 <= done <= total and total >= 2
-        assert int(bar.get_attribute("max")) == total
+        total = int(page.locator(".view .progress-text").text_content().split("/")[1])
+        assert total >= 2 and bar.evaluate("b => b.max") == total
+        # the bar moves while the job runs, on its page and in the list
+        page.wait_for_function("() => (document.querySelector('.view progress.bar') || {}).value > 0")
+        done, shown_total = map(int, page.locator(".view .progress-text").text_content().split("/"))
+        assert 0 < done < total == shown_total
         _entry(page, job_id).locator("progress.bar").wait_for()
     finally:
         requests.delete(f"{service_url}/jobs/{job_id}", timeout=10)
