@@ -23,6 +23,11 @@ from tests.async_service import TESTS, write_config
 from tests.requirements import unavailable
 from tests.served import free_port
 
+try:
+    from playwright.sync_api import TimeoutError as BrowserTimeout
+except ImportError:  # the browser fixture skips with the reason
+    BrowserTimeout = Exception
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "ui-test-token-7d1f"
@@ -132,7 +137,8 @@ def test_the_page_lists_the_registered_pipelines(page, service_url):
     items = page.locator("#pipeline-list li a .mono")
     items.first.wait_for()
     assert items.all_text_contents() == [p["name"] for p in listed]
-    assert set(items.all_text_contents()) == {"double", "scale", "forked", "explode", "shout"}
+    assert set(items.all_text_contents()) == {"double", "scale", "forked", "explode", "shout", "chatty",
+                                              "slow"}
     assert page.locator("#health-pill").text_content() in ("ready", "not ready", "checking…")
     page.locator("#health-pill", has_text="ready").wait_for()
     assert page.errors == []
@@ -189,7 +195,7 @@ def test_an_async_job_is_followed_until_it_succeeds(page):
     _run(page, "[1, 2, 3]", {"factor": "7"}, run_async=True)
     page.locator("#try-job .status-succeeded").wait_for()
     assert json.loads(page.locator("#try-output pre.results").text_content()) == [7, 14, 21]
-    # it is in the browser's job list, finished, with a duration, and its page shows the results
+    # it is the newest in the job list, finished, with a duration, and its page shows the results
     entry = page.locator("#job-list li a").first
     assert entry.locator(".status").text_content() == "succeeded"
     assert entry.locator(".meta span").last.text_content().endswith("s")
@@ -235,6 +241,227 @@ def test_markup_in_names_and_errors_is_shown_as_text(page):
     assert page.dialogs == [] and page.errors == []
 
 
+def _submit(service_url: str, pipeline: str, data, **kwargs) -> str:
+    """Submit a job through the API (not the browser); return its id."""
+    answer = requests.post(f"{service_url}/pipelines/{pipeline}", json={"data": data, "kwargs": kwargs,
+                                                                        "async": True}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["job_id"]
+
+
+def _finished(service_url: str, job_id: str) -> dict:
+    """Wait until the job has finished; return its record."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        job = requests.get(f"{service_url}/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+
+
+def _listed(page) -> list[str]:
+    """Return the ids of the jobs in the list, top to bottom."""
+    return page.locator("#job-list li a").evaluate_all(
+        "links => links.map(a => decodeURIComponent(a.getAttribute('href').split('/').pop()))")
+
+
+def _entry(page, job_id: str):
+    return page.locator(f'#job-list a[href="#/jobs/{job_id}"]')
+
+
+def test_jobs_submitted_through_the_api_are_listed_newest_first_and_followed(page, service_url):
+    first = _submit(service_url, "double", [1, 2])
+    second = _submit(service_url, "explode", [1, 2, 5])
+    # the list refreshes by itself: both appear, and reach their final status, without a reload
+    _entry(page, first).locator(".status-succeeded").wait_for()
+    _entry(page, second).locator(".status-failed").wait_for()
+    listed = _listed(page)
+    assert listed.index(second) < listed.index(first)
+    api_order = [j["job_id"] for j in requests.get(f"{service_url}/jobs", timeout=10).json()["jobs"]]
+    assert [i for i in listed if i in (first, second)] == [i for i in api_order if i in (first, second)]
+    entry = _entry(page, first)
+    assert entry.locator(".mono").text_content() == "double"
+    assert entry.locator(".duration").text_content().endswith("s")
+    # a job's page opens from the list
+    _entry(page, second).click()
+    page.locator(".view .error-box .stage").wait_for()
+    assert "KeyError" in page.locator(".view .error-box .name").text_content()
+    assert page.errors == []
+
+
+def test_the_status_and_pipeline_filters_ask_the_service(page, service_url):
+    failed = _submit(service_url, "explode", [1, 2, 5])
+    succeeded = _submit(service_url, "double", [3])
+    _finished(service_url, failed), _finished(service_url, succeeded)
+    _entry(page, succeeded).wait_for()
+    page.select_option("#job-status", "failed")
+    _entry(page, failed).wait_for()
+    assert _entry(page, succeeded).count() == 0
+    statuses = page.locator("#job-list .status").all_text_contents()
+    assert statuses and set(statuses) == {"failed"}
+    page.select_option("#job-status", "")
+    page.select_option("#job-pipeline", "double")
+    _entry(page, succeeded).wait_for()
+    assert _entry(page, failed).count() == 0
+    assert set(page.locator("#job-list li a .mono").all_text_contents()) == {"double"}
+    # a filter nothing matches says so
+    page.select_option("#job-status", "cancelled")
+    page.locator("#job-list li", has_text="no job matches").wait_for()
+    assert page.errors == []
+
+
+def test_more_follows_the_next_cursor(page, service_url):
+    ids = [_submit(service_url, "scale", [i], factor=2) for i in range(55)]
+    page.select_option("#job-pipeline", "scale")
+    _entry(page, ids[-1]).wait_for()
+    assert len(_listed(page)) == 50 and ids[0] not in _listed(page)
+    page.click("#job-more")
+    _entry(page, ids[0]).wait_for()
+    listed = _listed(page)
+    assert len(listed) == len(set(listed)) >= 55
+    assert [i for i in listed if i in ids] == ids[::-1]  # newest first
+    page.locator("#job-more").wait_for(state="hidden")  # no page after the last
+    # the next refreshes keep every job shown
+    page.wait_for_function("() => document.querySelectorAll('#job-list li a').length >= 55")
+    assert page.errors == []
+
+
+def _open_job(page, service_url: str, job_id: str) -> None:
+    page.goto(f"{service_url}/ui#/jobs/{job_id}")
+    page.locator(".view .job-status .status").wait_for()
+
+
+def test_a_running_job_can_be_cancelled_from_its_page(page, service_url):
+    job_id = _submit(service_url, "slow", list(range(60)), seconds=1)
+    try:
+        _open_job(page, service_url, job_id)
+        page.locator(".view .job-status .status-running").wait_for()
+        assert page.locator(".view dd", has_text="not started").count() == 0  # it shows a running time
+        page.click("#job-cancel")
+        page.locator(".view .job-status .status-cancelled").wait_for()
+        assert page.locator("#job-cancel").count() == 0
+        assert requests.get(f"{service_url}/jobs/{job_id}", timeout=10).json()["status"] == "cancelled"
+        _entry(page, job_id).locator(".status-cancelled").wait_for()
+    finally:
+        requests.delete(f"{service_url}/jobs/{job_id}", timeout=10)
+    assert page.errors == []
+
+
+def test_cancelling_a_job_that_finished_meanwhile_shows_the_409(page, service_url):
+    job_id = _submit(service_url, "slow", list(range(60)), seconds=1)
+    try:
+        _open_job(page, service_url, job_id)
+        page.locator(".view .job-status .status-running").wait_for()
+        # a hidden page stops polling: the button stays while the job ends elsewhere
+        page.evaluate("Object.defineProperty(document, 'visibilityState', "
+                      "{value: 'hidden', configurable: true})")
+        page.wait_for_function("() => !ticking")
+        assert requests.delete(f"{service_url}/jobs/{job_id}", timeout=10).status_code == 200
+        page.click("#job-cancel")
+        refused = page.locator("#cancel-error")
+        refused.wait_for()
+        assert refused.locator(".name").text_content() == "409 JobFinished"
+        assert "has already been cancelled" in refused.locator(".message").text_content()
+        page.locator(".view .job-status .status-cancelled").wait_for()  # read again after the 409
+        assert page.locator("#job-cancel").count() == 0
+    finally:
+        requests.delete(f"{service_url}/jobs/{job_id}", timeout=10)
+    assert page.errors == []
+
+
+def test_a_running_job_shows_its_progress(page, service_url):
+    job_id = _submit(service_url, "slow", list(range(40)), seconds=1)
+    try:
+        _open_job(page, service_url, job_id)
+        page.locator(".view .job-status .status-running").wait_for()
+        bar = page.locator(".view progress.bar")
+        bar.wait_for(timeout=15_000)
+        total = int(page.locator(".view .progress-text").text_content().split("/")[1])
+        assert total >= 2 and bar.evaluate("b => b.max") == total
+        # the bar moves while the job runs, on its page and in the list
+        page.wait_for_function("() => (document.querySelector('.view progress.bar') || {}).value > 0")
+        done, shown_total = map(int, page.locator(".view .progress-text").text_content().split("/"))
+        assert 0 < done < total == shown_total
+        _entry(page, job_id).locator("progress.bar").wait_for()
+    finally:
+        requests.delete(f"{service_url}/jobs/{job_id}", timeout=10)
+
+
+def test_a_job_page_shows_what_the_pipeline_printed_as_text(page, service_url):
+    from tests.ui_service import MARKUP
+
+    job_id = _submit(service_url, "chatty", ["hi"])
+    _open_job(page, service_url, job_id)
+    page.locator(".view .job-status .status-succeeded").wait_for()
+    lines = page.locator("#job-output ol.logs li")
+    lines.first.wait_for()
+    shown = [(line.locator(".log-tag").text_content(), line.locator(".log-message").text_content())
+             for line in lines.all()]
+    assert ("stdout", "seen hi") in shown
+    assert ("stderr", "careful with hi") in shown
+    assert ("WARNING", "ui.chatty: logged hi") in shown
+    assert ("stdout", MARKUP) in shown  # the markup is text
+    times = lines.locator(".log-time").all_text_contents()
+    assert all(len(t) == 12 and t[2] == ":" for t in times)  # HH:MM:SS.mmm
+    assert page.locator("#job-output ol.logs").evaluate("e => getComputedStyle(e).fontFamily").startswith(
+        "ui-monospace")
+    assert json.loads(page.locator(".view pre.results").text_content()) == ["HI"]
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("script").count() == 1 and page.locator("img").count() == 0
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_an_unknown_job_page_says_so(page, service_url):
+    page.goto(f"{service_url}/ui#/jobs/00000000-0000-7000-8000-000000000000")
+    page.locator(".view .error-box .name", has_text="UnknownJob").wait_for()
+    assert "never submitted here" in page.locator(".view .error-box .message").text_content()
+
+
+def test_a_job_page_follows_its_callback_delivery(page, service_url, callback_receiver):
+    def submit(path: str) -> str:
+        answer = requests.post(f"{service_url}/pipelines/double", timeout=30,
+                               json={"data": [1], "callback": f"{callback_receiver.url}/{path}"})
+        assert answer.status_code == 202, answer.text
+        return answer.json()["job_id"]
+
+    callback_receiver.fail_with(500)
+    refused = submit("refused")
+    _open_job(page, service_url, refused)
+    callback = page.locator(".view dd.callback")
+    # retried until the last retry, then abandoned, with the attempts and the last error
+    callback.locator(".status-abandoned").wait_for()
+    attempts = requests.get(f"{service_url}/jobs/{refused}", timeout=10).json()["callback"]["attempts"]
+    assert attempts > 1 and f"{attempts} attempts" in callback.text_content()
+    assert "500" in callback.locator(".muted", has_text="last error").text_content()
+    assert f"{callback_receiver.url}/refused" in callback.text_content()
+    callback_receiver.fail_with(200)
+    delivered = submit("delivered")
+    _open_job(page, service_url, delivered)
+    page.locator(".view dd.callback .status-delivered").wait_for()
+    assert "1 attempt " in page.locator(".view dd.callback").text_content()
+    assert page.errors == []
+
+
+def test_results_kept_aside_are_read_from_results_url(browser, tmp_path):
+    with serve(tmp_path, inline_results_max_bytes=64) as url:
+        job_id = _submit(url, "double", list(range(40)))
+        record = _finished(url, job_id)
+        assert record["results"] is None and record["results_url"].endswith(f"/jobs/{job_id}/results")
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"{url}/ui#/jobs/{job_id}")
+            results = page.locator(".view pre.results")
+            results.wait_for()
+            assert json.loads(results.text_content()) == [2 * i for i in range(40)]
+            label = page.locator(".view .small.muted", has_text="results").first
+            assert label.text_content() == "results (from results_url)"
+        finally:
+            context.close()
+
+
 @pytest.fixture(scope="module")
 def token_service_url(tmp_path_factory):
     with serve(tmp_path_factory.mktemp("ui-auth"), ready="live", auth_tokens=[TOKEN]) as url:
@@ -262,6 +489,8 @@ def test_a_token_is_asked_for_kept_and_sent(browser, token_service_url):
         page.click("#token-ok")
         page.locator("#pipeline-list a", has_text="forked").wait_for()
         assert sent == [None, "Bearer wrong", f"Bearer {TOKEN}"]
+        # the job list is asked for with the token too
+        page.locator("#job-list li", has_text="none yet").wait_for()
         assert page.evaluate("sessionStorage.getItem('atoll.token')") == TOKEN
         # a reload uses the kept token without asking again
         page.reload()

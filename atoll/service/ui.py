@@ -1,6 +1,7 @@
 """``GET /ui``: the dashboard, a static page (plain HTML, CSS and JavaScript shipped in the package, no
-build step, nothing fetched from elsewhere) that draws the registered pipelines, runs them, follows the
-jobs started from the browser and shows the service's health, all through the JSON API.
+build step, nothing fetched from elsewhere) that draws the registered pipelines, runs them, lists the
+service's jobs (``GET /jobs``, filtered by status and pipeline), shows a job's progress, error, results and
+output and cancels it, and shows the service's health, all through the JSON API.
 
 The page itself needs no token: it holds no data. Its API calls carry the token the user enters when an
 answer is 401, kept in the browser's ``sessionStorage``.
