@@ -23,11 +23,6 @@ from tests.async_service import TESTS, write_config
 from tests.requirements import unavailable
 from tests.served import free_port
 
-try:
-    from playwright.sync_api import TimeoutError as BrowserTimeout
-except ImportError:  # the browser fixture skips with the reason
-    BrowserTimeout = Exception
-
 pytestmark = pytest.mark.slow
 
 TOKEN = "ui-test-token-7d1f"
