@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain, starmap
 from typing import Any, NamedTuple
 
+from atoll import output
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
@@ -588,7 +589,8 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     except Exception as exc:
         first = exc
     logger.debug("fused pass failed; running it stage by stage to locate the failure")
-    _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
+    with output.paused():  # what the first run printed is recorded once
+        _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
     # It did not recur (a function that fails only now and then): the first failure stands, located
     # by the user function its traceback passes through.
     step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)

@@ -428,6 +428,23 @@ _install_lock = threading.Lock()
 
 
 @contextmanager
+def paused() -> Iterator[None]:
+    """Record nothing while the block runs (its output still reaches the streams and handlers).
+
+    A fused pass that failed is run again stage by stage to locate the failure; what the user's
+    functions print the second time was recorded the first time already.
+    """
+    if _current.get() is None:
+        yield
+        return
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
 def capture(max_bytes: int, level: int = logging.INFO) -> Iterator[JobLog]:
     """Record what the block prints and logs at ``level`` and above; yield the :class:`JobLog`.
 

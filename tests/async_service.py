@@ -56,6 +56,12 @@ def _nap_and_mark(x: int, seconds: float, folder: str) -> int:
     return x
 
 
+def _say_and_nap(x: Any, seconds: float) -> Any:
+    print(f"started {x}", flush=True)
+    time.sleep(seconds)
+    return x
+
+
 def _big(n: int) -> list:
     return ["x" * 100] * n
 
@@ -82,6 +88,7 @@ def build_service(config: Config) -> Atoll:
                               executor=LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0,
                                                      max_chunk=1))
     service.register_pipeline("/big", Pipeline(name="big").flatMap(_big))
+    service.register_pipeline("/saynap", Pipeline(name="saynap").map(_say_and_nap, kwargs=["seconds"]))
     # Spark in the worker's pool process (spark_master in the config), started on first use only
     service.register_pipeline("/sparknap", Pipeline(name="sparknap").map(_nap_and_mark,
                                                                          kwargs=["seconds", "folder"]),

@@ -355,3 +355,21 @@ def test_what_a_failing_chunk_printed_is_kept(capsys):
         with pytest.raises(KeyError):
             Pipeline().map(shout_then_fail).run(range(10), executor=executor)
     assert "about to handle 7" in messages(log, "stdout")
+
+
+def test_a_failing_pass_run_again_to_locate_its_failure_is_recorded_once():
+    """The fused pass fails, then runs stage by stage to find the stage and item: the user's prints
+    of the second run reach the stream but are not recorded twice."""
+    from atoll import Pipeline, SerialExecutor
+
+    def shout(x):
+        print(f"saw {x}")
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    with capture(DEFAULT_MAX_BYTES) as log:
+        with pytest.raises(Exception, match="two"):
+            SerialExecutor().run(Pipeline().map(shout), [1, 2, 3])
+    messages = [json.loads(line)["message"] for line in log.text().splitlines()]
+    assert messages == ["saw 1", "saw 2"]

@@ -233,6 +233,17 @@ def test_what_a_job_printed_and_logged_is_kept_also_when_it_failed(stack):
     assert client.get("/jobs/01a23680-4edc-7d2f-9aa7-064f96a1a969/logs").status_code == 404
 
 
+def test_a_cancelled_jobs_output_is_kept(stack):
+    _, _, client, _ = stack
+    job_id = submit(client, "saynap", [1], kwargs={"seconds": 20})
+    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running")
+    time.sleep(0.3)
+    assert client.delete(f"/jobs/{job_id}").status_code == 200
+    # the worker stores what the job printed once its run is stopped
+    text = wait_until(lambda: client.get(f"/jobs/{job_id}/logs").get_data(as_text=True), timeout=20)
+    assert "started 1" in text
+
+
 def test_a_jobs_output_is_bounded_keeping_its_tail(stack):
     config, _, client, _ = stack
     job_id = submit(client, "chatty", [f"line {i:04d}" for i in range(200)])

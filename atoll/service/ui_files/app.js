@@ -230,7 +230,7 @@ async function fetchJob(id) {
   }
   const record = state.records[id];
   if (!FINAL.has(record.status)) return;
-  if (!state.logs[id]) {
+  if (!state.logs[id] || logsMayArrive(record)) {
     try {
       const { body } = await api("GET", path + "/logs", undefined, true);
       state.logs[id] = { entries: parseLogs(body) };
@@ -246,6 +246,15 @@ async function fetchJob(id) {
       state.fullResults[id] = { error: err.message };
     }
   }
+}
+
+/** True while a cancelled job's output may still be stored: the record says cancelled at once, the
+ * worker stores what the run printed once the run has stopped (a few seconds at most). */
+function logsMayArrive(record) {
+  const logs = state.logs[record.job_id];
+  const empty = !logs || (logs.entries && !logs.entries.length);
+  const age = Date.now() - Date.parse(record.finished_at || "");
+  return record.status === "cancelled" && empty && age < 15000;
 }
 
 /** Return the entries of a JSON-lines log (a line that is not JSON is kept as a message). */
@@ -290,7 +299,8 @@ function followed() {
     const record = state.records[id];
     if (!record || !FINAL.has(record.status)) return true;
     if (record.missing) return false;
-    return !state.logs[id] || (id === shown && record.callback && record.callback.state === "pending");
+    return !state.logs[id] || logsMayArrive(record) ||
+      (id === shown && record.callback && record.callback.state === "pending");
   });
 }
 
