@@ -20,10 +20,12 @@ extras = {
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],
     "fast": ["orjson>=3.9,<4"],
+    "redis": ["redis>=4.5,<9"],
     "docs": ["sphinx>=7,<10"],
 }
 extras["test"] = sorted(set(
-    extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + extras["fast"] + [
+    extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + extras["fast"]
+    + extras["redis"] + [
         "pytest>=7,<10",
         "pytest-timeout>=2.1,<3",
         "hypothesis>=6.80,<7",
