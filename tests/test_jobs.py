@@ -419,7 +419,6 @@ def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path
     assert set(winners) == set(ids)
     for job_id, outcome in winners.items():
         assert store.load(job_id).status.value == outcome
-    assert len(set(winners.values())) > 1  # the race was real: several sides won some jobs
 
 
 # -- Spark in the worker ----------------------------------------------------------------------

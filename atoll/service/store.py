@@ -146,12 +146,12 @@ class JobStore:
         stripe = zlib.crc32(job_id.encode()) % LOCK_STRIPES
         with _thread_locks[stripe]:
             if hasattr(backend, "path") and hasattr(backend, "_filename"):
-                fd = _lock_file(os.fsdecode(backend.path), stripe)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = _lock_file(os.fsdecode(backend.path))
+                fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe)  # one byte of the lock file per stripe
                 try:
                     yield
                 finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe)
             elif hasattr(backend, "client") and hasattr(backend.client, "lock"):
                 with backend.client.lock(f"atoll-job-lock-{job_id}", timeout=10, blocking_timeout=10):
                     yield
@@ -293,20 +293,21 @@ class JobStore:
         return Job.from_celery(meta.get("status", ""), meta.get("result"))
 
 
-#: record locks are spread over this many lock files (two jobs rarely wait for each other)
+#: record locks are spread over this many stripes (two jobs rarely wait for each other): a byte each
+#: of one lock file on the embedded store, locked with POSIX record locks (held by a process, dropped
+#: by the kernel when it dies), and a thread lock each for the threads of one process
 LOCK_STRIPES = 64
 _thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-_lock_files: dict[tuple[int, str, int], int] = {}
+_lock_files: dict[tuple[int, str], int] = {}
 
 
-def _lock_file(folder: str, stripe: int) -> int:
-    """Return this process's descriptor of lock file ``stripe`` in ``folder`` (opened after a fork:
-    a descriptor inherited from the parent would share its lock)."""
-    key = (os.getpid(), folder, stripe)
+def _lock_file(folder: str) -> int:
+    """Return this process's descriptor of the lock file in ``folder``, kept open: closing any
+    descriptor of the file would drop the process's record locks on it."""
+    key = (os.getpid(), folder)
     fd = _lock_files.get(key)
     if fd is None:
-        fd = _lock_files[key] = os.open(os.path.join(folder, f".lock-{stripe:02d}"),
-                                        os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _lock_files[key] = os.open(os.path.join(folder, ".records.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     return fd
 
 
