@@ -228,11 +228,9 @@ def json_depth(value: Any, stop_above: int | None = None) -> int:
         depth += 1
         if stop_above is not None and depth > stop_above:
             break
-        below = []
-        for container in level:
-            items = container.values() if isinstance(container, dict) else container
-            below.extend(item for item in items if isinstance(item, (list, dict)))
-        level = below
+        level = [item for container in level
+                 for item in (container.values() if isinstance(container, dict) else container)
+                 if isinstance(item, (list, dict))]
     return depth
 
 

@@ -103,6 +103,22 @@ def test_a_missing_or_malformed_request_id_is_replaced(client, given):
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
 
 
+def test_a_new_request_id_is_a_version_4_uuid():
+    import uuid
+
+    client = build_service(load_config()).create_app().test_client()
+    made = {client.get("/livez").headers["X-Request-ID"] for _ in range(50)}
+    assert len(made) == 50
+    assert {uuid.UUID(hex=given).version for given in made} == {4}
+    assert {uuid.UUID(hex=given).variant for given in made} == {uuid.RFC_4122}
+
+
+def test_a_request_id_with_a_line_break_is_replaced(client):
+    # a server hands over what the client sent; Werkzeug's test client refuses to send it
+    answered = client.get("/livez", environ_overrides={"HTTP_X_REQUEST_ID": "line\n"}).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", answered)
+
+
 def test_error_answers_carry_the_request_id_too():
     client = build_service(load_config(auth_tokens=[TOKEN])).create_app().test_client()
     refused = client.post("/pipelines/double", json={"data": [1]}, headers={"X-Request-ID": "r-401"})
@@ -153,6 +169,30 @@ def test_counters_move_by_exactly_what_was_done(client):
     assert count - was == 3
     durations = samples(after)
     assert durations[("atoll_request_duration_seconds_count", (("pipeline", "double"),))] >= 4
+
+
+def test_every_label_set_is_counted_past_the_series_kept_at_hand(client, monkeypatch):
+    from atoll.service import metrics
+
+    monkeypatch.setattr(metrics, "_CHILDREN_KEPT", 0)  # every series is looked up each time
+    before = client.get("/metrics").get_data(as_text=True)
+    for pipeline in ("double", "echo", "double"):
+        assert client.post(f"/pipelines/{pipeline}", json={"data": [1]}).status_code == 200
+    after = client.get("/metrics").get_data(as_text=True)
+    for pipeline, count in (("double", 2), ("echo", 1)):
+        moved = (requests_total(after, pipeline, "sync", "200")
+                 - requests_total(before, pipeline, "sync", "200"))
+        assert moved == count
+
+
+def test_requests_for_metrics_are_not_counted(client):
+    def served_elsewhere() -> float:
+        return requests_total(client.get("/metrics").get_data(as_text=True), "-", "-", "200")
+
+    before = served_elsewhere()
+    assert served_elsewhere() == before
+    client.get("/livez")
+    assert served_elsewhere() == before + 1
 
 
 @pytest.mark.slow

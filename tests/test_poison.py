@@ -64,6 +64,15 @@ def test_data_at_max_json_depth_is_accepted(client):
     assert answer.get_json()["results"] == [nested(19) * 2]
 
 
+def test_a_shallow_body_with_more_brackets_than_the_limit_is_accepted(client):
+    data = [[i, {"text": "[{" * 30}] for i in range(30)]  # 2 levels, hundreds of brackets
+    answer = client.post("/pipelines/double", json={"data": data})
+    assert answer.status_code == 200
+    assert answer.get_json()["results"] == [pair * 2 for pair in data]
+    deep = [[i] for i in range(30)] + [nested(20)]  # 21 levels among many shallow ones
+    assert client.post("/pipelines/double", json={"data": deep}).status_code == 400
+
+
 def test_a_body_too_deep_to_parse_names_the_limit(client):
     body = '{"data": ' + "[" * 5000 + "]" * 5000 + "}"
     answer = client.post("/pipelines/double", data=body, content_type="application/json")

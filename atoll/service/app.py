@@ -242,6 +242,7 @@ class Atoll:
         """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
         from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids, ui
         from atoll.service.encoding import AtollJSONProvider
+        from atoll.service.watchdog import CountRequests, watchdog_for
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
         if unknown:  # most likely a misspelt name, whose limits would never apply
@@ -254,8 +255,12 @@ class Atoll:
         app.extensions["atoll"] = self
         app.extensions["atoll.readiness"] = probes.Readiness(self)
         errors.register_handlers(app)
-        request_ids.install(app)  # before auth: a refused request is answered with its id too
+        # WSGI middleware around Flask, innermost first: each request is counted in and out (a web
+        # process the watchdog ends lets them finish), counted and timed in the metrics, and served
+        # with its request id set (a refused or failed one too)
+        app.wsgi_app = CountRequests(app.wsgi_app, watchdog_for(self))  # type: ignore[method-assign]
         metrics.install(app, self)
+        request_ids.install(app)
         auth.install(app, self.config.auth_tokens,
                       open_endpoints={"metrics"} if self.config.metrics_public else set())
         self._install_jobs()

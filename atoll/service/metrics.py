@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -61,6 +61,30 @@ CALLBACKS = Counter("atoll_callback_deliveries", "Callback delivery attempts by 
 
 #: seconds a queue depth read from the broker is reused
 QUEUE_DEPTH_SECONDS = 2.0
+#: label sets whose series are kept at hand per metric (``.labels()`` looks a series up slowly);
+#: past this many, a series is looked up each time
+_CHILDREN_KEPT = 1000
+
+
+class _Children:
+    """The series of one labelled metric, by label values, kept after their first lookup."""
+
+    def __init__(self, metric: Any):
+        self.metric = metric
+        self._found: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *labels: str) -> Any:
+        child = self._found.get(labels)
+        if child is None:
+            child = self.metric.labels(*labels)
+            if len(self._found) < _CHILDREN_KEPT:
+                self._found[labels] = child
+        return child
+
+
+_requests = _Children(REQUESTS)
+_request_seconds = _Children(REQUEST_SECONDS)
+_run_seconds = _Children(RUN_SECONDS)
 
 
 def observe_job(pipeline: str, status: str, seconds: float | None) -> None:
@@ -105,7 +129,7 @@ class QueueDepth:
 
 def observe_run(pipeline: str, executor: str, seconds: float) -> None:
     """Record one synchronous run of ``pipeline`` on ``executor`` that took ``seconds``."""
-    RUN_SECONDS.labels(pipeline, executor).observe(seconds)
+    _run_seconds(pipeline, executor).observe(seconds)
 
 
 def registry(*extra: Any) -> CollectorRegistry:
@@ -140,25 +164,44 @@ def render(*extra: Any) -> tuple[bytes, str]:
 def install(app: Flask, service: Any) -> None:
     """Count and time every request of ``app``; add ``GET /metrics`` (with ``service``'s queue depth)."""
     depth = QueueDepth(service)
-
-    @app.before_request
-    def _start_clock() -> None:
-        g.atoll_started = time.perf_counter()
-
-    @app.after_request
-    def _count(response: Response) -> Response:
-        started = g.pop("atoll_started", None)
-        if started is None or request.endpoint == "metrics":
-            return response
-        pipeline = (request.view_args or {}).get("name", "-") if request.endpoint == "pipelines.run" \
-            else "-"
-        mode = g.get("atoll_mode", "-")
-        REQUESTS.labels(pipeline, mode, str(response.status_code)).inc()
-        REQUEST_SECONDS.labels(pipeline).observe(time.perf_counter() - started)
-        return response
+    app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.get("/metrics", endpoint="metrics")
     def metrics() -> Response:
         """Return the Prometheus text exposition of the service's metrics."""
         body, content_type = render(depth)
         return Response(body, content_type=content_type)
+
+
+class RequestMetrics:
+    """WSGI middleware around a Flask app's ``wsgi_app``: counts and times each request (but those
+    of ``/metrics``) when the app starts its answer.
+
+    The labels are read from the request being answered: ``pipeline`` is the name of a
+    ``POST /pipelines/<name>`` (``-`` elsewhere) and ``mode`` what that route's view stored as
+    ``g.atoll_mode`` (``-`` when it refused the request before knowing).
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+
+        def start_counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            _count(status, time.perf_counter() - started)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start_counted)
+
+
+def _count(status: str, seconds: float) -> None:
+    """Count a request answered ``status`` after ``seconds`` (called in its request context)."""
+    served = request._get_current_object()  # type: ignore[attr-defined]
+    rule = served.url_rule
+    endpoint = rule.endpoint if rule is not None else None
+    if endpoint == "metrics":
+        return
+    pipeline = (served.view_args or {}).get("name", "-") if endpoint == "pipelines.run" else "-"
+    _requests(pipeline, g.get("atoll_mode", "-"), status.partition(" ")[0]).inc()
+    _request_seconds(pipeline).observe(seconds)

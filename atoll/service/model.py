@@ -41,6 +41,7 @@ __all__ = ["JobStatus", "Job", "ErrorBody", "CallbackState", "Progress", "RunReq
 
 #: the fields a ``POST /pipelines/<name>`` body may carry
 BODY_FIELDS = ("data", "kwargs", "callback", "async")
+_BODY_FIELDS = frozenset(BODY_FIELDS)
 #: the states of a callback's delivery
 CALLBACK_STATES = ("pending", "delivered", "failed", "abandoned")
 _MAX_URL = 2048
@@ -433,11 +434,15 @@ class RunRequest:
         return self.callback is not None or self.run_async
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any], pipeline: Any, name: str, max_depth: int) -> RunRequest:
+    def parse(cls, body: Mapping[str, Any], pipeline: Any, name: str,
+              max_depth: int | None) -> RunRequest:
         """Return the request of JSON object ``body`` for registered ``pipeline`` (an atoll Pipeline)
-        called ``name``; raise :class:`RequestError` naming the field that is wrong."""
-        unknown = sorted(set(body) - set(BODY_FIELDS))
-        if unknown:
+        called ``name``; raise :class:`RequestError` naming the field that is wrong.
+
+        ``data`` and each kwarg may nest arrays and objects ``max_depth`` levels deep; None skips
+        that check, for a caller that knows the body cannot nest so deep."""
+        if not body.keys() <= _BODY_FIELDS:
+            unknown = sorted(body.keys() - _BODY_FIELDS)
             raise RequestError(400, "InvalidRequest", f"unknown fields {unknown}; a body may carry: "
                                                       f"{', '.join(BODY_FIELDS)}")
         if "data" not in body:
@@ -461,9 +466,10 @@ class RunRequest:
         if not isinstance(run_async, bool):
             raise RequestError(400, "InvalidRequest", f'"async" must be true or false, got a '
                                                       f"{json_type(run_async)}")
-        _check_depth(body["data"], "data", max_depth)
-        for key, value in kwargs.items():
-            _check_depth(value, f"kwargs.{key}", max_depth)
+        if max_depth is not None:
+            _check_depth(body["data"], "data", max_depth)
+            for key, value in kwargs.items():
+                _check_depth(value, f"kwargs.{key}", max_depth)
         return cls(name, body["data"], kwargs, callback, run_async)
 
 

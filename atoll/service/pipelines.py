@@ -32,18 +32,6 @@ blueprint = Blueprint("pipelines", __name__)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-@blueprint.before_app_request
-def _count_in() -> None:
-    """Count every request of the app in: a web process the watchdog ends lets them finish first."""
-    watchdog_for(current_app.extensions["atoll"]).request_started()
-
-
-@blueprint.teardown_app_request
-def _count_out(_: BaseException | None) -> None:
-    """Count a request out (answered, or failed)."""
-    watchdog_for(current_app.extensions["atoll"]).request_finished()
-
-
 @blueprint.get("/pipelines")
 def list_pipelines() -> Response:
     """Return ``{"pipelines": [{name, endpoint, stages, kwargs, sig, executor}, ...]}``."""
@@ -56,6 +44,10 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: json.loads with a keyword argument builds a new decoder per call; this one is built once
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/")
                                               and mimetype.endswith("+json"))
@@ -63,15 +55,21 @@ def _is_json(mimetype: str) -> bool:
 
 def parse_body() -> dict:
     """Return the request's JSON object, or raise ApiError (415 not JSON, 400 malformed)."""
-    if not _is_json(request.mimetype):
-        got = request.mimetype or "no Content-Type"
+    return _parse_body()[0]
+
+
+def _parse_body() -> tuple[dict, bytes]:
+    """Return the request's JSON object and the body's bytes (see :func:`parse_body`)."""
+    mimetype = request.mimetype
+    if not _is_json(mimetype):
+        got = mimetype or "no Content-Type"
         raise ApiError(415, "UnsupportedMediaType",
                        f"send the body as JSON with 'Content-Type: application/json' (got {got})")
     raw = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise ApiError(400, "InvalidJSON", 'the body is empty; send {"data": ...}')
-    try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+    try:  # what json.loads does with bytes
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except UnicodeDecodeError as exc:
         raise ApiError(400, "InvalidJSON", f"the body is not UTF-8 text: {exc.reason} at byte "
                                            f"{exc.start}") from None
@@ -89,7 +87,7 @@ def parse_body() -> dict:
     if where is not None:  # no UTF-8 text can hold it: the results and the job record could not either
         raise ApiError(400, "InvalidJSON", f"{where} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
                                            f"escape without its pair), which is not a Unicode character")
-    return body
+    return body, raw
 
 
 def _read_body(limit: int | None) -> bytes:
@@ -116,9 +114,12 @@ def run(name: str) -> Response:
     if registered is None:
         known = ", ".join(sorted(service.pipelines)) or "none"
         raise ApiError(404, "PipelineNotFound", f"no pipeline named {name!r}; registered: {known}")
-    body = parse_body()
+    body, raw = _parse_body()
+    max_depth = service.config.max_json_depth
+    # a body holding no more '[' and '{' than the limit cannot nest deeper: nothing to measure
+    shallow = raw.count(b"[") + raw.count(b"{") <= max_depth
     try:
-        run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth)
+        run_request = RunRequest.parse(body, registered.pipeline, name, None if shallow else max_depth)
     except RequestError as exc:
         raise ApiError(exc.status, exc.name, exc.message, **exc.extra) from None
     g.atoll_mode = "async" if run_request.is_job else "sync"  # for the metrics

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import re
-import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask
 
-__all__ = ["HEADER", "install", "current", "accept"]
+__all__ = ["HEADER", "install", "current", "accept", "RequestIdMiddleware"]
 
 HEADER = "X-Request-ID"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("atoll_request_id", default="-")
 _factory_installed = False
+#: the WSGI environ key of the X-Request-ID header
+_ENVIRON_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
+#: the bits of a random 128-bit number that make it a UUID version 4 (RFC 4122 variant)
+_UUID4_KEEP = ~(0xF000 << 64 | 0xC000 << 48) & (1 << 128) - 1
+_UUID4_SET = 0x4000 << 64 | 0x8000 << 48
 
 
 def accept(given: str | None) -> str:
@@ -32,9 +39,10 @@ def accept(given: str | None) -> str:
     >>> len(accept("<script>")), len(accept(None))
     (32, 32)
     """
-    if given and _VALID.match(given):
+    if given and _VALID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    # uuid.uuid4().hex, built without the UUID object (a third of the time per request)
+    return "%032x" % (int.from_bytes(os.urandom(16), "big") & _UUID4_KEEP | _UUID4_SET)
 
 
 def current() -> str:
@@ -59,20 +67,33 @@ def _install_log_context() -> None:
 
 
 def install(app: Flask) -> None:
-    """Make ``app`` take or make a request id per request and answer it in ``X-Request-ID``."""
+    """Make ``app`` take or make a request id per request and answer it in ``X-Request-ID``.
+
+    The id is set before Flask sees the request (a WSGI middleware around ``app.wsgi_app``), so
+    every answer carries it, a refused or failed one too, and every log line written while the
+    request is served has it.
+    """
     _install_log_context()
+    app.wsgi_app = RequestIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
-    @app.before_request
-    def _take_request_id() -> None:
-        request.environ["atoll.request_id_token"] = _current.set(accept(request.headers.get(HEADER)))
 
-    @app.after_request
-    def _answer_request_id(response: Response) -> Response:
-        response.headers[HEADER] = _current.get()
-        return response
+class RequestIdMiddleware:
+    """WSGI middleware: the request id of each request is :func:`current` while the wrapped app
+    serves it, and its answer carries the id in ``X-Request-ID`` (replacing any the app set)."""
 
-    @app.teardown_request
-    def _forget_request_id(_exc: BaseException | None) -> None:
-        token = request.environ.pop("atoll.request_id_token", None)
-        if token is not None:
+    def __init__(self, app: Callable[..., Iterable[bytes]]):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request_id = accept(environ.get(_ENVIRON_KEY))
+        token = _current.set(request_id)
+
+        def start_with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [h for h in headers if h[0].lower() != "x-request-id"]
+            headers.append((HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, start_with_id)
+        finally:
             _current.reset(token)

@@ -25,13 +25,15 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from atoll.config import Config
 from atoll.service.errors import error_json
 
-__all__ = ["sync_time_limit", "watchdog_for", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error"]
+__all__ = ["sync_time_limit", "watchdog_for", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error",
+           "CountRequests"]
 
 log = logging.getLogger("atoll.service")
 
@@ -191,6 +193,23 @@ class Watchdog:
             time.sleep(TICK)
         time.sleep(0.2)  # let the last answers leave
         os._exit(0)
+
+
+class CountRequests:
+    """WSGI middleware: counts each request of the wrapped app in and out on ``watchdog`` (every
+    endpoint), so that a web process the watchdog ends lets the requests in progress finish first."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], watchdog: Watchdog):
+        self.app = app
+        self.watchdog = watchdog
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        watchdog = self.watchdog
+        watchdog.request_started()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            watchdog.request_finished()
 
 
 def watchdog_for(service: Any) -> Watchdog:
