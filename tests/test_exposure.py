@@ -194,6 +194,20 @@ def test_a_lone_surrogate_is_refused_at_submit(tmp_path, body):
     assert "body." in error["message"]
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"data": ["a\xed\xa0\x80b"]}',  # UTF-8's bytes for U+D800 (ill-formed UTF-8)
+    '{"data": ["x"], "kwargs": {"k": "\ud800"}}'.encode("utf-16-le", "surrogatepass"),  # unpaired unit
+])
+def test_a_lone_surrogate_in_the_bodys_own_bytes_is_refused(tmp_path, raw):
+    """Not only escapes: the body's bytes themselves may carry a lone surrogate (JSON bytes are decoded
+    as json.loads does, with "surrogatepass")."""
+    client = service_with(tmp_path).create_app().test_client()
+    answer = client.post("/pipelines/lookup", data=raw, content_type="application/json")
+    assert answer.status_code == 400
+    error = answer.get_json()["error"]
+    assert error["name"] == "InvalidJSON" and "lone UTF-16 surrogate" in error["message"]
+
+
 def test_a_surrogate_pair_and_an_escaped_backslash_are_accepted(tmp_path):
     service = Atoll(load_config(state_dir=str(tmp_path / "state")))
     service.register_pipeline("/echo", Pipeline(name="echo").map(lambda s: s))

@@ -30,6 +30,9 @@ blueprint = Blueprint("pipelines", __name__)
 
 #: a JSON escape of a UTF-16 surrogate; only bodies holding one are searched for a lone surrogate
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+#: UTF-8's bytes for U+D800-U+DFFF (not valid UTF-8, but decoded with "surrogatepass"), and the characters
+_UTF8_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @blueprint.get("/pipelines")
@@ -68,8 +71,10 @@ def _parse_body() -> tuple[dict, bytes]:
     raw = _read_body(current_app.config["MAX_CONTENT_LENGTH"])
     if not raw or raw.isspace():
         raise ApiError(400, "InvalidJSON", 'the body is empty; send {"data": ...}')
+    encoding = json.detect_encoding(raw)
     try:  # what json.loads does with bytes
-        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        text = raw.decode(encoding, "surrogatepass")
+        body = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise ApiError(400, "InvalidJSON", f"the body is not UTF-8 text: {exc.reason} at byte "
                                            f"{exc.start}") from None
@@ -83,10 +88,13 @@ def _parse_body() -> tuple[dict, bytes]:
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest",
                        f'the body must be a JSON object {{"data": ...}}, got a {json_type(body)}')
-    where = find_surrogate(body) if _SURROGATE_ESCAPE.search(raw) else None
+    # a lone surrogate comes from an escape, or from the body's own bytes: "surrogatepass" (as json.loads
+    # decodes bytes) lets UTF-8's encoding of U+D800-U+DFFF through, and UTF-16's unpaired code units
+    raw_surrogate = (_UTF8_SURROGATE.search(raw) if encoding == "utf-8" else _SURROGATE.search(text))
+    where = find_surrogate(body) if raw_surrogate or _SURROGATE_ESCAPE.search(raw) else None
     if where is not None:  # no UTF-8 text can hold it: the results and the job record could not either
-        raise ApiError(400, "InvalidJSON", f"{where} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
-                                           f"escape without its pair), which is not a Unicode character")
+        raise ApiError(400, "InvalidJSON", f"{where} holds a lone UTF-16 surrogate (U+D800-U+DFFF "
+                                           f"without its pair), which is not a Unicode character")
     return body, raw
 
 
