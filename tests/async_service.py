@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +210,56 @@ class Worker:
                         pass
                 self.process.wait()
         self._log.close()
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Remove a test run's queue from the shared RabbitMQ."""
+    from kombu import Connection, Queue
+
+    with Connection(broker_url) as conn:
+        Queue(queue, channel=conn.channel()).delete()
+
+
+@contextmanager
+def running_stack(request: Any, tmp_path_factory: Any, name: str, **overrides: Any) -> Iterator[tuple]:
+    """Yield (config, worker) with one worker process on the broker ``request.param`` names (embedded
+    or rabbitmq); the worker is stopped and a RabbitMQ queue deleted afterwards."""
+    if request.param == "rabbitmq":
+        overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
+    path, config = write_config(tmp_path_factory.mktemp(f"{name}-{request.param}"), **overrides)
+    worker = Worker(path).start()
+    try:
+        worker.wait_ready()
+        yield config, worker
+    finally:
+        worker.stop()
+        if config.worker_broker:
+            delete_queue(config.worker_broker, config.worker_queue)
+
+
+def race_saves(target: Callable, args_for: Callable[[str], tuple], outcomes: tuple[str, ...],
+               job_ids: list[str]) -> dict[str, str]:
+    """Run ``target(*args_for(outcome), job_ids, outcome, start, results)`` in one forked process per
+    outcome, all released at once; each puts (job_id, outcome, stored) per job. Return the winning
+    outcome of each job, failing if two saves of one job were stored."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    start, results = context.Event(), context.Queue()
+    racers = [context.Process(target=target, args=(*args_for(o), job_ids, o, start, results))
+              for o in outcomes]
+    for racer in racers:
+        racer.start()
+    start.set()
+    saves = [results.get(timeout=60) for _ in range(len(outcomes) * len(job_ids))]
+    for racer in racers:
+        racer.join(30)
+    winners: dict[str, str] = {}
+    for job_id, outcome, stored in saves:
+        if stored:
+            assert job_id not in winners, f"two saves of job {job_id} were stored"
+            winners[job_id] = outcome
+    return winners
 
 
 def wait_for_job(client: Any, job_id: str, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),

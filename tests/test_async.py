@@ -10,36 +10,16 @@ from datetime import datetime
 import pytest
 
 from atoll import verify_callback
-from tests.async_service import SECRET, Worker, build_service, wait_for_job, write_config
+from tests.async_service import SECRET, Worker, build_service, running_stack, wait_for_job, write_config
 
 pytestmark = pytest.mark.slow
-
-
-def delete_queue(broker_url: str, queue: str) -> None:
-    """Remove a test run's queue from the shared RabbitMQ."""
-    from kombu import Connection, Queue
-
-    with Connection(broker_url) as conn:
-        Queue(queue, channel=conn.channel()).delete()
 
 
 @pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
 def stack(request, tmp_path_factory):
     """(config, test client, worker) on one broker, with one worker process for the module."""
-    overrides = {}
-    if request.param == "rabbitmq":
-        overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
-    folder = tmp_path_factory.mktemp(f"async-{request.param}")
-    path, config = write_config(folder, **overrides)
-    worker = Worker(path).start()
-    try:
-        worker.wait_ready()
-        client = build_service(config).create_app().test_client()
-        yield config, client, worker
-    finally:
-        worker.stop()
-        if config.worker_broker:
-            delete_queue(config.worker_broker, config.worker_queue)
+    with running_stack(request, tmp_path_factory, "async") as (config, worker):
+        yield config, build_service(config).create_app().test_client(), worker
 
 
 def submit(client, name, data, **body):

@@ -10,37 +10,19 @@ import time
 import pytest
 
 from atoll.service.model import JobFailed
-from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.async_service import Worker, build_service, race_saves, running_stack, wait_for_job, write_config
 from tests.spark_cluster import require_spark
 
 pytestmark = pytest.mark.slow
 
 
-def delete_queue(broker_url: str, queue: str) -> None:
-    """Remove a test run's queue from the shared RabbitMQ."""
-    from kombu import Connection, Queue
-
-    with Connection(broker_url) as conn:
-        Queue(queue, channel=conn.channel()).delete()
-
-
 @pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
 def stack(request, tmp_path_factory):
     """(config, service, test client, worker) on one broker, with one worker process for the module."""
-    overrides = {"inline_results_max_bytes": 2000, "job_log_max_bytes": 4096}
-    if request.param == "rabbitmq":
-        overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
-    folder = tmp_path_factory.mktemp(f"jobs-{request.param}")
-    path, config = write_config(folder, **overrides)
-    worker = Worker(path).start()
-    try:
-        worker.wait_ready()
+    with running_stack(request, tmp_path_factory, "jobs", inline_results_max_bytes=2000,
+                       job_log_max_bytes=4096) as (config, worker):
         service = build_service(config)
         yield config, service, service.create_app().test_client(), worker
-    finally:
-        worker.stop()
-        if config.worker_broker:
-            delete_queue(config.worker_broker, config.worker_queue)
 
 
 def submit(client, name, data, headers=None, **body):
@@ -387,8 +369,6 @@ def _race(state_dir: str, job_ids: list[str], outcome: str, start, results) -> N
 def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path):
     """Three processes finish the same 200 running jobs three ways at once: for every job exactly one
     save wins, and the stored record is the winner's, never overwritten by a later save."""
-    import multiprocessing
-
     from atoll.config import load_config
     from atoll.service.jobs import jobs_of
     from atoll.service.model import Job, new_job_id
@@ -401,21 +381,7 @@ def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path
         job.start()
         assert store.save(job)
         ids.append(job.job_id)
-    context = multiprocessing.get_context("fork")
-    start, results = context.Event(), context.Queue()
-    racers = [context.Process(target=_race, args=(state_dir, ids, outcome, start, results))
-              for outcome in ("succeeded", "failed", "cancelled")]
-    for racer in racers:
-        racer.start()
-    start.set()
-    saves = [results.get(timeout=60) for _ in range(3 * len(ids))]
-    for racer in racers:
-        racer.join(30)
-    winners = {}
-    for job_id, outcome, stored in saves:
-        if stored:
-            assert job_id not in winners, f"two saves of job {job_id} were stored"
-            winners[job_id] = outcome
+    winners = race_saves(_race, lambda _: (state_dir,), ("succeeded", "failed", "cancelled"), ids)
     assert set(winners) == set(ids)
     for job_id, outcome in winners.items():
         assert store.load(job_id).status.value == outcome

@@ -7,7 +7,6 @@ Needs a Redis server on 127.0.0.1:6379 (``ATOLL_TEST_REDIS`` for another URL) an
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import uuid
 
@@ -17,6 +16,7 @@ from atoll import Atoll, Pipeline
 from atoll.config import load_config
 from atoll.service.jobs import jobs_of
 from atoll.service.model import ErrorBody, Job, JobStatus, new_job_id
+from tests.async_service import race_saves
 from tests.requirements import unavailable
 
 URL = os.environ.get("ATOLL_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -98,20 +98,7 @@ def test_a_worker_and_a_cancel_that_cross_store_one_outcome_on_redis(redis_url, 
         job.start()
         assert store.save(job)
         ids.append(job.job_id)
-    context = multiprocessing.get_context("fork")
-    start, results = context.Event(), context.Queue()
-    racers = [context.Process(target=_race, args=(redis_url, str(tmp_path / o), ids, o, start, results))
-              for o in ("succeeded", "cancelled")]
-    for racer in racers:
-        racer.start()
-    start.set()
-    saves = [results.get(timeout=60) for _ in range(2 * len(ids))]
-    for racer in racers:
-        racer.join(30)
-    winners = {}
-    for job_id, outcome, stored in saves:
-        if stored:
-            assert job_id not in winners
-            winners[job_id] = outcome
+    winners = race_saves(_race, lambda outcome: (redis_url, str(tmp_path / outcome)),
+                         ("succeeded", "cancelled"), ids)
     assert set(winners) == set(ids)
     assert all(store.load(job_id).status.value == outcome for job_id, outcome in winners.items())
