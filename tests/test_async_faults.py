@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from tests.async_service import Worker, build_service, wait_for_job, write_config
-from tests.test_async import delete_queue
+from tests.async_service import Worker, build_service, delete_queue, wait_for_job, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,7 @@ import uuid
 
 import pytest
 
-from tests.async_service import SECRET, Worker, build_service, write_config
-from tests.test_async import delete_queue
+from tests.async_service import SECRET, Worker, build_service, delete_queue, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from atoll.service.tasks import DELIVERY_TASK, PIPELINE_TASK, get_celery, now
-from tests.async_service import Worker, build_service, wait_for_job, write_config
-from tests.test_async import delete_queue
+from tests.async_service import Worker, build_service, delete_queue, wait_for_job, write_config
 
 pytestmark = pytest.mark.slow
 
