@@ -270,6 +270,8 @@ class Operator(ABC):
     #: what its output elements are, given its input's ("plain", "tuples" or "mixed"; None: the
     #: same as its input), so that a later map knows whether to spread them without looking
     makes: str | None = "mixed"
+    #: its function takes a tuple element spread into arguments (``f(*x)``)
+    spreads = False
 
     @abstractmethod
     def partition(self, step: Step, items) -> list:
@@ -307,17 +309,28 @@ def _one_of(func: Callable, known: tuple) -> bool:
     return any(func is k for k in known)
 
 
-def _call(f: str, spread: str) -> str:
-    # a tuple element is spread into the arguments (the DSL's ``f(*x)``)
-    if spread == "check":
-        return f"({f}(*x) if isinstance(x, tuple) else {f}(x))"
-    return f"{f}(*x)" if spread == "yes" else f"{f}(x)"
+def _call(f: str, spread: str, n: int, target: str) -> list[str]:
+    """Return the lines that store ``f`` applied to the element ``x`` in ``target``.
+
+    A tuple element is spread into the arguments (the DSL's ``f(*x)``). When the pass does not know
+    whether elements are tuples (``spread == "check"``) it asks each element's type, and remembers the
+    last plain type (``p<n>``) and the last tuple type (``q<n>``) it saw, so that elements of one type
+    cost a ``type(x) is`` test: cheaper than ``isinstance`` and than scanning the partition first.
+    """
+    if spread != "check":
+        return [f"{target} = {f}(*x)" if spread == "yes" else f"{target} = {f}(x)"]
+    return ["t = type(x)",
+            f"if t is p{n}:", f"    {target} = {f}(x)",
+            f"elif t is q{n}:", f"    {target} = {f}(*x)",
+            "elif issubclass(t, tuple):", f"    q{n} = t", f"    {target} = {f}(*x)",
+            "else:", f"    p{n} = t", f"    {target} = {f}(x)"]
 
 
 class Map(Operator):
     """``map(f)``: ``f(x)`` for each element, ``f(*x)`` for a tuple element."""
 
     name = "map"
+    spreads = True
 
     def partition(self, step: Step, items) -> list:
         return map_partition(step.func, items, step.unpack)
@@ -326,13 +339,14 @@ class Map(Operator):
         return "plain" if _one_of(func, _PLAIN_RESULTS) else "mixed"
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
-        return [f"x = {_call(f, spread)}"], False
+        return _call(f, spread, n, "x"), False
 
 
 class FlatMap(Operator):
     """``flatMap(f)``: the concatenation of ``f(x)``."""
 
     name = "flatMap"
+    spreads = True
 
     def partition(self, step: Step, items) -> list:
         return flat_map_partition(step.func, items, step.unpack)
@@ -341,7 +355,9 @@ class FlatMap(Operator):
         return "plain" if _one_of(func, _PLAIN_PARTS) else "mixed"
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
-        return [f"for x in {_call(f, spread)}:"], True
+        if spread != "check":
+            return [f"for x in {f}(*x):" if spread == "yes" else f"for x in {f}(x):"], True
+        return [*_call(f, spread, n, f"r{n}"), f"for x in r{n}:"], True
 
 
 class Filter(Operator):
@@ -391,11 +407,19 @@ class Aggregate(Operator):
 
     #: its result is (key, value) pairs combined per key (Spark's ``reduceByKey``), not one value
     keyed = False
+    #: its first element is folded in differently (it starts the accumulator): a fused pass with no
+    #: inner loop takes it in a loop of its own, so the main loop does not test for it each time
+    peels = False
 
     @abstractmethod
-    def fold(self, add: bool) -> tuple[list[str], list[str]]:
-        """Return the lines that start the accumulator ``acc`` and those that fold ``x`` into it
-        (``add``: the function is ``operator.add``, written as ``+``)."""
+    def start(self) -> list[str]:
+        """Return the lines that start the accumulator ``acc`` when the pass was given none
+        (``acc is EMPTY``); a pass given a partial result folds into it."""
+
+    @abstractmethod
+    def fold(self, add: bool, started: bool = False) -> list[str]:
+        """Return the lines that fold ``x`` into the accumulator ``acc`` (``add``: the function is
+        ``operator.add``, written as ``+``; ``started``: ``acc`` is known to hold a value)."""
 
     @abstractmethod
     def merge(self, step: Step, partials: Iterable) -> Any:
@@ -413,13 +437,17 @@ class Reduce(Aggregate):
     """``reduce(f)``: the left fold of the elements (:data:`EMPTY` for an empty partition)."""
 
     name = "reduce"
+    peels = True
 
     def partition(self, step: Step, items) -> Any:
         return reduce_partition(step.func, items)
 
-    def fold(self, add: bool) -> tuple[list[str], list[str]]:
-        return ["acc = EMPTY"], ["if acc is EMPTY:", "    acc = x", "else:",
-                                 "    acc = acc + x" if add else "    acc = fa(acc, x)"]
+    def start(self) -> list[str]:
+        return []  # EMPTY until the first element
+
+    def fold(self, add: bool, started: bool = False) -> list[str]:
+        folded = "acc = acc + x" if add else "acc = fa(acc, x)"
+        return [folded] if started else ["if acc is EMPTY:", "    acc = x", "else:", "    " + folded]
 
     def merge(self, step: Step, partials: Iterable) -> Any:
         result = merge_reduced(step.func, partials)
@@ -441,11 +469,13 @@ class ReduceByKey(Aggregate):
     def partition(self, step: Step, items) -> dict:
         return reduce_by_key_partition(step.func, items)
 
-    def fold(self, add: bool) -> tuple[list[str], list[str]]:
+    def start(self) -> list[str]:
+        return ["acc = {}"]
+
+    def fold(self, add: bool, started: bool = False) -> list[str]:
         # one lookup for a key seen before (most of them): the try covers the lookup alone
-        return ["acc = {}"], ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:",
-                              "    acc[k] = v", "else:",
-                              "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
+        return ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:", "    acc[k] = v",
+                "else:", "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
 
     def merge(self, step: Step, partials: Iterable) -> list:
         return list(merge_by_key(step.func, partials).items())
@@ -483,7 +513,7 @@ def _spreads(steps: list[Step], kind: str) -> list[str]:
     the kind of elements (``kind`` is the input's) through the steps."""
     out = []
     for step in steps:
-        if not step.unpack:
+        if not (step.unpack and step.op.spreads):
             out.append("no")
         else:
             out.append({"plain": "no", "tuples": "yes"}.get(kind, "check"))
@@ -493,14 +523,15 @@ def _spreads(steps: list[Step], kind: str) -> list[str]:
 
 def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> str:
     """Return the Python source of the fused pass over ``steps`` then ``aggregate``: one ``for``
-    loop, the user's functions as locals, a filter an ``if``, a flatMap an inner loop.
+    loop, the user's functions as locals, a filter an ``if``, a flatMap an inner loop, the aggregate
+    folded into ``acc`` in place (from ``acc`` when the pass is given a partial result to go on from).
 
     ``kind`` is what the input's elements are: ``"plain"`` (no tuples), ``"tuples"`` or
-    ``"mixed"``; a map that knows it spreads every element, or none, does not look at each.
+    ``"mixed"`` (not known: a map asks each element's type, see :func:`_call`).
 
     >>> info = StageInfo(0, "map", "f")
     >>> print(pass_source([Step(OPERATORS["filter"], bool, info)], None))
-    def fused_pass(items, fs, fa, EMPTY):
+    def fused_pass(items, fs, fa, EMPTY, acc=EMPTY):
         f0, = fs
         out = []
         append = out.append
@@ -511,23 +542,43 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") 
         return out
     """
     names = [f"f{i}" for i in range(len(steps))]
-    lines = ["def fused_pass(items, fs, fa, EMPTY):"]
+    spreads = _spreads(steps, kind)
+    lines = ["def fused_pass(items, fs, fa, EMPTY, acc=EMPTY):"]
     if steps:
         lines.append(f"    {', '.join(names)}, = fs")
+    checked = [f"p{n} = q{n} = None" for n, spread in enumerate(spreads) if spread == "check"]
+    lines += ["    " + line for line in checked]
+
+    def body(depth: int) -> tuple[list[str], int]:
+        """The steps' lines inside the loop over ``x`` (at ``depth``), and the depth they end at."""
+        out: list[str] = []
+        for n, (step, name, spread) in enumerate(zip(steps, names, spreads)):
+            more, opens = step.op.fuse(name, spread, n)
+            out += ["    " * depth + line for line in more]
+            depth += opens
+        return out, depth
+
+    def folded(fold: list[str]) -> list[str]:
+        inner, depth = body(2)
+        # ``x = f(x)`` then ``k, v = x``: one line, ``k, v = f(x)``, with no store of ``x`` between
+        if inner and fold and fold[0].endswith(" = x") and inner[-1].startswith("    " * depth + "x = "):
+            last = inner.pop()
+            fold = [fold[0][:-1] + last.lstrip()[4:], *fold[1:]]
+        return inner + ["    " * depth + line for line in fold]
+
     if aggregate is None:
-        start, fold, result = ["out = []", "append = out.append"], ["append(x)"], "out"
+        lines += ["    out = []", "    append = out.append", "    for x in items:", *folded(["append(x)"]),
+                  "    return out"]
+        return "\n".join(lines)
+    op, add = aggregate.op, aggregate.func is operator.add
+    lines += ["    if acc is EMPTY:", *["        " + line for line in op.start()]] if op.start() else []
+    if op.peels and body(2)[1] == 2:  # no inner loop: the first element is folded in a loop of its own
+        first, _ = body(3)
+        lines += ["    it = iter(items)", "    if acc is EMPTY:", "        for x in it:", *first,
+                  "            acc = x", "            break", "    for x in it:", *folded(op.fold(add, True))]
     else:
-        start, fold = aggregate.op.fold(aggregate.func is operator.add)
-        result = "acc"
-    lines += ["    " + line for line in start]
-    lines.append("    for x in items:")
-    depth = 2
-    for n, (step, name, spread) in enumerate(zip(steps, names, _spreads(steps, kind))):
-        body, opens = step.op.fuse(name, spread, n)
-        lines += ["    " * depth + line for line in body]
-        depth += opens
-    lines += ["    " * depth + line for line in fold]
-    lines.append(f"    return {result}")
+        lines += ["    for x in items:", *folded(op.fold(add))]
+    lines.append("    return acc")
     return "\n".join(lines)
 
 
@@ -536,38 +587,26 @@ def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed"
 
     The signature is the operators, how each takes tuple elements, the aggregate and whether its
     function is ``operator.add``; the functions themselves are arguments, so pipelines of the same
-    shape share one compiled pass.
+    shape share one compiled pass. It is called as ``fused_pass(items, functions, aggregate's
+    function, EMPTY)``, or with a fifth argument, a partial aggregate to fold on into.
     """
     key = (tuple((s.op.name, spread) for s, spread in zip(steps, _spreads(steps, kind))),
            None if aggregate is None else (aggregate.op.name, aggregate.func is operator.add))
     found = _compiled.get(key)
     if found is None:
-        namespace: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"EMPTY": EMPTY}
         exec(compile(pass_source(steps, aggregate, kind), "<atoll fused pass>", "exec"), namespace)
         found = _compiled[key] = namespace["fused_pass"]
     return found
 
 
-def _input_kind(steps: list[Step], items) -> str:
-    """Return the kind of ``items``'s elements when a step will use it, else "mixed" (not looked at).
-
-    A scan of the partition's element types costs less than a check per element in the loop.
-    """
-    if type(items) is range:
-        return "plain"
-    for step in steps:
-        if step.unpack and step.op.makes is not None:  # the first map or flatMap, after filters
-            return _tuple_kind(items)
-        if step.op.makes is not None:
-            break
-    return "mixed"
-
-
-def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> Any:
+def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: Any = EMPTY) -> Any:
     """Run a fused chain of element-wise steps over one partition, then its aggregate if any.
 
     Returns the resulting list, or the partial aggregate (see :func:`reduce_partition`,
-    :func:`reduce_by_key_partition`). The steps run as one compiled loop (:func:`compiled_pass`).
+    :func:`reduce_by_key_partition`), folded on from ``acc`` when given (a partial aggregate of the
+    partitions before this one, which the pass may change in place). The steps run as one compiled
+    loop (:func:`compiled_pass`).
     If anything raises, the partition is run again stage by stage (each operator's
     :meth:`Operator.partition`) to name the stage and the element that failed (so on failure,
     functions before the failing one may run twice on that partition). A failure that does not recur
@@ -581,9 +620,9 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None) -> An
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
+    fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed")
     try:
-        return compiled_pass(steps, aggregate, _input_kind(steps, items))(
-            items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY)
+        return fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
     except _interruptions:
         raise
     except Exception as exc:

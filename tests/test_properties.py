@@ -253,21 +253,73 @@ def test_compiled_pass_agrees_with_the_staged_one(data, stages, aggregate):
     assert _outcome(lambda: run_steps(steps, data, agg)) == staged
 
 
-@settings(max_examples=60, deadline=None)
-@given(data=st.lists(elements, max_size=25), stages=narrow_stages, aggregate=aggregates)
-def test_serial_and_local_agree_on_every_operator_with_tuples(data, stages, aggregate):
-    """The same random pipelines through the executors: one partition on each side (so the first
-    failure is the same one), the local executor's run in its one worker process."""
-    steps, agg = _steps(stages, aggregate)
+def _pipeline(steps, agg) -> Pipeline:
+    """Return the Pipeline whose stages are ``steps`` then ``agg``."""
     pipeline = Pipeline()
     for step in steps:
         func = None if step.func.__name__ == "identity" else step.func
         pipeline = getattr(pipeline, step.op.name)(func)
     if agg is not None:
         pipeline = getattr(pipeline, agg.op.name)(agg.func)
+    return pipeline
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.lists(elements, max_size=25), stages=narrow_stages, aggregate=aggregates)
+def test_serial_and_local_agree_on_every_operator_with_tuples(data, stages, aggregate):
+    """The same random pipelines through the executors: one partition on each side (so the first
+    failure is the same one), the local executor's run in its one worker process."""
+    steps, agg = _steps(stages, aggregate)
+    pipeline = _pipeline(steps, agg)
     local = LocalExecutor(1, min_parallel_seconds=0, probe_seconds=0, max_chunk=100)
     serial = _outcome(lambda: pipeline.run(data, executor=SerialExecutor()))
     parallel = _outcome(lambda: pipeline.run(data, executor=local))
     if agg is not None and agg.op.keyed and serial[0] == "ok":
         serial, parallel = ("ok", dict(serial[1])), ("ok", dict(parallel[1]))
     assert parallel == serial
+
+
+class _Point(tuple):
+    """A tuple subclass (as a namedtuple is): spread into arguments like a tuple."""
+
+
+def _point(*a):
+    return _Point(a)
+
+
+subclassed = st.one_of(elements, st.tuples(st.integers(-9, 9), st.integers(-9, 9)).map(lambda t: _Point(t)),
+                       st.booleans(), st.text(max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(subclassed, max_size=30), stages=narrow_stages, aggregate=aggregates,
+       cut=st.integers(1, 8))
+def test_compiled_pass_per_type_and_folded_on_across_chunks(data, stages, aggregate, cut):
+    """Elements of several types, tuple subclasses among them, in any order (a compiled map remembers
+    the last plain and the last tuple type it saw): the compiled pass agrees with the staged run. And
+    the partition cut into chunks, each folded on into the partial aggregate of those before it (as
+    the serial executor runs a long input), gives the result of the whole partition in one pass."""
+    from atoll.operators import EMPTY, _run_staged, compiled_pass, run_steps
+
+    steps, agg = _steps(stages, aggregate)
+    staged = _outcome(lambda: _run_staged(steps, data, agg))
+    funcs = tuple(s.func for s in steps)
+    try:
+        compiled = ("ok", compiled_pass(steps, agg)(data, funcs, agg and agg.func, EMPTY))
+    except Exception:
+        compiled = ("error",)
+    assert compiled[0] == staged[0], (compiled, staged)
+    if staged[0] != "ok":
+        return
+    assert compiled == staged
+    if agg is None:
+        return
+    acc = run_steps(steps, [], agg)  # the partial of an empty partition, folded on from
+    for start in range(0, len(data), cut):
+        acc = run_steps(steps, data[start:start + cut], agg, acc)
+    whole = run_steps(steps, data, agg)
+    assert acc == whole
+    # the serial executor over a generator, read ``cut`` elements at a time
+    chunked = _outcome(lambda: _pipeline(steps, agg).run(iter(data), executor=SerialExecutor(cut)))
+    whole = _outcome(lambda: _pipeline(steps, agg).run(data, executor=SerialExecutor()))
+    assert chunked == whole

@@ -61,7 +61,7 @@ from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownEx
 
 from atoll import control, output, serialization
 from atoll.errors import PipelineError
-from atoll.executors.serial import SerialExecutor, chunks_of, combine
+from atoll.executors.serial import SerialExecutor, chunks_of, combine, run_chunks
 from atoll.operators import Step, run_steps
 from atoll.parallelism import effective_n_jobs
 
@@ -332,9 +332,8 @@ class LocalExecutor(SerialExecutor):
             plan["inline"] = -1 if remaining is None else remaining
             if run is not None:
                 run.add_total(1)
-            rest = (run_steps(steps, chunk, aggregate)
-                    for chunk in chunks_of(source.rest(), self.chunk_size))
-            result = combine(chain(parts, rest), aggregate)
+            rest = run_chunks(chunks_of(source.rest(), self.chunk_size), steps, aggregate)
+            result = combine([*parts, rest] if aggregate is not None else chain(parts, [rest]), aggregate)
             if run is not None:
                 run.advance(1)
             return result

@@ -10,7 +10,7 @@ from atoll import control
 from atoll.executors.base import Executor
 from atoll.operators import Step, merge_partials, run_steps
 
-__all__ = ["SerialExecutor", "chunks_of", "combine"]
+__all__ = ["SerialExecutor", "chunks_of", "combine", "run_chunks"]
 
 
 def chunks_of(data: Iterable, size: int) -> Iterator:
@@ -41,6 +41,18 @@ def combine(parts: Iterable, aggregate: Step | None) -> Any:
     return out
 
 
+def run_chunks(chunks: Iterable, steps: list[Step], aggregate: Step | None) -> Any:
+    """Return the fused pass run over ``chunks`` in turn, in this process: the concatenated results,
+    or one partial aggregate, each chunk folded on into the partial of those before it (no partial
+    per chunk to merge afterwards)."""
+    if aggregate is None:
+        return combine((run_steps(steps, chunk) for chunk in chunks), None)
+    acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
+    for chunk in chunks:
+        acc = run_steps(steps, chunk, aggregate, acc)
+    return acc
+
+
 class SerialExecutor(Executor):
     """Runs a pipeline in the calling process, ``chunk_size`` elements at a time: a generator is never
     held whole, and a fused pass over a long list or range never builds full-length intermediates.
@@ -68,10 +80,9 @@ class SerialExecutor(Executor):
     def _serial_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         if isinstance(data, (list, tuple, range)) and len(data) <= self.chunk_size:
             part = run_steps(steps, data, aggregate)
-            return part if aggregate is None else merge_partials(aggregate, [part])
-        # chunks bound the intermediate lists of a fused pass (and never hold a generator whole)
-        return combine((run_steps(steps, chunk, aggregate)
-                        for chunk in chunks_of(data, self.chunk_size)), aggregate)
+        else:  # chunks bound what a failing pass's re-run holds, and never hold a generator whole
+            part = run_chunks(chunks_of(data, self.chunk_size), steps, aggregate)
+        return part if aggregate is None else merge_partials(aggregate, [part])
 
     def __repr__(self) -> str:
         return "SerialExecutor()"
