@@ -11,7 +11,10 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
 3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (when the length
    is known, equal chunks, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker). Each
    chunk runs the whole fused pass in a worker, and an aggregate is combined inside the chunk before
-   it travels back (map-side combine).
+   it travels back (map-side combine). A partial aggregate costs this process its unpickling and its
+   merge once per chunk, whatever the chunk's length (a word count's partial holds about every word
+   of the vocabulary): the probe times both on its last partial, and a chunk is made long enough that
+   they stay under ``1 / PARTIAL_SHARE`` of its work.
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
 workers, where the pass is compiled once (:func:`~atoll.operators.compiled_pass`). Chunks and their
@@ -81,6 +84,9 @@ class _Failed:
 
 #: the most chunks per worker a pass over an input of known length is cut into
 MAX_ROUNDS = 128
+
+#: a chunk's work is at least this many times what its partial aggregate costs this process
+PARTIAL_SHARE = 40
 
 #: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
 IDLE_SECONDS = 300
@@ -285,7 +291,7 @@ class LocalExecutor(SerialExecutor):
     name = "local"
 
     def __init__(self, n_jobs: int | None = -1, *, progress: bool = False,
-                 serializer: str = "cloudpickle", chunk_seconds: float = 0.025,
+                 serializer: str = "cloudpickle", chunk_seconds: float = 0.1,
                  min_parallel_seconds: float = 0.02, probe_seconds: float = 0.002,
                  max_chunk: int = 1_000_000):
         if serializer not in _SERIALIZERS:
@@ -319,7 +325,7 @@ class LocalExecutor(SerialExecutor):
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         run = control.current()
         source = _Source(data)
-        parts, per_item, transfer = self._probe(source, steps, aggregate)
+        parts, per_item, transfer, per_partial = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0}
         self.last_plan = plan
         remaining = source.remaining()
@@ -337,7 +343,7 @@ class LocalExecutor(SerialExecutor):
             if run is not None:
                 run.advance(1)
             return result
-        size = self._chunk_size(per_item, remaining)
+        size = self._chunk_size(per_item, remaining, per_partial)
         total = None
         if remaining is None:
             chunks = chunks_of(source.rest(), size)
@@ -368,11 +374,13 @@ class LocalExecutor(SerialExecutor):
         parallel = (per_item + transfer / 2) / self.n_jobs + transfer / 2
         return parallel < 0.8 * per_item
 
-    def _probe(self, source: _Source, steps, aggregate) -> tuple[list, float, float]:
+    def _probe(self, source: _Source, steps, aggregate) -> tuple[list, float, float, float]:
         """Run growing slices here until ``probe_seconds`` pass.
 
-        Returns their results, the compute cost per element and the cost per element of moving a
-        slice and its result between processes (a pickle round trip of each).
+        Returns their results, the compute cost per element, the cost per element of moving a
+        slice and its result between processes (a pickle round trip of each), and for a pass ending
+        in an aggregate what the last slice's partial result costs this process once it is back
+        (unpickling it and merging it into the others; 0 for a plain pass).
         """
         parts, n, elapsed, per_item, transfer = [], 1, 0.0, math.inf, math.inf
         while not source.exhausted and elapsed < self.probe_seconds:
@@ -391,11 +399,18 @@ class LocalExecutor(SerialExecutor):
             parts.append(part)
             n *= 2
         if not parts:
-            per_item = transfer = 0.0
-        return parts, per_item, transfer
+            return parts, 0.0, 0.0, 0.0
+        per_partial = 0.0
+        if aggregate is not None:
+            blob = _pack(parts[-1])
+            start = time.perf_counter()
+            combine([_unpack(blob), _unpack(blob)], aggregate)  # two: the merge of one into another
+            per_partial = (time.perf_counter() - start) / 2
+        return parts, per_item, transfer, per_partial
 
-    def _chunk_size(self, per_item: float, remaining: int | None) -> int:
-        per_chunk = max(1, int(self.chunk_seconds / max(per_item, 1e-9)))
+    def _chunk_size(self, per_item: float, remaining: int | None, per_partial: float = 0.0) -> int:
+        seconds = max(self.chunk_seconds, PARTIAL_SHARE * per_partial)
+        per_chunk = max(1, int(seconds / max(per_item, 1e-9)))
         if remaining is not None:
             # at most MAX_ROUNDS chunks per worker: enough to even out uneven work, and a bound on
             # the per-chunk costs (about a millisecond each) whatever the estimate says
