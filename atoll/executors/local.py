@@ -233,14 +233,14 @@ def _run_chunk(payload: bytes, serializer: str, chunk, capture: tuple[int, int] 
         return _Failed(exc)
 
 
-def _even_chunks(items, count: int):
-    """Yield ``count`` slices of the sequence ``items`` whose lengths differ by one at most.
+def _even_chunks(items, count: int, start: int = 0):
+    """Yield ``count`` slices of the sequence ``items`` from ``start`` on, whose lengths differ by one
+    at most (sliced from ``items`` itself: the rest is never copied whole first).
 
-    >>> [list(c) for c in _even_chunks(range(7), 3)]
-    [[0, 1, 2], [3, 4], [5, 6]]
+    >>> [list(c) for c in _even_chunks(range(7), 3)], [list(c) for c in _even_chunks(range(7), 2, 3)]
+    ([[0, 1, 2], [3, 4], [5, 6]], [[3, 4], [5, 6]])
     """
-    size, longer = divmod(len(items), count)
-    start = 0
+    size, longer = divmod(len(items) - start, count)
     for i in range(count):
         end = start + size + (i < longer)
         yield items[start:end]
@@ -269,10 +269,11 @@ class _Source:
     def remaining(self) -> int | None:
         return None if self.sequence is None else len(self.sequence) - self.offset
 
-    def rest(self) -> Iterable:
+    def chunks(self, size: int) -> Iterable:
+        """Return the rest in chunks of ``size`` elements."""
         if self.sequence is not None:
-            return self.sequence[self.offset:]
-        return self.iterator
+            return chunks_of(self.sequence, size, self.offset)
+        return chunks_of(self.iterator, size)
 
 
 class LocalExecutor(SerialExecutor):
@@ -338,7 +339,7 @@ class LocalExecutor(SerialExecutor):
             plan["inline"] = -1 if remaining is None else remaining
             if run is not None:
                 run.add_total(1)
-            rest = run_chunks(chunks_of(source.rest(), self.chunk_size), steps, aggregate)
+            rest = run_chunks(source.chunks(self.chunk_size), steps, aggregate)
             result = combine([*parts, rest] if aggregate is not None else chain(parts, [rest]), aggregate)
             if run is not None:
                 run.advance(1)
@@ -346,11 +347,11 @@ class LocalExecutor(SerialExecutor):
         size = self._chunk_size(per_item, remaining, per_partial)
         total = None
         if remaining is None:
-            chunks = chunks_of(source.rest(), size)
+            chunks = source.chunks(size)
         else:  # equal chunks, as many for each worker: no worker is left with a short last round
             total = math.ceil(remaining / size)
             total = min(remaining, math.ceil(total / self.n_jobs) * self.n_jobs)
-            chunks = _even_chunks(source.rest(), total)
+            chunks = _even_chunks(source.sequence, total, source.offset)
             size = math.ceil(remaining / total)
         plan["chunk_size"], plan["chunks"] = size, total or 0
         if run is not None and total is not None:

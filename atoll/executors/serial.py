@@ -13,15 +13,16 @@ from atoll.operators import Step, merge_partials, run_steps
 __all__ = ["SerialExecutor", "chunks_of", "combine", "run_chunks"]
 
 
-def chunks_of(data: Iterable, size: int) -> Iterator:
-    """Yield ``data`` in chunks of at most ``size`` elements: slices of a sequence, lists otherwise.
+def chunks_of(data: Iterable, size: int, start: int = 0) -> Iterator:
+    """Yield ``data`` in chunks of at most ``size`` elements: slices of a sequence (from ``start``
+    on), lists otherwise.
 
-    >>> [list(c) for c in chunks_of(range(5), 2)]
-    [[0, 1], [2, 3], [4]]
+    >>> [list(c) for c in chunks_of(range(5), 2)], [list(c) for c in chunks_of(range(5), 2, 1)]
+    ([[0, 1], [2, 3], [4]], [[1, 2], [3, 4]])
     """
     if isinstance(data, (list, tuple, range)):
-        for start in range(0, len(data), size):
-            yield data[start:start + size]
+        for at in range(start, len(data), size):
+            yield data[at:at + size]
         return
     it = iter(data)
     while True:
