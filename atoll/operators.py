@@ -299,14 +299,16 @@ class Operator(ABC):
 
 
 #: builtins whose result is never a tuple: a map with one of them makes plain elements
-_PLAIN_RESULTS = (str, int, float, bool, len, ord, chr, hash, repr, str.lower, str.upper,
-                  str.strip, str.lstrip, str.rstrip, str.casefold, str.title, str.encode, bytes.decode)
+_PLAIN_RESULTS = frozenset(map(id, (
+    str, int, float, bool, len, ord, chr, hash, repr, str.lower, str.upper, str.strip, str.lstrip,
+    str.rstrip, str.casefold, str.title, str.encode, bytes.decode)))
 #: builtins that return a list of strings (or bytes): a flatMap with one makes plain elements
-_PLAIN_PARTS = (str.split, str.rsplit, str.splitlines, bytes.split, bytes.rsplit, bytes.splitlines)
+_PLAIN_PARTS = frozenset(map(id, (str.split, str.rsplit, str.splitlines, bytes.split, bytes.rsplit,
+                                  bytes.splitlines)))
 
 
-def _one_of(func: Callable, known: tuple) -> bool:
-    return any(func is k for k in known)
+def _one_of(func: Callable, known: frozenset) -> bool:
+    return id(func) in known  # by identity: a user's callable need not be hashable
 
 
 def _call(f: str, spread: str, n: int, target: str) -> list[str]:
@@ -319,11 +321,10 @@ def _call(f: str, spread: str, n: int, target: str) -> list[str]:
     """
     if spread != "check":
         return [f"{target} = {f}(*x)" if spread == "yes" else f"{target} = {f}(x)"]
-    return ["t = type(x)",
-            f"if t is p{n}:", f"    {target} = {f}(x)",
-            f"elif t is q{n}:", f"    {target} = {f}(*x)",
-            "elif issubclass(t, tuple):", f"    q{n} = t", f"    {target} = {f}(*x)",
-            "else:", f"    p{n} = t", f"    {target} = {f}(x)"]
+    return [f"if type(x) is p{n}:", f"    {target} = {f}(x)",
+            f"elif type(x) is q{n}:", f"    {target} = {f}(*x)",
+            "elif issubclass(type(x), tuple):", f"    q{n} = type(x)", f"    {target} = {f}(*x)",
+            "else:", f"    p{n} = type(x)", f"    {target} = {f}(x)"]
 
 
 class Map(Operator):

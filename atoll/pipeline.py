@@ -9,6 +9,7 @@ Pipeline(name='double-sum') map(<lambda>) -> reduce(<lambda>)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ class Stage:
     kwargs: tuple[tuple[str, Any], ...] = ()
     runtime_kwargs: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property  # a stage never changes, and every run of it names it
     def function(self) -> str:
         """Return the name of the stage's function, or the branch names joined by ``|``."""
         if self.op in BRANCHING:

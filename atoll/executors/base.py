@@ -141,7 +141,8 @@ class Executor(ABC):
                 first = info
                 aggregate = None
                 while i < len(stages) and stages[i].op in OPERATORS:
-                    step = self._step(i, stages[i], kwargs, outer, branch)
+                    step = self._step(stages[i], kwargs, info if stages[i] is stage else
+                                      _stage_info(i, stages[i], outer, branch))
                     i += 1
                     if isinstance(step.op, Aggregate):  # an aggregate ends the pass
                         aggregate = step
@@ -174,11 +175,10 @@ class Executor(ABC):
             i += 1
         return value
 
-    def _step(self, index: int, stage: Stage, kwargs: dict, outer, branch) -> Step:
+    def _step(self, stage: Stage, kwargs: dict, info: StageInfo) -> Step:
         # a nested pipeline or the identity takes a tuple element whole; a function gets it spread
         unpack = stage.func is not None and not isinstance(stage.func, Pipeline)
-        return Step(OPERATORS[stage.op], bind(stage, kwargs), _stage_info(index, stage, outer, branch),
-                    unpack)
+        return Step(OPERATORS[stage.op], bind(stage, kwargs), info, unpack)
 
     def _as_collection(self, value: Any, stage: Stage, info: StageInfo) -> Any:
         """Return ``value`` as something a pass can iterate, or raise a PipelineError."""
