@@ -435,3 +435,27 @@ def _progress_seen(client, job_id, seen):
     if record["progress"] is not None:
         seen.append((record["progress"]["done"], record["progress"]["total"]))
     return record if record["status"] in ("succeeded", "failed", "cancelled") else None
+
+
+def test_celery_apps_of_dropped_services_are_not_kept_alive(tmp_path):
+    """Each service's Celery app listens for task_failure (a job killed by its hard time limit); the
+    receiver belongs to the app, so a process that makes many services does not keep them all."""
+    import gc
+    import weakref
+
+    from celery.signals import task_failure
+
+    from atoll.service.tasks import get_celery
+
+    def make() -> weakref.ref:
+        service = build_service(write_config(tmp_path)[1])
+        return weakref.ref(get_celery(service))
+
+    gc.collect()
+    before = len(task_failure.receivers)
+    apps = [make() for _ in range(5)]
+    gc.collect()
+    assert [app() for app in apps] == [None] * 5
+    make()  # Celery drops the dead receivers when the next one connects
+    gc.collect()
+    assert len(task_failure.receivers) <= before + 1

@@ -647,7 +647,6 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         if job.status is JobStatus.FAILED:  # Celery's state, events and Flower see the failure
             raise JobFailed(job.failure_text())
 
-    @task_failure.connect(weak=False)
     def _killed(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
                 **_: Any) -> None:
         """A job whose process was killed (hard time limit) or lost for good gets its failed record."""
@@ -673,6 +672,10 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         except Exception:
             log.exception("job %s: could not store its failed record", task_id)
 
+    # held by the app and connected weakly: a process that makes many services (an app factory, a
+    # test suite) does not keep every app alive through Celery's list of receivers
+    app.atoll_on_failure = _killed
+    task_failure.connect(_killed, weak=True)
     app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
 
 
