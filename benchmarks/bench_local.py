@@ -387,20 +387,25 @@ def bench_stream(n: int) -> list[str]:
     with PeakRSS() as rss:
         counts = W3.run(generated_lines(n), executor=local)
     seconds = time.perf_counter() - start
-    gen_only = time.perf_counter()
-    for _ in generated_lines(n // 10):
-        pass
-    gen_only = (time.perf_counter() - gen_only) * 10
-    assert sum(v for _, v in counts) == 10 * n
+    tenth = n // 10
+    (gen_only, _), (serial, by_serial), (parallel, by_local) = interleaved(
+        [lambda: sum(1 for _ in generated_lines(tenth)),
+         lambda: W3.run(generated_lines(tenth), executor=SerialExecutor()),
+         lambda: W3.run(generated_lines(tenth), executor=local)], 3)
+    assert sum(v for _, v in counts) == 10 * n and dict(by_serial) == dict(by_local)
     me = os.getpid()
     workers = sorted(pid for pid in rss.peaks if pid != me and "popen_loky" in " ".join(
         psutil.Process(pid).cmdline()))
     lines = [f"### Streaming word count: a generator of {n:,} lines (10 words each), n_jobs=2", "",
              "| what | value |", "|---|---:|",
              f"| wall time | {seconds:.1f} s |",
-             f"| making the lines alone (measured apart, on a tenth) | {gen_only:.1f} s |",
-             f"| chunks | {local.last_plan['chunks'] or 'read as they come'} of "
-             f"{local.last_plan['chunk_size']:,} lines |",
+             f"| on a tenth ({tenth:,} lines), medians of 3 interleaved: making the lines alone | "
+             f"{gen_only:.1f} s |",
+             f"| on a tenth: atoll serial | {serial:.1f} s |",
+             f"| on a tenth: atoll n_jobs=2 | {parallel:.1f} s ({serial / parallel:.2f}x serial's "
+             f"speed) |",
+             f"| chunks | {local.last_plan['chunks'] or 'read as they come'}, "
+             f"{local.last_plan['chunk_size']:,} lines each |",
              f"| peak RSS, calling process | {rss.peaks[me] / 2**20:.0f} MiB |"]
     for i, pid in enumerate(workers):
         lines.append(f"| peak RSS, worker {i + 1} | {rss.peaks[pid] / 2**20:.0f} MiB |")
