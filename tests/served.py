@@ -89,9 +89,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(target: str, conf: str | None = None, workers: int = 2, threads: int = 4,
-            extra_env: dict | None = None, ready_path: str = "/health", log: Path | None = None):
-    """Run ``atoll serve target`` on a free loopback port; yield its base URL; stop it by pid.
+def serve_process(target: str, conf: str | None = None, workers: int = 2, threads: int | None = 4,
+                  extra_env: dict | None = None, ready=None, log: Path | None = None,
+                  timeout: float = 60):
+    """Run ``atoll serve target`` on a free loopback port; yield (base URL, process) once
+    ``ready(url)`` is true (by default: ``/health`` answers below 500); stop it by pid with SIGTERM
+    (SIGKILL after 40 s). ``threads`` None leaves ``--threads`` to ``atoll serve``.
 
     Its output (the access log among it) goes to the file ``log``, read it after the block, or to a
     temporary file: never to a pipe, which nobody reads while it serves and which would fill up.
@@ -102,30 +105,49 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
     if conf:
         env["ATOLL_CONF"] = conf
     cmd = [sys.executable, "-m", "atoll", "serve", target, "--bind", f"127.0.0.1:{port}",
-           "--workers", str(workers), "--threads", str(threads)]
+           "--workers", str(workers)] + ([] if threads is None else ["--threads", str(threads)])
     output = open(log, "w+") if log else tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    ready = ready or (lambda base: requests.get(base + "/health", timeout=1).status_code < 500)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 output.seek(0)
                 raise RuntimeError(f"atoll serve exited with {proc.returncode}:\n{output.read()}")
             try:
-                if requests.get(url + ready_path, timeout=1).status_code < 500:
+                if ready(url):
                     break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
+            except (requests.RequestException, ValueError, KeyError):  # not listening yet, or starting
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("atoll serve did not answer within 60 s")
+                output.seek(0)
+                raise RuntimeError(f"atoll serve was not ready within {timeout} s:\n{output.read()}")
             time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         output.close()
+
+
+def workers_ready(url: str) -> bool:
+    """Return True when the service at ``url`` reports a live worker in ``/health``."""
+    return requests.get(f"{url}/health", timeout=2).json()["checks"]["workers"]["ok"]
+
+
+@contextlib.contextmanager
+def serving(target: str, conf: str | None = None, workers: int = 2, threads: int = 4,
+            extra_env: dict | None = None, ready_path: str = "/health", log: Path | None = None):
+    """Run ``atoll serve target`` (see :func:`serve_process`); yield its base URL once ``ready_path``
+    answers below 500."""
+    with serve_process(target, conf, workers, threads, extra_env,
+                       lambda url: requests.get(url + ready_path, timeout=1).status_code < 500,
+                       log) as (url, _):
+        yield url

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ import requests
 
 from atoll import Client, RemoteError, verify_callback
 from tests.async_service import SECRET, TESTS, write_config
+from tests.served import free_port, serve_process, workers_ready
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,36 +26,9 @@ def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     path, config = write_config(folder)
     assert config.worker_broker is None and config.embedded_worker
-    port = _free_port()
-    env = {**os.environ, "ATOLL_CONF": str(path),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
-    log = open(folder / "serve.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
-                                "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS), env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = requests.get(f"{url}/health", timeout=2).json()
-                if health["checks"]["workers"]["ok"]:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((folder / "serve.log").read_text(errors="replace"))
-            time.sleep(0.2)
+    with serve_process("async_service:service", str(path), workers=1, threads=None,
+                       ready=workers_ready, log=folder / "serve.log") as (url, process):
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
 
 
 def test_submit_result_and_status(served):
@@ -115,7 +82,7 @@ def test_callback_over_real_sockets(served, callback_receiver):
 
 def test_serve_stops_its_worker(tmp_path):
     path, _ = write_config(tmp_path)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ATOLL_CONF": str(path),
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
     process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",

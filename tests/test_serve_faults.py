@@ -9,9 +9,6 @@ docs/reliability.rst.
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,44 +19,21 @@ import psutil
 import pytest
 import requests
 
-from tests.async_service import TESTS, write_config
+from tests.async_service import write_config
+from tests.served import serve_process, workers_ready
 
 pytestmark = pytest.mark.slow
 
 BURST = 200
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serving(config_path: Path, log_path: Path):
     """Run `atoll serve async_service:service` with ``config_path``; yield (base URL, process) once a
     worker is up; stop it with SIGTERM."""
-    port = _free_port()
-    env = {**os.environ, "ATOLL_CONF": str(config_path),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
-    log = open(log_path, "wb")
-    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
-                                "--bind", f"127.0.0.1:{port}", "--workers", "2"], cwd=str(TESTS),
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], timeout=60) is None:
-            raise RuntimeError(log_path.read_text(errors="replace"))
+    with serve_process("async_service:service", str(config_path), workers=2, threads=None,
+                       ready=workers_ready, log=log_path) as (url, process):
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
 
 
 def wait_for_health(url: str, predicate, timeout: float) -> tuple[int, dict] | None:
