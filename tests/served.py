@@ -127,14 +127,19 @@ def serve_process(target: str, conf: str | None = None, workers: int = 2, thread
             time.sleep(0.1)
         yield url, proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, 40)
         output.close()
+
+
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop ``process`` with SIGTERM, and SIGKILL when it has not exited ``timeout`` s later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def workers_ready(url: str) -> bool:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.docblocks import blocks, by_caption, exports
-from tests.served import free_port
+from tests.served import free_port, stop
 from tests.venvs import build_wheel, clean_env
 
 pytestmark = pytest.mark.slow
@@ -109,9 +109,4 @@ def test_the_pip_quickstart_works_in_a_fresh_virtualenv(tmp_path):
         assert exports(serve)["ATOLL_CALLBACK_SECRET"] == exports(receive)["ATOLL_CALLBACK_SECRET"]
     finally:
         for process in (receiver, server):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
