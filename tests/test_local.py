@@ -403,3 +403,25 @@ def test_a_known_length_is_cut_into_equal_rounds_for_every_worker():
     sizes = Pipeline().map(lambda x: 1).run(range(399), executor=executor)
     assert sizes == [1] * 399
     assert executor.last_plan["chunks"] == 58 and executor.last_plan["chunk_size"] == 7
+
+
+def _larger_of_two_distinct(a: int, b: int) -> int:
+    """max() for a fold over distinct elements: a real fold never meets the same value twice."""
+    if a == b:
+        raise AssertionError(f"called with {a!r} twice: not a pair from the data")
+    return max(a, b)
+
+
+def _key_of(x: int) -> tuple[int, int]:
+    return (x % 7, x)
+
+
+def test_scheduling_calls_the_users_functions_on_real_elements_only():
+    """The probe times what a partial aggregate costs once it is back; it must not do so by calling
+    the user's reduce function on something made up (a partial merged with itself)."""
+    executor = LocalExecutor(2, min_parallel_seconds=0)  # the probe runs, then the workers
+    data = list(range(200_000))
+    assert Pipeline().reduce(_larger_of_two_distinct).run(data, executor=executor) == 199_999
+    assert executor.last_plan["probe"] > 0 and executor.last_plan["chunks"] > 0
+    by_key = Pipeline().map(_key_of).reduceByKey(_larger_of_two_distinct).run(data, executor=executor)
+    assert sorted(by_key) == [(k, max(x for x in data if x % 7 == k)) for k in range(7)]
