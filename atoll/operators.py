@@ -171,12 +171,15 @@ def flat_map_values_partition(f: Callable, items) -> list:
         raise ElementFailed(exc, item) from exc
 
 
-def reduce_partition(f: Callable, items) -> Any:
-    """Return the left fold of ``items`` with ``f``, or :data:`EMPTY` for an empty partition.
+def reduce_partition(f: Callable, items, acc: Any = EMPTY) -> Any:
+    """Return the left fold of ``items`` with ``f`` (from ``acc`` when given), or :data:`EMPTY` for an
+    empty partition.
 
     >>> reduce_partition(lambda a, b: a + b, [1, 2, 3]), reduce_partition(max, [])
     (6, EMPTY)
     """
+    if acc is not EMPTY:
+        return functools.reduce(f, items, acc)
     return functools.reduce(f, items) if len(items) else EMPTY
 
 
@@ -423,6 +426,10 @@ class Aggregate(Operator):
         ``operator.add``, written as ``+``; ``started``: ``acc`` is known to hold a value)."""
 
     @abstractmethod
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
+        """Return the partial result of one partition, folded on from the partial ``acc`` if given."""
+
+    @abstractmethod
     def merge(self, step: Step, partials: Iterable) -> Any:
         """Return the stage's result from the partial results of its partitions, in order."""
 
@@ -440,8 +447,8 @@ class Reduce(Aggregate):
     name = "reduce"
     peels = True
 
-    def partition(self, step: Step, items) -> Any:
-        return reduce_partition(step.func, items)
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
+        return reduce_partition(step.func, items, acc)
 
     def start(self) -> list[str]:
         return []  # EMPTY until the first element
@@ -467,8 +474,8 @@ class ReduceByKey(Aggregate):
     pairs = True
     keyed = True
 
-    def partition(self, step: Step, items) -> dict:
-        return reduce_by_key_partition(step.func, items)
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> dict:
+        return reduce_by_key_partition(step.func, items, None if acc is EMPTY else dict(acc))
 
     def start(self) -> list[str]:
         return ["acc = {}"]
@@ -630,7 +637,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
         first = exc
     logger.debug("fused pass failed; running it stage by stage to locate the failure")
     with output.paused():  # what the first run printed is recorded once
-        _run_staged(steps, items, aggregate)  # raises the located error when the failure recurs
+        _run_staged(steps, items, aggregate, acc)  # raises the located error when the failure recurs
     # It did not recur (a function that fails only now and then): the first failure stands, located
     # by the user function its traceback passes through.
     step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)
@@ -669,11 +676,13 @@ def _step_in_traceback(exc: BaseException, steps: list[Step]) -> Step:
     return steps[0]
 
 
-def _run_staged(steps: list[Step], items, aggregate: Step | None) -> Any:
-    """Return the pass's result computed one stage at a time; raise a located error on failure."""
+def _run_staged(steps: list[Step], items, aggregate: Step | None, acc: Any = EMPTY) -> Any:
+    """Return the pass's result computed one stage at a time, the aggregate folded on from ``acc``
+    (a copy of it); raise a located error on failure."""
     for step in [*steps, aggregate] if aggregate is not None else steps:
         try:
-            items = step.op.partition(step, items)
+            items = step.op.partition(step, items, acc) if step is aggregate else step.op.partition(
+                step, items)
         except ElementFailed as failed:
             raise _locate(failed.original, step.info, failed.item) from None
         except Exception as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import operator
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from atoll import LocalExecutor, Pipeline, SerialExecutor
@@ -294,12 +294,15 @@ subclassed = st.one_of(elements, st.tuples(st.integers(-9, 9), st.integers(-9, 9
 @settings(max_examples=300, deadline=None)
 @given(data=st.lists(subclassed, max_size=30), stages=narrow_stages, aggregate=aggregates,
        cut=st.integers(1, 8))
+# 1 + "a" fails only once the first chunk's 1 is folded: still the reduce's failure, not the map's
+@example(data=[1, "a"], stages=[("map", 1)], aggregate=("reduce", 0), cut=1)
 def test_compiled_pass_per_type_and_folded_on_across_chunks(data, stages, aggregate, cut):
     """Elements of several types, tuple subclasses among them, in any order (a compiled map remembers
     the last plain and the last tuple type it saw): the compiled pass agrees with the staged run. And
     the partition cut into chunks, each folded on into the partial aggregate of those before it (as
-    the serial executor runs a long input), gives the result of the whole partition in one pass."""
-    from atoll.operators import EMPTY, _run_staged, compiled_pass, run_steps
+    the serial executor runs a long input), gives the result of the whole partition in one pass, and
+    fails where the whole partition fails."""
+    from atoll.operators import EMPTY, _run_staged, compiled_pass, merge_partials, run_steps
 
     steps, agg = _steps(stages, aggregate)
     staged = _outcome(lambda: _run_staged(steps, data, agg))
@@ -309,6 +312,25 @@ def test_compiled_pass_per_type_and_folded_on_across_chunks(data, stages, aggreg
     except Exception:
         compiled = ("error",)
     assert compiled[0] == staged[0], (compiled, staged)
+    # the serial executor over a generator, read ``cut`` elements at a time: the same result; or a
+    # failure, the one the failing chunk gives when run stage by stage from the partial aggregate of
+    # the chunks before it (a reduce that fails only on what earlier chunks folded is still the reduce)
+    chunked = _outcome(lambda: _pipeline(steps, agg).run(iter(data), executor=SerialExecutor(cut)))
+    whole = _outcome(lambda: _pipeline(steps, agg).run(data, executor=SerialExecutor()))
+    assert chunked[0] == whole[0]
+    if whole[0] == "ok":
+        assert chunked == whole
+
+    def staged_by_chunks():
+        acc = EMPTY
+        for start in range(0, len(data), cut):
+            part = _run_staged(steps, data[start:start + cut], agg, acc)
+            acc = acc if agg is None else part
+        if agg is not None:
+            merge_partials(agg, [acc])  # an empty input has nothing to reduce
+
+    if whole[0] == "error":
+        assert chunked == _outcome(staged_by_chunks)
     if staged[0] != "ok":
         return
     assert compiled == staged
@@ -317,9 +339,4 @@ def test_compiled_pass_per_type_and_folded_on_across_chunks(data, stages, aggreg
     acc = run_steps(steps, [], agg)  # the partial of an empty partition, folded on from
     for start in range(0, len(data), cut):
         acc = run_steps(steps, data[start:start + cut], agg, acc)
-    whole = run_steps(steps, data, agg)
-    assert acc == whole
-    # the serial executor over a generator, read ``cut`` elements at a time
-    chunked = _outcome(lambda: _pipeline(steps, agg).run(iter(data), executor=SerialExecutor(cut)))
-    whole = _outcome(lambda: _pipeline(steps, agg).run(data, executor=SerialExecutor()))
-    assert chunked == whole
+    assert acc == run_steps(steps, data, agg)
