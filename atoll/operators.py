@@ -314,6 +314,11 @@ def _one_of(func: Callable, known: frozenset) -> bool:
     return id(func) in known  # by identity: a user's callable need not be hashable
 
 
+def _applied_source(f: str, spread: str) -> str:
+    """Return the expression of ``f`` applied to ``x`` when the pass knows how (``"yes"``: spread)."""
+    return f"{f}(*x)" if spread == "yes" else f"{f}(x)"
+
+
 def _call(f: str, spread: str, n: int, target: str) -> list[str]:
     """Return the lines that store ``f`` applied to the element ``x`` in ``target``.
 
@@ -323,7 +328,7 @@ def _call(f: str, spread: str, n: int, target: str) -> list[str]:
     cost a ``type(x) is`` test: cheaper than ``isinstance`` and than scanning the partition first.
     """
     if spread != "check":
-        return [f"{target} = {f}(*x)" if spread == "yes" else f"{target} = {f}(x)"]
+        return [f"{target} = {_applied_source(f, spread)}"]
     return [f"if type(x) is p{n}:", f"    {target} = {f}(x)",
             f"elif type(x) is q{n}:", f"    {target} = {f}(*x)",
             "elif issubclass(type(x), tuple):", f"    q{n} = type(x)", f"    {target} = {f}(*x)",
@@ -360,7 +365,7 @@ class FlatMap(Operator):
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
         if spread != "check":
-            return [f"for x in {f}(*x):" if spread == "yes" else f"for x in {f}(x):"], True
+            return [f"for x in {_applied_source(f, spread)}:"], True
         return [*_call(f, spread, n, f"r{n}"), f"for x in r{n}:"], True
 
 
@@ -578,8 +583,8 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") 
         lines += ["    out = []", "    append = out.append", "    for x in items:", *folded(["append(x)"]),
                   "    return out"]
         return "\n".join(lines)
-    op, add = aggregate.op, aggregate.func is operator.add
-    lines += ["    if acc is EMPTY:", *["        " + line for line in op.start()]] if op.start() else []
+    op, add, start = aggregate.op, aggregate.func is operator.add, aggregate.op.start()
+    lines += ["    if acc is EMPTY:", *["        " + line for line in start]] if start else []
     if op.peels and body(2)[1] == 2:  # no inner loop: the first element is folded in a loop of its own
         first, _ = body(3)
         lines += ["    it = iter(items)", "    if acc is EMPTY:", "        for x in it:", *first,
@@ -681,8 +686,10 @@ def _run_staged(steps: list[Step], items, aggregate: Step | None, acc: Any = EMP
     (a copy of it); raise a located error on failure."""
     for step in [*steps, aggregate] if aggregate is not None else steps:
         try:
-            items = step.op.partition(step, items, acc) if step is aggregate else step.op.partition(
-                step, items)
+            if step is aggregate:
+                items = step.op.partition(step, items, acc)
+            else:
+                items = step.op.partition(step, items)
         except ElementFailed as failed:
             raise _locate(failed.original, step.info, failed.item) from None
         except Exception as exc:

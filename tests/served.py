@@ -109,7 +109,7 @@ def serve_process(target: str, conf: str | None = None, workers: int = 2, thread
     output = open(log, "w+") if log else tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    ready = ready or (lambda base: requests.get(base + "/health", timeout=1).status_code < 500)
+    ready = ready or answers("/health")
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -142,6 +142,11 @@ def stop(process: subprocess.Popen, timeout: float = 30) -> None:
             process.wait()
 
 
+def answers(path: str):
+    """Return a readiness check: ``path`` answers below 500."""
+    return lambda url: requests.get(url + path, timeout=1).status_code < 500
+
+
 def workers_ready(url: str) -> bool:
     """Return True when the service at ``url`` reports a live worker in ``/health``."""
     return requests.get(f"{url}/health", timeout=2).json()["checks"]["workers"]["ok"]
@@ -152,7 +157,5 @@ def serving(target: str, conf: str | None = None, workers: int = 2, threads: int
             extra_env: dict | None = None, ready_path: str = "/health", log: Path | None = None):
     """Run ``atoll serve target`` (see :func:`serve_process`); yield its base URL once ``ready_path``
     answers below 500."""
-    with serve_process(target, conf, workers, threads, extra_env,
-                       lambda url: requests.get(url + ready_path, timeout=1).status_code < 500,
-                       log) as (url, _):
+    with serve_process(target, conf, workers, threads, extra_env, answers(ready_path), log) as (url, _):
         yield url

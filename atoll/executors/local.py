@@ -270,6 +270,10 @@ class _Source:
     def remaining(self) -> int | None:
         return None if self.sequence is None else len(self.sequence) - self.offset
 
+    def even_chunks(self, count: int) -> Iterable:
+        """Return the rest of a sequence in ``count`` chunks (see :func:`_even_chunks`)."""
+        return _even_chunks(self.sequence, count, self.offset)
+
     def chunks(self, size: int) -> Iterable:
         """Return the rest in chunks of ``size`` elements."""
         if self.sequence is not None:
@@ -341,7 +345,7 @@ class LocalExecutor(SerialExecutor):
             if run is not None:
                 run.add_total(1)
             rest = run_chunks(source.chunks(self.chunk_size), steps, aggregate)
-            result = combine([*parts, rest] if aggregate is not None else chain(parts, [rest]), aggregate)
+            result = combine([*parts, rest], aggregate)
             if run is not None:
                 run.advance(1)
             return result
@@ -352,7 +356,7 @@ class LocalExecutor(SerialExecutor):
         else:  # equal chunks, as many for each worker: no worker is left with a short last round
             total = math.ceil(remaining / size)
             total = min(remaining, math.ceil(total / self.n_jobs) * self.n_jobs)
-            chunks = _even_chunks(source.sequence, total, source.offset)
+            chunks = source.even_chunks(total)
             size = math.ceil(remaining / total)
         plan["chunk_size"], plan["chunks"] = size, total or 0
         if run is not None and total is not None:
