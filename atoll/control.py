@@ -14,8 +14,9 @@ Each executor looks the control up once per pass (:func:`current`) and counts it
 
 * serial executor: a pass is one unit (total 1, done 1 when it ends);
 * local executor: a pass sent to the worker processes counts its chunks, each done when its result
-  comes back (the probe slices that run here count as nothing); a pass that stays in this process
-  counts as one unit, as on the serial executor;
+  comes back, and the chunks this process runs alongside them, each done when it has run (the probe
+  slices that run here count as nothing); a pass that stays in this process counts as one unit, as
+  on the serial executor;
 * Spark executor: the tasks of each Spark job the run starts (one per partition of each stage).
 
 ``total`` grows as passes announce their units (a streaming input announces each chunk as it is

@@ -435,6 +435,10 @@ class Aggregate(Operator):
         """Return the partial result of one partition, folded on from the partial ``acc`` if given."""
 
     @abstractmethod
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        """Return the partial result of consecutive partitions from theirs, in order."""
+
+    @abstractmethod
     def merge(self, step: Step, partials: Iterable) -> Any:
         """Return the stage's result from the partial results of its partitions, in order."""
 
@@ -462,8 +466,11 @@ class Reduce(Aggregate):
         folded = "acc = acc + x" if add else "acc = fa(acc, x)"
         return [folded] if started else ["if acc is EMPTY:", "    acc = x", "else:", "    " + folded]
 
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        return merge_reduced(step.func, partials)
+
     def merge(self, step: Step, partials: Iterable) -> Any:
-        result = merge_reduced(step.func, partials)
+        result = self.combined(step, partials)
         if result is EMPTY:
             raise PipelineError("nothing to reduce: the input is empty")
         return result
@@ -490,8 +497,11 @@ class ReduceByKey(Aggregate):
         return ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:", "    acc[k] = v",
                 "else:", "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
 
+    def combined(self, step: Step, partials: Iterable) -> dict:
+        return merge_by_key(step.func, partials)
+
     def merge(self, step: Step, partials: Iterable) -> list:
-        return list(merge_by_key(step.func, partials).items())
+        return list(self.combined(step, partials).items())
 
     def rows(self, partial: Any) -> Iterable:
         return iter(partial.items())
@@ -701,6 +711,14 @@ def merge_partials(aggregate: Step, partials: Iterable) -> Any:
     """Combine partial aggregates from :func:`run_steps` into the stage's final result."""
     try:
         return aggregate.op.merge(aggregate, partials)
+    except Exception as exc:
+        raise _locate(exc, aggregate.info) from None
+
+
+def combine_partials(aggregate: Step, partials: Iterable) -> Any:
+    """Combine partial aggregates of consecutive partitions, in order, into one partial aggregate."""
+    try:
+        return aggregate.op.combined(aggregate, partials)
     except Exception as exc:
         raise _locate(exc, aggregate.info) from None
 

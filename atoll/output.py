@@ -27,8 +27,10 @@ inside another one records in place of the outer one until it ends.
 capture sends its chunks to the workers with the capture's settings: each chunk captures its own output
 in its worker process (same rules, same bound) and returns the entries with its result, which are added
 to the capture here when the chunk's result is taken, so they appear in chunk order, after what this
-process printed meanwhile, with the time each line was printed in the worker. Outside a capture chunks
-run as before. The Spark executor's output stays in Spark's executor logs.
+process printed meanwhile, with the time each line was printed in the worker. The chunks this process
+runs alongside its workers are captured each in a capture of its own and added the same way, so the
+output of a pass is in input order. Outside a capture chunks run as before. The Spark executor's
+output stays in Spark's executor logs.
 
 **The log.** :meth:`JobLog.text` gives the entries as JSON lines, one object per line::
 
@@ -504,12 +506,23 @@ def run_captured(settings: tuple[int, int], function, *args: Any) -> Captured:
     return Captured(value, log.export())
 
 
+def unmerged(result: Any) -> Any:
+    """Return the value of a :class:`Captured` result without taking its output (anything else as
+    it is)."""
+    return result.value if type(result) is Captured else result
+
+
 def merged(result: Any) -> Any:
     """Caller side: add a :class:`Captured` result's output to the capture of this context; return the
     result itself (anything else is returned as it is)."""
+    return merged_into(_current.get(), result)
+
+
+def merged_into(log: JobLog | None, result: Any) -> Any:
+    """Add a :class:`Captured` result's output to ``log`` (to nothing when None); return the result
+    itself (anything else is returned as it is)."""
     if type(result) is not Captured:
         return result
-    log = _current.get()
     if log is not None:
         log.merge(result.output)
     return result.value

@@ -266,6 +266,47 @@ def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
     assert busy and not alive
 
 
+def test_chunks_shared_with_this_process_are_counted_on_both_sides():
+    calls = Recorder()
+    executor = LocalExecutor(2, probe_seconds=0, max_chunk=5)
+    with control.using(RunControl(on_progress=calls, interval=0)):
+        out = Pipeline().map(lambda x: x * 2).run(list(range(100)), executor=executor)
+    assert out == list(range(0, 200, 2))
+    plan = executor.last_plan
+    assert plan["chunks"] >= 1 and plan["here"] >= 1
+    assert calls.check() == (plan["chunks"] + plan["here"],) * 2
+
+
+def _slow_in_workers(folder: str, parent: int, seconds: float):
+    """Like _slow_element, but only a worker process leaves a ``started-*`` file."""
+
+    def slow(x):
+        if os.getpid() != parent:
+            Path(folder, f"started-{x}").write_text(str(os.getpid()))
+        time.sleep(seconds)
+        Path(folder, f"done-{x}").write_text(str(os.getpid()))
+        return x
+
+    return slow
+
+
+@pytest.mark.slow
+def test_an_interrupt_while_this_process_works_alongside_kills_the_workers_chunks(tmp_path):
+    executor = LocalExecutor(2, probe_seconds=0, max_chunk=1)
+    slow = Pipeline().map(_slow_in_workers(str(tmp_path), os.getpid(), 4.0))
+    with RaiseWhenStarted(tmp_path, KeyboardInterrupt) as stop:
+        with pytest.raises(KeyboardInterrupt):
+            slow.run(list(range(6)), executor=executor)
+    assert executor.last_plan["here"] >= 1  # this process was running a chunk of its own
+    busy = {int(p.read_text()) for p in tmp_path.glob("started-*")}
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in busy if psutil.pid_exists(pid)],
+                                 timeout=10)
+    assert busy and not alive
+    stop.wait_past(5.0)
+    assert not list(tmp_path.glob("done-*"))  # no chunk finished, here or in a worker
+    assert Pipeline().map(abs).run(list(range(-4, 4)), executor=executor) == [4, 3, 2, 1, 0, 1, 2, 3]
+
+
 @pytest.mark.slow
 def test_a_pass_of_another_thread_on_the_same_workers_is_not_broken(tmp_path, caplog):
     executor = forced(2, max_chunk=1)

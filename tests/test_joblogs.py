@@ -314,6 +314,23 @@ def test_output_of_local_executor_workers_is_captured(capsys):
     assert Pipeline().map(shout).run(range(20), executor=executor) == result
 
 
+def test_output_of_a_pass_shared_by_this_process_and_its_workers_is_in_input_order(capsys):
+    executor = LocalExecutor(2, probe_seconds=0, max_chunk=5)
+    with capture(DEFAULT_MAX_BYTES) as log:
+        print("before")
+        result = Pipeline().map(shout).run(list(range(60)), executor=executor)
+        print("after")
+    assert result == [x * 2 for x in range(60)]
+    assert executor.last_plan["chunks"] >= 1 and executor.last_plan["here"] >= 1
+    assert messages(log, "stdout") == ["before", *(f"item {x}" for x in range(60)), "after"]
+    assert messages(log, "log") == [f"worked on {x}" for x in range(60)]
+    # a chunk failing here keeps what it printed too (7 is near the end: this process's part)
+    with capture(DEFAULT_MAX_BYTES) as log:
+        with pytest.raises(KeyError):
+            Pipeline().map(shout_then_fail).run(list(range(60))[::-1], executor=executor)
+    assert "about to handle 7" in messages(log, "stdout") and executor.last_plan["here"] >= 1
+
+
 def test_in_a_celery_worker_printed_lines_are_recorded_once(capsys):
     """A Celery worker replaces sys.stdout by a LoggingProxy that logs each write to the
     ``celery.redirected`` logger: the line is recorded as printed, not again as that record."""

@@ -250,12 +250,12 @@ def test_small_input_stays_in_process_by_default():
     assert executor.last_plan["chunks"] == 0
 
 
-def test_large_cheap_input_splits_into_worker_rounds():
+def test_a_large_cheap_input_is_shared_by_the_workers_and_this_process():
     executor = LocalExecutor(2)
     assert Pipeline().map(lambda x: x + 1).reduce(add).run(range(2_000_000), executor=executor) == sum(
         range(1, 2_000_001))
     plan = executor.last_plan
-    assert plan["chunks"] % 2 == 0 and plan["chunks"] >= 2, plan
+    assert plan["chunks"] >= 1 and plan["here"] >= 1, plan
 
 
 def test_expensive_items_go_to_workers():
@@ -425,3 +425,78 @@ def test_scheduling_calls_the_users_functions_on_real_elements_only():
     assert executor.last_plan["probe"] > 0 and executor.last_plan["chunks"] > 0
     by_key = Pipeline().map(_key_of).reduceByKey(_larger_of_two_distinct).run(data, executor=executor)
     assert sorted(by_key) == [(k, max(x for x in data if x % 7 == k)) for k in range(7)]
+
+
+# -- this process working alongside the workers ----------------------------------------------------
+
+def alongside(n_jobs: int = 2, **options) -> LocalExecutor:
+    """A LocalExecutor that skips the probe: every pass is shared by ``n_jobs - 1`` workers and this
+    process, however small."""
+    return LocalExecutor(n_jobs, probe_seconds=0, **options)
+
+
+def _with_pid(x: int) -> tuple[int, int]:
+    return (x, os.getpid())
+
+
+@pytest.mark.parametrize("n_jobs", [2, 3])
+def test_this_process_takes_chunks_from_the_back_while_the_workers_take_the_front(n_jobs):
+    executor = alongside(n_jobs, max_chunk=50)
+    out = Pipeline().map(_with_pid).run(list(range(2000)), executor=executor)
+    assert [x for x, _ in out] == list(range(2000))  # in input order
+    pids = [pid for _, pid in out]
+    here = pids.index(os.getpid())
+    assert here > 0 and set(pids[here:]) == {os.getpid()}  # the front to the workers, the back here
+    assert len(set(pids[:here])) <= n_jobs - 1  # n_jobs - 1 workers
+    plan = executor.last_plan
+    assert plan["chunks"] >= 1 and plan["here"] >= 1 and plan["chunk_size"] <= 50, plan
+    # an aggregate's partials from both sides are combined in order (a fold that is not commutative)
+    assert Pipeline().map(str).reduce(add).run(list(range(500)), executor=executor) == "".join(
+        map(str, range(500)))
+    assert dict(Pipeline().map(lambda x: (x % 3, [x])).reduceByKey(add).run(range(500), executor=executor)) \
+        == {k: list(range(k, 500, 3)) for k in range(3)}
+
+
+def _fails_late_at_the_front_and_at_once_at_the_back(x: int) -> int:
+    import time
+
+    if x == 3:
+        time.sleep(0.5)  # this process fails first, at the back: its failure is not the first in order
+        raise ValueError("front")
+    if x == 1999:
+        raise KeyError("back")
+    return x
+
+
+def test_the_first_failure_in_input_order_is_raised_whichever_side_fails_first():
+    executor = alongside(2, max_chunk=50)
+    with pytest.raises(ValueError) as caught:
+        Pipeline().map(_fails_late_at_the_front_and_at_once_at_the_back).run(list(range(2000)),
+                                                                             executor=executor)
+    assert caught.value.item == 3 and caught.value.stage.index == 0
+    # a failure in this process's part alone is raised with its stage and item
+    with pytest.raises(KeyError) as caught:
+        Pipeline().map(_fails_late_at_the_front_and_at_once_at_the_back).run(list(range(4, 2000)),
+                                                                             executor=executor)
+    assert caught.value.item == 1999 and executor.last_plan["here"] >= 1
+    # and the same workers serve the next pass
+    assert Pipeline().map(_with_pid).run(list(range(200)), executor=executor)[0][1] != os.getpid()
+
+
+def _fails_at_the_start(x: int) -> int:
+    import time
+
+    if x == 0:
+        raise ValueError("the first element")
+    time.sleep(0.001)
+    return x
+
+
+def test_a_worker_failure_stops_this_process_taking_more_chunks():
+    """The whole pass would take 50 s on two processes; the worker's first chunk fails at once."""
+    executor = alongside(2, max_chunk=10)
+    with pytest.raises(ValueError) as caught:
+        Pipeline().map(_fails_at_the_start).run(list(range(100_000)), executor=executor)
+    assert caught.value.item == 0
+    # this process looked at the workers' results between its chunks and stopped taking more
+    assert executor.last_plan["here"] < 1_000, executor.last_plan

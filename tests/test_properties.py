@@ -100,13 +100,18 @@ datas = st.lists(st.integers(-50, 50), max_size=60)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=datas, chain=chains, keyed=keyeds, aggregate=st.sampled_from(AGGREGATES),
-       max_chunk=st.integers(1, 25), as_generator=st.booleans())
-def test_serial_local_and_model_agree(data, chain, keyed, aggregate, max_chunk, as_generator):
+       max_chunk=st.integers(1, 25), as_generator=st.booleans(), alongside=st.booleans())
+def test_serial_local_and_model_agree(data, chain, keyed, aggregate, max_chunk, as_generator, alongside):
+    """``alongside``: this process shares a list's pass with one worker; otherwise every chunk goes
+    to two workers."""
     pipeline = build(chain, keyed, aggregate)
     expected = model(data, chain, keyed, aggregate)
     as_mapping = isinstance(expected, dict)
     serial = outcome(pipeline, data, SerialExecutor(), as_mapping)
-    local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
+    if alongside:
+        local_executor = LocalExecutor(2, probe_seconds=0, max_chunk=max_chunk)
+    else:
+        local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
     local_input = (x for x in data) if as_generator else data
     local = outcome(pipeline, local_input, local_executor, as_mapping)
     assert serial == expected

@@ -8,14 +8,25 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
    since a busy machine only adds time.
 2. **Decide.** If the rest would take less than ``min_parallel_seconds`` serially, or if moving the data
    would cost more than the workers save (cheap work on heavy data), it runs here too.
-3. **Chunk.** Otherwise the rest is cut into chunks of about ``chunk_seconds`` of work (when the length
-   is known, equal chunks, a multiple of the worker count and at most ``MAX_ROUNDS`` per worker). Each
-   chunk runs the whole fused pass in a worker, and an aggregate is combined inside the chunk before
-   it travels back (map-side combine). A partial aggregate costs this process its unpickling and its
-   merge once per chunk, whatever the chunk's length (a word count's partial holds about every word
-   of the vocabulary): the probe times the unpickling of its last partial (the merge is taken to cost
-   as much; it is not run, as it would call the user's function on a pair that is not in the data),
-   and a chunk is made long enough that both stay under ``1 / PARTIAL_SHARE`` of its work.
+3. **Share** (an input of known length: list, tuple, range). This process works too, alongside
+   ``n_jobs - 1`` workers, rather than wait for them: the workers take chunks from the front of the
+   rest, this process takes chunks from the back, and they meet where both run out of work
+   (:meth:`LocalExecutor._alongside`). Chunks are a ``2 * n_jobs``-th of what is left, at most
+   ``chunk_seconds`` of work, so they shrink as the two ends near each other and neither side is left
+   waiting long for the other (guided scheduling). This process's chunks are neither pickled nor
+   sent: on work as cheap per element as unpickling it, that is what puts a pass ahead of handing
+   every chunk to a worker.
+4. **Chunk** (any other iterable, or ``min_parallel_seconds=0``). The rest is cut into chunks of about
+   ``chunk_seconds`` of work (when the length is known, equal chunks, a multiple of the worker count
+   and at most ``MAX_ROUNDS`` per worker), all run by ``n_jobs`` workers while this process reads and
+   sends them.
+
+Either way each chunk runs the whole fused pass, and an aggregate is combined inside the chunk before
+it travels back (map-side combine). A partial aggregate costs this process its unpickling and its
+merge once per chunk, whatever the chunk's length (a word count's partial holds about every word of
+the vocabulary): the probe times the unpickling of its last partial (the merge is taken to cost as
+much; it is not run, as it would call the user's function on a pair that is not in the data), and a
+chunk is made long enough that both stay under ``1 / PARTIAL_SHARE`` of its work.
 
 The functions of a pass are serialised once per pass (cloudpickle, or dill when asked) and cached in the
 workers, where the pass is compiled once (:func:`~atoll.operators.compiled_pass`). Chunks and their
@@ -38,9 +49,9 @@ is running a pass on the same pool, the workers are not killed (that would fail 
 yet started are cancelled and the running ones are left to finish on their own.
 
 Progress (:mod:`atoll.control`): a pass sent to the workers counts its chunks in the current
-:class:`~atoll.control.RunControl` (all of them when the length is known, each as it is submitted for
-other inputs), and a chunk as done when its result is back; the probe slices count as nothing. A pass
-that stays in this process counts as one unit.
+:class:`~atoll.control.RunControl` (all of them when they are cut up front, each as it is submitted
+or started here otherwise), and a chunk as done when its result is back or this process has run it;
+the probe slices count as nothing. A pass that stays in this process counts as one unit.
 """
 
 from __future__ import annotations
@@ -66,7 +77,7 @@ from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownEx
 from atoll import control, output, serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine, run_chunks
-from atoll.operators import Step, run_steps
+from atoll.operators import Step, combine_partials, run_steps
 from atoll.parallelism import effective_n_jobs
 
 __all__ = ["LocalExecutor"]
@@ -88,6 +99,12 @@ MAX_ROUNDS = 128
 
 #: a chunk's work is at least this many times what its partial aggregate costs this process
 PARTIAL_SHARE = 40
+
+#: seconds of work this process runs at a time when it works alongside its workers, between two looks
+#: at them (see :meth:`LocalExecutor._alongside`)
+STEP_SECONDS = 0.002
+#: the most steps such a chunk is run in, whatever the estimate of the work says
+MAX_STEPS = 256
 
 #: seconds a worker process of atoll's pool may sit idle before it exits (loky starts it again)
 IDLE_SECONDS = 300
@@ -288,10 +305,14 @@ class LocalExecutor(SerialExecutor):
     (:func:`atoll.parallelism.effective_n_jobs`). ``progress=True`` shows a tqdm bar over
     chunks. ``serializer="dill"`` ships the functions with dill instead of cloudpickle.
 
-    Scheduling knobs: ``probe_seconds`` of work run here first to measure the cost per element;
-    ``min_parallel_seconds`` is the least estimated work worth sending to workers (``0`` sends every
-    pass to the workers, whatever its size or cost: useful to test them); ``chunk_seconds`` is the
-    work aimed at per chunk and ``max_chunk`` caps its length.
+    Scheduling knobs: ``probe_seconds`` of work run here first to measure the cost per element
+    (``0``: no probe, every pass is parallel); ``min_parallel_seconds`` is the least estimated work
+    worth sending to workers (``0`` sends every pass, and every chunk of it, to the workers, whatever
+    its size or cost, with this process only feeding them: useful to test them); ``chunk_seconds`` is
+    the work aimed at per chunk and ``max_chunk`` caps its length.
+
+    A list, tuple or range is shared between ``n_jobs - 1`` workers and this process (see the module's
+    documentation); any other input is read here and run by ``n_jobs`` workers.
     """
 
     name = "local"
@@ -315,7 +336,9 @@ class LocalExecutor(SerialExecutor):
         self.min_parallel_seconds = min_parallel_seconds
         self.probe_seconds = probe_seconds
         self.max_chunk = max_chunk
-        #: how the last pass was scheduled: {"probe": n, "inline": n, "chunks": n, "chunk_size": n}
+        #: how the last pass was scheduled: elements run by the probe, elements run here instead of
+        #: on the workers (``inline``, -1 for a whole generator), chunks sent to the workers and the
+        #: largest of them, chunks run here alongside the workers (``here``)
         self.last_plan: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -332,7 +355,7 @@ class LocalExecutor(SerialExecutor):
         run = control.current()
         source = _Source(data)
         parts, per_item, transfer, per_partial = self._probe(source, steps, aggregate)
-        plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0}
+        plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0, "here": 0}
         self.last_plan = plan
         remaining = source.remaining()
         if source.exhausted or remaining == 0:
@@ -340,7 +363,7 @@ class LocalExecutor(SerialExecutor):
                 run.add_total(1)
                 run.advance(1)
             return combine(parts, aggregate)
-        if self.min_parallel_seconds > 0 and not self._worth_it(per_item, transfer, remaining):
+        if self.min_parallel_seconds > 0 and parts and not self._worth_it(per_item, transfer, remaining):
             plan["inline"] = -1 if remaining is None else remaining
             if run is not None:
                 run.add_total(1)
@@ -349,6 +372,12 @@ class LocalExecutor(SerialExecutor):
             if run is not None:
                 run.advance(1)
             return result
+        if remaining is not None and self.n_jobs > 1 and self.min_parallel_seconds > 0:
+            results = self._alongside(source, steps, aggregate, per_item, per_partial, run)
+            try:
+                return combine(chain(parts, results), aggregate)
+            finally:
+                results.close()
         size = self._chunk_size(per_item, remaining, per_partial)
         total = None
         if remaining is None:
@@ -426,6 +455,18 @@ class LocalExecutor(SerialExecutor):
             per_chunk = math.ceil(remaining / count)
         return max(1, min(per_chunk, self.max_chunk))
 
+    def _reader(self, chunks: Iterable, workers: int, steps, aggregate, run, announce: bool,
+                total: int | None = None) -> _ReadAhead:
+        """Return the :class:`_ReadAhead` that submits ``chunks`` to the pool of ``workers``."""
+        task = partial(_run_chunk, self._dumps((steps, aggregate)), self.serializer,
+                       capture=output.settings())
+        reader = _ReadAhead(chunks, workers, task, run, announce=announce)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            reader.bar = tqdm(total=total, unit="chunk", desc="atoll")
+        return reader
+
     def _parallel(self, chunks, steps, aggregate, total: int | None,
                   run: control.RunControl | None = None):
         """Yield each chunk's result, in order, from the worker pool.
@@ -439,32 +480,119 @@ class LocalExecutor(SerialExecutor):
         ``total`` is unknown). If the pass ends early for any reason but a chunk's own failure, the
         chunks still running are killed (:meth:`_ReadAhead.close`).
         """
-        payload = self._dumps((steps, aggregate))
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, unit="chunk", desc="atoll")
-        reader = _ReadAhead(chunks, self.n_jobs, partial(_run_chunk, payload, self.serializer,
-                                                         capture=output.settings()),
-                            run, announce=total is None)
+        reader = self._reader(chunks, self.n_jobs, steps, aggregate, run, total is None, total)
         stopped = True  # until every chunk is back or one reports its own failure
         try:
-            for future, chunk in reader:
-                result = output.merged(future.result())  # a chunk's captured output joins the job's
-                if type(result) is str and result == _RESEND:
-                    result = output.merged(reader.submit(_unpack(chunk)).result())
-                if bar is not None:
-                    bar.update(1)
-                if isinstance(result, _Failed):
+            for value in reader.values():
+                if isinstance(value, _Failed):
                     stopped = False
-                    raise result.error
-                yield _unpack(result)
+                    raise value.error
+                yield value
             stopped = False
         finally:
             reader.close(kill=stopped)
-            if bar is not None:
-                bar.close()
+
+    def _alongside(self, source: _Source, steps, aggregate, per_item: float, per_partial: float,
+                   run: control.RunControl | None = None):
+        """Yield the results of the rest of a sequence, in order, computed by ``n_jobs - 1`` workers
+        taking chunks from its front and by this process taking chunks from its back, at once.
+
+        The chunks shrink as the two ends near each other (guided scheduling: each is a
+        ``2 * n_jobs``-th of what is left, between a floor and ``chunk_seconds`` of work), so both
+        sides run out of work at about the same moment whatever their speeds. This process runs its
+        chunk ``STEP_SECONDS`` of work at a time, folding on into one result, and in between submits
+        more chunks to the workers (at most two unfinished for each) and lets the pool's threads run.
+        Its chunks are neither pickled nor sent anywhere.
+
+        Failures are those of the serial pass: the first failing chunk in input order is raised, and
+        a failure here waits for the workers' chunks (all before it) in case one of them fails first.
+        """
+        seq, n_jobs, plan = source.sequence, self.n_jobs, self.last_plan
+        left = [source.offset, len(seq)]  # what no one has taken yet: [front, back)
+        largest = self._chunk_size(per_item, left[1] - left[0], per_partial)
+        cost = max(per_item, 1e-9)
+        smallest = max(1, int(max(self.chunk_seconds / 8, PARTIAL_SHARE * per_partial) / cost))
+        # whatever the estimate says, at most MAX_ROUNDS chunks for each process (as in _chunk_size)
+        smallest = min(largest, max(smallest, math.ceil((left[1] - left[0]) / (MAX_ROUNDS * n_jobs))))
+        step = max(1, int(STEP_SECONDS / cost))
+
+        def size() -> int:
+            return max(smallest, min(largest, math.ceil((left[1] - left[0]) / (2 * n_jobs))))
+
+        def front():
+            while left[0] < left[1]:
+                start = left[0]
+                left[0] = min(left[1], start + size())
+                plan["chunks"] += 1
+                plan["chunk_size"] = max(plan["chunk_size"], left[0] - start)
+                yield seq[start:left[0]]
+
+        reader = self._reader(front(), n_jobs - 1, steps, aggregate, run, announce=True)
+        theirs: list = []  # the workers' results taken so far, in order (an aggregate's: one partial)
+        here: list = []  # this process's results, the last chunk of the input first
+
+        def between() -> None:
+            for value in reader.ready():  # an aggregate's partials are combined as they come back
+                if aggregate is None or not theirs or isinstance(value, _Failed) or _any_failed(theirs):
+                    theirs.append(value)
+                else:
+                    theirs[0] = combine_partials(aggregate, [theirs[0], value])
+            reader.fill()
+            time.sleep(0)  # let the pool's threads move chunks and results now, not at the next switch
+
+        stopped = True
+        try:
+            reader.fill()
+            while left[0] < left[1] and not reader.failed() and not _any_failed(theirs):
+                end = left[1]
+                start = left[1] = max(left[0], end - size())
+                every = max(step, math.ceil((end - start) / MAX_STEPS))
+                plan["here"] += 1
+                if run is not None:
+                    run.add_total(1)
+                capture = output.settings()
+                if capture is None:
+                    result = _run_here(seq, start, end, steps, aggregate, every, between)
+                else:  # captured on its own, so that the output joins the job's in input order
+                    result = output.run_captured(capture, _run_here, seq, start, end, steps, aggregate,
+                                                 every, between)
+                here.append(result)
+                if run is not None:
+                    run.advance(1)
+                if isinstance(output.unmerged(result), _Failed):
+                    break
+            mine = (output.merged_into(reader.log, result) for result in reversed(here))
+            for value in chain(theirs, reader.values(), mine):
+                if isinstance(value, _Failed):
+                    stopped = False
+                    raise value.error
+                yield value
+            stopped = False
+        finally:
+            reader.close(kill=stopped)
+
+
+def _any_failed(values: list) -> bool:
+    return any(isinstance(value, _Failed) for value in values)
+
+
+def _run_here(seq, start: int, end: int, steps, aggregate, step: int, between: Callable) -> Any:
+    """Run the fused pass over ``seq[start:end]`` in this process, ``step`` elements at a time folded
+    on into one result, calling ``between()`` after each; return the result, or a :class:`_Failed`."""
+    try:
+        if aggregate is None:
+            out: list = []
+            for at in range(start, end, step):
+                out += run_steps(steps, seq[at:min(at + step, end)])
+                between()
+            return out
+        acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
+        for at in range(start, end, step):
+            acc = run_steps(steps, seq[at:min(at + step, end)], aggregate, acc)
+            between()
+        return acc
+    except PipelineError as exc:
+        return _Failed(exc)
 
 
 class _ReadAhead:
@@ -490,6 +618,10 @@ class _ReadAhead:
         _enter_pool(self.pool)
         self.window: deque = deque()
         self.exhausted = False
+        self.bar = None  # a tqdm bar to advance as chunks are taken
+        #: the capture of the context that reads the chunks, where their output goes (also when their
+        #: results are taken inside another capture, see LocalExecutor._alongside)
+        self.log = output.current()
 
     def submit(self, chunk: Any) -> Any:
         """Return the future of ``chunk`` (as it is, or packed) running on the pool."""
@@ -516,7 +648,7 @@ class _ReadAhead:
         else:
             self.run.tick()
 
-    def _fill(self) -> None:
+    def fill(self) -> None:
         """Read and submit chunks while fewer than ``2 * n_jobs`` are unfinished."""
         while not self.exhausted and len(self.window) < 4 * self.n_jobs:
             if sum(1 for future, _ in self.window if not future.done()) >= 2 * self.n_jobs:
@@ -534,7 +666,7 @@ class _ReadAhead:
         run = self.run
         # with a throttled control, wake up now and then to report a state held back meanwhile
         timeout = run.interval if run is not None and run.interval > 0 else None
-        self._fill()
+        self.fill()
         while self.window:
             oldest = self.window[0][0]
             while not oldest.done():
@@ -542,17 +674,54 @@ class _ReadAhead:
                 wait(unfinished, timeout=timeout, return_when=FIRST_COMPLETED)
                 if run is not None:
                     self._count_finished()
-                self._fill()
+                self.fill()
             if run is not None:
                 self._count_finished()
                 self.counted.discard(oldest)
             yield self.window.popleft()
-            self._fill()
+            self.fill()
+
+    def values(self):
+        """Yield each chunk's result in input order (see :meth:`_value`), waiting for each."""
+        for future, chunk in self:
+            yield self._value(future, chunk)
+
+    def ready(self) -> list:
+        """Take the results of the oldest chunks already back, in input order, without waiting."""
+        out = []
+        while self.window and self.window[0][0].done():
+            if self.run is not None:
+                self._count_finished()
+                self.counted.discard(self.window[0][0])
+            out.append(self._value(*self.window.popleft()))
+        return out
+
+    def _value(self, future, chunk) -> Any:
+        """Return a finished chunk's result unpacked, its captured output merged here: a chunk's own
+        failure as the :class:`_Failed` it returned."""
+        result = output.merged_into(self.log, future.result())  # its captured output joins the job's
+        if type(result) is str and result == _RESEND:
+            result = output.merged_into(self.log, self.submit(_unpack(chunk)).result())
+        if self.bar is not None:
+            self.bar.update(1)
+        return result if isinstance(result, _Failed) else _unpack(result)
+
+    def failed(self) -> bool:
+        """Return True when a chunk already back failed (its result not yet taken), or the pool did."""
+        for future, _ in self.window:
+            if future.done() and not future.cancelled():
+                if future.exception() is not None:
+                    return True
+                if isinstance(output.unmerged(future.result()), _Failed):
+                    return True
+        return False
 
     def close(self, kill: bool = False) -> None:
         """Cancel the chunks that have not started. Without ``kill`` let the running ones finish, so
         the same workers serve the next pass; with ``kill`` kill the pool's workers now (see
         :func:`_leave_pool`)."""
+        if self.bar is not None:
+            self.bar.close()
         for future, _ in self.window:
             future.cancel()
         running = [future for future, _ in self.window if not future.done()]

@@ -11,7 +11,8 @@ import pytest
 
 from atoll.executors import LocalExecutor, SerialExecutor
 
-EXECUTOR_FIXTURES = ["serial_executor", "local_executor", "spark_local_executor", "spark_cluster_executor"]
+EXECUTOR_FIXTURES = ["serial_executor", "local_executor", "local_alongside_executor", "spark_local_executor",
+                     "spark_cluster_executor"]
 
 
 def forced_local_executor(n_jobs: int = 2, **options) -> LocalExecutor:
@@ -31,6 +32,14 @@ def local_executor() -> LocalExecutor:
     """Two worker processes, every pass sent to them (chunks of at most 2 elements, so even short
     inputs are split across both workers and partial aggregates are really merged)."""
     return forced_local_executor(2, max_chunk=2)
+
+
+@pytest.fixture(scope="session")
+def local_alongside_executor() -> LocalExecutor:
+    """One worker process and this one sharing every pass (no probe): the worker takes chunks of one
+    element from the front of the input while this process takes them from the back (an input of
+    more than two elements meets both)."""
+    return LocalExecutor(2, probe_seconds=0, max_chunk=1)
 
 
 @pytest.fixture(scope="session", params=EXECUTOR_FIXTURES)
