@@ -623,7 +623,8 @@ def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed"
     return found
 
 
-def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: Any = EMPTY) -> Any:
+def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: Any = EMPTY,
+              rerun: Callable[[], Any] | None = None) -> Any:
     """Run a fused chain of element-wise steps over one partition, then its aggregate if any.
 
     Returns the resulting list, or the partial aggregate (see :func:`reduce_partition`,
@@ -632,8 +633,9 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     loop (:func:`compiled_pass`).
     If anything raises, the partition is run again stage by stage (each operator's
     :meth:`Operator.partition`) to name the stage and the element that failed (so on failure,
-    functions before the failing one may run twice on that partition). A failure that does not recur
-    in that second run is raised all the same, never swallowed.
+    functions before the failing one may run twice on that partition), or by ``rerun()`` when given
+    (which must raise the located error when the failure recurs). A failure that does not recur in
+    that second run is raised all the same, never swallowed.
 
     >>> info = StageInfo(0, "map", "f")
     >>> run_steps([Step(OPERATORS["map"], lambda x: x + 1, info)], [1, 2],
@@ -652,7 +654,10 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
         first = exc
     logger.debug("fused pass failed; running it stage by stage to locate the failure")
     with output.paused():  # what the first run printed is recorded once
-        _run_staged(steps, items, aggregate, acc)  # raises the located error when the failure recurs
+        if rerun is None:
+            _run_staged(steps, items, aggregate, acc)  # raises the located error when the failure recurs
+        else:
+            rerun()
     # It did not recur (a function that fails only now and then): the first failure stands, located
     # by the user function its traceback passes through.
     step = _step_in_traceback(first, [*steps, aggregate] if aggregate else steps)

@@ -73,6 +73,12 @@ def table(title: str, rows: list[tuple[str, float, str]], floor: float) -> list[
 
 # -- W1 ---------------------------------------------------------------------------------------------
 
+def shared(plan: dict) -> str:
+    """How the last local pass was shared: chunks to the worker (the largest), chunks run here."""
+    return (f"{plan['chunks']} chunks to the worker (up to {plan['chunk_size']:,}), "
+            f"{plan['here']} run by the caller")
+
+
 def w1_loop(n: int) -> int:
     total = 0
     for x in range(n):
@@ -159,7 +165,7 @@ def bench_w1(n: int, repeats: int) -> list[str]:
             ("per-stage joblib, n_jobs=2 (original atoll's shape)", t_stage * n / joblib_n, note),
             ("atoll serial", t_serial, ""),
             ("atoll local n_jobs=2 (warm pool)", t,
-             f"{plan['chunks']} chunks of {plan['chunk_size']:,}; "
+             f"{shared(plan)}; "
              f"{'never slower' if t <= t_serial else 'SLOWER'} than serial"),
             ("atoll local n_jobs=2, first call (cold pool)", cold, "includes starting workers")]
     lines = table(f"W1 tiny chain, {n:,} items", rows, floor)
@@ -216,7 +222,7 @@ def bench_w1_list(n: int, repeats: int) -> list[str]:
             ("raw joblib n_jobs=2, hand-chunked list slices, fused", t_raw, "one slice per worker"),
             ("atoll serial", t_serial, "target <= 1.3x floor"),
             ("atoll local n_jobs=2 (warm pool)", t,
-             f"{plan['chunks']} chunks of {plan['chunk_size']:,}; {t / t_raw:.2f}x raw joblib "
+             f"{shared(plan)}; {t / t_raw:.2f}x raw joblib "
              f"(target <= 1.0x)")]
     return table(f"W1 tiny chain, list of {n:,} ints", rows, floor)
 
@@ -254,7 +260,7 @@ def bench_w2(items: int, repeats: int) -> list[str]:
             ("raw joblib Parallel(n_jobs=2), one task per item", t_raw,
              f"speed-up {t_serial / t_raw:.2f}x: what these 2 cores give"),
             ("atoll local n_jobs=2", t_local,
-             f"speed-up {t_serial / t_local:.2f}x; {local.last_plan['chunks']} chunks")]
+             f"speed-up {t_serial / t_local:.2f}x; {shared(local.last_plan)}")]
     return table(f"W2 CPU-bound, {items} items", rows, t_serial)
 
 
@@ -324,7 +330,7 @@ def bench_w3(n: int, repeats: int) -> list[str]:
             ("raw joblib n_jobs=2, a Counter per chunk", t_counter,
              "one list slice per worker, merged; counts in C, no pair_one"),
             ("atoll serial", t_serial, f"{t_serial / t_dict:.2f}x the dict loop (target <= 1.0x)"),
-            ("atoll local n_jobs=2", t_local, f"{local.last_plan['chunks']} chunks; "
+            ("atoll local n_jobs=2", t_local, f"{shared(local.last_plan)}; "
              f"{t_local / t_raw:.2f}x raw joblib with the dict loop (target <= 1.0x), "
              f"{t_local / t_counter:.2f}x with Counter")]
     return table(f"W3 word count, {n:,} lines", rows, floor)

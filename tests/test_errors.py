@@ -164,6 +164,44 @@ def test_fused_failure_is_located_by_a_staged_rerun():
     assert calls == [1, 3, 2, 6, 4, 12] + [1, 2, 4, 3, 6, 12]
 
 
+def test_a_long_sequence_runs_in_one_pass_and_is_located_chunk_by_chunk_on_failure():
+    """Longer than the serial executor's chunk: one compiled pass; when it fails, the sequence is run
+    again chunk by chunk, and only the failing chunk stage by stage (what that holds is one chunk's
+    intermediates, not the input's)."""
+    calls = []
+
+    def checked(x):
+        calls.append(x)
+        if x == 3 * 95:
+            raise OverflowError(x)
+        return x
+
+    executor = SerialExecutor(chunk_size=10)
+    p = Pipeline().map(lambda x: x * 3).map(checked).reduce(lambda a, b: a + b)
+    assert p.run(list(range(90)), executor=executor) == 3 * sum(range(90))
+    assert calls == [3 * x for x in range(90)]  # one pass, no re-run
+    calls.clear()
+    with pytest.raises(OverflowError) as caught:
+        p.run(list(range(100)), executor=executor)
+    assert caught.value.stage.index == 1 and caught.value.item == 285
+    first = [3 * x for x in range(96)]  # the pass stopped at 95
+    chunked = [3 * x for x in range(96)]  # again, chunk by chunk, up to the failing chunk's 95
+    staged = [3 * x for x in range(90, 96)]  # that chunk stage by stage: the map of 90..99 ran whole
+    assert calls == first + chunked + staged
+    # a flaky failure that does not recur in the chunked re-run is still raised, located
+    attempts = []
+
+    def flaky(x):
+        attempts.append(x)
+        if len(attempts) == 50:
+            raise ConnectionError("once")
+        return x
+
+    with pytest.raises(ConnectionError) as caught:
+        Pipeline().map(lambda x: x + 1).map(flaky).run(list(range(100)), executor=executor)
+    assert caught.value.stage.index == 1 and len(attempts) == 50 + 100
+
+
 def test_a_failure_that_does_not_recur_on_the_locating_rerun_is_still_raised():
     """A function that fails once and then succeeds: the pass fails, naming the stage it failed in."""
     attempts = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -55,8 +56,10 @@ def run_chunks(chunks: Iterable, steps: list[Step], aggregate: Step | None) -> A
 
 
 class SerialExecutor(Executor):
-    """Runs a pipeline in the calling process, ``chunk_size`` elements at a time: a generator is never
-    held whole, and a fused pass over a long list or range never builds full-length intermediates.
+    """Runs a pipeline in the calling process: a list, tuple or range in one compiled pass, any other
+    iterable ``chunk_size`` elements at a time (a generator is never held whole). A pass that fails
+    is run again ``chunk_size`` elements at a time to locate the failure, so the stage-by-stage run
+    that names the stage and element never builds full-length intermediates.
 
     Each pass counts as one unit of work in the current :class:`~atoll.control.RunControl` (total 1,
     done 1 when it ends), unless ``report_progress`` is False (a pipeline nested in a stage, which runs
@@ -79,10 +82,16 @@ class SerialExecutor(Executor):
         return result
 
     def _serial_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
-        if isinstance(data, (list, tuple, range)) and len(data) <= self.chunk_size:
-            part = run_steps(steps, data, aggregate)
-        else:  # chunks bound what a failing pass's re-run holds, and never hold a generator whole
+        if not isinstance(data, (list, tuple, range)):  # a generator is never held whole
             part = run_chunks(chunks_of(data, self.chunk_size), steps, aggregate)
+        elif len(data) <= self.chunk_size:
+            part = run_steps(steps, data, aggregate)
+        else:
+            # One compiled pass over the whole sequence; if it fails, it runs again chunk by chunk, so
+            # that locating the failure stage by stage holds one chunk's intermediates, not the
+            # whole input's (the elements before the failure run twice then, as in any re-run).
+            part = run_steps(steps, data, aggregate,
+                             rerun=partial(run_chunks, chunks_of(data, self.chunk_size), steps, aggregate))
         return part if aggregate is None else merge_partials(aggregate, [part])
 
     def __repr__(self) -> str:
