@@ -76,7 +76,9 @@ def _tuple_kind(items) -> str:
 
 def _spread(f: Callable) -> Callable:
     def call(x):
-        return f(*x) if isinstance(x, tuple) else f(x)
+        # by the element's own type, as the compiled pass and _tuple_kind decide: isinstance would
+        # also believe an object whose __class__ claims to be a tuple (a proxy)
+        return f(*x) if issubclass(type(x), tuple) else f(x)
     return call
 
 

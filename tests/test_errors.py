@@ -259,3 +259,35 @@ def test_a_non_recurring_failure_inside_a_fused_reduce_by_key_keeps_its_type():
                                                                         executor=SerialExecutor())
     assert isinstance(caught.value, StageFailure) and caught.value.stage.index == 0
     assert "first call only" in str(caught.value)
+
+
+class _ClaimsToBeATuple:
+    """A proxy whose ``__class__`` says tuple (``isinstance(x, tuple)`` is True; its type is not)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    @property
+    def __class__(self):
+        return tuple
+
+    def __iter__(self):
+        return iter(self.values)
+
+
+def test_a_compiled_pass_and_its_locating_rerun_spread_the_same_elements():
+    """Whether an element is spread into ``f(*x)`` is decided by its type, in the compiled pass and in
+    the stage-by-stage re-run alike: a proxy claiming to be a tuple is passed whole by both."""
+    seen = []
+
+    def record(*args):
+        seen.append(len(args))
+        if len(seen) == 4:
+            raise ValueError("after the proxy")
+        return args
+
+    data = [(1, 2), _ClaimsToBeATuple(3, 4), 5]
+    assert isinstance(data[1], tuple)
+    with pytest.raises(ValueError):
+        Pipeline().map(record).run(data + [6], executor=SerialExecutor())
+    assert seen == [2, 1, 1, 1] + [2, 1, 1, 1]  # the compiled pass, then the re-run: the same calls
