@@ -500,3 +500,12 @@ def test_a_worker_failure_stops_this_process_taking_more_chunks():
     assert caught.value.item == 0
     # this process looked at the workers' results between its chunks and stopped taking more
     assert executor.last_plan["here"] < 1_000, executor.last_plan
+
+
+def test_the_progress_bar_counts_the_chunks_of_both_sides(capfd):
+    executor = alongside(2, max_chunk=10, progress=True)
+    assert Pipeline().map(lambda x: x * 2).run(list(range(100)), executor=executor) == list(range(0, 200, 2))
+    plan = executor.last_plan
+    assert plan["here"] >= 1 and plan["chunks"] >= 1
+    err = capfd.readouterr().err
+    assert f"atoll: {plan['chunks'] + plan['here']}chunk" in err, err

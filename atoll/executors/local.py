@@ -559,6 +559,8 @@ class LocalExecutor(SerialExecutor):
                 here.append(result)
                 if run is not None:
                     run.advance(1)
+                if reader.bar is not None:
+                    reader.bar.update(1)
                 if isinstance(output.unmerged(result), _Failed):
                     break
             mine = (output.merged_into(reader.log, result) for result in reversed(here))
