@@ -21,8 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from atoll import Atoll, Pipeline  # noqa: E402
-from atoll.service import encoding  # noqa: E402
+from atoll import Atoll, Pipeline, encoding  # noqa: E402
 
 
 def row(i: int) -> dict:

@@ -1,0 +1,37 @@
+"""The benchmark scripts still run: each one that needs no outside service, in its smoke mode.
+
+Figures are not checked here (performance goals live in the benchmarks, not in timed tests); what is
+checked is that a script runs to the end against today's code and prints its tables. A script whose
+imports or internals drifted from the code (``bench_encoding.py`` swapped ``atoll.service.encoding``'s
+orjson after the encoder had moved to ``atoll.encoding``) fails here rather than on the next
+recording day.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(*args: str) -> str:
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", args[0]), *args[1:]],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("bench_local.py", "--quick"), ["### W1 tiny chain, list of", "### W2 CPU-bound", "### W3 word count",
+                                     "atoll local n_jobs=2", "run by the caller"]),
+    (("bench_encoding.py", "--quick"), ["| json module |", "| orjson |"]),
+    (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
+])
+def test_a_benchmark_script_runs_to_the_end(args, expected):
+    out = run_script(*args)
+    for text in expected:
+        assert text in out, out
