@@ -504,7 +504,12 @@ class ReduceByKey(Aggregate):
         return merge_by_key(step.func, partials)
 
     def merge(self, step: Step, partials: Iterable) -> list:
-        return list(self.combined(step, partials).items())
+        it = iter(partials)
+        first = next(it, EMPTY)
+        second = next(it, EMPTY)
+        if second is EMPTY:  # one partition (a serial pass): its pairs as they are, no merged copy
+            return [] if first is EMPTY else list(first.items())
+        return list(self.combined(step, chain((first, second), it)).items())
 
     def rows(self, partial: Any) -> Iterable:
         return iter(partial.items())
