@@ -578,19 +578,19 @@ def _any_failed(values: list) -> bool:
     return any(isinstance(value, _Failed) for value in values)
 
 
-def _run_here(seq, start: int, end: int, steps, aggregate, step: int, between: Callable) -> Any:
-    """Run the fused pass over ``seq[start:end]`` in this process, ``step`` elements at a time folded
+def _run_here(seq, start: int, end: int, steps, aggregate, every: int, between: Callable) -> Any:
+    """Run the fused pass over ``seq[start:end]`` in this process, ``every`` elements at a time folded
     on into one result, calling ``between()`` after each; return the result, or a :class:`_Failed`."""
     try:
         if aggregate is None:
             out: list = []
-            for at in range(start, end, step):
-                out += run_steps(steps, seq[at:min(at + step, end)])
+            for at in range(start, end, every):
+                out += run_steps(steps, seq[at:min(at + every, end)])
                 between()
             return out
         acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
-        for at in range(start, end, step):
-            acc = run_steps(steps, seq[at:min(at + step, end)], aggregate, acc)
+        for at in range(start, end, every):
+            acc = run_steps(steps, seq[at:min(at + every, end)], aggregate, acc)
             between()
         return acc
     except PipelineError as exc:
