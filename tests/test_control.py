@@ -216,11 +216,13 @@ def _loky_workers() -> set[int]:
     return pids
 
 
-def _slow_element(folder: str, seconds: float):
-    """Return a function that records its worker, sleeps, then leaves a marker file."""
+def _slow_element(folder: str, seconds: float, unmarked: int | None = None):
+    """Return a function that records its worker, sleeps, then leaves a marker file. The process
+    ``unmarked`` (a pid) leaves no ``started-*`` file."""
 
     def slow(x):
-        Path(folder, f"started-{x}").write_text(str(os.getpid()))
+        if os.getpid() != unmarked:
+            Path(folder, f"started-{x}").write_text(str(os.getpid()))
         time.sleep(seconds)
         Path(folder, f"done-{x}").write_text(str(os.getpid()))
         return x
@@ -277,23 +279,10 @@ def test_chunks_shared_with_this_process_are_counted_on_both_sides():
     assert calls.check() == (plan["chunks"] + plan["here"],) * 2
 
 
-def _slow_in_workers(folder: str, parent: int, seconds: float):
-    """Like _slow_element, but only a worker process leaves a ``started-*`` file."""
-
-    def slow(x):
-        if os.getpid() != parent:
-            Path(folder, f"started-{x}").write_text(str(os.getpid()))
-        time.sleep(seconds)
-        Path(folder, f"done-{x}").write_text(str(os.getpid()))
-        return x
-
-    return slow
-
-
 @pytest.mark.slow
 def test_an_interrupt_while_this_process_works_alongside_kills_the_workers_chunks(tmp_path):
     executor = LocalExecutor(2, probe_seconds=0, max_chunk=1)
-    slow = Pipeline().map(_slow_in_workers(str(tmp_path), os.getpid(), 4.0))
+    slow = Pipeline().map(_slow_element(str(tmp_path), 4.0, unmarked=os.getpid()))  # workers only
     with RaiseWhenStarted(tmp_path, KeyboardInterrupt) as stop:
         with pytest.raises(KeyboardInterrupt):
             slow.run(list(range(6)), executor=executor)

@@ -481,16 +481,7 @@ class LocalExecutor(SerialExecutor):
         chunks still running are killed (:meth:`_ReadAhead.close`).
         """
         reader = self._reader(chunks, self.n_jobs, steps, aggregate, run, total is None, total)
-        stopped = True  # until every chunk is back or one reports its own failure
-        try:
-            for value in reader.values():
-                if isinstance(value, _Failed):
-                    stopped = False
-                    raise value.error
-                yield value
-            stopped = False
-        finally:
-            reader.close(kill=stopped)
+        yield from _delivered(reader, reader.values())
 
     def _alongside(self, source: _Source, steps, aggregate, per_item: float, per_partial: float,
                    run: control.RunControl | None = None):
@@ -540,7 +531,6 @@ class LocalExecutor(SerialExecutor):
             reader.fill()
             time.sleep(0)  # let the pool's threads move chunks and results now, not at the next switch
 
-        stopped = True
         try:
             reader.fill()
             while left[0] < left[1] and not reader.failed() and not _any_failed(theirs):
@@ -563,15 +553,27 @@ class LocalExecutor(SerialExecutor):
                     reader.bar.update(1)
                 if isinstance(output.unmerged(result), _Failed):
                     break
-            mine = (output.merged_into(reader.log, result) for result in reversed(here))
-            for value in chain(theirs, reader.values(), mine):
-                if isinstance(value, _Failed):
-                    stopped = False
-                    raise value.error
-                yield value
-            stopped = False
-        finally:
-            reader.close(kill=stopped)
+        except BaseException:  # an interruption, a worker that died: the chunks running are killed
+            reader.close(kill=True)
+            raise
+        mine = (output.merged_into(reader.log, result) for result in reversed(here))
+        yield from _delivered(reader, chain(theirs, reader.values(), mine))
+
+
+def _delivered(reader: _ReadAhead, values: Iterable):
+    """Yield a pass's ``values`` (its chunks' results in input order) and raise the first that is a
+    chunk's own failure. If the pass ends for any other reason first (an exception, the consumer
+    closing this generator), the chunks still running are killed (:meth:`_ReadAhead.close`)."""
+    stopped = True  # until every chunk is back or one reports its own failure
+    try:
+        for value in values:
+            if isinstance(value, _Failed):
+                stopped = False
+                raise value.error
+            yield value
+        stopped = False
+    finally:
+        reader.close(kill=stopped)
 
 
 def _any_failed(values: list) -> bool:
