@@ -460,8 +460,8 @@ def test_this_process_takes_chunks_from_the_back_while_the_workers_take_the_fron
 def _fails_late_at_the_front_and_at_once_at_the_back(x: int) -> int:
     import time
 
-    if x == 3:
-        time.sleep(0.5)  # this process fails first, at the back: its failure is not the first in order
+    if x == 3:  # a worker's, at the front: it fails half a second after this process fails on 1999
+        time.sleep(0.5)
         raise ValueError("front")
     if x == 1999:
         raise KeyError("back")
