@@ -509,3 +509,32 @@ def test_the_progress_bar_counts_the_chunks_of_both_sides(capfd):
     assert plan["here"] >= 1 and plan["chunks"] >= 1
     err = capfd.readouterr().err
     assert f"atoll: {plan['chunks'] + plan['here']}chunk" in err, err
+
+
+def _merge_fails_on_two_sums(a: int, b: int) -> int:
+    """A reduce that fails only merging two chunks' sums: in the calling process, chunks in flight."""
+    if a > 5 and b > 5:
+        raise ValueError("merging partials")
+    return a + b
+
+
+def test_passes_ended_early_leave_no_worker_alive_and_no_pool_thread_dead(monkeypatch):
+    """A pass that ends while chunks are queued kills its workers. Through loky's
+    ``shutdown(kill_workers=True)`` that killed loky's manager thread (KeyError, InvalidStateError)
+    and, when a queued chunk had been cancelled first, left the workers running: 58 of them after 40
+    such passes."""
+    import threading
+
+    dead_threads: list = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: dead_threads.append(args.exc_value))
+    shutdown_worker_pools()
+    executor = forced(2, max_chunk=1)
+    p = Pipeline().map(lambda x: (0, x)).reduceByKey(_merge_fails_on_two_sums)
+    for _ in range(20):
+        with pytest.raises(ValueError, match="merging partials"):
+            p.run(list(range(400)), executor=executor)
+    shutdown_worker_pools()
+    assert not dead_threads, dead_threads
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in _workers() if psutil.pid_exists(pid)],
+                                 timeout=10)
+    assert not alive, alive

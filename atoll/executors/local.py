@@ -72,6 +72,7 @@ from typing import Any
 
 import cloudpickle
 from joblib.externals.loky import ProcessPoolExecutor
+from joblib.externals.loky.backend.utils import kill_process_tree
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
 from atoll import control, output, serialization
@@ -149,8 +150,24 @@ def _leave_pool(pool: ProcessPoolExecutor, kill: bool) -> bool:
         for n_jobs, known in list(_pools.items()):
             if known is pool:
                 del _pools[n_jobs]  # the next pass starts a new pool
-    pool.shutdown(wait=True, kill_workers=True)
+    _kill(pool)
     return True
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Kill ``pool``'s worker processes (and theirs) now, then shut it down.
+
+    The workers are killed first, as a crash would kill them: the pool turns broken and fails the
+    chunks not started itself. ``shutdown(kill_workers=True)`` with chunks still queued made loky's
+    manager thread die (a ``KeyError`` on a chunk it had dropped, an ``InvalidStateError`` on one
+    cancelled meanwhile), in the second case before it killed the workers, which lived on.
+    """
+    for process in list(getattr(pool, "_processes", {}).values()):
+        try:
+            kill_process_tree(process)
+        except ProcessLookupError:
+            pass
+    pool.shutdown(wait=True)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -172,7 +189,7 @@ def shutdown_worker_pools() -> None:
     """Stop every worker process atoll started (at exit: a chunk still running is not waited for)."""
     with _pools_lock:
         for pool in _pools.values():
-            pool.shutdown(wait=True, kill_workers=True)
+            _kill(pool)
         _pools.clear()
 
 
@@ -726,15 +743,19 @@ class _ReadAhead:
         :func:`_leave_pool`)."""
         if self.bar is not None:
             self.bar.close()
+        unfinished = sum(1 for future, _ in self.window if not future.done())
+        # Killing comes before cancelling: loky fails the chunks not started itself, and a chunk
+        # cancelled just before the shutdown made its manager thread die on setting the error of a
+        # cancelled future (InvalidStateError) before it killed the workers, which lived on.
+        if kill and unfinished and _leave_pool(self.pool, kill=True):
+            logger.info("stopped %d unfinished chunk(s): the pass ended early", unfinished)
+            return
         for future, _ in self.window:
             future.cancel()
         running = [future for future, _ in self.window if not future.done()]
-        if kill and running:
-            if _leave_pool(self.pool, kill=True):
-                logger.info("stopped %d running chunk(s): the pass ended early", len(running))
-            else:
-                logger.info("%d running chunk(s) left to finish: another pass uses the same "
-                            "workers", len(running))
+        if kill and unfinished:  # another pass uses the same workers: they were not killed
+            logger.info("%d running chunk(s) left to finish: another pass uses the same workers",
+                        len(running))
             return
         _leave_pool(self.pool, kill=False)
         for future in running:
