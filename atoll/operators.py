@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -429,9 +430,10 @@ class Aggregate(Operator):
         (``acc is EMPTY``); a pass given a partial result folds into it."""
 
     @abstractmethod
-    def fold(self, add: bool, started: bool = False) -> list[str]:
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
         """Return the lines that fold ``x`` into the accumulator ``acc`` (``add``: the function is
-        ``operator.add``, written as ``+``; ``started``: ``acc`` is known to hold a value)."""
+        ``operator.add``, written as ``+``; ``started``: ``acc`` is known to hold a value;
+        ``keys_rare``: a fold by key expects few new keys, see :func:`run_steps`)."""
 
     @abstractmethod
     def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
@@ -439,7 +441,8 @@ class Aggregate(Operator):
 
     @abstractmethod
     def combined(self, step: Step, partials: Iterable) -> Any:
-        """Return the partial result of consecutive partitions from theirs, in order."""
+        """Return the partial result of consecutive partitions from theirs, in order (the partials
+        are the passes' own: the first may be folded into in place)."""
 
     @abstractmethod
     def merge(self, step: Step, partials: Iterable) -> Any:
@@ -465,7 +468,7 @@ class Reduce(Aggregate):
     def start(self) -> list[str]:
         return []  # EMPTY until the first element
 
-    def fold(self, add: bool, started: bool = False) -> list[str]:
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
         folded = "acc = acc + x" if add else "acc = fa(acc, x)"
         return [folded] if started else ["if acc is EMPTY:", "    acc = x", "else:", "    " + folded]
 
@@ -495,13 +498,18 @@ class ReduceByKey(Aggregate):
     def start(self) -> list[str]:
         return ["acc = {}"]
 
-    def fold(self, add: bool, started: bool = False) -> list[str]:
-        # one lookup for a key seen before (most of them): the try covers the lookup alone
-        return ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:", "    acc[k] = v",
-                "else:", "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"]
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        combined = "    acc[k] = seen + v" if add else "    acc[k] = fa(seen, v)"
+        if keys_rare:  # one lookup for a key seen before; a new key costs a KeyError (~150 ns)
+            return ["k, v = x", "try:", "    seen = acc[k]", "except KeyError:", "    acc[k] = v",
+                    "else:", combined]
+        # a call of dict.get for every pair (~10 ns more than a lookup), no exception for a new key
+        return ["k, v = x", "seen = acc.get(k, EMPTY)", "if seen is EMPTY:", "    acc[k] = v", "else:",
+                combined]
 
     def combined(self, step: Step, partials: Iterable) -> dict:
-        return merge_by_key(step.func, partials)
+        it = iter(partials)
+        return merge_by_key(step.func, it, into=next(it, {}))  # into the first: no copy of it
 
     def merge(self, step: Step, partials: Iterable) -> list:
         it = iter(partials)
@@ -552,13 +560,15 @@ def _spreads(steps: list[Step], kind: str) -> list[str]:
     return out
 
 
-def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> str:
+def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
+                keys_rare: bool = True) -> str:
     """Return the Python source of the fused pass over ``steps`` then ``aggregate``: one ``for``
     loop, the user's functions as locals, a filter an ``if``, a flatMap an inner loop, the aggregate
     folded into ``acc`` in place (from ``acc`` when the pass is given a partial result to go on from).
 
     ``kind`` is what the input's elements are: ``"plain"`` (no tuples), ``"tuples"`` or
-    ``"mixed"`` (not known: a map asks each element's type, see :func:`_call`).
+    ``"mixed"`` (not known: a map asks each element's type, see :func:`_call`). ``keys_rare`` chooses
+    how a ``reduceByKey`` folds (see :func:`run_steps`).
 
     >>> info = StageInfo(0, "map", "f")
     >>> print(pass_source([Step(OPERATORS["filter"], bool, info)], None))
@@ -608,27 +618,32 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed") 
     if op.peels and body(2)[1] == 2:  # no inner loop: the first element is folded in a loop of its own
         first, _ = body(3)
         lines += ["    it = iter(items)", "    if acc is EMPTY:", "        for x in it:", *first,
-                  "            acc = x", "            break", "    for x in it:", *folded(op.fold(add, True))]
+                  "            acc = x", "            break", "    for x in it:",
+                  *folded(op.fold(add, True, keys_rare))]
     else:
-        lines += ["    for x in items:", *folded(op.fold(add))]
+        lines += ["    for x in items:", *folded(op.fold(add, keys_rare=keys_rare))]
     lines.append("    return acc")
     return "\n".join(lines)
 
 
-def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed") -> Callable:
+def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
+                  keys_rare: bool = True) -> Callable:
     """Return the compiled fused pass for these steps, compiled once per signature in each process.
 
-    The signature is the operators, how each takes tuple elements, the aggregate and whether its
-    function is ``operator.add``; the functions themselves are arguments, so pipelines of the same
-    shape share one compiled pass. It is called as ``fused_pass(items, functions, aggregate's
-    function, EMPTY)``, or with a fifth argument, a partial aggregate to fold on into.
+    The signature is the operators, how each takes tuple elements, the aggregate, whether its
+    function is ``operator.add`` and how a fold by key is written (``keys_rare``); the functions
+    themselves are arguments, so pipelines of the same shape share one compiled pass. It is called
+    as ``fused_pass(items, functions, aggregate's function, EMPTY)``, or with a fifth argument, a
+    partial aggregate to fold on into.
     """
     key = (tuple((s.op.name, spread) for s, spread in zip(steps, _spreads(steps, kind))),
-           None if aggregate is None else (aggregate.op.name, aggregate.func is operator.add))
+           None if aggregate is None else (aggregate.op.name, aggregate.func is operator.add,
+                                           aggregate.op.keyed and keys_rare))
     found = _compiled.get(key)
     if found is None:
         namespace: dict[str, Any] = {"EMPTY": EMPTY}
-        exec(compile(pass_source(steps, aggregate, kind), "<atoll fused pass>", "exec"), namespace)
+        exec(compile(pass_source(steps, aggregate, kind, keys_rare), "<atoll fused pass>", "exec"),
+             namespace)
         found = _compiled[key] = namespace["fused_pass"]
     return found
 
@@ -641,6 +656,12 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     :func:`reduce_by_key_partition`), folded on from ``acc`` when given (a partial aggregate of the
     partitions before this one, which the pass may change in place). The steps run as one compiled
     loop (:func:`compiled_pass`).
+
+    A ``reduceByKey`` stage learns how to fold from its passes in this process: with a lookup in a
+    ``try`` while new keys are rare (a word count: one lookup per pair), with ``dict.get`` when the
+    ``KeyError`` of each new key would cost more than a twentieth of the pass (keys mostly distinct:
+    2.5x faster there). Its first pass, with nothing learnt, uses ``dict.get``.
+
     If anything raises, the partition is run again stage by stage (each operator's
     :meth:`Operator.partition`) to name the stage and the element that failed (so on failure,
     functions before the failing one may run twice on that partition), or by ``rerun()`` when given
@@ -655,9 +676,16 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
-    fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed")
+    keyed = aggregate is not None and aggregate.op.keyed
+    keys_rare = keyed and _keys_rare(aggregate.info)
+    fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)
+    known = len(acc) if keyed and acc is not EMPTY else 0  # a pass folds into ``acc`` in place
+    started = time.perf_counter()
     try:
-        return fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
+        result = fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
+        if keyed:
+            _learn_keys(aggregate.info, len(result) - known, time.perf_counter() - started)
+        return result
     except _interruptions:
         raise
     except Exception as exc:
@@ -677,6 +705,45 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
 
 
 _interruptions: tuple[type[BaseException], ...] = ()
+
+#: per reduceByKey stage: what its recent passes' new keys would cost folded with KeyErrors, and
+#: how long those passes took (seconds both; see :func:`run_steps`)
+_keys_seen: dict[StageInfo, list[float]] = {}
+
+
+def _keys_rare(stage: StageInfo) -> bool:
+    """Return True when a try fold's KeyErrors cost a ``stage`` under 1/20 of its recent passes."""
+    seen = _keys_seen.get(stage)
+    return seen is not None and seen[0] < seen[1] / 20
+
+
+@functools.cache
+def _key_error_seconds() -> float:
+    """Return what a missed lookup caught as a KeyError costs here (measured once per process)."""
+    missing: dict = {}
+    start = time.perf_counter()
+    for i in range(256):
+        try:
+            missing[i]
+        except KeyError:
+            pass
+    return (time.perf_counter() - start) / 256
+
+
+def _learn_keys(stage: StageInfo, new_keys: int, seconds: float) -> None:
+    """Add a pass of ``stage`` that met ``new_keys`` in ``seconds`` to what it has learnt. Passes are
+    summed, not judged one by one (the first of a fresh partial meets every key as new), and the sums
+    halve past a second of passes, so that the last second or two of them count."""
+    seen = _keys_seen.get(stage)
+    if seen is None:
+        if len(_keys_seen) >= 1024:
+            _keys_seen.clear()  # a bound on the memory; what is forgotten is learnt again
+        seen = _keys_seen[stage] = [0.0, 0.0]
+    seen[0] += new_keys * _key_error_seconds()
+    seen[1] += seconds
+    if seen[1] > 1.0:
+        seen[0] /= 2
+        seen[1] /= 2
 
 
 def never_rerun(*types: type[BaseException]) -> None:

@@ -291,3 +291,38 @@ def test_a_compiled_pass_and_its_locating_rerun_spread_the_same_elements():
     with pytest.raises(ValueError):
         Pipeline().map(record).run(data + [6], executor=SerialExecutor())
     assert seen == [2, 1, 1, 1] + [2, 1, 1, 1]  # the compiled pass, then the re-run: the same calls
+
+
+def test_a_reduce_by_key_stage_learns_how_to_fold_from_its_passes():
+    """Keys mostly new: dict.get (a KeyError for each would cost more than the rest of the fold);
+    keys mostly seen before: a lookup in a try. Either way the result is the same."""
+    from operator import add
+
+    from atoll import operators
+    from atoll.operators import OPERATORS, Step, run_steps
+
+    def step(name: str, func, index: int) -> Step:
+        return Step(OPERATORS[name], func, StageInfo(index, name, f"learn-{func.__name__}"))
+
+    def pair_with_one(x):
+        return (x, 1)
+
+    steps, by_key = [step("map", pair_with_one, 0)], step("reduceByKey", add, 1)
+    distinct = list(range(20_000))
+    assert not operators._keys_rare(by_key.info)  # nothing learnt: the first pass uses get
+    first = run_steps(steps, distinct, by_key)
+    assert not operators._keys_rare(by_key.info)  # 20,000 new keys in 20,000 pairs
+    assert run_steps(steps, distinct, by_key) == first == dict.fromkeys(distinct, 1)
+    repeated = [x % 10 for x in range(20_000)]
+    operators._keys_seen.pop(by_key.info)  # the same stage over other data: learnt afresh
+    counted = run_steps(steps, repeated, by_key)
+    assert operators._keys_rare(by_key.info)  # 10 new keys in 20,000 pairs
+    assert run_steps(steps, repeated, by_key) == counted == dict.fromkeys(range(10), 2_000)
+    # folding on into a partial: only the keys the pass adds are new
+    assert run_steps(steps, repeated, by_key, dict(counted)) == dict.fromkeys(range(10), 4_000)
+    assert operators._keys_rare(by_key.info)
+    # passes are summed: small passes of a fresh partial each (every key new in each) stay "get"
+    operators._keys_seen.pop(by_key.info)
+    for _ in range(50):
+        run_steps(steps, distinct[:500], by_key)
+    assert not operators._keys_rare(by_key.info)
