@@ -743,19 +743,15 @@ class _ReadAhead:
         :func:`_leave_pool`)."""
         if self.bar is not None:
             self.bar.close()
-        unfinished = sum(1 for future, _ in self.window if not future.done())
-        # Killing comes before cancelling: loky fails the chunks not started itself, and a chunk
-        # cancelled just before the shutdown made its manager thread die on setting the error of a
-        # cancelled future (InvalidStateError) before it killed the workers, which lived on.
-        if kill and unfinished and _leave_pool(self.pool, kill=True):
-            logger.info("stopped %d unfinished chunk(s): the pass ended early", unfinished)
-            return
         for future, _ in self.window:
             future.cancel()
         running = [future for future, _ in self.window if not future.done()]
-        if kill and unfinished:  # another pass uses the same workers: they were not killed
-            logger.info("%d running chunk(s) left to finish: another pass uses the same workers",
-                        len(running))
+        if kill and running:  # killed as a crash would kill them (see _kill): cancelled chunks are fine
+            if _leave_pool(self.pool, kill=True):
+                logger.info("stopped %d running chunk(s): the pass ended early", len(running))
+            else:
+                logger.info("%d running chunk(s) left to finish: another pass uses the same "
+                            "workers", len(running))
             return
         _leave_pool(self.pool, kill=False)
         for future in running:
