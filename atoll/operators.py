@@ -680,7 +680,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     keys_rare = keyed and _keys_rare(aggregate.info)
     fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)
     known = len(acc) if keyed and acc is not EMPTY else 0  # a pass folds into ``acc`` in place
-    started = time.perf_counter()
+    started = time.perf_counter() if keyed else 0.0  # what a fold by key learns from
     try:
         result = fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
         if keyed:

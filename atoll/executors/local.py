@@ -696,11 +696,15 @@ class _ReadAhead:
                 if run is not None:
                     self._count_finished()
                 self.fill()
-            if run is not None:
-                self._count_finished()
-                self.counted.discard(oldest)
-            yield self.window.popleft()
+            yield self._take_oldest()
             self.fill()
+
+    def _take_oldest(self) -> tuple:
+        """Remove the oldest chunk, finished, from the window (counted done first); return it."""
+        if self.run is not None:
+            self._count_finished()
+            self.counted.discard(self.window[0][0])
+        return self.window.popleft()
 
     def values(self):
         """Yield each chunk's result in input order (see :meth:`_value`), waiting for each."""
@@ -711,10 +715,7 @@ class _ReadAhead:
         """Take the results of the oldest chunks already back, in input order, without waiting."""
         out = []
         while self.window and self.window[0][0].done():
-            if self.run is not None:
-                self._count_finished()
-                self.counted.discard(self.window[0][0])
-            out.append(self._value(*self.window.popleft()))
+            out.append(self._value(*self._take_oldest()))
         return out
 
     def _value(self, future, chunk) -> Any:
