@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 import time
 import traceback as tb_module
 import uuid
@@ -53,14 +54,53 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+class _JobIds:
+    """Job ids of one process, each greater than the one before (RFC 9562's UUID version 7, "monotonic
+    random", method 2): 48 bits of Unix milliseconds, then 74 bits that are random for the first id of a
+    millisecond and grow by a random step for each further id of that millisecond. Ids made in the same
+    millisecond would otherwise be ordered by chance, and so would the jobs listed newest first. A clock
+    that steps back keeps the last millisecond; 74 bits spent in one millisecond move on to the next."""
+
+    _RANDOM_BITS = 74
+    _LIMIT = 1 << _RANDOM_BITS
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._millis = -1
+        self._random = 0
+
+    def reset(self) -> None:
+        """Forget the last id and take a new lock (in a child process after ``fork``: the parent's lock
+        may have been held by a thread the child does not have)."""
+        self._lock = threading.Lock()
+        self._millis = -1
+
+    def next(self) -> str:
+        millis = time.time_ns() // 1_000_000
+        with self._lock:
+            if millis > self._millis:
+                random = int.from_bytes(os.urandom(10), "big") >> 6
+            else:
+                millis = self._millis
+                random = self._random + 1 + (int.from_bytes(os.urandom(4), "big"))
+                if random >= self._LIMIT:
+                    millis += 1
+                    random = int.from_bytes(os.urandom(10), "big") >> 7  # room to grow in the next one
+            self._millis, self._random = millis, random
+        value = ((millis & (2 ** 48 - 1)) << 80 | 0x7 << 76 | (random >> 62) << 64
+                 | 0b10 << 62 | random & (2 ** 62 - 1))
+        return str(uuid.UUID(int=value))
+
+
+_job_ids = _JobIds()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_job_ids.reset)
+
+
 def new_job_id() -> str:
     """Return a new job id: a UUID version 7, whose text sorts in the order the jobs were submitted
-    (48 bits of Unix milliseconds, then 74 random bits), so listing newest first is a sort of names."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = ((millis & (2 ** 48 - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
-             | 0b10 << 62 | rand & (2 ** 62 - 1))
-    return str(uuid.UUID(int=value))
+    (in one process, also within a millisecond), so listing newest first is a sort of names."""
+    return _job_ids.next()
 
 
 def is_job_id(text: Any) -> bool:
