@@ -16,6 +16,7 @@ import logging
 import operator
 import time
 import traceback
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from itertools import chain, starmap
@@ -229,7 +230,8 @@ def merge_reduced(f: Callable, partials: Iterable) -> Any:
 
 
 def merge_by_key(f: Callable, partials: Iterable[dict], into: dict | None = None) -> dict:
-    """Return the per-key fold of several partial dictionaries.
+    """Return the per-key fold of several partial dictionaries, folded into ``into`` in place when
+    given (it is returned), into a new dictionary otherwise.
 
     >>> merge_by_key(lambda a, b: a + b, [{"a": 1}, {"a": 2, "b": 5}])
     {'a': 3, 'b': 5}
@@ -237,7 +239,7 @@ def merge_by_key(f: Callable, partials: Iterable[dict], into: dict | None = None
     acc = {} if into is None else into
     add = f is operator.add  # the word-count case: the + inline, no call per key
     for part in partials:
-        if not acc:  # the first partial is taken whole, by a copy (it may be a caller's dict)
+        if not acc:  # nothing to fold with yet: a partial is copied in whole (never kept as it is)
             acc.update(part)
             continue
         for k, v in part.items():
@@ -293,8 +295,9 @@ class Operator(ABC):
 
         The current element is ``x``; ``f`` is the name of the bound function, ``n`` the stage's
         position in the pass (for names of its own). ``spread`` says whether a map spreads a tuple
-        element into arguments: ``"yes"``, ``"no"`` or ``"check"`` (each element, when the kinds of
-        elements are not known). Lines after an opened loop go inside it.
+        element into arguments: ``"yes"``, ``"no"``, ``"check"`` (each element, when the kinds of
+        elements are not known) or ``"try"`` (not known, and ``f`` cannot take a tuple: see
+        :func:`_call`). Lines after an opened loop go inside it.
         """
 
     def __repr__(self) -> str:
@@ -311,6 +314,17 @@ _PLAIN_RESULTS = frozenset(map(id, (
 #: builtins that return a list of strings (or bytes): a flatMap with one makes plain elements
 _PLAIN_PARTS = frozenset(map(id, (str.split, str.rsplit, str.splitlines, bytes.split, bytes.rsplit,
                                   bytes.splitlines)))
+#: the method descriptors of these types refuse a tuple before they do anything (no class can derive
+#: from one of them and from ``tuple``: their layouts conflict)
+_NOT_TUPLES = (str, bytes)
+_DESCRIPTORS = (types.MethodDescriptorType, types.WrapperDescriptorType)
+
+
+def _refuses_tuples(func: Callable) -> bool:
+    """True for a method of ``str`` or ``bytes`` taken from the class (``str.split``): called with a
+    tuple it raises ``TypeError`` at once, with no effect, so a pass may call it and spread the tuple
+    only on that error."""
+    return type(func) in _DESCRIPTORS and getattr(func, "__objclass__", None) in _NOT_TUPLES
 
 
 def _one_of(func: Callable, known: frozenset) -> bool:
@@ -329,10 +343,15 @@ def _call(f: str, spread: str, n: int, target: str) -> list[str]:
     whether elements are tuples (``spread == "check"``) it asks each element's type, and remembers the
     last plain type (``p<n>``) and the last tuple type (``q<n>``) it saw, so that elements of one type
     cost a ``type(x) is`` test (the builtin bound as the local ``typeof``): cheaper than ``isinstance``
-    and than scanning the partition first.
+    and than scanning the partition first. A method of ``str`` or ``bytes`` (``spread == "try"``) is
+    called with the element first and given it spread only when that raises ``TypeError`` on a tuple:
+    no test at all while the elements are strings.
     """
-    if spread != "check":
+    if spread in ("yes", "no"):
         return [f"{target} = {_applied_source(f, spread)}"]
+    if spread == "try":  # nothing to test per element: the call itself refuses a tuple
+        return ["try:", f"    {target} = {f}(x)", "except TypeError:",
+                "    if not issubclass(typeof(x), tuple):", "        raise", f"    {target} = {f}(*x)"]
     return [f"if typeof(x) is p{n}:", f"    {target} = {f}(x)",
             f"elif typeof(x) is q{n}:", f"    {target} = {f}(*x)",
             "elif issubclass(typeof(x), tuple):", f"    q{n} = typeof(x)", f"    {target} = {f}(*x)",
@@ -368,7 +387,7 @@ class FlatMap(Operator):
         return "plain" if _one_of(func, _PLAIN_PARTS) else "mixed"
 
     def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
-        if spread != "check":
+        if spread in ("yes", "no"):
             return [f"for x in {_applied_source(f, spread)}:"], True
         return [*_call(f, spread, n, f"r{n}"), f"for x in r{n}:"], True
 
@@ -548,14 +567,15 @@ _compiled: dict[tuple, Callable] = {}
 
 
 def _spreads(steps: list[Step], kind: str) -> list[str]:
-    """Return, per step, how its function takes a tuple element ("yes", "no", "check"), following
-    the kind of elements (``kind`` is the input's) through the steps."""
+    """Return, per step, how its function takes a tuple element ("yes", "no", "check", "try"),
+    following the kind of elements (``kind`` is the input's) through the steps."""
     out = []
     for step in steps:
         if not (step.unpack and step.op.spreads):
             out.append("no")
         else:
-            out.append({"plain": "no", "tuples": "yes"}.get(kind, "check"))
+            spread = {"plain": "no", "tuples": "yes"}.get(kind, "check")
+            out.append("try" if spread == "check" and _refuses_tuples(step.func) else spread)
         kind = step.op.output_kind(step.func, kind)
     return out
 
@@ -588,7 +608,7 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
     if steps:
         lines.append(f"    {', '.join(names)}, = fs")
     checked = [f"p{n} = q{n} = None" for n, spread in enumerate(spreads) if spread == "check"]
-    if checked:  # the builtin as a local: one load fewer per test
+    if checked or "try" in spreads:  # the builtin as a local: one load fewer per test
         checked.append("typeof = type")
     lines += ["    " + line for line in checked]
 

@@ -293,6 +293,35 @@ def test_a_compiled_pass_and_its_locating_rerun_spread_the_same_elements():
     assert seen == [2, 1, 1, 1] + [2, 1, 1, 1]  # the compiled pass, then the re-run: the same calls
 
 
+class _Words(tuple):
+    """A tuple subclass holding a line and its separator."""
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), LocalExecutor(1, min_parallel_seconds=0)],
+                         ids=["serial", "local"])
+def test_a_str_method_spreads_tuples_with_no_test_per_string(executor):
+    """A method of ``str`` taken from the class is called with each element, and given a tuple element
+    spread only when it refuses it: the results of testing each element's type, failures included."""
+    from atoll.operators import OPERATORS, Step, pass_source
+
+    lines = ["a b", ("c-d", "-"), _Words(("e+f", "+")), "g"]
+    words = Pipeline().flatMap(str.split).map(str.upper)
+    assert words.run(lines, executor=executor) == ["A", "B", "C", "D", "E", "F", "G"]
+    # an element that is neither a string nor a tuple fails as the method fails, at its stage and item
+    with pytest.raises(TypeError, match="'split'") as caught:
+        words.run(["a b", 5, "c"], executor=executor)
+    assert caught.value.stage.index == 0 and caught.value.item == 5
+    # a tuple the method cannot take spread fails with the method's own error, at that tuple
+    with pytest.raises(TypeError, match="upper") as caught:
+        Pipeline().map(str.upper).run(["a", ("b", "c")], executor=executor)
+    assert caught.value.stage.index == 0 and caught.value.item == ("b", "c")
+    # the pass does no per-element type test for it; a user's function still gets one
+    source = pass_source([Step(OPERATORS["flatMap"], str.split, StageInfo(0, "flatMap", "split"))], None)
+    assert "typeof(x) is" not in source and "except TypeError:" in source
+    source = pass_source([Step(OPERATORS["flatMap"], _Words, StageInfo(0, "flatMap", "_Words"))], None)
+    assert "typeof(x) is" in source and "except TypeError:" not in source
+
+
 def test_a_reduce_by_key_stage_learns_how_to_fold_from_its_passes():
     """Keys mostly new: dict.get (a KeyError for each would cost more than the rest of the fold);
     keys mostly seen before: a lookup in a try. Either way the result is the same."""

@@ -191,7 +191,7 @@ def _keep_left(a, b):
 
 
 NARROW_FUNCS = {
-    "map": [_swap, _first, _inc, _inverse, None, str],
+    "map": [_swap, _first, _inc, _inverse, None, str, str.upper],
     "flatMap": [_spread, _upto, None, str.split],
     "filter": [_hash3, _is_int, None],
     "mapValues": [_inc, _inverse, _spread],
@@ -297,7 +297,10 @@ def _point(*a):
 
 
 subclassed = st.one_of(elements, st.tuples(st.integers(-9, 9), st.integers(-9, 9)).map(lambda t: _Point(t)),
-                       st.booleans(), st.text(max_size=3))
+                       st.booleans(), st.text(max_size=3),
+                       # a line and a separator: str.split spreads them (sep=" " or "b")
+                       st.tuples(st.text("ab ", max_size=5), st.sampled_from([" ", "b"])),
+                       st.tuples(st.text("ab ", max_size=5)).map(lambda t: _Point(t)))
 
 
 @settings(max_examples=300, deadline=None)
