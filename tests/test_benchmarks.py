@@ -10,12 +10,15 @@ recording day.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_VALGRIND = ("valgrind is not installed (Debian: apt-get install valgrind): bench_instructions.py "
+               "counts instructions under its callgrind")
 
 
 def run_script(*args: str) -> str:
@@ -30,6 +33,9 @@ def run_script(*args: str) -> str:
                                      "atoll local n_jobs=2", "run by the caller"]),
     (("bench_encoding.py", "--quick"), ["| json module |", "| orjson |"]),
     (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
+    pytest.param(("bench_instructions.py", "--quick"),
+                 ["### W1 tiny chain", "### W3 word count", "| atoll serial |"],
+                 marks=pytest.mark.skipif(shutil.which("valgrind") is None, reason=NO_VALGRIND)),
 ])
 def test_a_benchmark_script_runs_to_the_end(args, expected):
     out = run_script(*args)
