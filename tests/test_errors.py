@@ -164,6 +164,19 @@ def test_fused_failure_is_located_by_a_staged_rerun():
     assert calls == [1, 3, 2, 6, 4, 12] + [1, 2, 4, 3, 6, 12]
 
 
+def _failing_once(n: int, attempts: list, error: Exception):
+    """Return an identity function that records each element it is called with in ``attempts`` and
+    raises ``error`` on its ``n``-th call only (a failure that does not recur)."""
+
+    def flaky(x):
+        attempts.append(x)
+        if len(attempts) == n:
+            raise error
+        return x
+
+    return flaky
+
+
 def test_a_long_sequence_runs_in_one_pass_and_is_located_chunk_by_chunk_on_failure():
     """Longer than the serial executor's chunk: one compiled pass; when it fails, the sequence is run
     again chunk by chunk, and only the failing chunk stage by stage (what that holds is one chunk's
@@ -190,13 +203,7 @@ def test_a_long_sequence_runs_in_one_pass_and_is_located_chunk_by_chunk_on_failu
     assert calls == first + chunked + staged
     # a flaky failure that does not recur in the chunked re-run is still raised, located
     attempts = []
-
-    def flaky(x):
-        attempts.append(x)
-        if len(attempts) == 50:
-            raise ConnectionError("once")
-        return x
-
+    flaky = _failing_once(50, attempts, ConnectionError("once"))
     with pytest.raises(ConnectionError) as caught:
         Pipeline().map(lambda x: x + 1).map(flaky).run(list(range(100)), executor=executor)
     assert caught.value.stage.index == 1 and len(attempts) == 50 + 100
@@ -205,17 +212,10 @@ def test_a_long_sequence_runs_in_one_pass_and_is_located_chunk_by_chunk_on_failu
 def test_a_failure_that_does_not_recur_on_the_locating_rerun_is_still_raised():
     """A function that fails once and then succeeds: the pass fails, naming the stage it failed in."""
     attempts = []
-
-    def flaky(x):
-        attempts.append(x)
-        if len(attempts) == 2:
-            raise ConnectionError("first call on the second element")
-        return x
-
+    flaky = _failing_once(2, attempts, ConnectionError("first call on the second element"))
     with pytest.raises(ConnectionError) as caught:
         Pipeline().map(lambda x: x + 1).map(flaky).run([1, 2, 3], executor=SerialExecutor())
-    assert caught.value.stage.index == 1 and caught.value.stage.function == "test_a_failure_that_does_" \
-        "not_recur_on_the_locating_rerun_is_still_raised.<locals>.flaky"
+    assert caught.value.stage.index == 1 and caught.value.stage.function == "_failing_once.<locals>.flaky"
     assert attempts == [2, 3, 2, 3, 4]  # the fused pass failed at 3; the re-run went through
 
 
