@@ -809,11 +809,45 @@ def _run_staged(steps: list[Step], items, aggregate: Step | None, acc: Any = EMP
     return items if aggregate is not None or type(items) is list else list(items)
 
 
+class _Partials:
+    """Iterates over partial aggregates and keeps the exception their source raised, if any.
+
+    An executor's partials may come lazily, from chunks still running: what getting the next one
+    raises (a chunk's own failure, located at its stage already; a worker that died; an exception from
+    a signal handler) is not a failure of the stage merging them, and leaves the merge as it is.
+    """
+
+    __slots__ = ("items", "raised")
+
+    def __init__(self, partials: Iterable):
+        self.items = iter(partials)
+        self.raised: BaseException | None = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self.items)
+        except StopIteration:
+            raise
+        except BaseException as exc:
+            self.raised = exc
+            raise
+
+
 def merge_partials(aggregate: Step, partials: Iterable) -> Any:
-    """Combine partial aggregates from :func:`run_steps` into the stage's final result."""
+    """Combine partial aggregates from :func:`run_steps` into the stage's final result.
+
+    A failure of the stage's function is located at the stage; an exception raised while getting a
+    partial (see :class:`_Partials`) is raised as it is.
+    """
+    partials = _Partials(partials)
     try:
         return aggregate.op.merge(aggregate, partials)
     except Exception as exc:
+        if exc is partials.raised:
+            raise
         raise _locate(exc, aggregate.info) from None
 
 

@@ -256,6 +256,19 @@ def test_an_exception_in_the_main_thread_kills_the_running_chunks(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("aggregate", ["reduce", "reduceByKey"])
+def test_an_exception_in_the_main_thread_leaves_an_aggregate_as_it_is(tmp_path, aggregate):
+    """Raised while the partials of running chunks are merged: the exception, not a failure of the
+    aggregate's stage."""
+    executor = forced(2, max_chunk=1)
+    slow = Pipeline().map(_slow_element(str(tmp_path), 2.0)).map(lambda x: (x % 2, x))
+    with RaiseWhenStarted(tmp_path, Stop):
+        with pytest.raises(Stop) as caught:
+            getattr(slow, aggregate)(operator.add).run(range(4), executor=executor)
+    assert type(caught.value) is Stop
+
+
+@pytest.mark.slow
 def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
     executor = forced(2, max_chunk=1)
     slow = Pipeline().map(_slow_element(str(tmp_path), 4.0))

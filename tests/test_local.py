@@ -219,13 +219,35 @@ def test_no_hang_and_no_leaked_workers_after_errors():
     assert after == before, (before, after)
 
 
-def test_worker_killed_is_an_error_not_a_hang():
+@pytest.mark.parametrize("aggregate", [None, "reduce", "reduceByKey"])
+def test_worker_killed_is_an_error_not_a_hang(aggregate):
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
     executor = forced(2, max_chunk=1)
-    with pytest.raises(Exception) as caught:
-        Pipeline().map(lambda x: os._exit(3) if x == 2 else x).run(range(4), executor=executor)
-    assert "terminated" in str(caught.value).lower() or "exit" in str(caught.value).lower()
+    dying = Pipeline().map(lambda x: os._exit(3) if x == 2 else (x, x))
+    if aggregate is not None:  # the partials are merged as they come: the merge is not what failed
+        dying = getattr(dying, aggregate)(add)
+    with pytest.raises(TerminatedWorkerError) as caught:
+        dying.run(range(4), executor=executor)
+    assert not isinstance(caught.value, PipelineError) and "stage" not in str(caught.value)
+    assert "terminated" in str(caught.value).lower()
     # the pool recovers for the next run
     assert Pipeline().map(abs).run([-1, 2], executor=executor) == [1, 2]
+
+
+@pytest.mark.parametrize("aggregate", ["reduce", "reduceByKey"])
+@pytest.mark.parametrize("executor", [forced(2, max_chunk=5), LocalExecutor(2, probe_seconds=0, max_chunk=5)],
+                         ids=["workers", "alongside"])
+def test_a_chunks_failure_keeps_its_stage_through_the_merge_of_an_aggregate(executor, aggregate):
+    """A worker's chunk fails at the map: the error names the map, as on the serial executor, not
+    the aggregate whose merge was waiting for that chunk."""
+    failing = getattr(Pipeline().map(lambda x: (x % 3, 1 // (x - 3))), aggregate)(add)
+    for run_on in (SerialExecutor(), executor):
+        with pytest.raises(ZeroDivisionError) as caught:
+            failing.run(list(range(100)), executor=run_on)
+        assert caught.value.stage.to_dict()["path"] == "0" and caught.value.item == 3
+        message = str(caught.value)
+        assert message.startswith("stage 0 map(") and ") failed on item 3: ZeroDivisionError" in message
 
 
 def test_nested_pipeline_runs_serially_inside_the_worker():

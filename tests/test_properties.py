@@ -228,7 +228,7 @@ def _steps(stages, aggregate):
 
 
 def _outcome(run):
-    """Return ("ok", result) or ("error", type, stage index, item) of ``run()``."""
+    """Return ("ok", result) or ("error", type, stage path, item) of ``run()``."""
     from atoll import PipelineError
     from atoll.errors import NO_ITEM
 
@@ -237,7 +237,7 @@ def _outcome(run):
     except PipelineError as exc:
         original = getattr(exc, "original", exc)
         item = exc.item if exc.item is not NO_ITEM else None
-        return ("error", type(original), exc.stage and exc.stage.index, repr(item))
+        return ("error", type(original), exc.stage and exc.stage.to_dict()["path"], repr(item))
 
 
 @settings(max_examples=400, deadline=None)
