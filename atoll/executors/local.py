@@ -12,8 +12,9 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
    ``n_jobs - 1`` workers, rather than wait for them: the workers take chunks from the front of the
    rest, this process takes chunks from the back, and they meet where both run out of work
    (:meth:`LocalExecutor._alongside`). Chunks are a ``2 * n_jobs``-th of what is left, at most
-   ``chunk_seconds`` of work, so they shrink as the two ends near each other and neither side is left
-   waiting long for the other (guided scheduling). This process's chunks are neither pickled nor
+   ``chunk_seconds`` of work, so they shrink as the two ends near each other (guided scheduling),
+   and none gives a process more than its fair share of what is not yet run, so neither side is left
+   waiting long for the other. This process's chunks are neither pickled nor
    sent: on work as cheap per element as unpickling it, that is what puts a pass ahead of handing
    every chunk to a worker.
 4. **Chunk** (any other iterable, or ``min_parallel_seconds=0``). The rest is cut into chunks of about
@@ -93,6 +94,10 @@ class _Failed:
 
     def __init__(self, error: BaseException):
         self.error = error
+
+
+#: what the chunks of a :class:`_ReadAhead` yield when the input has more but none for the workers now
+NOT_NOW = object()
 
 
 #: the most chunks per worker a pass over an input of known length is cut into
@@ -506,10 +511,14 @@ class LocalExecutor(SerialExecutor):
         taking chunks from its front and by this process taking chunks from its back, at once.
 
         The chunks shrink as the two ends near each other (guided scheduling: each is a
-        ``2 * n_jobs``-th of what is left, between a floor and ``chunk_seconds`` of work), so both
-        sides run out of work at about the same moment whatever their speeds. This process runs its
-        chunk ``STEP_SECONDS`` of work at a time, folding on into one result, and in between submits
-        more chunks to the workers (at most two unfinished for each) and lets the pool's threads run.
+        ``2 * n_jobs``-th of what is left, between a floor and ``chunk_seconds`` of work), and none
+        takes a process past its fair share of the elements not yet run (those not taken, those of
+        this process's chunk still to run and those of the workers' chunks not finished, over
+        ``n_jobs``): a worker's chunk that would start behind another is cut to what keeps it level
+        with this process, and left to this process when that is less than a worthwhile chunk. So
+        every process runs out of work at about the same moment. This process runs its chunk
+        ``STEP_SECONDS`` of work at a time, folding on into one result, and in between submits more
+        chunks to the workers (at most two unfinished for each) and lets the pool's threads run.
         Its chunks are neither pickled nor sent anywhere.
 
         Failures are those of the serial pass: the first failing chunk in input order is raised, and
@@ -522,18 +531,39 @@ class LocalExecutor(SerialExecutor):
         smallest = max(1, int(max(self.chunk_seconds / 8, PARTIAL_SHARE * per_partial) / cost))
         # whatever the estimate says, at most MAX_ROUNDS chunks for each process (as in _chunk_size)
         smallest = min(largest, max(smallest, math.ceil((left[1] - left[0]) / (MAX_ROUNDS * n_jobs))))
+        # a worker's chunk costs a round trip of about a millisecond: at least chunk_seconds / 20 of work
+        worthwhile = max(self.chunk_seconds / 20, PARTIAL_SHARE * per_partial)
+        worthwhile = min(largest, max(1, int(worthwhile / cost)))
         step = max(1, int(STEP_SECONDS / cost))
+        unrun = [0]  # the elements of this process's chunk not run yet
+        working = [True]  # this process takes chunks (once it stops, the workers take the rest)
 
         def size() -> int:
             return max(smallest, min(largest, math.ceil((left[1] - left[0]) / (2 * n_jobs))))
 
+        def share(theirs: int) -> float:
+            """Each process's fair share of the elements not run yet (``theirs``: the workers')."""
+            return (left[1] - left[0] + unrun[0] + theirs) / n_jobs
+
         def front():
             while left[0] < left[1]:
+                n = size()
+                if working[0]:
+                    queued = reader.unfinished_items()
+                    n = min(n, int(share(queued) - queued / (n_jobs - 1)))
+                    if n < worthwhile and n < left[1] - left[0]:
+                        yield NOT_NOW  # more would leave this process waiting for the workers at the end
+                        continue
                 start = left[0]
-                left[0] = min(left[1], start + size())
+                left[0] = min(left[1], start + n)
                 plan["chunks"] += 1
                 plan["chunk_size"] = max(plan["chunk_size"], left[0] - start)
                 yield seq[start:left[0]]
+
+        def ran(remaining: int) -> None:
+            """This process ran its chunk up to ``remaining`` elements from its end."""
+            unrun[0] = remaining
+            between()
 
         reader = self._reader(front(), n_jobs - 1, steps, aggregate, run, announce=True)
         theirs: list = []  # the workers' results taken so far, in order (an aggregate's: one partial)
@@ -552,17 +582,19 @@ class LocalExecutor(SerialExecutor):
             reader.fill()
             while left[0] < left[1] and not reader.failed() and not _any_failed(theirs):
                 end = left[1]
-                start = left[1] = max(left[0], end - size())
+                n = min(size(), max(step, math.ceil(share(reader.unfinished_items()))))
+                start = left[1] = max(left[0], end - n)
+                unrun[0] = end - start
                 every = max(step, math.ceil((end - start) / MAX_STEPS))
                 plan["here"] += 1
                 if run is not None:
                     run.add_total(1)
                 capture = output.settings()
                 if capture is None:
-                    result = _run_here(seq, start, end, steps, aggregate, every, between)
+                    result = _run_here(seq, start, end, steps, aggregate, every, ran)
                 else:  # captured on its own, so that the output joins the job's in input order
                     result = output.run_captured(capture, _run_here, seq, start, end, steps, aggregate,
-                                                 every, between)
+                                                 every, ran)
                 here.append(result)
                 if run is not None:
                     run.advance(1)
@@ -573,6 +605,8 @@ class LocalExecutor(SerialExecutor):
         except BaseException:  # an interruption, a worker that died: the chunks running are killed
             reader.close(kill=True)
             raise
+        # stopped by a failure, the rest goes to the workers: a chunk before the failing one may fail first
+        working[0] = False
         mine = (output.merged_into(reader.log, result) for result in reversed(here))
         yield from _delivered(reader, chain(theirs, reader.values(), mine))
 
@@ -599,18 +633,19 @@ def _any_failed(values: list) -> bool:
 
 def _run_here(seq, start: int, end: int, steps, aggregate, every: int, between: Callable) -> Any:
     """Run the fused pass over ``seq[start:end]`` in this process, ``every`` elements at a time folded
-    on into one result, calling ``between()`` after each; return the result, or a :class:`_Failed`."""
+    on into one result, calling ``between(remaining)`` after each with the number of elements left to
+    run; return the result, or a :class:`_Failed`."""
     try:
         if aggregate is None:
             out: list = []
             for at in range(start, end, every):
                 out += run_steps(steps, seq[at:min(at + every, end)])
-                between()
+                between(max(0, end - at - every))
             return out
         acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
         for at in range(start, end, every):
             acc = run_steps(steps, seq[at:min(at + every, end)], aggregate, acc)
-            between()
+            between(max(0, end - at - every))
         return acc
     except PipelineError as exc:
         return _Failed(exc)
@@ -638,6 +673,7 @@ class _ReadAhead:
         self.pool = worker_pool(n_jobs)
         _enter_pool(self.pool)
         self.window: deque = deque()
+        self.lengths: deque = deque()  # the number of elements of each chunk of the window
         self.exhausted = False
         self.bar = None  # a tqdm bar to advance as chunks are taken
         #: the capture of the context that reads the chunks, where their output goes (also when their
@@ -678,8 +714,11 @@ class _ReadAhead:
             if chunk is None:
                 self.exhausted = True
                 return
+            if chunk is NOT_NOW:  # the input has more, but not for the workers yet
+                return
             packed = _pack(chunk)  # kept, not the chunk: smaller, and unpacked here for a resend
             self.window.append((self.submit(packed), packed))
+            self.lengths.append(len(chunk))
             if self.announce:
                 self.run.add_total(1)
 
@@ -704,7 +743,12 @@ class _ReadAhead:
         if self.run is not None:
             self._count_finished()
             self.counted.discard(self.window[0][0])
+        self.lengths.popleft()
         return self.window.popleft()
+
+    def unfinished_items(self) -> int:
+        """Return the elements of the chunks submitted and not finished (running or queued)."""
+        return sum(n for (future, _), n in zip(self.window, self.lengths) if not future.done())
 
     def values(self):
         """Yield each chunk's result in input order (see :meth:`_value`), waiting for each."""
