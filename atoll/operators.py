@@ -847,6 +847,7 @@ def merge_partials(aggregate: Step, partials: Iterable) -> Any:
         return aggregate.op.merge(aggregate, partials)
     except Exception as exc:
         if exc is partials.raised:
+            partials.raised = None  # no cycle from the exception's frames back to it
             raise
         raise _locate(exc, aggregate.info) from None
 
