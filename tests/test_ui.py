@@ -496,6 +496,37 @@ def test_a_token_is_asked_for_kept_and_sent(browser, token_service_url):
         context.close()
 
 
+def test_a_call_refused_for_want_of_the_token_entered_meanwhile_is_sent_again_with_it(browser,
+                                                                                      token_service_url):
+    """The page's first calls go out at once; one refused after a token was entered (it was sent
+    before) is sent again with that token, not met with the dialog again."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    held = []
+
+    def hold_the_first_job_list(route):
+        if not held and route.request.headers.get("authorization") is None:
+            held.append(route)  # answered below, once a token has been entered
+        else:
+            route.continue_()
+
+    page.route("**/jobs?*", hold_the_first_job_list)
+    try:
+        page.goto(f"{token_service_url}/ui")
+        dialog = page.locator("#token-dialog")
+        dialog.wait_for(state="visible")
+        page.fill("#token-input", TOKEN)
+        page.click("#token-ok")
+        page.locator("#pipeline-list a", has_text="forked").wait_for()
+        assert held, "the job list was not asked for"
+        held[0].continue_()  # the service refuses it: it went out without a token
+        page.locator("#job-list li", has_text="none yet").wait_for()
+        assert not dialog.is_visible()
+    finally:
+        context.close()
+
+
 def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
     # the Flask app in-process: what is open is decided by auth's OPEN_ENDPOINTS, no browser needed
     from atoll import Atoll, Pipeline

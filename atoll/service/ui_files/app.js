@@ -109,6 +109,8 @@ async function api(method, path, body, text) {
     let parsed = null;
     try { parsed = JSON.parse(raw); } catch (_) { parsed = null; }
     if (response.status === 401) {
+      // sent before a token was entered (while the dialog was open): try again with that one
+      if (sessionStorage.getItem(TOKEN_KEY) !== token) continue;
       const reason = parsed && parsed.error ? parsed.error.message : "The service refused the call.";
       if (!declined && await askToken(reason)) continue;
     }
