@@ -528,12 +528,13 @@ class LocalExecutor(SerialExecutor):
         left = [source.offset, len(seq)]  # what no one has taken yet: [front, back)
         largest = self._chunk_size(per_item, left[1] - left[0], per_partial)
         cost = max(per_item, 1e-9)
-        smallest = max(1, int(max(self.chunk_seconds / 8, PARTIAL_SHARE * per_partial) / cost))
         # whatever the estimate says, at most MAX_ROUNDS chunks for each process (as in _chunk_size)
-        smallest = min(largest, max(smallest, math.ceil((left[1] - left[0]) / (MAX_ROUNDS * n_jobs))))
+        rounds = math.ceil((left[1] - left[0]) / (MAX_ROUNDS * n_jobs))
+        smallest = max(1, int(max(self.chunk_seconds / 8, PARTIAL_SHARE * per_partial) / cost))
+        smallest = min(largest, max(smallest, rounds))
         # a worker's chunk costs a round trip of about a millisecond: at least chunk_seconds / 20 of work
         worthwhile = max(self.chunk_seconds / 20, PARTIAL_SHARE * per_partial)
-        worthwhile = min(largest, max(1, int(worthwhile / cost)))
+        worthwhile = min(largest, max(1, int(worthwhile / cost), rounds))
         step = max(1, int(STEP_SECONDS / cost))
         unrun = [0]  # the elements of this process's chunk not run yet
         working = [True]  # this process takes chunks (once it stops, the workers take the rest)
