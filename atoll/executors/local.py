@@ -7,7 +7,8 @@ How a pass is scheduled, so that parallel is never slower than serial for tiny p
    an element and its result between processes (a pickle round trip); the cheapest slice counts,
    since a busy machine only adds time.
 2. **Decide.** If the rest would take less than ``min_parallel_seconds`` serially, or if moving the data
-   would cost more than the workers save (cheap work on heavy data), it runs here too.
+   would cost more than the workers save (cheap work on heavy data), or merging partial aggregates
+   that grow with the data would (a fold by key over mostly distinct keys), it runs here too.
 3. **Share** (an input of known length: list, tuple, range). This process works too, alongside
    ``n_jobs - 1`` workers, rather than wait for them: the workers take chunks from the front of the
    rest, this process takes chunks from the back, and they meet where both run out of work
@@ -105,6 +106,9 @@ MAX_ROUNDS = 128
 
 #: a chunk's work is at least this many times what its partial aggregate costs this process
 PARTIAL_SHARE = 40
+
+#: the least probe slice whose keys per element say whether a fold by key's keys repeat
+MIN_KEY_SLICE = 64
 
 #: seconds of work this process runs at a time when it works alongside its workers, between two looks
 #: at them (see :meth:`LocalExecutor._alongside`)
@@ -376,7 +380,7 @@ class LocalExecutor(SerialExecutor):
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         run = control.current()
         source = _Source(data)
-        parts, per_item, transfer, per_partial = self._probe(source, steps, aggregate)
+        parts, per_item, transfer, per_partial, per_merge = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0, "here": 0}
         self.last_plan = plan
         remaining = source.remaining()
@@ -385,12 +389,16 @@ class LocalExecutor(SerialExecutor):
                 run.add_total(1)
                 run.advance(1)
             return combine(parts, aggregate)
-        if self.min_parallel_seconds > 0 and parts and not self._worth_it(per_item, transfer, remaining):
+        if self.min_parallel_seconds > 0 and parts and not self._worth_it(per_item, transfer, remaining,
+                                                                          per_merge):
             plan["inline"] = -1 if remaining is None else remaining
             if run is not None:
                 run.add_total(1)
-            rest = run_chunks(source.chunks(self.chunk_size), steps, aggregate)
-            result = combine([*parts, rest], aggregate)
+            if aggregate is None:
+                result = combine([*parts, run_chunks(source.chunks(self.chunk_size), steps, None)], None)
+            else:  # the rest folded on into the probe's partials: no large partial merged after it
+                result = combine([run_chunks(source.chunks(self.chunk_size), steps, aggregate,
+                                             combine_partials(aggregate, parts))], aggregate)
             if run is not None:
                 run.advance(1)
             return result
@@ -420,28 +428,34 @@ class LocalExecutor(SerialExecutor):
             # still running are stopped now
             results.close()
 
-    def _worth_it(self, per_item: float, transfer: float, remaining: int | None) -> bool:
+    def _worth_it(self, per_item: float, transfer: float, remaining: int | None,
+                  per_merge: float = 0.0) -> bool:
         """Return True when workers would finish the rest sooner than this process alone.
 
         Workers share the compute but the calling process still pickles every chunk out and every
-        result back (about half of a measured round trip), so cheap work on heavy data stays here.
+        result back (about half of a measured round trip), and merges partial aggregates whose size
+        grows with the data (``per_merge`` a element), so cheap work on heavy data stays here.
         """
         if remaining is not None and per_item * remaining < self.min_parallel_seconds:
             return False
-        parallel = (per_item + transfer / 2) / self.n_jobs + transfer / 2
+        parallel = (per_item + transfer / 2) / self.n_jobs + transfer / 2 + per_merge
         return parallel < 0.8 * per_item
 
-    def _probe(self, source: _Source, steps, aggregate) -> tuple[list, float, float, float]:
+    def _probe(self, source: _Source, steps, aggregate) -> tuple[list, float, float, float, float]:
         """Run growing slices here until ``probe_seconds`` pass.
 
         Returns their results, the compute cost per element, the cost per element of moving a
-        slice and its result between processes (a pickle round trip of each), and for a pass ending
+        slice and its result between processes (a pickle round trip of each), for a pass ending
         in an aggregate what the last slice's partial result costs this process once it is back
-        (unpickling it and merging it into the others; 0 for a plain pass).
+        (unpickling it and merging it into the others; 0 for a plain pass), and that cost per element
+        when a fold by key meets as many keys per element in the last slice as in the one before (keys
+        mostly distinct: a longer chunk brings a larger partial, never amortised; else 0).
         """
         parts, n, elapsed, per_item, transfer = [], 1, 0.0, math.inf, math.inf
+        lengths = []  # of the slices
         while not source.exhausted and elapsed < self.probe_seconds:
             chunk = source.take(n)
+            lengths.append(len(chunk))
             start = time.perf_counter()
             part = run_steps(steps, chunk, aggregate)
             middle = time.perf_counter()
@@ -456,8 +470,8 @@ class LocalExecutor(SerialExecutor):
             parts.append(part)
             n *= 2
         if not parts:
-            return parts, 0.0, 0.0, 0.0
-        per_partial = 0.0
+            return parts, 0.0, 0.0, 0.0, 0.0
+        per_partial = per_merge = 0.0
         if aggregate is not None:
             # Unpickling is timed and the merge taken to cost as much (a word count's partials measured
             # 1.2 : 1): merging for real would call the user's function on a made-up pair
@@ -465,7 +479,12 @@ class LocalExecutor(SerialExecutor):
             start = time.perf_counter()
             _unpack(blob)
             per_partial = 2 * (time.perf_counter() - start)
-        return parts, per_item, transfer, per_partial
+            # keys per element of the last two slices: a vocabulary's fall as the slices grow (a word
+            # count); keys mostly distinct keep it, and every chunk's partial is as large as the chunk
+            if aggregate.op.keyed and len(parts) >= 2 and lengths[-2] >= MIN_KEY_SLICE:
+                if len(parts[-1]) * lengths[-2] >= 0.99 * len(parts[-2]) * lengths[-1]:
+                    per_merge = per_partial / lengths[-1]
+        return parts, per_item, transfer, per_partial, per_merge
 
     def _chunk_size(self, per_item: float, remaining: int | None, per_partial: float = 0.0) -> int:
         seconds = max(self.chunk_seconds, PARTIAL_SHARE * per_partial)

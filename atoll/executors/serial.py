@@ -9,7 +9,7 @@ from typing import Any
 
 from atoll import control
 from atoll.executors.base import Executor
-from atoll.operators import Step, merge_partials, run_steps
+from atoll.operators import EMPTY, Step, merge_partials, run_steps
 
 __all__ = ["SerialExecutor", "chunks_of", "combine", "run_chunks"]
 
@@ -43,13 +43,15 @@ def combine(parts: Iterable, aggregate: Step | None) -> Any:
     return out
 
 
-def run_chunks(chunks: Iterable, steps: list[Step], aggregate: Step | None) -> Any:
+def run_chunks(chunks: Iterable, steps: list[Step], aggregate: Step | None, acc: Any = EMPTY) -> Any:
     """Return the fused pass run over ``chunks`` in turn, in this process: the concatenated results,
     or one partial aggregate, each chunk folded on into the partial of those before it (no partial
-    per chunk to merge afterwards)."""
+    per chunk to merge afterwards), from ``acc`` when given (the partial of the elements before the
+    chunks, which may be folded into in place)."""
     if aggregate is None:
         return combine((run_steps(steps, chunk) for chunk in chunks), None)
-    acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
+    if acc is EMPTY:
+        acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
     for chunk in chunks:
         acc = run_steps(steps, chunk, aggregate, acc)
     return acc
