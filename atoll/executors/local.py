@@ -434,7 +434,7 @@ class LocalExecutor(SerialExecutor):
 
         Workers share the compute but the calling process still pickles every chunk out and every
         result back (about half of a measured round trip), and merges partial aggregates whose size
-        grows with the data (``per_merge`` a element), so cheap work on heavy data stays here.
+        grows with the data (``per_merge`` an element), so cheap work on heavy data stays here.
         """
         if remaining is not None and per_item * remaining < self.min_parallel_seconds:
             return False
