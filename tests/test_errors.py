@@ -297,8 +297,9 @@ class _Words(tuple):
     """A tuple subclass holding a line and its separator."""
 
 
-@pytest.mark.parametrize("executor", [SerialExecutor(), LocalExecutor(1, min_parallel_seconds=0)],
-                         ids=["serial", "local"])
+@pytest.mark.parametrize("executor", [SerialExecutor(),
+                                      LocalExecutor(1, min_parallel_seconds=0, probe_seconds=0)],
+                         ids=["serial", "worker"])
 def test_a_str_method_spreads_tuples_with_no_test_per_string(executor):
     """A method of ``str`` taken from the class is called with each element, and given a tuple element
     spread only when it refuses it: the results of testing each element's type, failures included."""

@@ -286,7 +286,7 @@ def test_a_fold_by_key_over_distinct_keys_stays_in_this_process():
     and merging them here costs more than the workers save (1.4x serial's time, measured). The probe
     sees the keys per element hold as its slices grow, and the pass stays here, folded on into the
     probe's partials."""
-    executor = LocalExecutor(2)
+    executor = LocalExecutor(2, probe_seconds=0.05)  # a probe long enough on a loaded machine too
     data = list(range(400_000))
     out = Pipeline().map(lambda x: (x, 1)).reduceByKey(add).run(data, executor=executor)
     assert out == [(x, 1) for x in data]
