@@ -351,7 +351,7 @@ def _call(f: str, spread: str, n: int, target: str) -> list[str]:
         return [f"{target} = {_applied_source(f, spread)}"]
     if spread == "try":  # nothing to test per element: the call itself refuses a tuple
         return ["try:", f"    {target} = {f}(x)", "except TypeError:",
-                "    if not issubclass(typeof(x), tuple):", "        raise", f"    {target} = {f}(*x)"]
+                "    if not issubclass(type(x), tuple):", "        raise", f"    {target} = {f}(*x)"]
     return [f"if typeof(x) is p{n}:", f"    {target} = {f}(x)",
             f"elif typeof(x) is q{n}:", f"    {target} = {f}(*x)",
             "elif issubclass(typeof(x), tuple):", f"    q{n} = typeof(x)", f"    {target} = {f}(*x)",
@@ -608,7 +608,7 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
     if steps:
         lines.append(f"    {', '.join(names)}, = fs")
     checked = [f"p{n} = q{n} = None" for n, spread in enumerate(spreads) if spread == "check"]
-    if checked or "try" in spreads:  # the builtin as a local: one load fewer per test
+    if checked:  # the builtin as a local: one load fewer per test
         checked.append("typeof = type")
     lines += ["    " + line for line in checked]
 

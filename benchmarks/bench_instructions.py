@@ -28,9 +28,9 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
 #: (workload, variant) -> what the table calls it
 VARIANTS = {
     ("w1", "loop"): "plain Python fused loop calling inc/is_even/double (floor)",

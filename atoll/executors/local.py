@@ -551,11 +551,14 @@ class LocalExecutor(SerialExecutor):
         cost = max(per_item, 1e-9)
         # whatever the estimate says, at most MAX_ROUNDS chunks for each process (as in _chunk_size)
         rounds = math.ceil((left[1] - left[0]) / (MAX_ROUNDS * n_jobs))
-        smallest = max(1, int(max(self.chunk_seconds / 8, PARTIAL_SHARE * per_partial) / cost))
-        smallest = min(largest, max(smallest, rounds))
+
+        def at_least(seconds: float) -> int:
+            """Elements for ``seconds`` of work (more if a partial needs it), within the bounds."""
+            return min(largest, max(1, int(max(seconds, PARTIAL_SHARE * per_partial) / cost), rounds))
+
+        smallest = at_least(self.chunk_seconds / 8)
         # a worker's chunk costs a round trip of about a millisecond: at least chunk_seconds / 20 of work
-        worthwhile = max(self.chunk_seconds / 20, PARTIAL_SHARE * per_partial)
-        worthwhile = min(largest, max(1, int(worthwhile / cost), rounds))
+        worthwhile = at_least(self.chunk_seconds / 20)
         step = max(1, int(STEP_SECONDS / cost))
         unrun = [0]  # the elements of this process's chunk not run yet
         working = [True]  # this process takes chunks (once it stops, the workers take the rest)
