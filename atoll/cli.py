@@ -126,6 +126,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run ``atoll serve`` (with a worker process beside it when the broker is the embedded one)."""
     metrics_dir = prepare_metrics_dir()  # before any process that counts starts
     supervisor = None
+    serving_pid = os.getpid()
     try:
         service = load_service(args.target)
         configure_logs(service)
@@ -140,9 +141,12 @@ def serve(args: argparse.Namespace) -> int:
                      workers=args.workers, threads=args.threads, timeout=args.timeout,
                      accesslog="-" if args.access_log else None)
     finally:
-        if supervisor is not None:
-            supervisor.stop()
-        forget_metrics_dir(metrics_dir)
+        # a gunicorn web process that ends (sys.exit in the forked child) unwinds through here too:
+        # only the process that started them stops the worker and removes the metrics folder
+        if os.getpid() == serving_pid:
+            if supervisor is not None:
+                supervisor.stop()
+            forget_metrics_dir(metrics_dir)
     return 0
 
 
@@ -379,6 +383,9 @@ def secret(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the gunicorn worker of ``atoll serve``: reads whole requests before a thread serves them
+WORKER_CLASS = "atoll.service.server.BufferingWorker"
+
 #: gunicorn's default access log line, followed by the request id atoll answered
 ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss '
                      'id=%({x-request-id}o)s')
@@ -394,10 +401,10 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, timeout: int = 120,
                  **options: Any) -> None:
-    """Serve ``service.create_app()`` with gunicorn's threaded workers until stopped."""
+    """Serve ``service.create_app()`` with gunicorn and atoll's buffering worker until stopped."""
     from gunicorn.app.base import BaseApplication
 
-    settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": "gthread",
+    settings = {"bind": bind, "workers": workers, "threads": threads, "worker_class": WORKER_CLASS,
                 "timeout": timeout, "accesslog": None, "errorlog": "-",
                 "access_log_format": ACCESS_LOG_FORMAT, "child_exit": _child_exit,
                 "loglevel": service.config.log_level.lower(), **options}

@@ -118,6 +118,13 @@ SCHEMA: dict[str, Key] = {
                           minimum=1, maximum=400),
     "sync_time_limit": Key(_OPT_NUM, 60, "seconds a synchronous call may run before it is stopped and "
                            "answered 504; null = no limit", minimum=0.001),
+    "client_header_timeout": Key(_NUM, 10.0, "seconds a request's line and headers may take to "
+                                 "arrive, from its first byte (atoll serve answers 408 and closes the "
+                                 "connection after)", minimum=0.1),
+    "client_body_timeout": Key(_NUM, 60.0, "seconds a request's body may take to arrive after its "
+                               "headers (408 and the connection closed after)", minimum=0.1),
+    "client_send_timeout": Key(_NUM, 30.0, "seconds a client may take to receive each 64 KiB of an "
+                               "answer before atoll serve closes the connection", minimum=0.1),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "

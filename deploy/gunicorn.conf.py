@@ -14,8 +14,9 @@ from atoll.cli import ACCESS_LOG_FORMAT, _child_exit
 wsgi_app = os.environ.get("ATOLL_APP", "examples.comments:app")
 bind = os.environ.get("ATOLL_BIND", "0.0.0.0:8000")
 
-# Threaded workers: a synchronous pipeline call holds its thread, not the whole process.
-worker_class = "gthread"
+# atoll's threaded worker: whole requests are read (with deadlines) before a thread serves them, so
+# slow clients hold no thread, and a synchronous call stuck past its limit gives up its thread alone.
+worker_class = "atoll.service.server.BufferingWorker"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 # A synchronous pipeline may run for a while; longer jobs belong on the asynchronous path.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -33,6 +34,29 @@ def swallows_everything(_: object) -> None:
             continue
 
 
+def sleeps(_: object) -> None:
+    """Sleep ten minutes in one C call, as a call of a slow external API would wait."""
+    time.sleep(600)
+
+
+def blocks_on_io(port: int) -> bytes:
+    """Connect to ``port`` on loopback and wait for a byte that never comes (a blocking socket read)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        return sock.recv(1)
+
+
+def spins(_: object) -> int:
+    """Count for ever in Python code (a CPU loop)."""
+    n = 0
+    while True:
+        n += 1
+
+
+def repeat(n: int) -> str:
+    """Return ``n`` characters (a large answer from a small request)."""
+    return "x" * n
+
+
 def nap(seconds: float) -> float:
     """Sleep ``seconds``, return them."""
     time.sleep(seconds)
@@ -49,6 +73,10 @@ def build_service(config: Config | None = None) -> Atoll:
     service.register_pipeline("/swallows_everything",
                               Pipeline(name="swallows_everything").to(swallows_everything))
     service.register_pipeline("/nap", Pipeline(name="nap").map(nap))
+    service.register_pipeline("/sleeps", Pipeline(name="sleeps").to(sleeps))
+    service.register_pipeline("/blocks_on_io", Pipeline(name="blocks_on_io").to(blocks_on_io))
+    service.register_pipeline("/spins", Pipeline(name="spins").to(spins))
+    service.register_pipeline("/repeat", Pipeline(name="repeat").to(repeat))
     service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
     return service
 

@@ -252,6 +252,10 @@ class Atoll:
         app.json_provider_class = AtollJSONProvider
         app.json = AtollJSONProvider(app)
         app.config["MAX_CONTENT_LENGTH"] = self.config.max_request_bytes
+        app.config["ATOLL_SERVER"] = {  # read by atoll serve's web server (atoll.service.server)
+            "header_timeout": self.config.client_header_timeout,
+            "body_timeout": self.config.client_body_timeout,
+            "send_timeout": self.config.client_send_timeout}
         app.extensions["atoll"] = self
         app.extensions["atoll.readiness"] = probes.Readiness(self)
         errors.register_handlers(app)

@@ -9,12 +9,14 @@ limit is stopped in two steps:
    ``BaseException``, so a pipeline's ``except Exception`` does not swallow it.
 2. A thread blocked inside C code (a long ``time.sleep``, a lock, a socket read) never reaches its
    next instruction, and a thread cannot be killed. If the call is still running :data:`GRACE`
-   seconds later, the watchdog answers the caller 504 itself on the connection's socket and ends the
-   web process: it stops accepting connections (SIGTERM, gunicorn's graceful stop), lets the other
-   calls in progress finish, then exits, and gunicorn starts a fresh process in its place. The other
-   web processes answer meanwhile. This step needs gunicorn (``atoll serve``, or gunicorn with
-   ``module:app``), which hands the socket over in the WSGI environ; under another server the call
-   is logged as stuck and left running.
+   seconds later, the watchdog answers the caller 504 itself on the connection's socket and gives the
+   thread up: under ``atoll serve``'s web server (:mod:`atoll.service.server`) a new thread takes its
+   place and the process goes on answering the requests queued behind it. Under gunicorn's own
+   ``gthread`` worker, which cannot replace a thread, the web process is ended instead: it stops
+   accepting connections (SIGTERM, gunicorn's graceful stop), lets the other calls in progress
+   finish, then exits, and gunicorn starts a fresh one; requests it had accepted but not yet begun
+   are dropped, so run it with ``atoll.service.server.BufferingWorker``. Under another server the
+   call is logged as stuck and left running.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class _Call:
     limit: float
     deadline: float
     socket: Any = None  # the client connection, when the server hands it over (gunicorn)
+    abandon: Any = None  # atoll's server: abandon(thread_id) gives the thread up for a new one
     interrupted_at: float | None = None
     done: bool = False
     answered: bool = field(default=False)
@@ -110,7 +113,7 @@ class Watchdog:
     def run(self, name: str, limit: float, environ: dict, work: Any) -> Any:
         """Return ``work()``, or raise SyncTimeLimitExceeded once it has run ``limit`` seconds."""
         call = _Call(threading.get_ident(), name, limit, time.monotonic() + limit,
-                     environ.get("gunicorn.socket"))
+                     environ.get("gunicorn.socket"), environ.get("atoll.abandon"))
         self._start(call)
         try:
             result = work()
@@ -162,7 +165,8 @@ class Watchdog:
                 self._abandon(call)
 
     def _abandon(self, call: _Call) -> None:
-        """Answer a call stuck in C code 504 on its socket, then end this web process (gunicorn)."""
+        """Answer a call stuck in C code 504 on its socket, then give its thread up (atoll's server)
+        or end this web process (gunicorn's gthread worker)."""
         if call.socket is None:
             log.error("pipeline %r: a synchronous call is stuck in C code past its limit and cannot be "
                       "stopped under this web server; it holds its thread until it returns", call.name)
@@ -175,6 +179,11 @@ class Watchdog:
             call.socket.shutdown(2)
         except OSError as exc:
             log.warning("pipeline %r: could not answer the stuck call: %s", call.name, exc)
+        if call.abandon is not None:
+            call.abandon(call.thread_id)
+            log.error("pipeline %r: a synchronous call is stuck in C code past its limit; answered 504 "
+                      "and left its thread to it, a new thread serves in its place", call.name)
+            return
         log.error("pipeline %r: a synchronous call is stuck in C code past its limit; answered 504, "
                   "ending web process %d so that it stops (a new one takes its place)", call.name,
                   os.getpid())
