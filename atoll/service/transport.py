@@ -19,7 +19,9 @@
 * an exchange's binding table is created atomically for the same reason as messages.
 
 :class:`FileResultBackend` is Celery's ``file://`` result backend with the same write-then-rename rule,
-so ``GET /jobs/<id>`` never reads a result while the worker is writing it.
+so ``GET /jobs/<id>`` never reads a result while the worker is writing it, and without the test file
+that Celery's writes whenever a backend object is made (once per thread): on a full disk that made
+reads fail too, with a message about permissions.
 
 :func:`live_consumers` lists the consuming processes that are alive and their queues; the service's
 health check counts workers with it, without sending a message.
@@ -46,7 +48,7 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
 __all__ = ["EmbeddedTransport", "EmbeddedChannel", "FileResultBackend", "TRANSPORT", "RESULT_BACKEND",
-           "embedded_options", "live_consumers", "redact_url"]
+           "TMP_PREFIX", "embedded_options", "live_consumers", "redact_url"]
 
 log = logging.getLogger("atoll.broker")
 
@@ -55,7 +57,8 @@ TRANSPORT = "atoll.service.transport:EmbeddedTransport"
 #: Celery result backend class path for ``file://`` result URLs
 RESULT_BACKEND = "atoll.service.transport:FileResultBackend"
 
-_TMP_PREFIX = ".tmp-"
+#: names of files being written (renamed into place when whole); never read as messages or records
+TMP_PREFIX = ".tmp-"
 _LOCK_NAME = "owner.lock"
 _QUEUES_NAME = "queues.json"
 #: seconds between two looks for the folders of dead consumers (per channel)
@@ -65,7 +68,7 @@ RECOVERY_INTERVAL = 1.0
 def _write_atomically(path: str | os.PathLike, payload: bytes) -> None:
     """Write ``payload`` to a temporary file beside ``path`` and rename it into place."""
     folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}")
+    tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(payload)
@@ -87,7 +90,7 @@ class _Owner:
 
     def __init__(self, root: str):
         os.makedirs(root, exist_ok=True)
-        tmp = os.path.join(root, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        tmp = os.path.join(root, f"{TMP_PREFIX}{uuid.uuid4().hex}")
         os.mkdir(tmp)
         self._fd = os.open(os.path.join(tmp, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
         # a POSIX record lock (not flock): released when this process dies, never held by forked children
@@ -179,7 +182,7 @@ def _remove_abandoned_starts(root: str, age: float = 60.0) -> None:
     import shutil
 
     try:
-        names = [name for name in os.listdir(root) if name.startswith(_TMP_PREFIX)]
+        names = [name for name in os.listdir(root) if name.startswith(TMP_PREFIX)]
     except FileNotFoundError:
         return
     for name in names:
@@ -205,7 +208,7 @@ def _owner_folders(root: str) -> list[str]:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return [os.path.join(root, name) for name in names if not name.startswith(_TMP_PREFIX)]
+    return [os.path.join(root, name) for name in names if not name.startswith(TMP_PREFIX)]
 
 
 def live_consumers(options: dict[str, Any]) -> list[dict[str, Any]]:
@@ -296,7 +299,7 @@ class EmbeddedChannel(filesystem.Channel):
         """
         wanted = f"{queue}.msg"
         return sorted((name for name in os.listdir(self.data_folder_in)
-                       if not name.startswith(_TMP_PREFIX) and name.partition(".")[2] == wanted),
+                       if not name.startswith(TMP_PREFIX) and name.partition(".")[2] == wanted),
                       reverse=True)
 
     def queue_declare(self, queue: str | None = None, passive: bool = False, **kwargs: Any) -> Any:
@@ -439,7 +442,7 @@ class EmbeddedChannel(filesystem.Channel):
         self.control_folder.mkdir(parents=True, exist_ok=True)
         if not table.exists():
             # create the table file whole, never empty-then-written; a concurrent creator's link fails
-            tmp = table.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}-{table.name}")
+            tmp = table.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{table.name}")
             tmp.write_bytes(str_to_bytes(dumps([])))
             try:
                 os.link(tmp, table)
@@ -498,6 +501,20 @@ class FileResultBackend(FilesystemBackend):
     workers call it periodically, see :mod:`atoll.service.tasks`).
     """
 
+    def _do_directory_test(self, key: bytes) -> None:
+        """Check that the folder exists and can be read; write nothing.
+
+        Celery writes, reads and removes a test file here, and Celery makes a backend object per
+        thread: on a full disk every new thread of a web process then failed to *read* records, with
+        ImproperlyConfigured "make sure that it exists and has the correct permissions". A write that
+        fails later raises its own error (no space, permission denied), which the job store reports.
+        """
+        folder = os.fsdecode(self.path)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(errno.ENOENT, "the job store's folder does not exist", folder)
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "the job store's folder cannot be read", folder)
+
     def set(self, key: bytes, value: Any) -> None:
         """Store ``value`` under ``key`` by writing a temporary file and renaming it into place."""
         _write_atomically(os.fsdecode(self._filename(key)),
@@ -523,7 +540,7 @@ class FileResultBackend(FilesystemBackend):
         for name in os.listdir(folder):
             is_record = name.startswith(tuple(map(os.fsdecode, (
                 self.task_keyprefix, self.group_keyprefix, self.chord_keyprefix))))
-            if not (is_record or name.startswith(_TMP_PREFIX)):
+            if not (is_record or name.startswith(TMP_PREFIX)):
                 continue
             path = os.path.join(folder, name)
             try:
