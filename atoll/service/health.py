@@ -1,5 +1,5 @@
-"""``GET /health``: every health check of the service (web process, broker, workers); 503 when a
-required one fails.
+"""``GET /health``: every health check of the service (web process, broker, job store, workers); 503
+when a required one fails.
 
 The route needs no token, so a load balancer can ask it. When ``auth_tokens`` are configured, a request
 without a valid token gets only ``{"status"}``: worker host names, process ids and the broker's URL are

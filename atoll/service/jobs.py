@@ -40,11 +40,13 @@ from atoll.service.store import (
     BadCursor,
     JobStore,
     ListingUnsupported,
+    StoreUnavailable,
     decode_cursor,
 )
 from atoll.service.transport import live_consumers, redact_url
 
 __all__ = ["Jobs", "jobs_of", "submit_response", "blueprint", "install", "broker_check", "worker_check",
+           "store_check",
            "RETRY_AFTER_ACCEPTED", "RETRY_AFTER_UNAVAILABLE", "IDEMPOTENCY_HEADER"]
 
 log = logging.getLogger("atoll.jobs")
@@ -92,8 +94,8 @@ class Jobs:
         except Exception as exc:
             self._release(idempotency)
             log.error("job store unavailable: %s", exc)
-            raise _unavailable("ResultStoreUnavailable", f"the job store is unavailable, the job was not "
-                                                         f"queued: {type(exc).__name__}: {exc}") from None
+            raise _unavailable("ResultStoreUnavailable", f"the job was not queued: {_store_reason(exc)}") \
+                from None
         soft, hard = tasks.time_limits(config, run.pipeline)
         try:
             self.app.atoll_tasks["pipeline"].apply_async(
@@ -115,8 +117,8 @@ class Jobs:
         try:
             earlier = self.store.claim(key_id, {"job_id": job_id, "body": body_hash})
         except Exception as exc:
-            raise _unavailable("ResultStoreUnavailable", f"the job store is unavailable, the job was not "
-                                                         f"queued: {type(exc).__name__}: {exc}") from None
+            raise _unavailable("ResultStoreUnavailable", f"the job was not queued: {_store_reason(exc)}") \
+                from None
         if earlier is None:
             return None
         if earlier.get("body") != body_hash:
@@ -224,10 +226,17 @@ def submit_response(service: Any, run: RunRequest, body: dict) -> Response:
     return response
 
 
+def _store_reason(exc: Exception) -> str:
+    """Return why the job store failed, in words: a StoreUnavailable says it (no space, permission
+    denied, out of memory, unreachable) without the server's paths."""
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
+    return f"the job store is unavailable: {type(exc).__name__}: {exc}"
+
+
 def _store_down(exc: Exception) -> ApiError:
     log.error("job store unavailable: %s", exc)
-    return _unavailable("ResultStoreUnavailable",
-                        f"the job store is unavailable: {type(exc).__name__}: {exc}")
+    return _unavailable("ResultStoreUnavailable", _store_reason(exc))
 
 
 def _job_or_404(service: Any, job_id: str) -> Job:
@@ -346,6 +355,25 @@ def broker_check(service: Any) -> tuple[str, bool, dict, bool]:
     return "broker", True, detail, True
 
 
+def store_check(service: Any) -> tuple[str, bool, dict, bool]:
+    """Health check: can job records be written? Required: without it no job is accepted, and
+    running jobs wait to store their outcome.
+
+    Writes, reads back and removes a probe record of about a job record's size, at most once a second
+    per web process (:meth:`~atoll.service.store.JobStore.writable`); ``state`` says ``writable``, or
+    why not in one word: ``full``, ``denied``, ``unreachable`` or ``failing``.
+    """
+    config = service.config
+    detail: dict[str, Any] = {"url": redact_url(config.worker_backend) if config.worker_backend
+                              else "embedded"}
+    failure = jobs_of(service).store.writable()
+    if failure is not None:
+        detail.update(state=failure.cause, error=str(failure))
+        return "store", False, detail, True
+    detail["state"] = "writable"
+    return "store", True, detail, True
+
+
 def worker_check(service: Any) -> tuple[str, bool, dict, bool]:
     """Health check: how many workers consume the service's queue.
 
@@ -374,8 +402,9 @@ def worker_check(service: Any) -> tuple[str, bool, dict, bool]:
 
 
 def install(service: Any) -> None:
-    """Add the jobs blueprint and the broker/worker health checks to ``service`` (once)."""
+    """Add the jobs blueprint and the broker, store and worker health checks to ``service`` (once)."""
     if blueprint not in service.blueprints:
         service.blueprints.append(blueprint)
         service.health_checks.append(lambda: broker_check(service))
+        service.health_checks.append(lambda: store_check(service))
         service.health_checks.append(lambda: worker_check(service))

@@ -276,7 +276,8 @@ def build_spec(service: Any) -> dict:
         },
     }}
     paths["/health"] = {"get": {
-        "operationId": "health", "summary": "Service, broker and worker status", "tags": ["service"],
+        "operationId": "health", "summary": "Service, broker, job store and worker status",
+        "tags": ["service"],
         "security": [],
         "responses": {
             "200": _json(_ref("Health"), "Every required part is up"),
@@ -293,7 +294,8 @@ def build_spec(service: Any) -> dict:
                  "properties": {"status": {"enum": ["ready", "not ready"]},
                                 "failing": {"type": "array", "items": {"type": "string"}}}}
     paths["/readyz"] = {"get": {
-        "operationId": "readyz", "summary": "Readiness: broker reachable and a worker alive (cached)",
+        "operationId": "readyz",
+        "summary": "Readiness: broker reachable, job store writable, a worker alive (cached)",
         "tags": ["service"], "security": [],
         "responses": {"200": _json(readiness, "Ready to take requests and jobs"),
                       "503": _json(readiness, "Not ready: the names of the failing checks")},

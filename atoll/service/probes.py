@@ -1,10 +1,10 @@
 """Probes for orchestrators: ``GET /livez`` (the process answers) and ``GET /readyz`` (it can take jobs).
 
 ``/health`` is the detailed report and asks the broker and the workers on every call; a probe that
-Kubernetes or compose sends every few seconds must not. ``/livez`` does no I/O at all. ``/readyz`` runs
-the same checks as ``/health`` (broker reachable, a worker alive) but at most once per
-``READY_CACHE_SECONDS`` per process, however many probes arrive, and answers only which checks fail —
-no host names or addresses, since probes need no token.
+Kubernetes or compose sends every few seconds must not. ``/livez`` does no I/O at all. ``/readyz``
+runs the same checks as ``/health`` (broker reachable, job store writable, a worker alive) but at most
+once per ``READY_CACHE_SECONDS`` per process, however many probes arrive, and answers only which
+checks fail — no host names or addresses, since probes need no token.
 """
 
 from __future__ import annotations

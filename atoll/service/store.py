@@ -15,6 +15,12 @@ written again, and a large value should not be read with every record):
 
 Everything expires ``result_expires`` seconds after its last write, like the records.
 
+A read or write that fails for want of storage (a full disk or quota, a folder the process may not
+write, Redis out of memory or unreachable, a database down) raises :class:`StoreUnavailable`, which
+says why in one word (``full``, ``denied``, ``unreachable``, ``failing``) and in words, without the
+server's paths. :meth:`JobStore.writable` writes and removes a small probe record (at most once per
+``PROBE_SECONDS`` per store object): the ``store`` health check.
+
 Listing (``GET /jobs``) needs the backend to enumerate its keys: the embedded store (``file://``, one
 file per key) and Redis can; on another backend (databases) listing answers 501. Job ids sort by
 submission time (UUID version 7), so newest first is a sort of key names, and a page's cursor is the
@@ -25,22 +31,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import fcntl
+import functools
 import logging
 import os
 import threading
+import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from celery.backends.base import KeyValueStoreBackend
 
 from atoll.service.model import CallbackState, Job, JobStatus, is_job_id
+from atoll.service.transport import TMP_PREFIX
 
-__all__ = ["JobStore", "ListingUnsupported", "BadCursor", "encode_cursor", "decode_cursor",
-           "ASIDE_STATE", "LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX"]
+__all__ = ["JobStore", "ListingUnsupported", "BadCursor", "StoreUnavailable", "storage_failure",
+           "encode_cursor", "decode_cursor", "ASIDE_STATE", "LIST_LIMIT_DEFAULT", "LIST_LIMIT_MAX",
+           "PROBE_SECONDS"]
 
 log = logging.getLogger("atoll.jobs")
 
@@ -52,6 +63,11 @@ LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 500
 #: finished jobs whose status and pipeline a listing remembers (a few dozen bytes each)
 FINISHED_CACHE = 100_000
+#: seconds a probe of the store's writes is reused (``/health`` and ``/readyz`` ask for it)
+PROBE_SECONDS = 1.0
+#: bytes of the probe record: about a small job record, so a disk with room for the probe has
+#: room for a record
+PROBE_BYTES = 512
 
 
 class ListingUnsupported(Exception):
@@ -60,6 +76,74 @@ class ListingUnsupported(Exception):
 
 class BadCursor(ValueError):
     """A ``cursor`` that this service did not hand out."""
+
+
+class StoreUnavailable(Exception):
+    """The job store cannot be read or written just now. ``cause`` says why in one word: ``full``
+    (no space, quota, Redis's ``maxmemory``), ``denied`` (permissions, a read-only file system or
+    replica), ``unreachable`` (a server that does not answer, a folder that is gone) or ``failing``
+    (any other error of the store); ``reason`` says it in words."""
+
+    PHRASES = {"full": "is full", "denied": "refuses writes", "unreachable": "is unreachable",
+               "failing": "failed"}
+
+    def __init__(self, cause: str, reason: str):
+        super().__init__(f"the job store {self.PHRASES[cause]}: {reason}")
+        self.cause = cause
+        self.reason = reason
+
+
+_ERRNO_CAUSES = {
+    errno.ENOSPC: "full", errno.EDQUOT: "full",
+    errno.EACCES: "denied", errno.EPERM: "denied", errno.EROFS: "denied",
+    errno.ENOENT: "unreachable", errno.ENOTDIR: "unreachable",
+}
+
+
+def storage_failure(exc: BaseException) -> StoreUnavailable | None:
+    """Return the :class:`StoreUnavailable` that ``exc``, raised by a result backend, means, or None
+    when it is no failure of the storage (a bug, a value the store refuses)."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return StoreUnavailable("unreachable", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):  # the message leaves out the file's name: no server paths
+        reason = os.strerror(exc.errno).lower() if exc.errno else (exc.strerror or type(exc).__name__)
+        return StoreUnavailable(_ERRNO_CAUSES.get(exc.errno, "failing"), reason)
+    names = {cls.__name__ for cls in type(exc).__mro__
+             if cls.__module__.split(".")[0] in ("redis", "sqlalchemy", "celery", "kombu")}
+    if "OutOfMemoryError" in names or ("ResponseError" in names and str(exc).startswith("OOM")):
+        return StoreUnavailable("full", "Redis is out of memory (its maxmemory is reached and its "
+                                        "policy evicts nothing)")
+    if names & {"ReadOnlyError", "NoPermissionError", "AuthenticationError"}:
+        return StoreUnavailable("denied", f"{type(exc).__name__}: {exc}")
+    if names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "OperationalError",
+                "InterfaceError"}:
+        text = str(exc)[:300]
+        full = any(words in text.lower() for words in ("disk is full", "no space left", "disk full"))
+        return StoreUnavailable("full" if full else "unreachable", f"{type(exc).__name__}: {text}")
+    if names & {"LockError", "BackendStoreError", "BackendGetMetaError"}:
+        return StoreUnavailable("failing", f"{type(exc).__name__}: {str(exc)[:300]}")
+    return None
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _storage(method: _Method) -> _Method:
+    """Raise a failure of the storage inside ``method`` as :class:`StoreUnavailable`."""
+
+    @functools.wraps(method)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            failure = storage_failure(exc)
+            if failure is None or failure is exc:
+                raise
+            raise failure from exc
+
+    return guarded  # type: ignore[return-value]
 
 
 def encode_cursor(job_id: str) -> str:
@@ -88,6 +172,8 @@ class JobStore:
         #: them without reading their records again
         self._finished: OrderedDict[str, tuple[JobStatus, str | None]] = OrderedDict()
         self._lock = threading.Lock()
+        self._probe_lock = threading.Lock()
+        self._probed: tuple[float, StoreUnavailable | None] = (float("-inf"), None)
 
     @property
     def backend(self) -> Any:
@@ -96,6 +182,7 @@ class JobStore:
 
     # -- records -------------------------------------------------------------------------------
 
+    @_storage
     def load(self, job_id: str) -> Job | None:
         """Return job ``job_id`` with its latest callback state, or None when there is no record."""
         if not is_job_id(job_id):
@@ -108,6 +195,7 @@ class JobStore:
                 job.callback = stored
         return job
 
+    @_storage
     def save(self, job: Job) -> bool:
         """Store ``job``'s record with the Celery state of its status (a failed job's traceback also
         goes where Celery keeps tracebacks, for Flower), unless the stored record is finished: a
@@ -158,23 +246,66 @@ class JobStore:
             else:
                 yield
 
+    @_storage
     def status(self, job_id: str) -> JobStatus | None:
         """Return the stored status of ``job_id`` (one read, no callback merge), or None."""
         meta = self.backend.get_task_meta(job_id, cache=False)
         return JobStatus.from_celery_state(meta.get("status", ""))
 
+    @_storage
     def forget(self, job_id: str) -> None:
         """Remove job ``job_id``'s record (a job the broker refused never existed)."""
         self.backend.forget(job_id)
 
+    # -- can it be written? --------------------------------------------------------------------
+
+    def writable(self, max_age: float = PROBE_SECONDS) -> StoreUnavailable | None:
+        """Return None when a record can be written now, else why not: writes, reads back and removes
+        a probe record of about a small job record's size, at most once per ``max_age`` seconds (one
+        thread probes while the others wait for its answer)."""
+        with self._probe_lock:
+            at, answer = self._probed
+            if time.monotonic() - at >= max_age:
+                try:
+                    self._probe()
+                    answer = None
+                except Exception as exc:
+                    answer = storage_failure(exc) or StoreUnavailable("failing", f"{type(exc).__name__}: "
+                                                                                 f"{str(exc)[:300]}")
+                self._probed = (time.monotonic(), answer)
+            return answer
+
+    def _probe(self) -> None:
+        backend = self.backend
+        # one key per process; on the embedded store its name is a temporary file's, which cleanup()
+        # removes should a process die between the write and the removal
+        name = f"{TMP_PREFIX}probe-{os.uname().nodename}-{os.getpid()}"
+        value = b"x" * PROBE_BYTES
+        if hasattr(backend, "client") and hasattr(backend.client, "set"):  # Redis: no retries, expires
+            backend.client.set(name, value, px=10_000)
+            backend.client.delete(name)
+        elif isinstance(backend, KeyValueStoreBackend):
+            key = name.encode()
+            backend.set(key, value)
+            try:
+                if backend.get(key) is None:
+                    raise StoreUnavailable("failing", "a record written could not be read back")
+            finally:
+                backend.delete(key)
+        else:
+            backend.store_result(name, value.decode(), ASIDE_STATE)
+            backend.forget(name)
+
     # -- the callback's delivery ---------------------------------------------------------------
 
+    @_storage
     def record_callback(self, job_id: str, state: CallbackState) -> None:
         """Store the callback's delivery ``state`` beside the record (written by every attempt)."""
         from dataclasses import asdict
 
         self._write(f"{job_id}.callback", asdict(state), CALLBACK_STATE)
 
+    @_storage
     def callback(self, job_id: str) -> CallbackState | None:
         """Return the latest delivery state recorded for job ``job_id``, or None before any attempt."""
         meta = self.backend.get_task_meta(f"{job_id}.callback", cache=False)
@@ -184,10 +315,12 @@ class JobStore:
 
     # -- kept aside ----------------------------------------------------------------------------
 
+    @_storage
     def put_aside(self, job_id: str, kind: str, text: str) -> None:
         """Keep ``text`` (results or logs) beside job ``job_id``'s record."""
         self._write(f"{job_id}.{kind}", text, ASIDE_STATE)
 
+    @_storage
     def get_aside(self, job_id: str, kind: str) -> str | None:
         """Return the text kept as ``kind`` beside job ``job_id``'s record, or None."""
         meta = self.backend.get_task_meta(f"{job_id}.{kind}", cache=False)
@@ -196,6 +329,7 @@ class JobStore:
 
     # -- idempotency keys ----------------------------------------------------------------------
 
+    @_storage
     def claim(self, key_id: str, value: dict) -> dict | None:
         """Store ``value`` under ``key_id`` unless something is stored there; return None when stored,
         else what was there. Atomic on the embedded store and on Redis (two requests with the same
@@ -219,12 +353,14 @@ class JobStore:
         result = meta.get("result")
         return result if meta.get("status") == ASIDE_STATE and isinstance(result, dict) else None
 
+    @_storage
     def release(self, key_id: str) -> None:
         """Remove a claim (its job could not be queued, so the key may be used again)."""
         self.backend.forget(f"idempotency-{key_id}")
 
     # -- listing -------------------------------------------------------------------------------
 
+    @_storage
     def job_ids(self) -> list[str]:
         """Return the ids of every stored job record, newest first."""
         backend = self.backend
@@ -244,6 +380,7 @@ class JobStore:
         names.sort(reverse=True)
         return [n[len(prefix):] for n in names if n.startswith(prefix)]
 
+    @_storage
     def list(self, status: JobStatus | None = None, pipeline: str | None = None,
              limit: int = LIST_LIMIT_DEFAULT, after: str | None = None) -> tuple[list[Job], str | None]:
         """Return up to ``limit`` jobs, newest first, after job id ``after``, with the cursor of the
@@ -287,6 +424,7 @@ class JobStore:
             if after is None or job_id < after:
                 yield job_id
 
+    @_storage
     def load_plain(self, job_id: str) -> Job | None:
         """Return job ``job_id``'s record as stored (no callback merge: listing reads one key per job)."""
         meta = self.backend.get_task_meta(job_id, cache=False)
