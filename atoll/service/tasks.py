@@ -19,6 +19,11 @@ the message), soft/hard time limits per pipeline (``pipeline_time_limits`` over
 ``task_soft_time_limit``/``task_time_limit``). A job can therefore run more than once (a worker killed
 after the callback was sent and before the acknowledgement): receivers de-duplicate on ``job_id``.
 
+A job store that cannot be written (a full disk, Redis at its ``maxmemory``, a folder the worker may
+not write, a store that does not answer) never loses a job: the task tries again with backoff
+(:class:`StoreWait`), then returns the message to the queue unacknowledged, and a job is never failed
+for the store's sake unless a small failed record can be stored where its outcome cannot.
+
 Job records expire ``result_expires`` seconds after their last write on every backend: Redis and
 memcached expire keys themselves; for the others (``file://``, databases) every worker runs the
 backend's ``cleanup()`` every :func:`cleanup_interval` seconds, the work Celery leaves to celery beat's
@@ -34,12 +39,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery, bootsteps
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init
 from kombu import Queue
 
@@ -51,14 +56,14 @@ from atoll.service import callbacks, joblogs, metrics
 from atoll.service.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.service.logs import REQUEST_ID_HEADER
 from atoll.service.model import CallbackState, ErrorBody, Job, JobFailed, JobStatus, Progress, is_job_id, now
-from atoll.service.store import JobStore
+from atoll.service.store import JobStore, StoreUnavailable
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
 
 __all__ = ["get_celery", "create_celery", "celery_settings", "time_limits", "is_embedded", "now",
            "consumer_timeout", "JobQueue", "rabbitmq_version", "CONSUMER_TIMEOUT_ARG",
            "NO_LIMIT_CONSUMER_TIMEOUT",
            "run_worker", "RunningRecord", "RecordCleanup", "cleanup_interval", "PIPELINE_TASK",
-           "DELIVERY_TASK", "JobContext", "send_outcome"]
+           "DELIVERY_TASK", "JobContext", "send_outcome", "StoreWait", "StoreWaitOver", "STORE_WAIT_SECONDS"]
 
 log = logging.getLogger("atoll.jobs")
 
@@ -420,20 +425,114 @@ def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
     callbacks.record_callback(context.store, job.job_id, state)
 
 
-def _finished_job(job: Job, results: Any, error: BaseException | None, context: JobContext) -> None:
-    """Move ``job`` to its outcome; results above ``inline_results_max_bytes`` are kept aside."""
+def _finished_job(job: Job, results: Any, error: BaseException | None, context: JobContext) -> str | None:
+    """Move ``job`` to its outcome; return the results' JSON text to keep aside (results above
+    ``inline_results_max_bytes``), or None."""
     config = context.config
     if error is not None:
         soft, _ = time_limits(config, job.pipeline or "")
         job.fail(ErrorBody.from_exception(error, pipeline=job.pipeline, time_limit=soft,
                                           expose=config.expose_tracebacks))
-        return
+        return None
     text = to_json(results, path="results")
     if len(text) > config.inline_results_max_bytes and job.status_url:
-        context.store.put_aside(job.job_id, "results", text)
         job.succeed(None, results_url=f"{job.status_url}/results")
-    else:
-        job.succeed(results)
+        return text
+    job.succeed(results)
+    return None
+
+
+def _store_outcome(store: JobStore, job: Job, aside: str | None) -> bool:
+    """Store finished ``job``'s results kept aside, then its record; return False when the stored
+    record had finished already (cancelled while it ran)."""
+    if aside is not None:
+        store.put_aside(job.job_id, "results", aside)
+    return store.save(job)
+
+
+#: seconds a job's task waits at most for a job store that cannot be read or written, from the
+#: start of the task, before its message goes back to the queue (less when its time limits are near)
+STORE_WAIT_SECONDS = 300.0
+#: the first and the longest pause between two tries of such a store
+STORE_RETRY_FIRST, STORE_RETRY_MAX = 0.25, 5.0
+#: seconds kept free before the soft and the hard time limit: the wait ends before either
+STORE_SOFT_MARGIN, STORE_HARD_MARGIN = 1.0, 2.0
+
+_T = TypeVar("_T")
+
+
+class StoreWaitOver(Exception):
+    """A job's wait for its store ended and the store still failed (``failure``) after ``waited`` s."""
+
+    def __init__(self, failure: StoreUnavailable, waited: float):
+        super().__init__(str(failure))
+        self.failure = failure
+        self.waited = waited
+
+
+class StoreWait:
+    """Tries a job's reads and writes of the job store again while the store is unavailable.
+
+    Pauses 0.25 s, 0.5 s, 1 s … up to :data:`STORE_RETRY_MAX` between tries, until
+    :data:`STORE_WAIT_SECONDS` after the task started, or until 1 s before the job's soft and 2 s before
+    its hard time limit (a time limit would end the task, and Celery acknowledges a job that its hard
+    limit ended). Then :meth:`run` raises :class:`StoreWaitOver`: the task puts its message back in the
+    queue, where a worker takes it again. A pause also ends when the job is cancelled by ``SIGUSR1``
+    (the soft limit's signal).
+    """
+
+    def __init__(self, job_id: str, soft: float | None, hard: float | None):
+        self.job_id = job_id
+        self.started = time.monotonic()
+        ends = [self.started + STORE_WAIT_SECONDS]
+        if soft:
+            ends.append(self.started + soft - STORE_SOFT_MARGIN)
+        if hard:
+            ends.append(self.started + hard - STORE_HARD_MARGIN)
+        self.deadline = min(ends)
+
+    def run(self, action: Callable[[], _T], what: str) -> _T:
+        """Return ``action()``, tried again while it raises StoreUnavailable; ``what`` names it in the log."""
+        pause, failure, since = STORE_RETRY_FIRST, None, time.monotonic()
+        while True:
+            try:
+                return action()
+            except StoreUnavailable as exc:
+                if failure is None:
+                    log.warning("job %s: cannot %s: %s; trying again for up to %.0f s", self.job_id, what,
+                                exc, max(0.0, self.deadline - time.monotonic()))
+                failure = exc
+            except SoftTimeLimitExceeded:
+                if failure is None:
+                    raise
+                raise StoreWaitOver(failure, time.monotonic() - since) from None
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise StoreWaitOver(failure, time.monotonic() - since)
+            try:
+                time.sleep(min(pause, left))
+            except SoftTimeLimitExceeded:
+                raise StoreWaitOver(failure, time.monotonic() - since) from None
+            pause = min(2 * pause, STORE_RETRY_MAX)
+
+
+def _requeue(job_id: str, over: StoreWaitOver, what: str) -> Reject:
+    """Return the Reject that puts job ``job_id``'s message back in its queue, unacknowledged."""
+    log.error("job %s: could not %s for %.0f s (%s); its message goes back to the queue and the job "
+              "runs again when a worker takes it", job_id, what, over.waited, over.failure)
+    return Reject(f"the job store is unavailable: {over.failure}", requeue=True)
+
+
+def _failed_for_the_store(job: Job, over: StoreWaitOver) -> Job:
+    """Return finished ``job`` failed, naming the store's failure: a record smaller than an outcome
+    the store could not take (large results kept aside, say), stored in its place when it fits."""
+    outcome = job.status.value if job.error is None else f"{job.status.value} ({job.failure_text()})"
+    failed = replace(job, status=JobStatus.RUNNING, results=None, results_url=None, error=None,
+                     finished_at=None)
+    failed.fail(ErrorBody("StoreUnavailable", f"pipeline {job.pipeline!r} ran and {outcome}, but its "
+                                              f"outcome could not be stored within {over.waited:.0f} s: "
+                                              f"{over.failure}"))
+    return failed
 
 
 def _job_from_message(job_id: str, name: str | None, callback: str | None, submitted_at: str | None,
@@ -624,21 +723,42 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         """Run registered pipeline ``name`` on JSON ``data``; store the job's outcome; send the callback."""
         job_id = self.request.id
         store = context.store
-        job = store.load_plain(job_id) or _job_from_message(
-            job_id, name, callback, submitted_at, getattr(self.request, REQUEST_ID_HEADER, None))
-        if job.status.finished:  # cancelled while queued, or delivered again after it finished
+        # a store that cannot be written does not lose the job: its message goes back to the queue
+        waiting = StoreWait(job_id, *time_limits(config, name))
+        try:
+            job = waiting.run(lambda: store.load_plain(job_id), "read its record")
+            finished = job is not None and job.status.finished
+            resend = finished and job.callback is not None and waiting.run(
+                lambda: store.callback(job_id), "read its callback's state") is None
+        except StoreWaitOver as over:
+            raise _requeue(job_id, over, "read its record") from None
+        job = job or _job_from_message(job_id, name, callback, submitted_at,
+                                       getattr(self.request, REQUEST_ID_HEADER, None))
+        if finished:  # cancelled while queued, or delivered again after it finished
             log.info("job %s: already %s, not run again", job_id, job.status.value)
-            if job.callback is not None and store.callback(job_id) is None:
+            if resend:
                 send_outcome(job, context)  # its worker died after storing it, before the callback
             return
         job.start()
         started = time.monotonic()
         results, error = _run_job(job, data, kwargs or {}, context, config.job_running_after)
+        aside = None
         try:
-            _finished_job(job, results, error, context)
+            aside = _finished_job(job, results, error, context)
         except EncodingError as exc:
             job.fail(ErrorBody.from_exception(exc, pipeline=name, expose=config.expose_tracebacks))
-        if not store.save(job):  # cancelled while it ran: the canceller stored the record, counted
+        try:
+            stored = waiting.run(lambda: _store_outcome(store, job, aside), "store its outcome")
+        except StoreWaitOver as over:  # a smaller failed record may fit where the outcome did not
+            fallback = _failed_for_the_store(job, over)
+            try:
+                stored = store.save(fallback)
+            except StoreUnavailable:
+                raise _requeue(job_id, over, "store its outcome") from None
+            log.error("job %s: pipeline %r %s, but only a failed record could be stored: %s", job_id, name,
+                      job.status.value, over.failure)
+            job = fallback
+        if not stored:  # cancelled while it ran: the canceller stored the record, counted
             log.info("job %s: pipeline %r cancelled", job_id, name)  # the job and sent the callback
             return
         log.info("job %s: pipeline %r %s", job_id, name, job.status.value)
