@@ -217,6 +217,13 @@ def test_kwargs_must_be_an_object(client, kwargs):
     ('{"data": 1, "callback": "http://"}', "InvalidCallback", ["with a host"]),
     ('{"data": 1, "callback": "http://x.org:99999/"}', "InvalidCallback", ["not a valid URL"]),
     ('{"data": 1, "callback": "/relative"}', "InvalidCallback", ["absolute"]),
+    ('{"data": 1, "callback": "http://x.org/a b"}', "InvalidCallback",
+     ["' ' at position 14", "percent-encoded"]),
+    ('{"data": 1, "callback": "http://x.org/a\\tb"}', "InvalidCallback", ["'\\t' at position 14"]),
+    ('{"data": 1, "callback": "http://x.org/\\u0000"}', "InvalidCallback", ["position 13"]),
+    ('{"data": 1, "callback": "http://x.org/caf\\u00e9"}', "InvalidCallback", ["non-ASCII"]),
+    ('{"data": 1, "callback": "http://x.org\\r\\nX-Evil: 1/"}', "InvalidCallback",
+     ["'\\r' at position 12"]),
 ])
 def test_malformed_bodies_are_400(client, raw, name, words):
     response = client.post("/pipelines/double", data=raw, content_type="application/json")

@@ -46,6 +46,8 @@ _BODY_FIELDS = frozenset(BODY_FIELDS)
 #: the states of a callback's delivery
 CALLBACK_STATES = ("pending", "delivered", "failed", "abandoned")
 _MAX_URL = 2048
+#: characters no URL of an HTTP request line may hold as they are (RFC 3986; http.client refuses them)
+_URL_UNSENDABLE = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -533,6 +535,12 @@ def _check_callback(callback: Any) -> None:
                                                    f"{json_type(callback)}")
     if len(callback) > _MAX_URL:
         raise RequestError(400, "InvalidCallback", f'"callback" is longer than {_MAX_URL} characters')
+    bad = _URL_UNSENDABLE.search(callback)
+    if bad:  # an HTTP request line cannot carry it: delivery would fail on every attempt
+        raise RequestError(400, "InvalidCallback", f'"callback" contains {bad.group()!r} at position '
+                                                   f"{bad.start()}; spaces, control and non-ASCII "
+                                                   f"characters must be percent-encoded (hosts in their "
+                                                   f"xn-- form)")
     try:
         parts = urlsplit(callback)
         host = parts.hostname
@@ -542,6 +550,13 @@ def _check_callback(callback: Any) -> None:
     if parts.scheme not in ("http", "https") or not host:
         raise RequestError(400, "InvalidCallback", f'"callback" must be an absolute http:// or https:// URL '
                                                    f"with a host, got {callback[:200]!r}")
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(callback)
+    except LocationParseError as exc:
+        raise RequestError(400, "InvalidCallback", f'"callback" is not a valid URL: {exc}') from None
 
 
 # -- OpenAPI -----------------------------------------------------------------------------------
