@@ -99,7 +99,8 @@ def add_serve(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve a service's pipelines over HTTP (gunicorn)",
         description="Serve the registered pipelines of MODULE:SERVICE over HTTP with gunicorn "
-                    "(threaded workers), or with Flask's reloading development server (--dev).")
+                    "(threaded workers that get whole requests only, read with deadlines), or with Flask's "
+                    "reloading development server (--dev).")
     parser.add_argument("target", metavar="MODULE:SERVICE",
                         help="the atoll.Atoll instance to serve, e.g. examples.comments:service")
     parser.add_argument("--bind", "-b", default="127.0.0.1:8000", metavar="HOST:PORT",
