@@ -1,6 +1,6 @@
 """Nothing grows without bound on the embedded default: job records expire after ``result_expires``
-(GET /jobs/<id> then answers 404 saying so), /health writes nothing, and a soak of 5,000 jobs and 1,000
-health calls leaves the state folder and the idle worker's CPU where they started."""
+(GET /jobs/<id> then answers 404 saying so), /health leaves nothing behind, and a soak of 5,000 jobs
+and 1,000 health calls leaves the state folder and the idle worker's CPU where they started."""
 
 from __future__ import annotations
 
