@@ -1,6 +1,9 @@
 """Benchmark the synchronous HTTP path: ``atoll serve`` against a bare Flask endpoint calling the same
-function, both under gunicorn with the same settings (2 gthread workers x 4 threads), loaded by ``wrk``
-with 8 connections on loopback in the same run (a Python load generator when wrk is missing).
+function under gunicorn with the same settings (2 workers x 4 threads), loaded by ``wrk`` with 8
+connections on loopback in the same run (a Python load generator when wrk is missing). The bare
+endpoint runs twice: under gunicorn's ``gthread`` worker (the baseline) and under atoll's worker
+(``atoll.service.server.BufferingWorker``, what ``atoll serve`` runs), which shows what reading whole
+requests in the main loop costs by itself.
 
     .venv/bin/python benchmarks/bench_service.py            # 3 rounds of 10 s each, medians
     .venv/bin/python benchmarks/bench_service.py --quick    # smoke run: 1 round of 3 s
@@ -80,8 +83,9 @@ def start(kind: str, port: int, conf: str, access_log: bool = True) -> subproces
     else:
         # with the access log atoll serve writes by default, both pay for the same gunicorn settings
         log = ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT] if access_log else []
+        worker = "atoll.service.server.BufferingWorker" if kind == "bare-atoll-worker" else "gthread"
         cmd = [sys.executable, "-m", "gunicorn", "bench_service:bare_app", "--bind", f"127.0.0.1:{port}",
-               "--worker-class", "gthread", *common, "--log-level", "warning", *log]
+               "--worker-class", worker, *common, "--log-level", "warning", *log]
     proc = subprocess.Popen(cmd, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -175,8 +179,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "atoll.yaml"  # no embedded Celery worker: it would compete for the 2 cores
         conf.write_text(f"state_dir: {tmp}/state\nembedded_worker: false\nlog_level: WARNING\n")
-        results: dict[str, list[dict]] = {"bare Flask": [], "atoll serve": []}
-        order = [("bare Flask", "bare"), ("atoll serve", "atoll")]
+        order = [("bare Flask", "bare"), ("bare, atoll worker", "bare-atoll-worker"),
+                 ("atoll serve", "atoll")]
+        results: dict[str, list[dict]] = {label: [] for label, _ in order}
         for index in range(rounds):  # interleaved, alternating who goes first, so both see the same load
             for label, kind in (order if index % 2 == 0 else order[::-1]):
                 port = free_port()
@@ -186,15 +191,15 @@ def main() -> None:
                     results[label].append(load(port, seconds, args.connections))
                 finally:
                     stop(proc)
-    print(f"sync POST, 10 items, gunicorn gthread 2 workers x 4 threads, {args.connections} connections, "
+    print(f"sync POST, 10 items, gunicorn 2 workers x 4 threads, {args.connections} connections, "
           f"{rounds} x {seconds} s, load: {load.__name__.removeprefix('load_')}, {os.cpu_count()} cores")
-    print(f"{'server':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     summary = {}
     for label, runs in results.items():
         row = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
         row["errors"] = sum(r["errors"] for r in runs)
         summary[label] = row
-        print(f"{label:<14}{row['rps']:>10.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['errors']:>8}")
+        print(f"{label:<20}{row['rps']:>10.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}{row['errors']:>8}")
     ratios = [a["rps"] / b["rps"] for a, b in zip(results["atoll serve"], results["bare Flask"])]
     print("per-round atoll/bare throughput: " + ", ".join(f"{r:.2f}" for r in ratios))
     ratio = summary["atoll serve"]["rps"] / summary["bare Flask"]["rps"]
