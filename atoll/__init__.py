@@ -7,7 +7,7 @@ from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.pipeline import Pipeline
 from atoll.sources import read_jsonl, read_text
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",
