@@ -6,9 +6,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
-# the version is written once, in atoll/__init__.py (read as text: importing atoll needs its dependencies)
+# the version is written once, in atoll/_version.py (read as text: importing atoll needs its dependencies)
 version = re.search(r'^__version__ = "([^"]+)"$',
-                    (here / "atoll" / "__init__.py").read_text(encoding="utf-8"), flags=re.M).group(1)
+                    (here / "atoll" / "_version.py").read_text(encoding="utf-8"), flags=re.M).group(1)
 
 extras = {
     "spark": ["pyspark>=3.5,<5"],
