@@ -8,7 +8,6 @@ from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.pipeline import Pipeline
 from atoll.sources import read_jsonl, read_text
 
-
 __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",
     "Atoll", "Client", "RemoteError", "load_config", "verify_callback", "Job",
