@@ -114,7 +114,7 @@ def add_serve(subparsers: Any) -> None:
                              "a synchronous pipeline call is stopped after sync_time_limit "
                              "(config) and answered 504")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="do not write gunicorn's access log to stderr (written by default, with "
+                        help="do not write gunicorn's access log to stdout (written by default, with "
                              "each request's X-Request-ID)")
     parser.add_argument("--dev", action="store_true",
                         help="Flask's development server with the reloader and debugger (not for "
