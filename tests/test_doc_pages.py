@@ -225,3 +225,13 @@ def test_every_extra_is_documented_and_every_extra_named_exists():
                for group in named.findall(path.read_text(encoding="utf-8"))
                for name in group.split(",") if name not in extras}
     assert not unknown, sorted(unknown)
+
+
+def test_no_page_installs_atoll_from_the_package_index():
+    # atoll is not published there: an install line naming it would fail for every reader
+    import re
+
+    from_index = re.compile(r"pip install (?:-\S+ )*['\"]?atoll(?:\[[\w,]*\])?['\"]?(?=[\s`]|$)", flags=re.M)
+    for path in [*DOCS.glob("*.rst"), ROOT / "README.md", ROOT / "deploy" / "README.md"]:
+        lines = from_index.findall(path.read_text(encoding="utf-8"))
+        assert not lines, f"{path.name}: {lines}"
