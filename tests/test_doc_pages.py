@@ -235,3 +235,14 @@ def test_no_page_installs_atoll_from_the_package_index():
     for path in [*DOCS.glob("*.rst"), ROOT / "README.md", ROOT / "deploy" / "README.md"]:
         lines = from_index.findall(path.read_text(encoding="utf-8"))
         assert not lines, f"{path.name}: {lines}"
+
+
+def test_every_wheel_name_on_the_pages_is_this_version():
+    # the version is written once in code; the pages name its wheel, so a new version must rename them
+    import re
+
+    import atoll
+
+    for path in [*DOCS.glob("*.rst"), ROOT / "README.md", ROOT / "deploy" / "README.md"]:
+        for version in re.findall(r"atoll-(\d[\w.]*?)-py3-none-any\.whl", path.read_text(encoding="utf-8")):
+            assert version == atoll.__version__, f"{path.name} names the wheel of atoll {version}"
