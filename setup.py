@@ -1,10 +1,14 @@
 """Package metadata for atoll."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+# the version is written once, in atoll/_version.py (read as text: importing atoll needs its dependencies)
+version = re.search(r'^__version__ = "([^"]+)"$',
+                    (here / "atoll" / "_version.py").read_text(encoding="utf-8"), flags=re.M).group(1)
 
 extras = {
     "spark": ["pyspark>=3.5,<5"],
@@ -36,13 +40,13 @@ extras["test"] = sorted(set(
         "sqlalchemy>=2.0,<3",
         "playwright>=1.40,<2",
         "ruff>=0.4",
-        "standardwebhooks>=1.0,<2",
+        "build>=1.0,<2",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
 
 setup(
     name="atoll",
-    version="0.1.0",
+    version=version,
     description="Plain Python functions as data-analysis pipelines: serial, parallel, on Spark, "
                 "and served over HTTP",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
@@ -62,7 +66,17 @@ setup(
     extras_require=extras,
     entry_points={"console_scripts": ["atoll=atoll.cli:main"]},
     classifiers=[
+        "Development Status :: 4 - Beta",
+        "Operating System :: POSIX",
+        "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Framework :: Celery",
+        "Framework :: Flask",
         "Topic :: Scientific/Engineering :: Information Analysis",
     ],
 )

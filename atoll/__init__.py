@@ -1,13 +1,12 @@
 """atoll: plain Python functions as data-analysis pipelines, run serially, on local processes or on
 Spark, and served over HTTP."""
 
+from atoll._version import __version__
 from atoll.config import load_config
 from atoll.errors import AtollError, ConfigError, MissingKwargsError, PipelineError, StageFailure, StageInfo
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.pipeline import Pipeline
 from atoll.sources import read_jsonl, read_text
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",

@@ -115,7 +115,7 @@ def add_serve(subparsers: Any) -> None:
                              "a synchronous pipeline call is stopped after sync_time_limit "
                              "(config) and answered 504")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false",
-                        help="do not write gunicorn's access log to stderr (written by default, with "
+                        help="do not write gunicorn's access log to stdout (written by default, with "
                              "each request's X-Request-ID)")
     parser.add_argument("--dev", action="store_true",
                         help="Flask's development server with the reloader and debugger (not for "
@@ -362,7 +362,9 @@ def status(args: argparse.Namespace) -> int:
         return 0
     jobs.install(service)
     healthy, report = service.health()
-    print(json.dumps({"status": "ok" if healthy else "unavailable", "checks": report}, indent=2))
+    all_ok = all(check["ok"] for check in report.values())
+    word = "ok" if all_ok else "degraded" if healthy else "down"  # the words of GET /health
+    print(json.dumps({"status": word, "checks": report}, indent=2))
     return 0 if healthy else 1
 
 

@@ -99,7 +99,7 @@ class PipelineError(AtollError):
     """A pipeline was misused, or (as :class:`StageFailure`) one of its functions failed.
 
     Attributes: ``stage`` (:class:`StageInfo` or ``None``), ``item`` (the failing element or
-    :data:`NO_ITEM`) and ``remote_traceback`` (text, or ``""``).
+    :data:`~atoll.errors.NO_ITEM`) and ``remote_traceback`` (text, or ``""``).
     """
 
     def __init__(self, message: str, stage: StageInfo | None = None, item: Any = NO_ITEM,

@@ -268,8 +268,8 @@ def _locate(exc: BaseException, info: StageInfo, item: Any = NO_ITEM) -> BaseExc
 # -- operators as objects ------------------------------------------------------------------------
 
 class Operator(ABC):
-    """One element-wise operator, defined once: what it does to a partition (:meth:`partition`, the
-    staged form that locates failures) and the lines it adds to a compiled fused pass (:meth:`fuse`)."""
+    """One element-wise operator, defined once: what it does to a partition (``partition()``, the
+    staged form that locates failures) and the lines it adds to a compiled fused pass (``fuse()``)."""
 
     #: the DSL's name of the operator
     name = ""
@@ -587,8 +587,8 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
     folded into ``acc`` in place (from ``acc`` when the pass is given a partial result to go on from).
 
     ``kind`` is what the input's elements are: ``"plain"`` (no tuples), ``"tuples"`` or
-    ``"mixed"`` (not known: a map asks each element's type, see :func:`_call`). ``keys_rare`` chooses
-    how a ``reduceByKey`` folds (see :func:`run_steps`).
+    ``"mixed"`` (not known: a map asks each element's type, see ``_call``). ``keys_rare`` chooses
+    how a ``reduceByKey`` folds (see ``run_steps``).
 
     >>> info = StageInfo(0, "map", "f")
     >>> print(pass_source([Step(OPERATORS["filter"], bool, info)], None))

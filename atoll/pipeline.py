@@ -144,7 +144,7 @@ class Pipeline:
 
     @property
     def sig(self) -> str:
-        """Return an md5 over the stage descriptions: the pipeline's provenance."""
+        """Return an md5 over the stage descriptions, the pipeline's provenance."""
         text = "->".join(stage.fingerprint() for stage in self.stages)
         return hashlib.md5(text.encode("utf-8")).hexdigest()
 

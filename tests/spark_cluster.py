@@ -37,7 +37,7 @@ def spark_missing() -> str | None:
         return "pyspark is not installed (pip install 'atoll[spark]')"
     home = os.environ.get("JAVA_HOME")
     if not (home and os.access(os.path.join(home, "bin", "java"), os.X_OK)) and not shutil.which("java"):
-        return "Java is not installed (Spark needs Java 17 on PATH or JAVA_HOME)"
+        return "Java is not installed (Spark needs Java 17 or 21 on PATH or JAVA_HOME)"
     return None
 
 

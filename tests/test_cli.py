@@ -242,3 +242,25 @@ def test_worker_takes_config_after_the_target_too(tmp_path, option):
     result = atoll("worker", "served:service", *[o.format(path=absent) for o in option])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"atoll worker: --config {absent}: no such file"
+
+
+def test_status_says_what_health_says(tmp_path, monkeypatch):
+    # `atoll status` and GET /health describe one service's health in the same words
+    (tmp_path / "health_words.py").write_text(
+        "from atoll import Atoll, Pipeline\n"
+        "service = Atoll()\n"
+        "service.register_pipeline('/n', Pipeline(name='n').map(len))\n"
+        "service.health_checks.append(lambda: ('extra', False, {'error': 'always failing'}, False))\n")
+    monkeypatch.setenv("ATOLL_STATE_DIR", str(tmp_path / "state"))
+    said = atoll("status", "health_words:service", cwd=tmp_path,
+                 env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    word = json.loads(said.stdout)["status"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import health_words
+
+        answer = health_words.service.create_app().test_client().get("/health")
+    finally:
+        sys.modules.pop("health_words", None)
+    assert word == answer.get_json()["status"] and word in ("ok", "degraded", "down")
+    assert said.returncode == (0 if answer.status_code == 200 else 1)

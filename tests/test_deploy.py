@@ -65,12 +65,13 @@ def test_dockerfile_targets_and_sources():
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, flags=re.M)
     assert [s[1] for s in stages] == ["app", "spark"]
-    assert re.match(r"python:\$\{PYTHON_VERSION\}-slim", stages[0][0])
+    assert re.match(r"python:\$\{PYTHON_VERSION\}-slim-(bookworm|trixie)$", stages[0][0]), \
+        "the base image names its Debian release"
     assert stages[1][0] == "app"
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
     assert users[-1] == "atoll" and users[-1] != "root", "the image runs as a non-root user"
     spark_part = text.split("AS spark", 1)[1]
-    assert "openjdk-17-jre-headless" in spark_part and '".[spark]"' in spark_part
+    assert "openjdk-" in spark_part and '".[spark]"' in spark_part
     assert "openjdk" not in text.split("AS spark", 1)[0], "Java only in the spark target"
     for line in re.findall(r"^COPY\s+(.+)$", text, flags=re.M):
         for source in line.split()[:-1]:
@@ -166,8 +167,9 @@ def test_dockerfile_installs_dependencies_before_copying_the_code(tmp_path):
     for kind, arg in steps[:installs[0]]:
         if kind == "COPY":
             for source in arg.split()[:-1]:
+                (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, tmp_path / source)
-    (tmp_path / "atoll").mkdir()
+    (tmp_path / "atoll").mkdir(exist_ok=True)
     (tmp_path / "atoll" / "__init__.py").write_text("")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                             "--quiet", "--wheel-dir", str(tmp_path / "out"), str(tmp_path)],
@@ -181,3 +183,41 @@ def test_dockerfile_installs_dependencies_before_copying_the_code(tmp_path):
     for extra_requirement in ("flask", "celery", "gunicorn", "flower", "numpy"):
         assert re.search(rf"^Requires-Dist: {extra_requirement}\b", metadata, flags=re.M | re.I), \
             extra_requirement
+
+
+# The Java package each Debian release offers (Spark 4 runs on 17 and 21): Debian 13 (trixie) has no
+# openjdk-17-jre-headless. Where this machine runs the base's release, apt-cache checks every name.
+JAVA_OF_RELEASE = {"bookworm": "openjdk-17-jre-headless", "trixie": "openjdk-21-jre-headless"}
+
+
+def dockerfile_release_and_packages() -> tuple[str, list[str]]:
+    """Return the Debian release of the Dockerfile's base image and the names its apt-get installs."""
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    base = re.search(r"^FROM\s+python:\S+-slim-(\w+)\s", text, flags=re.M)
+    assert base, "the base image must name its Debian release (python:X.Y-slim-RELEASE)"
+    installs = re.findall(r"apt-get install ((?:[^\n&]|\\\n)+)", text)
+    names = [w for line in installs for w in line.split() if not w.startswith("-") and w != "\\"]
+    return base.group(1), names
+
+
+def test_the_dockerfile_installs_the_java_of_its_debian_release():
+    release, names = dockerfile_release_and_packages()
+    assert release in JAVA_OF_RELEASE, f"no known Java package for Debian {release}: add it here"
+    java = [n for n in names if n.startswith(("openjdk-", "default-jre"))]
+    assert java == [JAVA_OF_RELEASE[release]], (release, java)
+
+
+def test_the_dockerfile_apt_names_exist_in_its_release():
+    release, names = dockerfile_release_and_packages()
+    os_release = Path("/etc/os-release")
+    fields = dict(line.split("=", 1) for line in os_release.read_text().splitlines() if "=" in line) \
+        if os_release.exists() else {}
+    here = fields.get("VERSION_CODENAME", "").strip('"')
+    if fields.get("ID", "").strip('"') != "debian" or here != release:
+        pytest.skip(f"the base image is Debian {release}; this machine is {here or 'not Debian'}: "
+                    "apt-cache cannot answer for that release (the Java name is checked above)")
+    if shutil.which("apt-cache") is None or not list(Path("/var/lib/apt/lists").glob("*_Packages*")):
+        pytest.skip("apt's package lists are empty here: run `apt-get update` for this check")
+    for name in names:
+        policy = subprocess.run(["apt-cache", "policy", name], capture_output=True, text=True, timeout=60)
+        assert re.search(r"Candidate: [^(]", policy.stdout), f"Debian {release} has no package {name}"

@@ -121,3 +121,128 @@ def test_the_callback_on_the_jobs_page_has_the_keys_the_service_posts():
     job.succeed([["a", 1]])
     payload = next(b for b in blocks("jobs") if b.language == "json" and '"results_url"' in b.text)
     assert set(json.loads(payload.text)) == set(job.callback_payload(expose=True))
+
+
+# -- drift: what the code can say or read must be on the pages ------------------------------------
+
+ROOT = DOCS.parent
+
+
+def documented_text() -> str:
+    """Return the text of every docs page."""
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(DOCS.glob("*.rst")))
+
+
+def error_names_in_code() -> set[str]:
+    """Return every error name an HTTP answer of the service can carry, read from the code: the names
+    given to ApiError, RequestError, error_response, error_json and the 503 helper, and the names of
+    Werkzeug's own errors."""
+    import re
+
+    from atoll.service.errors import _HTTP_NAMES
+
+    pattern = re.compile(r'\b(?:ApiError|RequestError|error_response|error_json|_unavailable)\(\s*'
+                         r'(?:\d{3},\s*)?"([A-Z]\w+)"')
+    found = set(_HTTP_NAMES.values())
+    for path in (ROOT / "atoll" / "service").glob("*.py"):
+        found.update(pattern.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_error_table_lists_every_error_name_the_service_answers():
+    import re
+
+    text = (DOCS / "service.rst").read_text(encoding="utf-8")
+    section = text.split("\nErrors\n------\n", 1)[1].split("\nWhat error answers reveal\n", 1)[0]
+    documented = set(re.findall(r"``([A-Z]\w+)``", section))
+    in_code = error_names_in_code()
+    assert len(in_code) > 25, f"the scan of the code found too few names: {sorted(in_code)}"
+    assert not in_code - documented, f"error names missing from service.rst: {sorted(in_code - documented)}"
+    table = section.split(".. list-table::", 1)[1].split("\n\n", 2)[2].split("\nFlask and Werkzeug", 1)[0]
+    named = set(re.findall(r"^     - (``[A-Z]\w+``.*)$", table, flags=re.M))
+    listed = {name for row in named for name in re.findall(r"``([A-Z]\w+)``", row)}
+    # examples of names that come from the failing code, not from atoll: they cannot be found above
+    assert listed - in_code <= {"KeyError", "PipelineError"}, sorted(listed - in_code)
+
+
+def variables_read() -> dict[str, str]:
+    """Return the environment variables the code and the deployment files read, with where: ATOLL_*
+    read by atoll/ (as os.environ or os.getenv), every variable of deploy/compose.yaml and
+    deploy/gunicorn.conf.py, and what ./run takes with a default (``${NAME:-...}``)."""
+    import re
+
+    python_read = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]*)["']""")
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "atoll").rglob("*.py")):
+        for name in python_read.findall(path.read_text(encoding="utf-8")):
+            if name.startswith("ATOLL_"):
+                found.setdefault(name, str(path.relative_to(ROOT)))
+    for name in python_read.findall((ROOT / "deploy" / "gunicorn.conf.py").read_text(encoding="utf-8")):
+        found.setdefault(name, "deploy/gunicorn.conf.py")
+    for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "deploy" / "compose.yaml").read_text()):
+        found.setdefault(name, "deploy/compose.yaml")
+    for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*):[-?]", (ROOT / "run").read_text(encoding="utf-8")):
+        if name != "HOME":
+            found.setdefault(name, "run")
+    return found
+
+
+def test_every_variable_the_code_and_deploy_files_read_is_documented():
+    from atoll.config import SCHEMA, env_name
+
+    read = variables_read()
+    assert {"ATOLL_APP", "WEB_MAX_REQUESTS", "ATOLL_HTTP_PORT", "ATOLL_VENV"} <= set(read), read
+    text = documented_text()
+    keys = {env_name(key) for key in SCHEMA}  # ATOLL_<KEY>: the configuration page's table
+    missing = [f"{name} (read by {where})" for name, where in sorted(read.items())
+               if name not in keys and f"``{name}``" not in text]
+    assert not missing, "undocumented variables: " + ", ".join(missing)
+
+
+def declared_extras() -> dict[str, list[str]]:
+    """Return setup.py's extras, as setup() receives them."""
+    import runpy
+    from unittest import mock
+
+    with mock.patch("setuptools.setup") as setup:
+        runpy.run_path(str(ROOT / "setup.py"), run_name="__main__")
+    return setup.call_args.kwargs["extras_require"]
+
+
+def test_every_extra_is_documented_and_every_extra_named_exists():
+    import re
+
+    extras = declared_extras()
+    text = (DOCS / "getting-started.rst").read_text(encoding="utf-8")
+    table = text.split("\nExtras\n~~~~~~\n", 1)[1].split("\n.. _platforms:", 1)[0]
+    rows = re.findall(r"^   \* - ``(\w+)``$", table, flags=re.M)
+    assert sorted(rows) == sorted(extras), "the extras table of getting-started.rst and setup.py differ"
+    # every extra that code, deploy files, ./run and the pages name exists
+    named = re.compile(r"(?:atoll|\.|whl)\[([a-z][\w,]*)\]")
+    sources = [*(ROOT / "atoll").rglob("*.py"), *(ROOT / "deploy").iterdir(), ROOT / "run",
+               ROOT / "README.md", *DOCS.glob("*.rst")]
+    unknown = {f"{name} ({path.relative_to(ROOT)})" for path in sources if path.is_file()
+               for group in named.findall(path.read_text(encoding="utf-8"))
+               for name in group.split(",") if name not in extras}
+    assert not unknown, sorted(unknown)
+
+
+def test_no_page_installs_atoll_from_the_package_index():
+    # atoll is not published there: an install line naming it would fail for every reader
+    import re
+
+    from_index = re.compile(r"pip install (?:-\S+ )*['\"]?atoll(?:\[[\w,]*\])?['\"]?(?=[\s`]|$)", flags=re.M)
+    for path in [*DOCS.glob("*.rst"), ROOT / "README.md", ROOT / "deploy" / "README.md"]:
+        lines = from_index.findall(path.read_text(encoding="utf-8"))
+        assert not lines, f"{path.name}: {lines}"
+
+
+def test_every_wheel_name_on_the_pages_is_this_version():
+    # the version is written once in code; the pages name its wheel, so a new version must rename them
+    import re
+
+    import atoll
+
+    for path in [*DOCS.glob("*.rst"), ROOT / "README.md", ROOT / "deploy" / "README.md"]:
+        for version in re.findall(r"atoll-(\d[\w.]*?)-py3-none-any\.whl", path.read_text(encoding="utf-8")):
+            assert version == atoll.__version__, f"{path.name} names the wheel of atoll {version}"

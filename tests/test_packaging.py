@@ -110,3 +110,69 @@ def test_the_wheel_carries_the_dashboard_files(wheel):
         names = set(archive.namelist())
     assert {"index.html", "app.css", "app.js"} <= shipped
     assert {f"atoll/service/ui_files/{name}" for name in shipped} <= names
+
+
+# -- the release: one version, the changelog, the wheel and the sdist of `./run dist` ----------------
+
+def test_the_version_is_written_once_and_the_changelog_opens_with_its_section():
+    import atoll
+
+    root = Path(__file__).resolve().parents[1]
+    assert 'version="' not in (root / "setup.py").read_text(encoding="utf-8"), "setup.py reads __version__"
+    headings = re.findall(r"^## (.+)$", (root / "CHANGELOG.md").read_text(encoding="utf-8"), flags=re.M)
+    dated = rf"{re.escape(atoll.__version__)} - \d{{4}}-\d{{2}}-\d{{2}}"
+    assert re.fullmatch(dated, headings[0]), headings[0]
+    assert "Unreleased" not in headings[0]
+    assert len(set(headings)) == len(headings)
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    """The wheel and the sdist that `./run dist` builds (python -m build, from this tree)."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run([str(root / "run"), "dist", "--outdir", str(out)], capture_output=True, text=True,
+                          timeout=600, cwd=root, env={**clean_env(), "ATOLL_VENV": sys.prefix})
+    if done.returncode != 0 and ("NewConnectionError" in done.stdout + done.stderr
+                                 or "No matching distribution" in done.stdout + done.stderr):
+        pytest.skip("the package index is unreachable: python -m build cannot fetch setuptools")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_run_dist_builds_a_wheel_and_an_sdist_of_this_version(dist):
+    import tarfile
+
+    import atoll
+
+    version = atoll.__version__
+    assert sorted(p.name for p in dist.iterdir()) == [f"atoll-{version}-py3-none-any.whl",
+                                                      f"atoll-{version}.tar.gz"]
+    with zipfile.ZipFile(dist / f"atoll-{version}-py3-none-any.whl") as wheel:
+        names = wheel.namelist()
+        metadata = wheel.read(f"atoll-{version}.dist-info/METADATA").decode()
+    assert {n.split("/")[0] for n in names} == {"atoll", f"atoll-{version}.dist-info"}, "only the package"
+    assert f"Version: {version}\n" in metadata and "Requires-Python: >=3.10\n" in metadata
+    assert "Classifier: Operating System :: POSIX\n" in metadata
+    with tarfile.open(dist / f"atoll-{version}.tar.gz") as sdist:
+        members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
+    for wanted in ("CHANGELOG.md", "LICENSE", "README.md", "setup.py", "pyproject.toml", "docs/index.rst",
+                   "tests/conftest.py", "examples/comments.py", "deploy/Dockerfile", "benchmarks/RESULTS.md",
+                   "atoll/service/ui_files/app.js"):
+        assert wanted in members, f"the sdist lacks {wanted}"
+    assert not any("__pycache__" in m or m.startswith("docs/_build") for m in members)
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+def test_the_wheel_and_the_sdist_install_in_a_fresh_virtualenv(dist, tmp_path, kind):
+    import atoll
+
+    artifact = next(dist.glob("*.whl" if kind == "wheel" else "*.tar.gz"))
+    python = make_venv(tmp_path / "venv", str(artifact))
+    said = subprocess.run([str(python.parent / "atoll"), "--version"], capture_output=True, text=True,
+                          env=clean_env(), cwd=tmp_path, timeout=120)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.strip() == f"atoll {atoll.__version__}"
+    where = subprocess.run([str(python), "-c", "import atoll; print(atoll.__file__)"], capture_output=True,
+                           text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr

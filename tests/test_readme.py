@@ -26,11 +26,57 @@ def python_blocks() -> list[str]:
 
 
 def test_the_install_line_and_the_licence_are_on_the_readme():
+    import atoll
+
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     first_screen = "\n".join(text.splitlines()[:30])
-    assert "$ pip install 'atoll[service]'" in first_screen
+    assert "$ ./run dist" in first_screen
+    assert f"$ pip install 'dist/atoll-{atoll.__version__}-py3-none-any.whl[service]'" in first_screen
     assert "$ ./run serve" in first_screen and "$ ./run test" in first_screen
+    # atoll is not on the package index: no line may send a reader there for it
+    assert "pip install 'atoll[" not in text and "pip install atoll" not in text
     assert "MIT" in text and "(LICENSE)" in text and (ROOT / "LICENSE").exists()
+
+
+def test_the_install_lines_work_as_written_in_a_clone(tmp_path):
+    # A new user's clone (this tree's files, no virtualenv yet): the README's two install lines, run as
+    # written in bash, with `python3` being this interpreter; the second in a fresh virtualenv of theirs.
+    import shutil
+
+    import atoll
+    from tests.docblocks import Block
+    from tests.venvs import clean_env
+
+    clone = tmp_path / "atoll"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"^```console\n(\$ \./run dist.*?)^```", readme, flags=re.M | re.S).group(1)
+    build, install = Block("console", "", block).commands()
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "python3").symlink_to(sys.executable)
+    env = clean_env(PATH=f"{shims}{os.pathsep}{os.environ['PATH']}")
+    built = subprocess.run(["bash", "-c", build], cwd=clone, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert built.returncode == 0, built.stdout + built.stderr
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "project-venv")], check=True, timeout=300)
+    installed = subprocess.run(["bash", "-c", f". {tmp_path}/project-venv/bin/activate && {install}"],
+                               cwd=clone, env=env, capture_output=True, text=True, timeout=900)
+    if installed.returncode != 0 and "NewConnectionError" in installed.stderr:
+        pytest.skip("the package index is unreachable")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    said = subprocess.run([str(tmp_path / "project-venv" / "bin" / "atoll"), "--version"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert said.stdout.strip() == f"atoll {atoll.__version__}", said.stderr
+    imports = subprocess.run([str(tmp_path / "project-venv" / "bin" / "python"), "-c",
+                              "import flask, celery, gunicorn, atoll.service"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert imports.returncode == 0, imports.stderr
 
 
 def test_the_tour_runs_as_pasted(tmp_path):

@@ -23,7 +23,7 @@ from tests.requirements import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "run")
-COMMANDS = ["setup", "serve", "rabbitmq", "worker", "status", "flower", "stop", "clean", "test"]
+COMMANDS = ["setup", "serve", "rabbitmq", "worker", "status", "flower", "stop", "clean", "test", "dist"]
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -349,3 +349,134 @@ def test_native_dry_run_worker_and_flower(tmp_path):
     assert flower.returncode == 0, flower.stderr
     assert "flower --address=127.0.0.1 --port=5601" in flower.stdout
     assert not state.exists()
+
+
+# -- set-up: the Python check, the extras each command installs, system packages (dry run) ----------
+
+FAKE_APT_CACHE = r"""#!/bin/sh
+# A stand-in for apt-cache (`policy NAME`, `show --no-all-versions NAME`) answering from $FAKE_APT:
+# words NAME=VERSION; the version "snap" stands for Ubuntu's snap stubs, which depend on snapd.
+for last; do :; done
+version=""
+for entry in $FAKE_APT; do
+  [ "${entry%%=*}" = "$last" ] && version="${entry#*=}"
+done
+case "$1" in
+  policy) printf '%s:\n  Installed: (none)\n  Candidate: %s\n' "$last" "${version:-(none)}" ;;
+  show) [ -n "$version" ] || exit 100
+        printf 'Package: %s\nVersion: %s\n' "$last" "$version"
+        [ "$version" = snap ] && printf 'Pre-Depends: debconf, snapd\n'
+        exit 0 ;;
+esac
+"""
+
+
+@pytest.fixture
+def bare_machine(tmp_path):
+    """A PATH with only the tools ./run's set-up uses, as on a new machine: no java, chromium,
+    shellcheck, valgrind or rabbitmq-server; ``id -u`` answers $FAKE_UID (0 unless set), apt-cache
+    answers from $FAKE_APT, and apt-get must not be called (these are dry runs)."""
+    bindir = tmp_path / "bare-bin"
+    bindir.mkdir()
+    for tool in ("bash", "dirname", "sha1sum", "cut", "cat", "sed", "grep"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    scripts = {"id": '#!/bin/sh\necho "${FAKE_UID:-0}"\n',
+               "apt-get": "#!/bin/sh\necho 'apt-get ran during a dry run' >&2\nexit 99\n",
+               "apt-cache": FAKE_APT_CACHE}
+    for name, text in scripts.items():
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    # a broker URL on a port where nothing listens: RabbitMQ counts as missing too
+    return {"PATH": str(bindir), "ATOLL_BROKER": f"amqp://guest:guest@127.0.0.1:{_free_port()}//",
+            "ATOLL_REQUIRE": ""}
+
+
+def bare_run(machine: dict, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``bash ./run ARGS`` with the bare machine's PATH (and ``env`` on top)."""
+    full = {**os.environ, "ATOLL_VENV": str(Path(sys.prefix)), **machine, **env}
+    return subprocess.run([shutil.which("bash"), RUN, *args], capture_output=True, text=True, env=full,
+                          timeout=60, cwd=ROOT)
+
+
+def installs(result: subprocess.CompletedProcess) -> list[list[str]]:
+    """Return the package lists of the ``apt-get install`` lines a dry run printed."""
+    return [line.split("--no-install-recommends", 1)[1].split() for line in result.stdout.splitlines()
+            if " apt-get install " in line]
+
+
+DEBIAN_12 = ("rabbitmq-server=3.10.8 openjdk-17-jre-headless=17.0.21 default-jre-headless=2:1.17 "
+             "shellcheck=0.9.0 chromium=156.0 valgrind=3.19")
+DEBIAN_13 = ("rabbitmq-server=4.0.5 openjdk-21-jre-headless=21.0.9 default-jre-headless=2:1.21 "
+             "shellcheck=0.10.0 chromium=156.0 valgrind=3.24")
+UBUNTU = ("rabbitmq-server=3.12.1 openjdk-17-jre-headless=17.0.17 openjdk-21-jre-headless=21.0.9 "
+          "shellcheck=0.9.0 chromium-browser=snap valgrind=3.22")
+
+
+@pytest.mark.parametrize(("release", "apt", "java"), [("Debian 12", DEBIAN_12, "openjdk-17-jre-headless"),
+                                                      ("Debian 13", DEBIAN_13, "openjdk-21-jre-headless")])
+def test_test_installs_each_missing_package_on_its_own_with_the_java_the_release_has(
+        bare_machine, release, apt, java):
+    result = bare_run(bare_machine, "--dry-run", "test", "-x", FAKE_APT=apt)
+    assert result.returncode == 0, result.stderr
+    assert installs(result) == [["rabbitmq-server"], [java], ["shellcheck"], ["chromium"], ["valgrind"]]
+    assert "NOT installed" not in result.stderr, release
+    assert "+ env DEBIAN_FRONTEND=noninteractive apt-get update -qq" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith("-m pytest -x")
+
+
+def test_test_says_what_it_could_not_install_and_which_tests_skip_or_fail(bare_machine):
+    # Ubuntu: chromium-browser is a snap stub (and there is no `chromium`): never installed
+    result = bare_run(bare_machine, "--dry-run", "test", FAKE_APT=UBUNTU)
+    assert result.returncode == 0, result.stderr
+    assert installs(result) == [["rabbitmq-server"], ["openjdk-17-jre-headless"], ["shellcheck"],
+                                ["valgrind"]]
+    (line,) = [ln for ln in result.stderr.splitlines() if "NOT installed" in ln]
+    assert "chromium: no such package here" in line and "chromium-browser: only a snap stub" in line
+    assert "tests/test_ui.py" in line and line.endswith("will skip")
+    required = bare_run(bare_machine, "--dry-run", "test", FAKE_APT=UBUNTU,
+                        ATOLL_REQUIRE="rabbitmq,spark,chromium")
+    assert "will FAIL (ATOLL_REQUIRE names chromium)" in required.stderr
+    # no Java package at all: the Spark tests are named
+    no_java = bare_run(bare_machine, "--dry-run", "test", FAKE_APT="valgrind=3", ATOLL_REQUIRE="spark")
+    (java,) = [ln for ln in no_java.stderr.splitlines() if "NOT installed: java" in ln]
+    assert "the Spark tests will FAIL (ATOLL_REQUIRE names spark)" in java
+
+
+def test_test_without_root_installs_nothing_and_says_so(bare_machine):
+    result = bare_run(bare_machine, "--dry-run", "test", FAKE_APT=DEBIAN_12, FAKE_UID="1000")
+    assert result.returncode == 0, result.stderr
+    assert installs(result) == [] and "apt-get update" not in result.stdout
+    lacking = [ln for ln in result.stderr.splitlines() if "NOT installed" in ln]
+    assert len(lacking) == 5 and all("needs root and apt-get" in ln for ln in lacking)
+
+
+def test_an_old_python_is_refused_in_one_line_before_any_install(bare_machine, tmp_path):
+    old = tmp_path / "python3.8"
+    old.write_text("#!/bin/sh\necho 3.8\n")
+    old.chmod(0o755)
+    for command in ("setup", "serve", "test"):
+        result = bare_run(bare_machine, "--dry-run", command, PYTHON=str(old),
+                          ATOLL_VENV=str(tmp_path / "new-venv"))
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stdout == ""  # nothing was run, nothing would have been
+        assert result.stderr.splitlines() == [
+            f"run: atoll needs Python 3.10 or newer; {old} is Python 3.8 (set PYTHON=python3.X, and "
+            f"remove an old {tmp_path / 'new-venv'})"]
+
+
+def test_serve_installs_only_the_service_extra(tmp_path):
+    venv = tmp_path / "venv"  # a virtualenv that nothing was installed into yet
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    served = run("--dry-run", "serve", env={"ATOLL_VENV": str(venv)})
+    assert served.returncode == 0, served.stderr
+    pip = [ln for ln in served.stdout.splitlines() if " pip install " in ln]
+    assert pip == [f"+ {venv}/bin/python -m pip install --progress-bar off -e {ROOT}\\[service\\]"]
+    assert "installing atoll[service]" in served.stderr and "[test]" not in served.stdout + served.stderr
+
+
+def test_dist_builds_the_wheel_and_the_sdist_with_build(tmp_path):
+    result = run("--dry-run", "dist", "--outdir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (f"+ {sys.prefix}/bin/python -m build --outdir {tmp_path}/out "
+                                              f"{ROOT}")

@@ -81,7 +81,7 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         unavailable("chromium", "the playwright package is not installed (pip install 'atoll[test]')")
-    executable = shutil.which("chromium")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         unavailable("chromium", "no chromium on PATH (`./run test` installs Debian's chromium as root; "
                                 "apt-get install chromium)")

@@ -364,9 +364,9 @@ class LocalExecutor(SerialExecutor):
         self.min_parallel_seconds = min_parallel_seconds
         self.probe_seconds = probe_seconds
         self.max_chunk = max_chunk
-        #: how the last pass was scheduled: elements run by the probe, elements run here instead of
-        #: on the workers (``inline``, -1 for a whole generator), chunks sent to the workers and the
-        #: largest of them, chunks run here alongside the workers (``here``)
+        #: how the last pass was scheduled (elements run by the probe, elements run here instead of
+        #: on the workers: ``inline``, -1 for a whole generator; chunks sent to the workers and the
+        #: largest of them; chunks run here alongside the workers: ``here``)
         self.last_plan: dict[str, int] = {}
 
     def __repr__(self) -> str:

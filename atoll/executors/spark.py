@@ -35,7 +35,7 @@ found.
 
 Mesos: Spark 4 removed it. With pyspark >= 4 a ``mesos://`` master (also the one ``zookeeper_host``
 sets) is a :class:`SparkUnavailableError` saying to install pyspark 3.5.x. Without pyspark or Java the
-error says what to install: ``pip install 'atoll[spark]'``, Java 17.
+error says what to install: ``pip install 'atoll[spark]'``, Java 17 or 21.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ __all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spar
 log = logging.getLogger(__name__)
 
 INSTALL_PYSPARK = "pip install 'atoll[spark]'"
-INSTALL_JAVA = ("install Java 17 (e.g. `apt-get install openjdk-17-jre-headless`) and put `java` on "
+INSTALL_JAVA = ("install Java 17 or 21 (e.g. `apt-get install openjdk-17-jre-headless`; Debian 13 has "
+                "openjdk-21-jre-headless) and put `java` on "
                 "PATH or set JAVA_HOME")
 _LOOPBACK_MASTER = re.compile(r"^(local(\[.*\])?|local-cluster\[.*\]|spark://(127\.0\.0\.1|localhost)[:/].*)$")
 _MAX_FAILURE_BYTES = 256 * 1024

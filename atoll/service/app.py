@@ -86,7 +86,7 @@ class Registered:
     executor: Callable[[], Executor] = field(repr=False)
 
     def describe(self) -> dict:
-        """Return the JSON form listed by ``GET /pipelines`` (``graph`` is :meth:`Pipeline.graph`)."""
+        """Return the JSON form listed by ``GET /pipelines`` (``graph`` is :meth:`~atoll.Pipeline.graph`)."""
         return {"name": self.name, "endpoint": self.endpoint, "stages": self.pipeline.describe(),
                 "graph": self.pipeline.graph(),
                 "kwargs": list(self.pipeline.expected_kwargs), "sig": self.pipeline.sig,
@@ -195,7 +195,7 @@ class Atoll:
                                 f"spark; got {executor!r}")
 
     def get(self, name: str) -> Registered:
-        """Return the registered pipeline ``name`` or raise :class:`UnknownPipeline`."""
+        """Return the registered pipeline ``name`` or raise :class:`~atoll.service.app.UnknownPipeline`."""
         try:
             return self.pipelines[name]
         except KeyError:
@@ -204,7 +204,8 @@ class Atoll:
     def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None) -> Any:
         """Run the registered pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results.
 
-        Raises :class:`UnknownPipeline`, or the pipeline's own PipelineError / StageFailure.
+        Raises :class:`~atoll.service.app.UnknownPipeline`, or the pipeline's own PipelineError /
+        StageFailure.
         """
         registered = self.get(name)
         started = time.perf_counter()
@@ -214,7 +215,7 @@ class Atoll:
             _observe_run(name, registered, time.perf_counter() - started)
 
     def run_request(self, run: RunRequest) -> Any:
-        """Run a request parsed by :meth:`RunRequest.parse <atoll.service.model.RunRequest.parse>`."""
+        """Run a :class:`~atoll.service.model.RunRequest` (``RunRequest.parse`` reads one from a body)."""
         return self.run_pipeline(run.pipeline, run.data, run.kwargs)
 
     # -- health ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ client), the process's own registry is served.
 ``atoll_pipeline_run_duration_seconds`` pipeline runs (sync calls and jobs) by ``pipeline`` and
                                         ``executor``: the executor's time, without HTTP and JSON
 ``atoll_jobs_total``                    finished jobs by ``pipeline`` and ``status`` (succeeded,
-                                        failed)
+                                        failed, cancelled)
 ``atoll_job_duration_seconds``          job duration in the worker by ``pipeline``
 ``atoll_callback_deliveries_total``     callback delivery attempts by ``outcome`` (delivered,
                                         pending = will retry, failed = URL refused, abandoned)
