@@ -32,7 +32,7 @@ html_title = f"atoll {release}"
 nitpicky = True
 nitpick_ignore_regex = [
     (r"py:(class|data|obj)", r"(collections\.abc|typing|os|abc|enum|pathlib|types)\..*"),
-    (r"py:(class|data|obj)", r"(flask|werkzeug|celery|kombu)\..*"),
+    (r"py:(class|data|obj)", r"(flask|werkzeug|celery|kombu|gunicorn)\..*"),
 ]
 
 autodoc_member_order = "bysource"

@@ -135,17 +135,18 @@ def documented_text() -> str:
 
 def error_names_in_code() -> set[str]:
     """Return every error name an HTTP answer of the service can carry, read from the code: the names
-    given to ApiError, RequestError, error_response, error_json and the 503 helper, and the names of
-    Werkzeug's own errors."""
+    given to ApiError, RequestError, error_response, error_json and the 503 helper, those the web
+    server writes itself (``{"error": {"name": ...}}``), and the names of Werkzeug's own errors."""
     import re
 
     from atoll.service.errors import _HTTP_NAMES
 
     pattern = re.compile(r'\b(?:ApiError|RequestError|error_response|error_json|_unavailable)\(\s*'
-                         r'(?:\d{3},\s*)?"([A-Z]\w+)"')
+                         r'(?:\d{3},\s*)?"([A-Z]\w+)"|\{"error": \{"name": "([A-Z]\w+)"')
     found = set(_HTTP_NAMES.values())
     for path in (ROOT / "atoll" / "service").glob("*.py"):
-        found.update(pattern.findall(path.read_text(encoding="utf-8")))
+        found.update(name for names in pattern.findall(path.read_text(encoding="utf-8"))
+                     for name in names if name)
     return found
 
 

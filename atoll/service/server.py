@@ -19,7 +19,7 @@ itself, so ``atoll serve`` is safe on its own:
 - A body longer than the service's ``max_request_bytes`` is not read here: the request goes to a thread
   at once and the service answers 413 without reading it.
 - A thread stuck in a synchronous call that the watchdog could not stop (a call blocked in C code, see
-  :mod:`atoll.service.watchdog`) is given up: the watchdog has answered its caller 504, a new thread
+  ``atoll.service.watchdog``) is given up: the watchdog has answered its caller 504, a new thread
   takes its place and the process goes on serving the requests queued behind it. Only when
   :data:`STUCK_THREADS_PER_THREAD` times ``threads`` stuck threads pile up in one process does it stop
   gracefully -- every request it has accepted is answered first -- and gunicorn starts another.
