@@ -8,7 +8,7 @@ from itertools import islice
 from typing import Any
 
 from atoll import control
-from atoll.executors.base import Executor
+from atoll.executors.interpreter import Executor
 from atoll.operators import EMPTY, Step, merge_partials, run_steps
 
 __all__ = ["SerialExecutor", "chunks_of", "combine", "run_chunks"]

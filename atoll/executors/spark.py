@@ -1,7 +1,7 @@
 """The Spark executor: the same pipelines on Apache Spark (``local[*]``, a standalone cluster, YARN,
 Kubernetes; Mesos through pyspark 3.5).
 
-How a pipeline maps onto Spark's RDD API (the shared walk in :mod:`atoll.executors.base` decides what
+How a pipeline maps onto Spark's RDD API (the shared walk in :mod:`atoll.executors.interpreter` decides what
 runs; this module only decides where):
 
 * the input becomes an RDD (``parallelize``; a :mod:`atoll.sources` file source becomes ``textFile``);
@@ -59,7 +59,7 @@ import cloudpickle
 
 from atoll import control, serialization
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
-from atoll.executors.base import Executor
+from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
 from atoll.operators import Step, merge_partials, run_steps
 
