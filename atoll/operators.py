@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain, starmap
 from typing import Any, NamedTuple, Protocol
 
-from atoll import output
+from atoll import capture
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
@@ -809,7 +809,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     except Exception as exc:
         first = exc
     logger.debug("fused pass failed; running it stage by stage to locate the failure")
-    with output.paused():  # what the first run printed is recorded once
+    with capture.paused():  # what the first run printed is recorded once
         if rerun is None:
             _run_staged(steps, items, aggregate, acc)  # raises the located error when the failure recurs
         else:

@@ -50,8 +50,8 @@ the next pass starts a new pool; the exception propagates unchanged. If another 
 is running a pass on the same pool, the workers are not killed (that would fail its pass): chunks not
 yet started are cancelled and the running ones are left to finish on their own.
 
-Progress (:mod:`atoll.control`): a pass sent to the workers counts its chunks in the current
-:class:`~atoll.control.RunControl` (all of them when they are cut up front, each as it is submitted
+Progress (:mod:`atoll.progress`): a pass sent to the workers counts its chunks in the current
+:class:`~atoll.progress.RunControl` (all of them when they are cut up front, each as it is submitted
 or started here otherwise), and a chunk as done when its result is back or this process has run it;
 the probe slices count as nothing. A pass that stays in this process counts as one unit.
 """
@@ -77,7 +77,7 @@ from joblib.externals.loky import ProcessPoolExecutor
 from joblib.externals.loky.backend.utils import kill_process_tree
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from atoll import control, output, serialization
+from atoll import capture, progress, serialization
 from atoll.errors import PipelineError
 from atoll.executors.serial import SerialExecutor, chunks_of, combine, run_chunks
 from atoll.operators import Step, combine_partials, run_steps
@@ -260,14 +260,14 @@ def _unpack(value: Any) -> Any:
 _RESEND = "atoll: resend this chunk with cloudpickle"
 
 
-def _run_chunk(payload: bytes, serializer: str, chunk, capture: tuple[int, int] | None = None) -> Any:
+def _run_chunk(payload: bytes, serializer: str, chunk, log_settings: tuple[int, int] | None = None) -> Any:
     """Worker side: run the fused pass over one chunk; return its result packed.
 
-    ``capture`` (the settings of a job-log capture active where the pass started) captures what the
-    chunk prints and logs and returns it with the result (:func:`atoll.output.run_captured`).
+    ``log_settings`` (those of a job-log capture active where the pass started) captures what the
+    chunk prints and logs and returns it with the result (:func:`atoll.capture.run_captured`).
     """
-    if capture is not None:
-        return output.run_captured(capture, _run_chunk, payload, serializer, chunk)
+    if log_settings is not None:
+        return capture.run_captured(log_settings, _run_chunk, payload, serializer, chunk)
     steps, aggregate = _loads(payload, serializer)
     try:
         chunk = _unpack(chunk)
@@ -380,7 +380,7 @@ class LocalExecutor(SerialExecutor):
         return serialization.dumps(obj)
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
-        run = control.current()
+        run = progress.current()
         source = _Source(data)
         parts, per_item, transfer, per_partial, per_merge = self._probe(source, steps, aggregate)
         plan = {"probe": source.offset, "inline": 0, "chunks": 0, "chunk_size": 0, "here": 0}
@@ -502,7 +502,7 @@ class LocalExecutor(SerialExecutor):
                 total: int | None = None) -> _ReadAhead:
         """Return the :class:`_ReadAhead` that submits ``chunks`` to the pool of ``workers``."""
         task = partial(_run_chunk, self._dumps((steps, aggregate)), self.serializer,
-                       capture=output.settings())
+                       log_settings=capture.settings())
         reader = _ReadAhead(chunks, workers, task, run, announce=announce)
         if self.progress:
             from tqdm.auto import tqdm
@@ -511,7 +511,7 @@ class LocalExecutor(SerialExecutor):
         return reader
 
     def _parallel(self, chunks, steps, aggregate, total: int | None,
-                  run: control.RunControl | None = None):
+                  run: progress.RunControl | None = None):
         """Yield each chunk's result, in order, from the worker pool.
 
         Chunks are read and submitted ahead (:class:`_ReadAhead`), so a worker never waits for the
@@ -527,7 +527,7 @@ class LocalExecutor(SerialExecutor):
         yield from _delivered(reader, reader.values())
 
     def _alongside(self, source: _Source, steps, aggregate, per_item: float, per_partial: float,
-                   run: control.RunControl | None = None):
+                   run: progress.RunControl | None = None):
         """Yield the results of the rest of a sequence, in order, computed by ``n_jobs - 1`` workers
         taking chunks from its front and by this process taking chunks from its back, at once.
 
@@ -614,25 +614,25 @@ class LocalExecutor(SerialExecutor):
                 plan["here"] += 1
                 if run is not None:
                     run.add_total(1)
-                capture = output.settings()
-                if capture is None:
+                log_settings = capture.settings()
+                if log_settings is None:
                     result = _run_here(seq, start, end, steps, aggregate, every, ran)
                 else:  # captured on its own, so that the output joins the job's in input order
-                    result = output.run_captured(capture, _run_here, seq, start, end, steps, aggregate,
+                    result = capture.run_captured(log_settings, _run_here, seq, start, end, steps, aggregate,
                                                  every, ran)
                 here.append(result)
                 if run is not None:
                     run.advance(1)
                 if reader.bar is not None:
                     reader.bar.update(1)
-                if isinstance(output.unmerged(result), _Failed):
+                if isinstance(capture.unmerged(result), _Failed):
                     break
         except BaseException:  # an interruption, a worker that died: the chunks running are killed
             reader.close(kill=True)
             raise
         # stopped by a failure, the rest goes to the workers: a chunk before the failing one may fail first
         working[0] = False
-        mine = (output.merged_into(reader.log, result) for result in reversed(here))
+        mine = (capture.merged_into(reader.log, result) for result in reversed(here))
         yield from _delivered(reader, chain(theirs, reader.values(), mine))
 
 
@@ -685,13 +685,13 @@ class _ReadAhead:
     The input is read in the calling thread (a generator may hold a database cursor or other state
     bound to its thread). Chunks submitted and not yet taken are bounded (``4 * n_jobs``).
 
-    With a :class:`~atoll.control.RunControl`, each chunk is counted done when its future is seen
+    With a :class:`~atoll.progress.RunControl`, each chunk is counted done when its future is seen
     finished (in the calling thread, in the order they finish), and with ``announce`` each chunk is
     added to the total as it is submitted.
     """
 
     def __init__(self, chunks: Iterable, n_jobs: int, task: Callable,
-                 run: control.RunControl | None = None, announce: bool = False):
+                 run: progress.RunControl | None = None, announce: bool = False):
         self.chunks, self.n_jobs, self.task = iter(chunks), n_jobs, task
         self.run, self.announce = run, announce and run is not None
         self.counted: set = set()  # futures of the window already counted done
@@ -703,7 +703,7 @@ class _ReadAhead:
         self.bar = None  # a tqdm bar to advance as chunks are taken
         #: the capture of the context that reads the chunks, where their output goes (also when their
         #: results are taken inside another capture, see LocalExecutor._alongside)
-        self.log = output.current()
+        self.log = capture.current()
 
     def submit(self, chunk: Any) -> Any:
         """Return the future of ``chunk`` (as it is, or packed) running on the pool."""
@@ -790,9 +790,9 @@ class _ReadAhead:
     def _value(self, future, chunk) -> Any:
         """Return a finished chunk's result unpacked, its captured output merged here: a chunk's own
         failure as the :class:`_Failed` it returned."""
-        result = output.merged_into(self.log, future.result())  # its captured output joins the job's
+        result = capture.merged_into(self.log, future.result())  # its captured output joins the job's
         if type(result) is str and result == _RESEND:
-            result = output.merged_into(self.log, self.submit(_unpack(chunk)).result())
+            result = capture.merged_into(self.log, self.submit(_unpack(chunk)).result())
         if self.bar is not None:
             self.bar.update(1)
         return result if isinstance(result, _Failed) else _unpack(result)
@@ -803,7 +803,7 @@ class _ReadAhead:
             if future.done() and not future.cancelled():
                 if future.exception() is not None:
                     return True
-                if isinstance(output.unmerged(future.result()), _Failed):
+                if isinstance(capture.unmerged(future.result()), _Failed):
                     return True
         return False
 

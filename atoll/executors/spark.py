@@ -28,7 +28,7 @@ meanwhile (a signal handler's exception such as Celery's ``SoftTimeLimitExceeded
 exception propagates unchanged. (Were the action called in the calling thread, the exception would be
 raised inside py4j's socket read, and py4j turns any ``Exception`` raised there into a ``Py4JError``.)
 
-Progress (:mod:`atoll.control`): the tasks of each job of the run (one per partition of each stage) are
+Progress (:mod:`atoll.progress`): the tasks of each job of the run (one per partition of each stage) are
 the units of work. A thread polls Spark's status tracker for the run's job group every ``interval``
 seconds (:data:`MIN_POLL_SECONDS` at least) while an action runs, and the calling thread reports what it
 found.
@@ -57,7 +57,7 @@ from typing import Any
 
 import cloudpickle
 
-from atoll import control, serialization
+from atoll import progress, serialization
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
 from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
@@ -289,13 +289,13 @@ class _RunJobs:
 
     Each action runs in a helper thread (the job group is set there: Spark's local properties belong
     to the thread); the calling thread waits, interruptibly, and on any exception cancels the group,
-    jobs submitted later included. With a :class:`~atoll.control.RunControl`, a second thread polls
+    jobs submitted later included. With a :class:`~atoll.progress.RunControl`, a second thread polls
     the status tracker every ``interval`` seconds (:data:`MIN_POLL_SECONDS` at least); the calling
     thread applies what it found, so ``on_progress`` runs in the calling thread as on the other
     executors.
     """
 
-    def __init__(self, sc: Any, run: control.RunControl | None):
+    def __init__(self, sc: Any, run: progress.RunControl | None):
         self.sc = sc
         self.run = run
         self.group = f"atoll-{uuid.uuid4().hex}"
@@ -456,7 +456,7 @@ class SparkExecutor(Executor):
             sc.environment["PYTHONPATH"] = path
         outer = getattr(self._local, "cached", None), getattr(self._local, "jobs", None)
         self._local.cached = []
-        self._local.jobs = _RunJobs(sc, control.current())
+        self._local.jobs = _RunJobs(sc, progress.current())
         try:
             return self._decoding(super().run, pipeline, data, kwargs)
         finally:
@@ -468,7 +468,7 @@ class SparkExecutor(Executor):
         """Return ``call()``, a Spark action, run in the run's job group (see :class:`_RunJobs`)."""
         jobs = getattr(self._local, "jobs", None)
         if jobs is None:  # outside run(): a job group of its own
-            jobs = _RunJobs(self.context, control.current())
+            jobs = _RunJobs(self.context, progress.current())
         return self._decoding(jobs.action, call)
 
     def _decoding(self, action, *args) -> Any:
