@@ -1,9 +1,20 @@
-"""Deprecated: renamed :mod:`atoll.progress` (a run's progress reports); this name is that module."""
+"""Deprecated: renamed :mod:`atoll.progress` (a run's progress reports).
 
-import sys
+Every name is read from there when asked for: the same objects and their current state."""
+
 import warnings
+from typing import Any
 
-from atoll import progress
+from atoll import progress as _new
 
 warnings.warn("atoll.control is deprecated; import atoll.progress", DeprecationWarning, stacklevel=2)
-sys.modules[__name__] = progress
+
+
+def __getattr__(name: str) -> Any:
+    """Return the renamed module's attribute ``name``."""
+    return getattr(_new, name)
+
+
+def __dir__() -> list[str]:
+    """Return the renamed module's names."""
+    return dir(_new)

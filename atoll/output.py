@@ -1,9 +1,20 @@
-"""Deprecated: renamed :mod:`atoll.capture` (what a run printed and logged); this name is that module."""
+"""Deprecated: renamed :mod:`atoll.capture` (what a run printed and logged).
 
-import sys
+Every name is read from there when asked for: the same objects and their current state."""
+
 import warnings
+from typing import Any
 
-from atoll import capture
+from atoll import capture as _new
 
 warnings.warn("atoll.output is deprecated; import atoll.capture", DeprecationWarning, stacklevel=2)
-sys.modules[__name__] = capture
+
+
+def __getattr__(name: str) -> Any:
+    """Return the renamed module's attribute ``name``."""
+    return getattr(_new, name)
+
+
+def __dir__() -> list[str]:
+    """Return the renamed module's names."""
+    return dir(_new)

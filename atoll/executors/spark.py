@@ -55,12 +55,11 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-import cloudpickle
-
-from atoll import progress, serialization
+from atoll import progress
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
 from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
+from atoll.executors.wire import dumps_pass, loads_pass
 from atoll.operators import Step, merge_partials, run_steps
 
 __all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spark_context"]
@@ -212,22 +211,9 @@ def _decoded(exc: BaseException) -> BaseException | None:
     return None
 
 
-_payload_cache: dict[bytes, Any] = {}
-
-
-def _loads(payload: bytes) -> Any:
-    """Return the unpickled pass, cached per worker process so each partition does not unpickle it."""
-    hit = _payload_cache.get(payload)
-    if hit is None:
-        if len(_payload_cache) >= 16:
-            _payload_cache.clear()
-        hit = _payload_cache[payload] = cloudpickle.loads(payload)
-    return hit
-
-
 def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
     """Worker side: run a fused pass over one partition (see :func:`run_steps`)."""
-    steps, aggregate = _loads(payload)
+    steps, aggregate = loads_pass(payload)
     items = iterator if isinstance(iterator, (list, range)) else list(iterator)
     try:
         result = run_steps(steps, items, aggregate)
@@ -239,11 +225,11 @@ def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
 def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
     """Return the pass pickled, or a PipelineError naming the stage whose function cannot travel."""
     try:
-        return serialization.dumps((steps, aggregate))
+        return dumps_pass((steps, aggregate))
     except Exception as exc:
         for step in [*steps, aggregate]:
             try:
-                serialization.dumps(step)
+                dumps_pass(step)
             except Exception:
                 raise PipelineError(f"{step.info.describe()}: its function cannot be sent to Spark "
                                     f"workers ({type(exc).__name__}: {exc})", stage=step.info) from None
@@ -258,7 +244,7 @@ class _MergeValues:
 
     @property
     def aggregate(self) -> Step:
-        return _loads(self.payload)[1]
+        return loads_pass(self.payload)[1]
 
     def __call__(self, a: Any, b: Any) -> Any:
         try:
