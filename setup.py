@@ -41,6 +41,7 @@ extras["test"] = sorted(set(
         "playwright>=1.40,<2",
         "ruff>=0.4",
         "build>=1.0,<2",
+        "import-linter>=2.1,<3",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
 

@@ -1,11 +1,13 @@
 """What each operator does, defined once and shared by every executor.
 
-Each operator is one object (:class:`Operator`; the aggregates are :class:`Aggregate`): what it does to
-one partition (a list or range), the lines it adds to a compiled fused pass, and for ``reduce`` and
-``reduceByKey`` how partial results combine across partitions. :func:`run_steps` runs a fused run of
-stages as one generated Python loop (:func:`compiled_pass`, compiled once per pipeline signature and
-cached), and only when it fails runs the partition again stage by stage, with each operator's
-:meth:`Operator.partition`, to name the stage and element that failed. The partition functions
+Each of the twelve operators is one object (:class:`Operator`; the aggregates are :class:`Aggregate`,
+``to`` and the branching ones :class:`Whole`): what it does to one partition (a list or range), the
+lines it adds to a compiled fused pass, for ``reduce`` and ``reduceByKey`` how partial results combine
+across partitions, and for ``to``, ``fork``, ``forkMap``, ``split`` and ``splitMap`` what it does to
+the whole input (:meth:`Whole.apply`, called by the executors' interpreter). :func:`run_steps` runs a
+fused run of stages as one generated Python loop (:func:`compiled_pass`, compiled once per pipeline
+signature and cached), and only when it fails runs the partition again stage by stage, with each
+operator's :meth:`Operator.partition`, to name the stage and element that failed. The partition functions
 (``map_partition`` and the rest) are that staged form.
 """
 
@@ -20,13 +22,15 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from itertools import chain, starmap
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from atoll import output
+from atoll import capture
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
-    "EMPTY", "Operator", "Aggregate", "OPERATORS", "operator_named", "Step", "ElementFailed",
+    "EMPTY", "Operator", "Aggregate", "Whole", "Branching", "Walker", "OPERATORS", "operator_named",
+    "MAP", "FLAT_MAP", "FILTER", "MAP_VALUES", "FLAT_MAP_VALUES", "REDUCE", "REDUCE_BY_KEY", "TO", "FORK",
+    "FORK_MAP", "SPLIT", "SPLIT_MAP", "Step", "ElementFailed",
     "map_partition", "flat_map_partition", "filter_partition", "map_values_partition",
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
@@ -273,6 +277,13 @@ class Operator(ABC):
 
     #: the DSL's name of the operator
     name = ""
+    #: it runs inside a fused pass over the elements (element-wise, or an aggregate ending the pass);
+    #: otherwise the interpreter applies it to the whole input (:class:`Whole`)
+    joins_pass = True
+    #: its branches each see the input, or one element of it (fork, forkMap, split, splitMap)
+    branching = False
+    #: its function may not be None (the identity): an aggregate needs a function of two arguments
+    needs_function = False
     #: it reads (key, value) pairs: a dict input is read as its items
     pairs = False
     #: what its output elements are, given its input's ("plain", "tuples" or "mixed"; None: the
@@ -439,6 +450,7 @@ class Aggregate(Operator):
 
     #: its result is (key, value) pairs combined per key (Spark's ``reduceByKey``), not one value
     keyed = False
+    needs_function = True
     #: its first element is folded in differently (it starts the accumulator): a fused pass with no
     #: inner loop takes it in a loop of its own, so the main loop does not test for it each time
     peels = False
@@ -542,9 +554,95 @@ class ReduceByKey(Aggregate):
         return iter(partial.items())
 
 
-#: every element-wise and aggregate operator, by its DSL name
+class Walker(Protocol):
+    """What a :class:`Whole` operator asks of the interpreter that applies it (an executor)."""
+
+    def walk(self, pipeline: Any, value: Any, kwargs: dict, outer: StageInfo | None = None,
+             branch: int | None = None) -> Any:
+        """Return ``pipeline`` run on ``value`` (a branch or a nested pipeline)."""
+
+    def collect(self, value: Any) -> Any:
+        """Return ``value`` with the executor's datasets in it turned into lists."""
+
+    def reusable(self, value: Any) -> Any:
+        """Return ``value`` in a form that several branches can each read."""
+
+    def bound(self, stage: Any, kwargs: dict) -> Callable:
+        """Return the stage's function with its arguments bound."""
+
+
+class Whole(Operator):
+    """An operator the interpreter applies to the whole input (:meth:`apply`): it joins no fused pass."""
+
+    joins_pass = False
+    makes = None
+
+    def partition(self, step: Step, items) -> list:
+        raise TypeError(f"{self.name} runs on the whole input; it has no partition form")
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        raise TypeError(f"{self.name} runs on the whole input; it does not join a fused pass")
+
+    @abstractmethod
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        """Return the stage's result on ``value`` (``walker`` runs branches and nested pipelines)."""
+
+
+class To(Whole):
+    """``to(f)``: ``f`` called once on the whole input (a tuple is spread into arguments)."""
+
+    name = "to"
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        if stage.func is None:  # identity: a tuple passes through whole, not spread
+            return walker.collect(value)
+        if stage.nested is not None:
+            return walker.walk(stage.nested, value, kwargs, info)
+        return call_whole(walker.bound(stage, kwargs), walker.collect(value), info)
+
+
+class Branching(Whole):
+    """An operator with branches; a bare function given as a branch becomes a one-stage branch of
+    the operator :attr:`bare` (``to`` for fork and split, ``map`` for forkMap and splitMap)."""
+
+    branching = True
+
+    def __init__(self, name: str, bare: Operator):
+        self.name = name
+        self.bare = bare
+
+
+class Fork(Branching):
+    """``fork(b1, b2, ...)``: a tuple of each branch's result on the same input."""
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        shared = walker.reusable(value)
+        return tuple(walker.walk(b, shared, kwargs, info, j) for j, b in enumerate(stage.branches))
+
+
+class Split(Branching):
+    """``split(b1, b2, ...)``: element i of a tuple or list input fed to branch i."""
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        parts = walker.collect(value)
+        if not isinstance(parts, (tuple, list)) or len(parts) != len(stage.branches):
+            got = (f"{type(parts).__name__} of {len(parts)}"
+                   if isinstance(parts, (tuple, list)) else type(parts).__name__)
+            raise PipelineError(f"{info.describe()}: needs a tuple or list of {len(stage.branches)} "
+                                f"elements, one per branch; got {got}", stage=info)
+        return tuple(walker.walk(b, part, kwargs, info, j)
+                     for j, (b, part) in enumerate(zip(stage.branches, parts)))
+
+
+MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES = Map(), FlatMap(), Filter(), MapValues(), FlatMapValues()
+REDUCE, REDUCE_BY_KEY, TO = Reduce(), ReduceByKey(), To()
+FORK, FORK_MAP = Fork("fork", TO), Fork("forkMap", MAP)
+SPLIT, SPLIT_MAP = Split("split", TO), Split("splitMap", MAP)
+
+#: the twelve operators, by their DSL names
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
-    Map(), FlatMap(), Filter(), MapValues(), FlatMapValues(), Reduce(), ReduceByKey())}
+    MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES, REDUCE, REDUCE_BY_KEY, TO, FORK, FORK_MAP, SPLIT,
+    SPLIT_MAP)}
 
 
 def operator_named(name: str) -> Operator:
@@ -711,7 +809,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     except Exception as exc:
         first = exc
     logger.debug("fused pass failed; running it stage by stage to locate the failure")
-    with output.paused():  # what the first run printed is recorded once
+    with capture.paused():  # what the first run printed is recorded once
         if rerun is None:
             _run_staged(steps, items, aggregate, acc)  # raises the located error when the failure recurs
         else:

@@ -15,20 +15,31 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from atoll import operators as ops
 from atoll.errors import MissingKwargsError, PipelineError
 
-__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS"]
+__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS", "runs_on"]
 
 #: element-wise operators: fused into one pass over a partition
-NARROW = ("map", "flatMap", "filter", "mapValues", "flatMapValues")
+NARROW = tuple(op.name for op in ops.OPERATORS.values()
+               if op.joins_pass and not isinstance(op, ops.Aggregate))
 #: operators that fold a collection; combined inside each partition before merging
-AGGREGATE = ("reduce", "reduceByKey")
+AGGREGATE = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.Aggregate))
 #: operators whose branches each see the input (fork*) or one element of it (split*)
-BRANCHING = ("fork", "forkMap", "split", "splitMap")
+BRANCHING = tuple(op.name for op in ops.OPERATORS.values() if op.branching)
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
 RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress"})
 
-_BRANCH_DEFAULT_OP = {"fork": "to", "forkMap": "map", "split": "to", "splitMap": "map"}
+#: returns the executor that ``Pipeline.__call__``'s keyword arguments ask for; set by
+#: :mod:`atoll.executors` when it is imported (importing ``atoll`` always imports it), so that this
+#: description of a pipeline does not import the layer that runs it
+_choose_executor: Callable[..., Any] | None = None
+
+
+def runs_on(choose_executor: Callable[..., Any]) -> None:
+    """Set the function that chooses the executor of ``Pipeline.run`` and ``Pipeline.__call__``."""
+    global _choose_executor
+    _choose_executor = choose_executor
 
 
 def function_name(func: Any) -> str:
@@ -79,17 +90,27 @@ def _code_text(code: Any) -> str:
 class Stage:
     """One step of a pipeline: an operator, its function (or branches) and what is bound to it."""
 
-    op: str
+    operator: ops.Operator
     func: Any = None
     branches: tuple[Pipeline, ...] = ()
     args: tuple = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
     runtime_kwargs: tuple[str, ...] = ()
 
+    @property
+    def op(self) -> str:
+        """Return the operator's DSL name (``"map"``, ``"fork"``, ...)."""
+        return self.operator.name
+
+    @property
+    def nested(self) -> Pipeline | None:
+        """Return the stage's function when it is a pipeline (run as a nested pipeline), else None."""
+        return self.func if isinstance(self.func, Pipeline) else None
+
     @functools.cached_property  # a stage never changes, and every run of it names it
     def function(self) -> str:
         """Return the name of the stage's function, or the branch names joined by ``|``."""
-        if self.op in BRANCHING:
+        if self.operator.branching:
             return "|".join(_branch_name(b) for b in self.branches)
         return function_name(self.func)
 
@@ -101,7 +122,7 @@ class Stage:
 
     def fingerprint(self) -> str:
         """Return the text hashed into the pipeline's ``sig``."""
-        if self.op in BRANCHING:
+        if self.operator.branching:
             inner = "|".join(b.sig for b in self.branches)
         else:
             inner = _fingerprint(self.func)
@@ -199,15 +220,15 @@ class Pipeline:
 
     # -- composition -------------------------------------------------------------------------
 
-    def _add(self, op: str, func: Any, args: tuple, kwargs: dict) -> Pipeline:
+    def _add(self, operator: ops.Operator, func: Any, args: tuple, kwargs: dict) -> Pipeline:
         index = len(self.stages)
         runtime = kwargs.pop("kwargs", None) or ()
         if isinstance(runtime, str):
             runtime = (runtime,)
         runtime = tuple(runtime)
-        where = f"stage {index} {op}({function_name(func)})"
-        if func is None and op in AGGREGATE:
-            raise PipelineError(f"{where}: {op} needs a function of two arguments, got None")
+        where = f"stage {index} {operator.name}({function_name(func)})"
+        if func is None and operator.needs_function:
+            raise PipelineError(f"{where}: {operator.name} needs a function of two arguments, got None")
         if func is not None and not callable(func):
             raise PipelineError(f"{where}: the function must be callable (or None for identity), "
                                 f"got {type(func).__name__} {func!r}")
@@ -217,11 +238,12 @@ class Pipeline:
         if bad:
             raise PipelineError(f"{where}: runtime kwargs {bad} are reserved names "
                                 f"({', '.join(sorted(RESERVED_KWARGS))})")
-        stage = Stage(op, func, (), tuple(args), tuple(kwargs.items()), runtime)
+        stage = Stage(operator, func, (), tuple(args), tuple(kwargs.items()), runtime)
         return Pipeline(self._name, self.stages + (stage,))
 
-    def _branch(self, op: str, branches: tuple) -> Pipeline:
+    def _branch(self, operator: ops.Branching, branches: tuple) -> Pipeline:
         index = len(self.stages)
+        op = operator.name
         if not branches:
             raise PipelineError(f"stage {index} {op}(): needs at least one branch")
         normalized = []
@@ -232,57 +254,57 @@ class Pipeline:
                 if not callable(branch):
                     raise PipelineError(f"stage {index} {op}: branch {i} must be a function, a "
                                         f"Pipeline or None, got {type(branch).__name__} {branch!r}")
-                branch = getattr(Pipeline(), _BRANCH_DEFAULT_OP[op])(branch)
+                branch = Pipeline()._add(operator.bare, branch, (), {})
             normalized.append(branch)
-        return Pipeline(self._name, self.stages + (Stage(op, branches=tuple(normalized)),))
+        return Pipeline(self._name, self.stages + (Stage(operator, branches=tuple(normalized)),))
 
     def map(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also applies ``func`` to each element (a tuple is unpacked)."""
-        return self._add("map", func, args, kwargs)
+        return self._add(ops.MAP, func, args, kwargs)
 
     def flatMap(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also maps each element to an iterable and concatenates them."""
-        return self._add("flatMap", func, args, kwargs)
+        return self._add(ops.FLAT_MAP, func, args, kwargs)
 
     def filter(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also keeps the elements for which ``func`` is truthy."""
-        return self._add("filter", func, args, kwargs)
+        return self._add(ops.FILTER, func, args, kwargs)
 
     def mapValues(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also applies ``func`` to the value of each (key, value) pair."""
-        return self._add("mapValues", func, args, kwargs)
+        return self._add(ops.MAP_VALUES, func, args, kwargs)
 
     def flatMapValues(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also expands each (key, value) into (key, w) for w in func(value)."""
-        return self._add("flatMapValues", func, args, kwargs)
+        return self._add(ops.FLAT_MAP_VALUES, func, args, kwargs)
 
     def reduce(self, func: Callable, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also left-folds the collection with an associative ``func``."""
-        return self._add("reduce", func, args, kwargs)
+        return self._add(ops.REDUCE, func, args, kwargs)
 
     def reduceByKey(self, func: Callable, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also folds the values of each key: ``[(key, folded), ...]``."""
-        return self._add("reduceByKey", func, args, kwargs)
+        return self._add(ops.REDUCE_BY_KEY, func, args, kwargs)
 
     def to(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also calls ``func`` on the whole input (a tuple is spread)."""
-        return self._add("to", func, args, kwargs)
+        return self._add(ops.TO, func, args, kwargs)
 
     def fork(self, *branches: Callable | Pipeline | None) -> Pipeline:
         """Return a pipeline that also gives a tuple of each branch's result on the same input."""
-        return self._branch("fork", branches)
+        return self._branch(ops.FORK, branches)
 
     def forkMap(self, *branches: Callable | Pipeline | None) -> Pipeline:
         """Like ``fork``, but a bare function branch is mapped over the input."""
-        return self._branch("forkMap", branches)
+        return self._branch(ops.FORK_MAP, branches)
 
     def split(self, *branches: Callable | Pipeline | None) -> Pipeline:
         """Return a pipeline that also feeds element i of a tuple/list input to branch i."""
-        return self._branch("split", branches)
+        return self._branch(ops.SPLIT, branches)
 
     def splitMap(self, *branches: Callable | Pipeline | None) -> Pipeline:
         """Like ``split``, but a bare function branch is mapped over its element."""
-        return self._branch("splitMap", branches)
+        return self._branch(ops.SPLIT_MAP, branches)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -316,16 +338,12 @@ class Pipeline:
 
     def run(self, data: Any, executor: Any = None, **kwargs) -> Any:
         """Run on ``executor`` (serial when None) and return the result."""
-        from atoll.executors import SerialExecutor
-
-        return (executor or SerialExecutor()).run(self, data, kwargs)
+        return (executor or _choose_executor()).run(self, data, kwargs)
 
     def __call__(self, data: Any, *, n_jobs: int | None = None, serial: bool = False,
                  distributed: bool = False, executor: Any = None, progress: bool = False,
                  **kwargs) -> Any:
         """Run the pipeline on ``data``; the keyword arguments choose the executor (see class doc)."""
-        from atoll.executors import choose_executor
-
-        chosen = choose_executor(n_jobs=n_jobs, serial=serial, distributed=distributed,
+        chosen = _choose_executor(n_jobs=n_jobs, serial=serial, distributed=distributed,
                                  executor=executor, progress=progress)
         return chosen.run(self, data, kwargs)

@@ -1,4 +1,4 @@
-"""Run control (:mod:`atoll.control`): progress reports from every executor, and in-flight work stopped
+"""Run control (:mod:`atoll.progress`): progress reports from every executor, and in-flight work stopped
 when an exception is raised in the calling thread (as Celery's soft time limit does, from a signal
 handler) on the real local worker pool and the real Spark."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from atoll import LocalExecutor, Pipeline, SerialExecutor, control
-from atoll.control import RunControl
+from atoll import LocalExecutor, Pipeline, SerialExecutor, progress
+from atoll.progress import RunControl
 from tests.spark_cluster import require_spark
 
 
@@ -117,15 +117,15 @@ def test_every_change_is_reported_without_an_interval():
 def test_using_sets_the_current_control_and_flushes_at_the_end():
     calls = Recorder()
     outer, inner = RunControl(), RunControl(on_progress=calls, interval=3600)
-    assert control.current() is None
-    with control.using(outer):
-        assert control.current() is outer
-        with control.using(inner) as given:
-            assert given is inner and control.current() is inner
+    assert progress.current() is None
+    with progress.using(outer):
+        assert progress.current() is outer
+        with progress.using(inner) as given:
+            assert given is inner and progress.current() is inner
             inner.add_total(1)
             inner.advance()
-        assert control.current() is outer
-    assert control.current() is None
+        assert progress.current() is outer
+    assert progress.current() is None
     assert calls.calls == [(0, 1), (1, 1)]
 
 
@@ -134,8 +134,8 @@ def test_a_failing_callback_is_logged_once_and_the_run_goes_on(caplog):
         raise OSError("the job store is down")
 
     run = RunControl(on_progress=broken, interval=0)
-    with caplog.at_level(logging.DEBUG, logger="atoll.control"):
-        with control.using(run):
+    with caplog.at_level(logging.DEBUG, logger="atoll.progress"):
+        with progress.using(run):
             assert Pipeline().map(abs).run([-1, 2], executor=SerialExecutor()) == [1, 2]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "the job store is down" in warnings[0].getMessage()
@@ -147,7 +147,7 @@ def test_a_callback_exception_of_a_propagated_type_stops_the_run():
         raise Stop("raised while on_progress ran")
 
     with pytest.raises(Stop):
-        with control.using(RunControl(on_progress=interrupted, interval=0, propagate=(Stop,))):
+        with progress.using(RunControl(on_progress=interrupted, interval=0, propagate=(Stop,))):
             Pipeline().map(abs).run([1], executor=SerialExecutor())
 
 
@@ -157,7 +157,7 @@ def test_serial_passes_count_one_each_and_nested_pipelines_do_not_count():
     calls = Recorder()
     inner = Pipeline().map(lambda x: x + 1).reduce(operator.add)
     p = Pipeline().map(inner).reduce(operator.add).to(lambda total: [total]).map(str)
-    with control.using(RunControl(on_progress=calls, interval=0)):
+    with progress.using(RunControl(on_progress=calls, interval=0)):
         assert p.run([[i] for i in range(100)], executor=SerialExecutor()) == ["5050"]
     assert calls.check() == (2, 2)  # two passes; the nested pipeline ran 100 times uncounted
 
@@ -167,7 +167,7 @@ def test_serial_passes_count_one_each_and_nested_pipelines_do_not_count():
 def test_local_chunks_are_counted_as_they_finish():
     calls = Recorder()
     executor = forced(2, max_chunk=5)
-    with control.using(RunControl(on_progress=calls, interval=0)):
+    with progress.using(RunControl(on_progress=calls, interval=0)):
         out = Pipeline().map(lambda x: x * 2).run(range(100), executor=executor)
     assert out == list(range(0, 200, 2))
     chunks = executor.last_plan["chunks"]
@@ -180,7 +180,7 @@ def test_local_chunks_are_counted_as_they_finish():
 def test_local_generator_chunks_are_announced_as_they_are_submitted():
     calls = Recorder()
     executor = forced(2, max_chunk=5)
-    with control.using(RunControl(on_progress=calls, interval=0)):
+    with progress.using(RunControl(on_progress=calls, interval=0)):
         out = Pipeline().map(lambda x: x + 1).reduce(operator.add).run((x for x in range(100)),
                                                                         executor=executor)
     assert out == 5050
@@ -191,7 +191,7 @@ def test_local_generator_chunks_are_announced_as_they_are_submitted():
 def test_local_reports_are_throttled():
     calls = Recorder()
     executor = forced(2, max_chunk=5)
-    with control.using(RunControl(on_progress=calls, interval=3600)):
+    with progress.using(RunControl(on_progress=calls, interval=3600)):
         Pipeline().map(abs).map(abs).reduce(operator.add).run(range(100), executor=executor)
     chunks = executor.last_plan["chunks"]
     # one pass: the first state within the interval, then the last one when `using` ends
@@ -200,7 +200,7 @@ def test_local_reports_are_throttled():
 
 def test_local_pass_that_stays_in_process_counts_one():
     calls = Recorder()
-    with control.using(RunControl(on_progress=calls, interval=0)):
+    with progress.using(RunControl(on_progress=calls, interval=0)):
         assert Pipeline().map(abs).run([-1, -2, 3], executor=LocalExecutor(2)) == [1, 2, 3]
     assert calls.check() == (1, 1)
 
@@ -284,7 +284,7 @@ def test_keyboard_interrupt_stops_a_local_pass_too(tmp_path):
 def test_chunks_shared_with_this_process_are_counted_on_both_sides():
     calls = Recorder()
     executor = LocalExecutor(2, probe_seconds=0, max_chunk=5)
-    with control.using(RunControl(on_progress=calls, interval=0)):
+    with progress.using(RunControl(on_progress=calls, interval=0)):
         out = Pipeline().map(lambda x: x * 2).run(list(range(100)), executor=executor)
     assert out == list(range(0, 200, 2))
     plan = executor.last_plan
@@ -348,7 +348,7 @@ def test_spark_tasks_are_counted(spark):
     # a generator is parallelized 10 elements at a time: 6 slices of 2 partitions each
     executor = SparkExecutor(master=spark.master, chunk_size=10)
     calls = Recorder()
-    with control.using(RunControl(on_progress=calls, interval=0.05)):
+    with progress.using(RunControl(on_progress=calls, interval=0.05)):
         out = Pipeline().map(lambda x: (time.sleep(0.02), x * 2)[1]).run((x for x in range(60)),
                                                                           executor=executor)
     assert out == list(range(0, 120, 2))
@@ -358,7 +358,7 @@ def test_spark_tasks_are_counted(spark):
 @pytest.mark.spark
 def test_spark_reduce_by_key_counts_both_stages(spark):
     calls = Recorder()
-    with control.using(RunControl(on_progress=calls, interval=3600)):
+    with progress.using(RunControl(on_progress=calls, interval=3600)):
         out = (Pipeline().map(lambda x: (x % 3, x)).reduceByKey(operator.add)
                .run(list(range(30)), executor=spark))
     assert dict(out) == {0: 135, 1: 145, 2: 155}

@@ -1,4 +1,4 @@
-"""Job logs: what a pipeline prints and logs, captured as bounded JSON lines (atoll.output, served by
+"""Job logs: what a pipeline prints and logs, captured as bounded JSON lines (atoll.capture, served by
 atoll.service.joblogs)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from atoll import LocalExecutor, Pipeline
-from atoll.output import MIN_MAX_BYTES, JobLog
+from atoll.capture import MIN_MAX_BYTES, JobLog
 from atoll.service.joblogs import DEFAULT_MAX_BYTES, capture
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

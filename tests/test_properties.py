@@ -212,7 +212,7 @@ aggregates = st.sampled_from([None] + [(op, i) for op, fs in AGGREGATE_FUNCS.ite
 def _steps(stages, aggregate):
     """Return the pipeline's Steps as an executor binds them (None is the identity, taken whole)."""
     from atoll.errors import StageInfo
-    from atoll.executors.base import identity
+    from atoll.executors.interpreter import identity
     from atoll.operators import OPERATORS, Step
 
     steps = []

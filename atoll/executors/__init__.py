@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from atoll import pipeline
 from atoll.errors import PipelineError
-from atoll.executors.base import Executor
+from atoll.executors.interpreter import Executor
 from atoll.executors.local import LocalExecutor
 from atoll.executors.serial import SerialExecutor
 from atoll.parallelism import effective_n_jobs
@@ -45,3 +46,6 @@ def choose_executor(n_jobs: int | None = None, serial: bool = False, distributed
     if serial or n_jobs in (None, 1):
         return SerialExecutor()
     return LocalExecutor(n_jobs=n_jobs, progress=progress)
+
+
+pipeline.runs_on(choose_executor)

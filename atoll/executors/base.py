@@ -1,195 +1,21 @@
-"""The executor interface and the one walk over a pipeline's stages that every executor shares.
+"""Deprecated: the interpreter moved to :mod:`atoll.executors.interpreter`.
 
-An executor only decides *where* a pass over the data runs. The walk (this module) decides *what* runs:
-it fuses each run of element-wise stages, together with a following ``reduce``/``reduceByKey``, into one
-pass (:meth:`Executor.run_pass`), runs ``to`` on the whole input, and recurses into the branches of
-``fork``/``split`` and into nested pipelines on the same executor. So every executor has one semantics.
-"""
+Every name is read from there when asked for: the same objects and their current state."""
 
-from __future__ import annotations
-
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from functools import partial
+import warnings
 from typing import Any
 
-from atoll.errors import PipelineError, StageInfo
-from atoll.operators import OPERATORS, Aggregate, Step, call_whole
-from atoll.pipeline import Pipeline, Stage
+from atoll.executors import interpreter as _new
 
-__all__ = ["Executor", "bind", "identity", "NestedPipeline", "BoundArgs"]
-
-def identity(x: Any) -> Any:
-    """Return ``x``: the function of a ``None`` stage."""
-    return x
+warnings.warn("atoll.executors.base is deprecated; import atoll.executors.interpreter", DeprecationWarning,
+              stacklevel=2)
 
 
-class BoundArgs:
-    """``f(x, *args, **kwargs)``: positional arguments bound at composition go after the element."""
-
-    __slots__ = ("func", "args", "kwargs")
-
-    def __init__(self, func, args, kwargs):
-        self.func, self.args, self.kwargs = func, args, kwargs
-
-    def __call__(self, *xs):
-        return self.func(*xs, *self.args, **self.kwargs)
+def __getattr__(name: str) -> Any:
+    """Return the renamed module's attribute ``name``."""
+    return getattr(_new, name)
 
 
-class NestedPipeline:
-    """A pipeline used as a stage's function: runs serially wherever the element is (a worker)."""
-
-    __slots__ = ("pipeline", "kwargs")
-
-    def __init__(self, pipeline: Pipeline, kwargs: dict):
-        self.pipeline = pipeline
-        self.kwargs = {k: kwargs[k] for k in pipeline.expected_kwargs}
-
-    def __call__(self, x):
-        from atoll.executors.serial import SerialExecutor
-
-        executor = SerialExecutor()
-        executor.report_progress = False  # once per element: not a pass of the run
-        return executor.run(self.pipeline, x, self.kwargs)
-
-
-def bind(stage: Stage, kwargs: dict) -> Any:
-    """Return the stage's function with its composition-time and runtime arguments bound."""
-    func = stage.func
-    if func is None:
-        return identity
-    if isinstance(func, Pipeline):
-        return NestedPipeline(func, kwargs)
-    bound = dict(stage.kwargs)
-    bound.update((k, kwargs[k]) for k in stage.runtime_kwargs)
-    if stage.args:
-        return BoundArgs(func, stage.args, bound)
-    return partial(func, **bound) if bound else func
-
-
-def _stage_info(index: int, stage: Stage, outer: StageInfo | None, branch: int | None) -> StageInfo:
-    info = StageInfo(index, stage.op, stage.function)
-    return info if outer is None else info.nested_in(outer, branch)
-
-
-def _materialized(value: Any) -> Any:
-    """Return ``value`` with a top-level iterator (a generator passed through untouched) as a list,
-    so every executor returns data, never a half-read stream."""
-    if isinstance(value, Iterator):
-        return list(value)
-    if type(value) is tuple:
-        return tuple(_materialized(v) for v in value)
-    return value
-
-
-class Executor(ABC):
-    """Runs pipelines. Subclasses say how a fused pass runs and what their datasets are."""
-
-    #: short name used in logs, benchmarks and the service's pipeline listing
-    name = "executor"
-
-    def run(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None) -> Any:
-        """Return ``pipeline``'s result on ``data`` with runtime ``kwargs``."""
-        kwargs = dict(kwargs or {})
-        pipeline.check_kwargs(kwargs)
-        return _materialized(self.collect(self.walk(pipeline, data, kwargs)))
-
-    # -- what a subclass provides ------------------------------------------------------------
-
-    @abstractmethod
-    def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
-        """Run fused element-wise ``steps`` (then ``aggregate``) over a collection.
-
-        Returns a dataset (or list) for a plain run, the merged value for ``reduce``, and a dataset or
-        list of ``(key, value)`` pairs for ``reduceByKey``.
-        """
-
-    def is_dataset(self, value: Any) -> bool:
-        """Return True when ``value`` is this executor's own distributed collection."""
-        return False
-
-    def collect_dataset(self, value: Any) -> Any:
-        """Return a dataset's elements as a list."""
-        return value
-
-    def reusable(self, value: Any) -> Any:
-        """Return ``value`` in a form that several branches can each read (a fork)."""
-        if isinstance(value, Iterator):
-            return list(value)
-        return value
-
-    # -- the shared walk ---------------------------------------------------------------------
-
-    def collect(self, value: Any) -> Any:
-        """Return ``value`` with every dataset in it (also inside tuples) turned into a list."""
-        if self.is_dataset(value):
-            return self.collect_dataset(value)
-        if type(value) is tuple:
-            return tuple(self.collect(v) for v in value)
-        return value
-
-    def walk(self, pipeline: Pipeline, value: Any, kwargs: dict,
-             outer: StageInfo | None = None, branch: int | None = None) -> Any:
-        """Run every stage of ``pipeline`` on ``value``; datasets may remain in the result."""
-        stages = pipeline.stages
-        i = 0
-        while i < len(stages):
-            stage = stages[i]
-            info = _stage_info(i, stage, outer, branch)
-            if stage.op in OPERATORS:
-                steps: list[Step] = []
-                first = info
-                aggregate = None
-                while i < len(stages) and stages[i].op in OPERATORS:
-                    step = self._step(stages[i], kwargs, info if stages[i] is stage else
-                                      _stage_info(i, stages[i], outer, branch))
-                    i += 1
-                    if isinstance(step.op, Aggregate):  # an aggregate ends the pass
-                        aggregate = step
-                        break
-                    steps.append(step)
-                data = self._as_collection(value, stage, first)
-                value = self.run_pass(data, steps, aggregate)
-                continue
-            if stage.op == "to":
-                if stage.func is None:  # identity: a tuple passes through whole, not spread
-                    value = self.collect(value)
-                elif isinstance(stage.func, Pipeline):
-                    value = self.walk(stage.func, value, kwargs, info)
-                else:
-                    value = call_whole(bind(stage, kwargs), self.collect(value), info)
-            elif stage.op in ("fork", "forkMap"):
-                shared = self.reusable(value)
-                value = tuple(self.walk(b, shared, kwargs, info, j)
-                              for j, b in enumerate(stage.branches))
-            else:  # split, splitMap
-                parts = self.collect(value)
-                if not isinstance(parts, (tuple, list)) or len(parts) != len(stage.branches):
-                    got = (f"{type(parts).__name__} of {len(parts)}"
-                           if isinstance(parts, (tuple, list)) else type(parts).__name__)
-                    raise PipelineError(f"{info.describe()}: needs a tuple or list of "
-                                        f"{len(stage.branches)} elements, one per branch; got {got}",
-                                        stage=info)
-                value = tuple(self.walk(b, part, kwargs, info, j)
-                              for j, (b, part) in enumerate(zip(stage.branches, parts)))
-            i += 1
-        return value
-
-    def _step(self, stage: Stage, kwargs: dict, info: StageInfo) -> Step:
-        # a nested pipeline or the identity takes a tuple element whole; a function gets it spread
-        unpack = stage.func is not None and not isinstance(stage.func, Pipeline)
-        return Step(OPERATORS[stage.op], bind(stage, kwargs), info, unpack)
-
-    def _as_collection(self, value: Any, stage: Stage, info: StageInfo) -> Any:
-        """Return ``value`` as something a pass can iterate, or raise a PipelineError."""
-        if self.is_dataset(value):
-            return value
-        if isinstance(value, dict):
-            return list(value.items()) if OPERATORS[stage.op].pairs else list(value)
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            shown = repr(value)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise PipelineError(f"{info.describe()}: {stage.op} needs a collection (a list, tuple, "
-                                f"dict or other iterable); got {type(value).__name__} {shown}",
-                                stage=info)
-        return value
+def __dir__() -> list[str]:
+    """Return the renamed module's names."""
+    return dir(_new)

@@ -7,8 +7,8 @@ from functools import partial
 from itertools import islice
 from typing import Any
 
-from atoll import control
-from atoll.executors.base import Executor
+from atoll import progress
+from atoll.executors.interpreter import Executor
 from atoll.operators import EMPTY, Step, merge_partials, run_steps
 
 __all__ = ["SerialExecutor", "chunks_of", "combine", "run_chunks"]
@@ -63,7 +63,7 @@ class SerialExecutor(Executor):
     is run again ``chunk_size`` elements at a time to locate the failure, so the stage-by-stage run
     that names the stage and element never builds full-length intermediates.
 
-    Each pass counts as one unit of work in the current :class:`~atoll.control.RunControl` (total 1,
+    Each pass counts as one unit of work in the current :class:`~atoll.progress.RunControl` (total 1,
     done 1 when it ends), unless ``report_progress`` is False (a pipeline nested in a stage, which runs
     once per element, does not count).
     """
@@ -75,7 +75,7 @@ class SerialExecutor(Executor):
         self.report_progress = True
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
-        run = control.current() if self.report_progress else None
+        run = progress.current() if self.report_progress else None
         if run is None:
             return self._serial_pass(data, steps, aggregate)
         run.add_total(1)

@@ -1,7 +1,7 @@
 """The Spark executor: the same pipelines on Apache Spark (``local[*]``, a standalone cluster, YARN,
 Kubernetes; Mesos through pyspark 3.5).
 
-How a pipeline maps onto Spark's RDD API (the shared walk in :mod:`atoll.executors.base` decides what
+How a pipeline maps onto Spark's RDD API (the shared walk in :mod:`atoll.executors.interpreter` decides what
 runs; this module only decides where):
 
 * the input becomes an RDD (``parallelize``; a :mod:`atoll.sources` file source becomes ``textFile``);
@@ -28,7 +28,7 @@ meanwhile (a signal handler's exception such as Celery's ``SoftTimeLimitExceeded
 exception propagates unchanged. (Were the action called in the calling thread, the exception would be
 raised inside py4j's socket read, and py4j turns any ``Exception`` raised there into a ``Py4JError``.)
 
-Progress (:mod:`atoll.control`): the tasks of each job of the run (one per partition of each stage) are
+Progress (:mod:`atoll.progress`): the tasks of each job of the run (one per partition of each stage) are
 the units of work. A thread polls Spark's status tracker for the run's job group every ``interval``
 seconds (:data:`MIN_POLL_SECONDS` at least) while an action runs, and the calling thread reports what it
 found.
@@ -55,12 +55,11 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
-import cloudpickle
-
-from atoll import control, serialization
+from atoll import progress
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
-from atoll.executors.base import Executor
+from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
+from atoll.executors.wire import dumps_pass, loads_pass
 from atoll.operators import Step, merge_partials, run_steps
 
 __all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spark_context"]
@@ -213,22 +212,9 @@ def _decoded(exc: BaseException) -> BaseException | None:
     return None
 
 
-_payload_cache: dict[bytes, Any] = {}
-
-
-def _loads(payload: bytes) -> Any:
-    """Return the unpickled pass, cached per worker process so each partition does not unpickle it."""
-    hit = _payload_cache.get(payload)
-    if hit is None:
-        if len(_payload_cache) >= 16:
-            _payload_cache.clear()
-        hit = _payload_cache[payload] = cloudpickle.loads(payload)
-    return hit
-
-
 def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
     """Worker side: run a fused pass over one partition (see :func:`run_steps`)."""
-    steps, aggregate = _loads(payload)
+    steps, aggregate = loads_pass(payload)
     items = iterator if isinstance(iterator, (list, range)) else list(iterator)
     try:
         result = run_steps(steps, items, aggregate)
@@ -240,11 +226,11 @@ def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
 def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
     """Return the pass pickled, or a PipelineError naming the stage whose function cannot travel."""
     try:
-        return serialization.dumps((steps, aggregate))
+        return dumps_pass((steps, aggregate))
     except Exception as exc:
         for step in [*steps, aggregate]:
             try:
-                serialization.dumps(step)
+                dumps_pass(step)
             except Exception:
                 raise PipelineError(f"{step.info.describe()}: its function cannot be sent to Spark "
                                     f"workers ({type(exc).__name__}: {exc})", stage=step.info) from None
@@ -259,7 +245,7 @@ class _MergeValues:
 
     @property
     def aggregate(self) -> Step:
-        return _loads(self.payload)[1]
+        return loads_pass(self.payload)[1]
 
     def __call__(self, a: Any, b: Any) -> Any:
         try:
@@ -290,13 +276,13 @@ class _RunJobs:
 
     Each action runs in a helper thread (the job group is set there: Spark's local properties belong
     to the thread); the calling thread waits, interruptibly, and on any exception cancels the group,
-    jobs submitted later included. With a :class:`~atoll.control.RunControl`, a second thread polls
+    jobs submitted later included. With a :class:`~atoll.progress.RunControl`, a second thread polls
     the status tracker every ``interval`` seconds (:data:`MIN_POLL_SECONDS` at least); the calling
     thread applies what it found, so ``on_progress`` runs in the calling thread as on the other
     executors.
     """
 
-    def __init__(self, sc: Any, run: control.RunControl | None):
+    def __init__(self, sc: Any, run: progress.RunControl | None):
         self.sc = sc
         self.run = run
         self.group = f"atoll-{uuid.uuid4().hex}"
@@ -457,7 +443,7 @@ class SparkExecutor(Executor):
             sc.environment["PYTHONPATH"] = path
         outer = getattr(self._local, "cached", None), getattr(self._local, "jobs", None)
         self._local.cached = []
-        self._local.jobs = _RunJobs(sc, control.current())
+        self._local.jobs = _RunJobs(sc, progress.current())
         try:
             return self._decoding(super().run, pipeline, data, kwargs)
         finally:
@@ -469,7 +455,7 @@ class SparkExecutor(Executor):
         """Return ``call()``, a Spark action, run in the run's job group (see :class:`_RunJobs`)."""
         jobs = getattr(self._local, "jobs", None)
         if jobs is None:  # outside run(): a job group of its own
-            jobs = _RunJobs(self.context, control.current())
+            jobs = _RunJobs(self.context, progress.current())
         return self._decoding(jobs.action, call)
 
     def _decoding(self, action, *args) -> Any:

@@ -1,0 +1,59 @@
+"""Running one chunk of a local pass: in a worker (:func:`run_chunk`, the task the pool runs) or in
+this process alongside the workers (:func:`run_here`). A chunk's own failure is returned as a
+:class:`~atoll.executors.wire.Failed`, never raised, so that the pool does not wrap it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from atoll import capture
+from atoll.errors import PipelineError
+from atoll.executors.wire import RESEND, Failed, loads_pass, pack, unpack
+from atoll.operators import run_steps
+
+__all__ = ["run_chunk", "run_here", "any_failed"]
+
+
+def run_chunk(payload: bytes, serializer: str, chunk, log_settings: tuple[int, int] | None = None) -> Any:
+    """Worker side: run the fused pass over one chunk; return its result packed.
+
+    ``log_settings`` (those of a job-log capture active where the pass started) captures what the
+    chunk prints and logs and returns it with the result (:func:`atoll.capture.run_captured`).
+    """
+    if log_settings is not None:
+        return capture.run_captured(log_settings, run_chunk, payload, serializer, chunk)
+    steps, aggregate = loads_pass(payload, serializer)
+    try:
+        chunk = unpack(chunk)
+    except Exception:
+        return RESEND
+    try:
+        return pack(run_steps(steps, chunk, aggregate))
+    except PipelineError as exc:  # StageFailure included: it pickles with stage, item, traceback
+        return Failed(exc)
+
+
+def run_here(seq, start: int, end: int, steps, aggregate, every: int, between: Callable) -> Any:
+    """Run the fused pass over ``seq[start:end]`` in this process, ``every`` elements at a time folded
+    on into one result, calling ``between(remaining)`` after each with the number of elements left to
+    run; return the result, or a :class:`~atoll.executors.wire.Failed`."""
+    try:
+        if aggregate is None:
+            out: list = []
+            for at in range(start, end, every):
+                out += run_steps(steps, seq[at:min(at + every, end)])
+                between(max(0, end - at - every))
+            return out
+        acc = run_steps(steps, (), aggregate)  # an empty input's partial: EMPTY, or {} by key
+        for at in range(start, end, every):
+            acc = run_steps(steps, seq[at:min(at + every, end)], aggregate, acc)
+            between(max(0, end - at - every))
+        return acc
+    except PipelineError as exc:
+        return Failed(exc)
+
+
+def any_failed(values: list) -> bool:
+    """Return True when one of a pass's ``values`` is a chunk's own failure."""
+    return any(isinstance(value, Failed) for value in values)
