@@ -553,10 +553,6 @@ def add_workers(subparsers: Any) -> None:
     stop.set_defaults(func=stop_workers)
 
 
-def _worker_argv(args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "-m", "atoll.cli", "worker", args.target, *args.celery_args]
-
-
 def start_worker(args: argparse.Namespace) -> int:
     """Run ``atoll workers start``."""
     import subprocess
@@ -584,7 +580,8 @@ def supervise_worker(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    supervisor = WorkerSupervisor(_worker_argv(args)).start()
+    supervisor = WorkerSupervisor([sys.executable, "-m", "atoll.cli", "worker", args.target,
+                                   *args.celery_args]).start()
     while not stopping.wait(1.0):
         pass
     supervisor.stop()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -315,3 +316,37 @@ def test_workers_start_refuses_a_pid_file_whose_process_runs(tmp_path):
                    "served:service")
     assert result.returncode == 2 and "still runs: stop it first" in result.stderr
     assert not (tmp_path / "w.log").exists()
+
+
+def test_workers_start_runs_a_supervised_worker_in_its_own_session_until_stopped(tmp_path):
+    import psutil
+
+    pidfile, logfile = tmp_path / "run" / "worker-1.pid", tmp_path / "run" / "worker-1.log"
+    env = {"ATOLL_CONF": "", "ATOLL_STATE_DIR": str(tmp_path / "state")}
+    started = atoll("workers", "start", "--pidfile", str(pidfile), "--logfile", str(logfile),
+                    "served:service", "--concurrency", "1", env=env)
+    assert started.returncode == 0, started.stderr
+    supervisor = psutil.Process(int(pidfile.read_text()))
+    assert f"(pid {supervisor.pid}, log {logfile})" in started.stdout
+    try:
+        assert os.getsid(supervisor.pid) == supervisor.pid  # leaves with nothing of the caller's
+        deadline = time.monotonic() + 60
+        while "ready" not in logfile.read_text(errors="replace"):
+            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
+            time.sleep(0.2)
+        worker = supervisor.children()[0]
+        assert "worker" in worker.cmdline() and "served:service" in worker.cmdline()
+        worker.kill()  # a worker that dies is started again
+        deadline = time.monotonic() + 30
+        while not [c for c in supervisor.children() if c.pid != worker.pid and c.is_running()]:
+            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
+            time.sleep(0.2)
+        stopped = atoll("workers", "stop", str(pidfile), env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not pidfile.exists()
+        psutil.wait_procs([supervisor], timeout=30)
+        assert not supervisor.is_running() or supervisor.status() == psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for process in [supervisor, *supervisor.children(recursive=True)]:
+                process.kill()
