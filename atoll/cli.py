@@ -7,6 +7,7 @@ Each subcommand is added by an ``add_<name>(subparsers)`` function that sets ``f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -429,15 +430,23 @@ def run_gunicorn(service: Any, bind: str, workers: int = 2, threads: int = 4, ti
 def add_config(subparsers: Any) -> None:
     """Add ``atoll config``."""
     parser = subparsers.add_parser(
-        "config", help="print the effective configuration and where each value came from",
+        "config", help="print the effective configuration, or write a configuration file",
         description="Print the effective configuration — ATOLL_<KEY> environment variables over the "
                     "file (--config or ATOLL_CONF) over the defaults — with secrets shown as *** and, "
                     "for each key, where its value came from. With MODULE:SERVICE, the configuration "
-                    "of that service as its module built it.")
+                    "of that service as its module built it. With --write PATH, write the keys given "
+                    "by --set to the YAML file PATH instead, each checked against the configuration's "
+                    "schema first.")
     parser.add_argument("target", metavar="MODULE:SERVICE", nargs="?",
                         help="an atoll.Atoll instance whose configuration to show (optional)")
     parser.add_argument("--json", action="store_true",
                         help='print {"key": {"value": ..., "origin": ...}} as JSON')
+    parser.add_argument("--write", metavar="PATH",
+                        help="write a configuration file holding the --set keys (replacing PATH; "
+                             "readable by its owner only, as it may hold passwords) and print nothing")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a key of the file --write writes, its value read as an ATOLL_<KEY> "
+                             "variable's is (text for a string key, else YAML); repeat for more keys")
     parser.set_defaults(func=show_config)
 
 
@@ -447,6 +456,8 @@ def show_config(args: argparse.Namespace) -> int:
 
     from atoll.config import load_config
 
+    if args.write is not None or args.settings:
+        return write_config(args)
     config = load_service(args.target).config if args.target else load_config()
     shown = config.redacted()
     if args.json:
@@ -461,10 +472,207 @@ def show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_config(args: argparse.Namespace) -> int:
+    """Run ``atoll config --write PATH --set KEY=VALUE ...``: write the keys once all are valid."""
+    import yaml
+
+    from atoll.config import SCHEMA, Config, from_env, validate
+    from atoll.errors import ConfigError
+
+    if args.write is None:
+        raise CliError("--set needs --write PATH (the file to write)")
+    if args.target or args.json:
+        raise CliError("--write takes only --set KEY=VALUE options")
+    values: dict[str, Any] = {}
+    for setting in args.settings:
+        name, sep, text = setting.partition("=")
+        if not sep:
+            raise CliError(f"--set expects KEY=VALUE, got {setting!r}")
+        if name not in SCHEMA:
+            validate(name, None, "--set")  # raises the error naming the valid keys
+        try:
+            values[name] = from_env(name, text, f"--set {name}")
+        except ConfigError:  # without the text: it may be a secret
+            raise ConfigError(f"--set {name}: the value is not valid YAML or JSON") from None
+    Config(values, source="--set")  # each key checked as a file's would be
+    folder = os.path.dirname(os.path.abspath(args.write))
+    os.makedirs(folder, exist_ok=True)
+    text = ("# written by `atoll config --write`; conf.example.yaml describes every key\n"
+            + yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
+    descriptor = os.open(args.write, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file written before keeps its mode otherwise
+    with os.fdopen(descriptor, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return 0
+
+
+# -- workers in the background ------------------------------------------------------------------
+
+
+def add_workers(subparsers: Any) -> None:
+    """Add ``atoll workers``."""
+    parser = subparsers.add_parser(
+        "workers", help="start, list and stop background workers recorded in pid files",
+        description="Manage `atoll worker` processes that run in the background, each recorded in a "
+                    "pid file (as ./run worker and ./run stop do). 'start' starts one for MODULE:SERVICE "
+                    "under a supervisor that starts it again whenever it exits; 'supervise' is that "
+                    "supervisor in the foreground; 'list' and 'stop' take pid files (of any process).")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    start = actions.add_parser(
+        "start", help="start a supervised `atoll worker` in the background",
+        description="Start `atoll workers supervise MODULE:SERVICE ...` in a session of its own, its "
+                    "output appended to --logfile and its pid written to --pidfile; print the pid.")
+    start.add_argument("--pidfile", required=True, metavar="PATH", help="where to write the pid")
+    start.add_argument("--logfile", required=True, metavar="PATH",
+                       help="where the worker's output goes (appended)")
+    supervise = actions.add_parser(
+        "supervise", help="run `atoll worker`, starting it again whenever it exits",
+        description="Run `atoll worker MODULE:SERVICE ...` as a child process and start it again "
+                    "whenever it exits (waiting longer each time it dies young), until SIGTERM or "
+                    "SIGINT, which stop the worker (warm shutdown).")
+    for command in (start, supervise):
+        command.add_argument("target", metavar="MODULE:SERVICE",
+                             help="the atoll.Atoll instance whose pipelines to run")
+        command.add_argument("celery_args", nargs=argparse.REMAINDER, metavar="WORKER_OPTION",
+                             help="options passed on to `atoll worker`")
+    start.set_defaults(func=start_worker)
+    supervise.set_defaults(func=supervise_worker)
+    listing = actions.add_parser(
+        "list", help="say whether the process of each pid file runs",
+        description="Print, for each PIDFILE, its name, its pid, whether that process runs, and the "
+                    "log beside it (the same name ending .log).")
+    listing.add_argument("pidfiles", nargs="*", metavar="PIDFILE")
+    listing.set_defaults(func=list_workers)
+    stop = actions.add_parser(
+        "stop", help="stop the process of each pid file, then remove the file",
+        description="Stop the process of each PIDFILE — its whole session when it leads one — with "
+                    "SIGTERM, then SIGKILL after --timeout seconds, and remove the file. A pid file "
+                    "whose process is gone is removed; nothing else is touched.")
+    stop.add_argument("pidfiles", nargs="*", metavar="PIDFILE")
+    stop.add_argument("--timeout", type=_positive, default=30, metavar="SECONDS",
+                      help="how long a process may take to stop before SIGKILL (default 30)")
+    stop.set_defaults(func=stop_workers)
+
+
+def start_worker(args: argparse.Namespace) -> int:
+    """Run ``atoll workers start``."""
+    import subprocess
+
+    running = _pid_of(args.pidfile)
+    if running is not None and _alive(running):
+        raise CliError(f"{args.pidfile} names pid {running}, which still runs: stop it first")
+    for path in (args.pidfile, args.logfile):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    argv = [sys.executable, "-m", "atoll.cli", "workers", "supervise", args.target, *args.celery_args]
+    with open(args.logfile, "ab") as log_file:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    with open(args.pidfile, "w", encoding="ascii") as fh:
+        fh.write(f"{process.pid}\n")
+    print(f"started a worker for {args.target} (pid {process.pid}, log {args.logfile})")
+    return 0
+
+
+def supervise_worker(args: argparse.Namespace) -> int:
+    """Run ``atoll workers supervise``."""
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    supervisor = WorkerSupervisor([sys.executable, "-m", "atoll.cli", "worker", args.target,
+                                   *args.celery_args]).start()
+    while not stopping.wait(1.0):
+        pass
+    supervisor.stop()
+    return 0
+
+
+def _pid_of(pidfile: str) -> int | None:
+    try:
+        with open(pidfile, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it runs
+        return True
+    try:  # a zombie has ended; only its parent can reap it (Linux says so in /proc)
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _name_and_log(pidfile: str) -> tuple[str, str]:
+    stem = pidfile[:-len(".pid")] if pidfile.endswith(".pid") else pidfile
+    return os.path.basename(stem), stem + ".log"
+
+
+def list_workers(args: argparse.Namespace) -> int:
+    """Run ``atoll workers list``."""
+    for pidfile in args.pidfiles:
+        pid = _pid_of(pidfile)
+        name, log_path = _name_and_log(pidfile)
+        if pid is not None and _alive(pid):
+            print(f"{name} pid {pid} alive (log {log_path})")
+        else:
+            print(f"{name} pid {pid if pid is not None else '?'} NOT running (see {log_path})")
+    return 0
+
+
+def stop_workers(args: argparse.Namespace) -> int:
+    """Run ``atoll workers stop``."""
+    import signal
+    import time
+
+    for pidfile in args.pidfiles:
+        pid = _pid_of(pidfile)
+        if pid is not None and _alive(pid):
+            name = _name_and_log(pidfile)[0]
+            print(f"stopping {name} (pid {pid})", file=sys.stderr)
+            # a process started in a session of its own (atoll workers start, ./run flower) leads its
+            # process group: the group holds its children too
+            leads = _process_group(pid) == pid
+            _signal(pid, signal.SIGTERM, leads)
+            deadline = time.monotonic() + args.timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if _alive(pid):
+                print(f"{name} did not stop within {args.timeout} s: killing it", file=sys.stderr)
+                _signal(pid, signal.SIGKILL, leads)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(pidfile)
+    return 0
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _signal(pid: int, signum: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+
+
 # -- the command -------------------------------------------------------------------------------
 
 #: functions adding one subcommand each; other modules of atoll append theirs
-SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret, add_config]
+SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret, add_config, add_workers]
 
 
 def build_parser() -> argparse.ArgumentParser:

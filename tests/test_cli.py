@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -264,3 +265,110 @@ def test_status_says_what_health_says(tmp_path, monkeypatch):
         sys.modules.pop("health_words", None)
     assert word == answer.get_json()["status"] and word in ("ok", "degraded", "down")
     assert said.returncode == (0 if answer.status_code == 200 else 1)
+
+
+def test_config_write_checks_every_key_then_writes_only_those(tmp_path):
+    path = tmp_path / "state" / "run.yaml"
+    result = atoll("config", "--write", str(path), "--set", "worker_broker=amqp://u:pw-s3cret@rabbit//",
+                   "--set", "n_jobs=3", "--set", 'spark_conf={"spark.ui.enabled": "false"}',
+                   env={"ATOLL_CONF": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and "s3cret" not in result.stderr
+    assert path.stat().st_mode & 0o777 == 0o600  # it may hold a password
+    from atoll.config import load_config
+
+    config = load_config(str(path), environ={})
+    assert (config.worker_broker, config.n_jobs, config.spark_conf) == (
+        "amqp://u:pw-s3cret@rabbit//", 3, {"spark.ui.enabled": "false"})
+    assert {k for k, origin in config.origins.items() if origin != "default"} == {
+        "worker_broker", "n_jobs", "spark_conf"}
+
+
+@pytest.mark.parametrize("settings, error", [
+    (["n_jobz=3"], "unknown key 'n_jobz' — did you mean 'n_jobs'?"),
+    (["n_jobs=many"], "key 'n_jobs' must be integer; got str 'many'"),
+    (["auth_tokens=[s3cret"], "--set auth_tokens: the value is not valid YAML or JSON"),
+    (["n_jobs"], "--set expects KEY=VALUE, got 'n_jobs'"),
+])
+def test_config_write_refuses_a_bad_key_in_one_line_and_writes_nothing(tmp_path, settings, error):
+    path = tmp_path / "run.yaml"
+    result = atoll("config", "--write", str(path), *[a for s in settings for a in ("--set", s)])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error in result.stderr and "s3cret" not in result.stderr
+    assert not path.exists()
+
+
+def test_config_set_needs_write():
+    result = atoll("config", "--set", "n_jobs=2")
+    assert result.returncode == 2 and "--set needs --write PATH" in result.stderr
+
+
+def test_workers_list_and_stop_act_on_pid_files_only(tmp_path):
+    leader = subprocess.Popen(["sleep", "60"], start_new_session=True)  # as `atoll workers start` does
+    child = subprocess.Popen(["sleep", "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    try:
+        for name, process in (("worker-1", leader), ("flower", child), ("worker-2", gone)):
+            (tmp_path / f"{name}.pid").write_text(f"{process.pid}\n")
+        (tmp_path / "notes.txt").write_text("kept")
+        pidfiles = [str(tmp_path / f"{n}.pid") for n in ("worker-1", "flower", "worker-2")]
+        listed = atoll("workers", "list", *pidfiles)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines() == [
+            f"worker-1 pid {leader.pid} alive (log {tmp_path}/worker-1.log)",
+            f"flower pid {child.pid} alive (log {tmp_path}/flower.log)",
+            f"worker-2 pid {gone.pid} NOT running (see {tmp_path}/worker-2.log)"]
+        stopped = atoll("workers", "stop", *pidfiles)
+        assert stopped.returncode == 0, stopped.stderr
+        assert leader.wait(10) == -signal.SIGTERM and child.wait(10) == -signal.SIGTERM
+        assert bystander.poll() is None, "only the processes of the pid files are stopped"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    finally:
+        for process in (leader, child, bystander):
+            process.kill()
+            process.wait()
+
+
+def test_workers_start_refuses_a_pid_file_whose_process_runs(tmp_path):
+    pidfile = tmp_path / "worker-1.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    result = atoll("workers", "start", "--pidfile", str(pidfile), "--logfile", str(tmp_path / "w.log"),
+                   "served:service")
+    assert result.returncode == 2 and "still runs: stop it first" in result.stderr
+    assert not (tmp_path / "w.log").exists()
+
+
+def test_workers_start_runs_a_supervised_worker_in_its_own_session_until_stopped(tmp_path):
+    import psutil
+
+    pidfile, logfile = tmp_path / "run" / "worker-1.pid", tmp_path / "run" / "worker-1.log"
+    env = {"ATOLL_CONF": "", "ATOLL_STATE_DIR": str(tmp_path / "state")}
+    started = atoll("workers", "start", "--pidfile", str(pidfile), "--logfile", str(logfile),
+                    "served:service", "--concurrency", "1", env=env)
+    assert started.returncode == 0, started.stderr
+    supervisor = psutil.Process(int(pidfile.read_text()))
+    assert f"(pid {supervisor.pid}, log {logfile})" in started.stdout
+    try:
+        assert os.getsid(supervisor.pid) == supervisor.pid  # leaves with nothing of the caller's
+        deadline = time.monotonic() + 60
+        while "ready" not in logfile.read_text(errors="replace"):
+            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
+            time.sleep(0.2)
+        worker = supervisor.children()[0]
+        assert "worker" in worker.cmdline() and "served:service" in worker.cmdline()
+        worker.kill()  # a worker that dies is started again
+        deadline = time.monotonic() + 30
+        while not [c for c in supervisor.children() if c.pid != worker.pid and c.is_running()]:
+            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
+            time.sleep(0.2)
+        stopped = atoll("workers", "stop", str(pidfile), env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not pidfile.exists()
+        psutil.wait_procs([supervisor], timeout=30)
+        assert not supervisor.is_running() or supervisor.status() == psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for process in [supervisor, *supervisor.children(recursive=True)]:
+                process.kill()

@@ -108,7 +108,7 @@ def test_the_wheel_carries_the_dashboard_files(wheel):
     shipped = {path.name for path in FILES.iterdir() if path.is_file()}
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    assert {"index.html", "app.css", "app.js"} <= shipped
+    assert {"index.html", "app.css", "main.js", "api.js"} <= shipped
     assert {f"atoll/service/ui_files/{name}" for name in shipped} <= names
 
 

@@ -119,8 +119,8 @@ DOCKER_DRY_RUN = {
 + docker build -t atoll:dev --target app -f <root>/deploy/Dockerfile <root>
 + docker network create --label atoll.run=1 atoll
 + docker run -d --name atoll-worker-1 --label atoll.run=1 --network atoll --user <uid> \
--v <state>/docker.yaml:/etc/atoll/atoll.yaml:ro -v <state>:/var/lib/atoll \
--e ATOLL_CONF=/etc/atoll/atoll.yaml \
+-v <state>:/var/lib/atoll \
+-e ATOLL_WORKER_BROKER=amqp://guest:guest@atoll-rabbitmq:5672// -e ATOLL_STATE_DIR=/var/lib/atoll \
 atoll:dev atoll worker examples.comments:service --concurrency 2 --hostname atoll-worker-1@%h
 """,
     "status": """\
@@ -128,8 +128,9 @@ mode: docker
 + docker ps -a --filter label=atoll.run=1 \
 --format table\\ \\{\\{.Names\\}\\}\\\\t\\{\\{.Status\\}\\}\\\\t\\{\\{.Ports\\}\\}
 + docker exec atoll-rabbitmq rabbitmqctl list_queues name messages consumers
-+ docker run --rm --network atoll -v <state>/docker.yaml:/etc/atoll/atoll.yaml:ro \
--e ATOLL_CONF=/etc/atoll/atoll.yaml atoll:dev atoll status examples.comments:service
++ docker run --rm --network atoll \
+-e ATOLL_WORKER_BROKER=amqp://guest:guest@atoll-rabbitmq:5672// -e ATOLL_STATE_DIR=/var/lib/atoll \
+atoll:dev atoll status examples.comments:service
 """,
     "flower": """\
 + docker build -t atoll:dev --target app -f <root>/deploy/Dockerfile <root>
@@ -214,6 +215,11 @@ def native_stack(tmp_path, rabbitmq_url):
     run("stop", env=env)
 
 
+def _status_report(stdout: str) -> dict:
+    """Return the JSON report of ``atoll status`` that ``./run status`` prints after its own lines."""
+    return json.loads(stdout[stdout.index("\n{") + 1:])
+
+
 def _wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -241,11 +247,12 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
 
     status = _wait_for(both_answer, 90, "both workers to answer on the broker")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "reachable" in status.stdout
-    assert f"queue run-test-{tag}:" in status.stdout
     for i, pid in enumerate(pids, 1):
         assert f"worker-{i} pid {pid} alive" in status.stdout
-    assert "word_counts" in status.stdout
+    # then what `atoll status` reports: the broker reachable with the queue, both workers answering
+    report = _status_report(status.stdout)
+    assert report["checks"]["broker"]["ok"] and report["checks"]["broker"]["queue"] == f"run-test-{tag}"
+    assert all(any(w.startswith(f"{n}@") for w in report["checks"]["workers"]["names"]) for n in names)
 
     # the web process on the same broker and state folder; jobs go through the two workers
     port = _free_port()
@@ -340,11 +347,13 @@ def test_native_dry_run_worker_and_flower(tmp_path):
     worker = run("--mode", "native", "--dry-run", "worker", "--concurrency", "3", "--", "--pool", "threads",
                  env=env)
     assert worker.returncode == 0, worker.stderr
-    line = worker.stdout.strip().splitlines()[-1]
-    assert line.startswith("+ setsid env ATOLL_CONF=") and f"{state}/run.yaml" in line
-    assert ("atoll worker examples.comments:service --concurrency 3 --hostname atoll-worker-1@%h "
-            "--pool threads") in line
-    assert line.endswith(f">{state}/worker-1.log 2>&1 &  # pid -> {state}/worker-1.pid")
+    written, line = worker.stdout.strip().splitlines()[-2:]
+    # the config file is written by atoll, checked against its schema
+    assert f"atoll config --write {state}/run.yaml --set worker_broker=amqp://" in written
+    assert written.endswith(f" --set state_dir={state}")
+    assert line.startswith(f"+ env ATOLL_CONF={state}/run.yaml ")
+    assert (f"atoll workers start --pidfile {state}/worker-1.pid --logfile {state}/worker-1.log "
+            "examples.comments:service --concurrency 3 --hostname atoll-worker-1@%h --pool threads") in line
     flower = run("--mode", "native", "--dry-run", "flower", "--port", "5601", env=env)
     assert flower.returncode == 0, flower.stderr
     assert "flower --address=127.0.0.1 --port=5601" in flower.stdout

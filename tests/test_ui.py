@@ -351,7 +351,7 @@ def test_cancelling_a_job_that_finished_meanwhile_shows_the_409(page, service_ur
         # a hidden page stops polling: the button stays while the job ends elsewhere
         page.evaluate("Object.defineProperty(document, 'visibilityState', "
                       "{value: 'hidden', configurable: true})")
-        page.wait_for_function("() => !ticking")
+        page.wait_for_function("() => !document.body.hasAttribute('aria-busy')")  # no poll under way
         assert requests.delete(f"{service_url}/jobs/{job_id}", timeout=10).status_code == 200
         page.click("#job-cancel")
         refused = page.locator("#cancel-error")
@@ -538,7 +538,12 @@ def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
     page = client.get("/ui")
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
-    for name, mimetype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+    # the page's ES modules, served as they are: a module script needs a JavaScript content type
+    from atoll.service.ui import FILES
+
+    modules = sorted(path.name for path in FILES.glob("*.js"))
+    assert "main.js" in modules and 'src="/ui/static/main.js"' in page.get_data(as_text=True)
+    for name, mimetype in [*((m, "text/javascript") for m in modules), ("app.css", "text/css")]:
         answer = client.get(f"/ui/static/{name}")
         assert (answer.status_code, answer.mimetype) == (200, mimetype)
     assert client.get("/pipelines").status_code == 401
