@@ -129,7 +129,7 @@ class Executor(ABC):
     # -- the shared walk ---------------------------------------------------------------------
 
     def bound(self, stage: Stage, kwargs: dict) -> Any:
-        """Return the stage's function with its arguments bound (see :func:`bind`)."""
+        """Return the stage's function with its arguments bound (see ``bind``)."""
         return bind(stage, kwargs)
 
     def collect(self, value: Any) -> Any:
