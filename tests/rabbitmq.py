@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.requirements import unavailable
+from tests.support import free_port
 
 SHARED_URL = "amqp://guest:guest@127.0.0.1:5672//"
 _SERVER_SCRIPTS = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/sbin/rabbitmq-server")
@@ -40,12 +40,6 @@ def amqp_answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PrivateNode:
     """A RabbitMQ node owned by the test session (see the module docstring)."""
 
@@ -55,7 +49,7 @@ class PrivateNode:
         if script is None:
             raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
         self.root = Path(tempfile.mkdtemp(prefix="atoll-rabbitmq-"))
-        self.port, self.dist_port, self.epmd_port = _free_port(), _free_port(), _free_port()
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
         name = f"atoll{os.getpid()}@localhost"
         env = {**os.environ, "HOME": str(self.root), "RABBITMQ_NODENAME": name,
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.requirements import unavailable
+from tests.support import free_port
 
 WORKERS = 2
 CLUSTER_CONF = {"spark.executor.memory": "512m", "spark.cores.max": str(WORKERS)}
@@ -46,12 +46,6 @@ def require_spark() -> None:
     reason = spark_missing()
     if reason:
         unavailable("spark", reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -119,7 +113,7 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
     """Start a master and ``workers`` workers on 127.0.0.1; return once every worker is alive."""
     import pyspark
 
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_port(), free_port()
     env = dict(os.environ, SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP="127.0.0.1",
                PYSPARK_PYTHON=sys.executable, SPARK_LOG_DIR=str(base), SPARK_NO_DAEMONIZE="1")
     cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web_port}", base)

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from tests.async_service import SECRET, Worker, build_service, delete_queue, write_config
+from tests.async_service import build_service
+from tests.support import SECRET, Worker, delete_queue, job_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def stack(request, tmp_path_factory):
     if request.param == "rabbitmq":
         overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
     folder = tmp_path_factory.mktemp(f"callback-records-{request.param}")
-    path, config = write_config(folder, expose_tracebacks=False, auth_tokens=[TOKEN],
+    path, config = job_config(folder, expose_tracebacks=False, auth_tokens=[TOKEN],
                                 callback_allow_private=False, callback_allowed_hosts=["127.0.0.1"],
                                 callback_max_retries=RETRIES, callback_backoff=0.05,
                                 callback_backoff_max=0.2, callback_timeout=2.0, **overrides)

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from atoll.cli import CliError, build_parser, load_service, main, parse_bind
-from tests.served import free_port
+from tests.support import serve, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -119,32 +117,17 @@ def test_main_returns_2_for_a_bad_target(capsys):
 
 
 def test_serve_dev_answers_over_a_socket(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), "ATOLL_CONF": str(conf)}
+    conf = write_config(tmp_path, embedded_worker=False)
+
+    def word_counts(url: str) -> requests.Response:
+        return requests.post(f"{url}/pipelines/word_counts", json={"data": ["one two", "three"]}, timeout=2)
+
     # --dev runs Flask's reloader, which re-executes the command as a child: its own session lets the
     # test stop both by the process group it created.
-    proc = subprocess.Popen([sys.executable, "-m", "atoll", "serve", "examples.comments:service",
-                             "--bind", f"127.0.0.1:{port}", "--dev"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                response = requests.post(f"http://127.0.0.1:{port}/pipelines/word_counts",
-                                         json={"data": ["one two", "three"]}, timeout=2)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
-                assert time.monotonic() < deadline, "atoll serve --dev did not answer within 60 s"
-                time.sleep(0.2)
-        assert response.json() == {"results": [2, 1]}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        proc.stderr.close()
+    with serve("examples.comments:service", conf, workers=None, threads=None, args=["--dev"], session=True,
+               ready=word_counts) as (url, _):
+        response = word_counts(url)
+    assert response.json() == {"results": [2, 1]}
 
 
 BLOCKER = """

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from atoll.service.store import storage_failure
-from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, job_config, wait_for_job
 from tests.test_store_redis import redis_url  # noqa: F401 - the fixture
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -176,14 +177,14 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
 @pytest.mark.slow
 def test_a_full_disk_loses_no_accepted_job(tmp_path):
     with small_tmpfs(tmp_path / "state") as state:
-        path, config = write_config(tmp_path, state_dir=str(state),
+        path, config = job_config(tmp_path, state_dir=str(state),
                                     pipeline_time_limits={"nap": {"soft": SOFT_LIMIT}})
         _trial(path, config, lambda: disk_full(state), "full", "no space left on device")
 
 
 @pytest.mark.slow
 def test_redis_at_its_maxmemory_loses_no_accepted_job(tmp_path, redis_url):  # noqa: F811
-    path, config = write_config(tmp_path, worker_backend=redis_url,
+    path, config = job_config(tmp_path, worker_backend=redis_url,
                                 pipeline_time_limits={"nap": {"soft": SOFT_LIMIT}})
     _trial(path, config, lambda: redis_out_of_memory(redis_url), "full", "out of memory")
 
@@ -193,7 +194,7 @@ def test_results_that_cannot_be_stored_end_failed_naming_the_full_disk(tmp_path)
     """Where a job's outcome never fits (large results kept aside) but a failed record does, the job
     ends failed, saying so, once its wait for the store is over."""
     with small_tmpfs(tmp_path / "state") as state:
-        path, config = write_config(tmp_path, state_dir=str(state), inline_results_max_bytes=1024,
+        path, config = job_config(tmp_path, state_dir=str(state), inline_results_max_bytes=1024,
                                     pipeline_time_limits={"big": {"soft": 3.0}})
         client = build_service(config).create_app().test_client()
         worker = Worker(path).start().wait_ready()

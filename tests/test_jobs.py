@@ -10,8 +10,9 @@ import time
 import pytest
 
 from atoll.service.model import JobFailed
-from tests.async_service import Worker, build_service, race_saves, running_stack, wait_for_job, write_config
+from tests.async_service import build_service
 from tests.spark_cluster import require_spark
+from tests.support import Worker, job_config, race_saves, running_stack, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -311,7 +312,7 @@ def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
     _, _, client, _ = stack
     response = client.post("/pipelines/double", json={"data": [1], "async": True})
     assert response.status_code == 202 and response.headers["Retry-After"] == "1"
-    _, down = write_config(tmp_path, worker_broker="amqp://guest:guest@127.0.0.1:1//")
+    _, down = job_config(tmp_path, worker_broker="amqp://guest:guest@127.0.0.1:1//")
     refused = build_service(down).create_app().test_client().post(
         "/pipelines/double", json={"data": [1], "async": True})
     assert refused.status_code == 503 and refused.get_json()["error"]["name"] == "BrokerUnavailable"
@@ -324,7 +325,7 @@ def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
 def test_a_job_past_its_hard_time_limit_fails_with_a_record_and_a_callback(tmp_path, callback_receiver):
     """The pool process is killed by the hard limit, so the task cannot write its outcome: the worker's
     main process does (Celery's task_failure signal), and Celery's state agrees."""
-    path, config = write_config(tmp_path, pipeline_time_limits={"nap": {"hard": 1.0}})
+    path, config = job_config(tmp_path, pipeline_time_limits={"nap": {"hard": 1.0}})
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -395,7 +396,7 @@ def test_a_spark_job_shows_its_progress_and_is_stopped_when_cancelled(tmp_path):
     """The worker's pool process runs the pipeline on Spark (local mode): the record shows partitions
     done while it runs, and a cancelled job's Spark tasks stop (no marker written after the cancel)."""
     require_spark()
-    path, config = write_config(tmp_path, spark_master="local[2]",
+    path, config = job_config(tmp_path, spark_master="local[2]",
                                 spark_conf={"spark.default.parallelism": "6", "spark.ui.enabled": "false"},
                                 worker_concurrency=1)
     worker = Worker(path).start()
@@ -448,7 +449,7 @@ def test_celery_apps_of_dropped_services_are_not_kept_alive(tmp_path):
     from atoll.service.tasks import get_celery
 
     def make() -> weakref.ref:
-        service = build_service(write_config(tmp_path)[1])
+        service = build_service(job_config(tmp_path)[1])
         return weakref.ref(get_celery(service))
 
     gc.collect()
