@@ -11,7 +11,7 @@ import pytest
 
 from atoll import verify_callback
 from tests.async_service import build_service
-from tests.support import SECRET, Worker, job_config, running_stack, wait_for_job
+from tests.support import SECRET, Worker, eventually, job_config, running_stack, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +99,14 @@ def test_job_goes_through_every_state(stack):
                 for _ in range(2)]
     job_id = submit(client, "nap", [7], kwargs={"seconds": 0.5}, **{"async": True}).get_json()["job_id"]
     seen = []
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         record = client.get(f"/jobs/{job_id}").get_json()
         if not seen or seen[-1] != record["status"]:
             seen.append(record["status"])
-        if record["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.02)
+        return record if record["status"] in ("succeeded", "failed") else None
+
+    record = eventually(finished, 40, 0.02, what=f"job {job_id} to finish")
     assert seen == ["queued", "running", "succeeded"], seen
     assert record["results"] == [7] and record["error"] is None
     assert record["submitted_at"] <= record["started_at"] <= record["finished_at"]

@@ -25,7 +25,7 @@ import pytest
 
 from atoll.service.store import storage_failure
 from tests.async_service import build_service
-from tests.support import Worker, job_config, wait_for_job
+from tests.support import Worker, eventually, job_config, wait_for_job
 from tests.test_store_redis import redis_url  # noqa: F401 - the fixture
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -105,14 +105,9 @@ def redis_out_of_memory(url: str) -> Iterator[None]:
             client.config_set(key, value)
 
 
-def _wait(predicate, timeout: float):
-    """Return ``predicate()`` once it is truthy, or its last value after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
+def refused(answer):
+    """Return ``answer`` when it is a 503, else None."""
+    return answer if answer.status_code == 503 else None
 
 
 def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
@@ -143,15 +138,14 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
             assert refused.status_code == 503, refused.get_json()
             assert words in refused.get_json()["error"]["message"]
 
-            health = _wait(lambda: (lambda answer: answer if answer.status_code == 503 else None)(
-                client.get("/health")), timeout=5)
-            assert health is not None, "/health still says the store is fine"
+            health = eventually(lambda: refused(client.get("/health")), 5, 0.05,
+                                what="/health to say the store is not fine")
             store = health.get_json()["checks"]["store"]
             assert store["ok"] is False and store["required"] is True and store["state"] == cause, store
             assert words in store["error"] and "permission" not in store["error"], store
-            ready = _wait(lambda: (lambda answer: answer if answer.status_code == 503 else None)(
-                client.get("/readyz")), timeout=5)
-            assert ready is not None and "store" in ready.get_json()["failing"], "/readyz says ready"
+            ready = eventually(lambda: refused(client.get("/readyz")), 5, 0.05,
+                               what="/readyz to say it is not ready")
+            assert "store" in ready.get_json()["failing"], ready.get_json()
 
             time.sleep(max(0.0, filled + FULL_SECONDS - time.monotonic()))
             while_full = {job_id: client.get(f"/jobs/{job_id}").get_json()["status"] for job_id in ids}
@@ -163,8 +157,9 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
         statuses = {job_id: record["status"] for job_id, record in final.items()}
         assert statuses == dict.fromkeys(ids, "succeeded"), final
         assert [final[job_id]["results"] for job_id in ids] == [[0], [1], [2], [3]]
-        health = _wait(lambda: client.get("/health").get_json()["checks"]["store"]["ok"], timeout=5)
-        assert health, client.get("/health").get_json()
+        eventually(lambda: client.get("/health").get_json()["checks"]["store"]["ok"], 5, 0.05,
+                   what="/health to say the store is fine again",
+                   detail=lambda: str(client.get("/health").get_json()))
         log = worker.log()
         assert "goes back to the queue" in log, "no job went back to the queue: the trial was too short"
         assert "correct permissions" not in log

@@ -3,14 +3,13 @@ a broker, and polling a job's record."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +117,7 @@ def delete_queue(broker_url: str, queue: str) -> None:
         Queue(queue, channel=conn.channel()).delete()
 
 
-@contextmanager
+@contextlib.contextmanager
 def running_stack(request: Any, tmp_path_factory: Any, name: str, **overrides: Any) -> Iterator[tuple]:
     """Yield (config, worker) with one worker process on the broker ``request.param`` names (embedded
     or rabbitmq); the worker is stopped and a RabbitMQ queue deleted afterwards."""
@@ -162,10 +161,15 @@ def race_saves(target: Callable, args_for: Callable[[str], tuple], outcomes: tup
 
 def wait_for_job(client: Any, job_id: str, statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
                  timeout: float = 30.0) -> dict:
-    """Poll ``GET /jobs/<id>`` through a Flask test client until its status is one of ``statuses``."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Return the record of ``GET /jobs/<id>`` (through a Flask test client) once its status is one of
+    ``statuses``, or as it is after ``timeout`` s: the caller asserts on it."""
+    record: dict = {}
+
+    def ended() -> bool:
+        nonlocal record
         record = client.get(f"/jobs/{job_id}").get_json()
-        if record.get("status") in statuses or time.monotonic() > deadline:
-            return record
-        time.sleep(0.02)
+        return record.get("status") in statuses
+
+    with contextlib.suppress(AssertionError):
+        eventually(ended, timeout, 0.02)
+    return record
