@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.requirements import unavailable
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 WORKERS = 2
 CLUSTER_CONF = {"spark.executor.memory": "512m", "spark.cores.max": str(WORKERS)}
@@ -126,19 +126,18 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
             _spawn(cluster, f"worker{i}", [
                 "org.apache.spark.deploy.worker.Worker", cluster.master_url, "--host", "127.0.0.1",
                 "--cores", "1", "--memory", "1g", "--webui-port", "0", "--work-dir", str(work_dir)], env)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+
+        def alive() -> bool:
             dead = [p.args[1] for p in cluster.processes if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"Spark process exited at start-up: {dead}\n{cluster.logs()}")
-            try:
-                if cluster.status().get("aliveworkers", 0) >= workers:
-                    return cluster
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Spark cluster not ready after {START_TIMEOUT:.0f}s\n{cluster.logs()}")
-            time.sleep(0.5)
+            return cluster.status().get("aliveworkers", 0) >= workers
+
+        try:
+            eventually(alive, START_TIMEOUT, 0.5, what=f"{workers} live Spark workers", ignoring=(OSError,))
+        except AssertionError as error:
+            raise RuntimeError(f"Spark cluster not ready: {error}\n{cluster.logs()}") from None
+        return cluster
     except BaseException:
         cluster.stop()
         raise
@@ -146,11 +145,8 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
 
 def wait_for_executors(sc, count: int, timeout: float = 90.0) -> None:
     """Wait until ``count`` executors (besides the driver) have registered with ``sc``."""
-    deadline = time.monotonic() + timeout
-    while sc._jsc.sc().getExecutorMemoryStatus().size() < count + 1:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{count} Spark executors did not register within {timeout:.0f}s")
-        time.sleep(0.2)
+    eventually(lambda: sc._jsc.sc().getExecutorMemoryStatus().size() >= count + 1, timeout, 0.2,
+               what=f"{count} Spark executors to register")
 
 
 @pytest.fixture(scope="session")

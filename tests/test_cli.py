@@ -93,8 +93,7 @@ def test_bad_worker_count_is_a_usage_error():
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("n_job: 2\n")
+    conf = write_config(tmp_path, n_job=2)
     result = atoll("serve", "examples.comments:service", env={"ATOLL_CONF": str(conf)})
     assert result.returncode == 2 and "unknown key 'n_job'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -172,8 +171,7 @@ def test_commands_without_their_extra_name_what_to_install(tmp_path, absent, arg
 
 
 def test_config_command_shows_values_origins_and_no_secrets(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("n_jobs: 3\ncallback_secret: file-s3cret\nlog_level: DEBUG\n")
+    conf = write_config(tmp_path, n_jobs=3, callback_secret="file-s3cret", log_level="DEBUG")
     env = {"ATOLL_CONF": "", "ATOLL_LOG_LEVEL": "WARNING", "ATOLL_AUTH_TOKENS": "[env-s3cret]",
            "ATOLL_WORKER_BROKER": "amqp://atoll:pw-s3cret@rabbit:5672//"}
     result = atoll("config", "--config", str(conf), env=env)
@@ -196,8 +194,7 @@ def test_config_command_shows_values_origins_and_no_secrets(tmp_path):
 
 def test_config_option_reaches_the_service_module(tmp_path):
     (tmp_path / "mymod.py").write_text("from atoll import Atoll\nservice = Atoll()\n")
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("worker_queue: from-the-file\n")
+    conf = write_config(tmp_path, worker_queue="from-the-file")
     env = {"ATOLL_CONF": "", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     result = atoll("config", "--json", "--config", str(conf), "mymod:service", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
