@@ -105,7 +105,7 @@ def redis_out_of_memory(url: str) -> Iterator[None]:
             client.config_set(key, value)
 
 
-def refused(answer):
+def if_503(answer):
     """Return ``answer`` when it is a 503, else None."""
     return answer if answer.status_code == 503 else None
 
@@ -138,12 +138,12 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
             assert refused.status_code == 503, refused.get_json()
             assert words in refused.get_json()["error"]["message"]
 
-            health = eventually(lambda: refused(client.get("/health")), 5, 0.05,
+            health = eventually(lambda: if_503(client.get("/health")), 5, 0.05,
                                 what="/health to say the store is not fine")
             store = health.get_json()["checks"]["store"]
             assert store["ok"] is False and store["required"] is True and store["state"] == cause, store
             assert words in store["error"] and "permission" not in store["error"], store
-            ready = eventually(lambda: refused(client.get("/readyz")), 5, 0.05,
+            ready = eventually(lambda: if_503(client.get("/readyz")), 5, 0.05,
                                what="/readyz to say it is not ready")
             assert "store" in ready.get_json()["failing"], ready.get_json()
 
