@@ -14,15 +14,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.requirements import unavailable
+from tests.support import eventually, free_port
 
 SHARED_URL = "amqp://guest:guest@127.0.0.1:5672//"
 _SERVER_SCRIPTS = ("/usr/lib/rabbitmq/bin/rabbitmq-server", "/usr/sbin/rabbitmq-server")
@@ -40,12 +39,6 @@ def amqp_answers(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PrivateNode:
     """A RabbitMQ node owned by the test session (see the module docstring)."""
 
@@ -55,7 +48,7 @@ class PrivateNode:
         if script is None:
             raise RuntimeError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
         self.root = Path(tempfile.mkdtemp(prefix="atoll-rabbitmq-"))
-        self.port, self.dist_port, self.epmd_port = _free_port(), _free_port(), _free_port()
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
         name = f"atoll{os.getpid()}@localhost"
         env = {**os.environ, "HOME": str(self.root), "RABBITMQ_NODENAME": name,
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
@@ -75,15 +68,20 @@ class PrivateNode:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the node completes an AMQP handshake; raise RuntimeError with its log if not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
-                break
-            if amqp_answers(self.url, timeout=1.0):
-                return
-            time.sleep(0.5)
-        tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"private RabbitMQ node did not become ready: {tail}")
+                raise RuntimeError(f"private RabbitMQ node exited: {self.log_tail()}")
+            return amqp_answers(self.url, timeout=1.0)
+
+        try:
+            eventually(ready, timeout, 0.5, what="the private RabbitMQ node's AMQP handshake")
+        except AssertionError as error:
+            raise RuntimeError(f"private RabbitMQ node did not become ready ({error}): {self.log_tail()}") \
+                from None
+
+    def log_tail(self) -> str:
+        """Return the end of the node's log."""
+        return (self.root / "server.log").read_text(errors="replace")[-2000:]
 
     def ctl(self, *args: str) -> str:
         """Return the output of ``rabbitmqctl ARGS`` run against this node."""

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.requirements import unavailable
+from tests.support import eventually, free_port
 
 WORKERS = 2
 CLUSTER_CONF = {"spark.executor.memory": "512m", "spark.cores.max": str(WORKERS)}
@@ -46,12 +46,6 @@ def require_spark() -> None:
     reason = spark_missing()
     if reason:
         unavailable("spark", reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -119,7 +113,7 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
     """Start a master and ``workers`` workers on 127.0.0.1; return once every worker is alive."""
     import pyspark
 
-    port, web_port = _free_port(), _free_port()
+    port, web_port = free_port(), free_port()
     env = dict(os.environ, SPARK_HOME=str(Path(pyspark.__file__).parent), SPARK_LOCAL_IP="127.0.0.1",
                PYSPARK_PYTHON=sys.executable, SPARK_LOG_DIR=str(base), SPARK_NO_DAEMONIZE="1")
     cluster = SparkCluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{web_port}", base)
@@ -132,19 +126,18 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
             _spawn(cluster, f"worker{i}", [
                 "org.apache.spark.deploy.worker.Worker", cluster.master_url, "--host", "127.0.0.1",
                 "--cores", "1", "--memory", "1g", "--webui-port", "0", "--work-dir", str(work_dir)], env)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+
+        def alive() -> bool:
             dead = [p.args[1] for p in cluster.processes if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"Spark process exited at start-up: {dead}\n{cluster.logs()}")
-            try:
-                if cluster.status().get("aliveworkers", 0) >= workers:
-                    return cluster
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Spark cluster not ready after {START_TIMEOUT:.0f}s\n{cluster.logs()}")
-            time.sleep(0.5)
+            return cluster.status().get("aliveworkers", 0) >= workers
+
+        try:
+            eventually(alive, START_TIMEOUT, 0.5, what=f"{workers} live Spark workers", ignoring=(OSError,))
+        except AssertionError as error:
+            raise RuntimeError(f"Spark cluster not ready: {error}\n{cluster.logs()}") from None
+        return cluster
     except BaseException:
         cluster.stop()
         raise
@@ -152,11 +145,8 @@ def start_cluster(base: Path, workers: int = WORKERS) -> SparkCluster:
 
 def wait_for_executors(sc, count: int, timeout: float = 90.0) -> None:
     """Wait until ``count`` executors (besides the driver) have registered with ``sc``."""
-    deadline = time.monotonic() + timeout
-    while sc._jsc.sc().getExecutorMemoryStatus().size() < count + 1:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{count} Spark executors did not register within {timeout:.0f}s")
-        time.sleep(0.2)
+    eventually(lambda: sc._jsc.sc().getExecutorMemoryStatus().size() >= count + 1, timeout, 0.2,
+               what=f"{count} Spark executors to register")
 
 
 @pytest.fixture(scope="session")

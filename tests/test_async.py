@@ -10,7 +10,8 @@ from datetime import datetime
 import pytest
 
 from atoll import verify_callback
-from tests.async_service import SECRET, Worker, build_service, running_stack, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import SECRET, Worker, eventually, job_config, running_stack, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -98,14 +99,14 @@ def test_job_goes_through_every_state(stack):
                 for _ in range(2)]
     job_id = submit(client, "nap", [7], kwargs={"seconds": 0.5}, **{"async": True}).get_json()["job_id"]
     seen = []
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         record = client.get(f"/jobs/{job_id}").get_json()
         if not seen or seen[-1] != record["status"]:
             seen.append(record["status"])
-        if record["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.02)
+        return record if record["status"] in ("succeeded", "failed") else None
+
+    record = eventually(finished, 40, 0.02, what=f"job {job_id} to finish")
     assert seen == ["queued", "running", "succeeded"], seen
     assert record["results"] == [7] and record["error"] is None
     assert record["submitted_at"] <= record["started_at"] <= record["finished_at"]
@@ -139,7 +140,7 @@ def test_health_reports_broker_and_worker(stack):
 
 
 def test_celery_dash_a_runs_the_same_module(tmp_path, callback_receiver):
-    path, config = write_config(tmp_path)
+    path, config = job_config(tmp_path)
     worker = Worker(path, command="celery").start()
     try:
         worker.wait_ready()
@@ -153,7 +154,7 @@ def test_celery_dash_a_runs_the_same_module(tmp_path, callback_receiver):
 
 def test_messages_carry_the_name_and_json_only(tmp_path):
     # no worker: read the message the embedded broker holds and check what it carries
-    path, config = write_config(tmp_path)
+    path, config = job_config(tmp_path)
     client = build_service(config).create_app().test_client()
     job_id = submit(client, "scale", [1], kwargs={"factor": 2}, **{"async": True}).get_json()["job_id"]
     assert client.get(f"/jobs/{job_id}").get_json()["status"] == "queued"
@@ -171,7 +172,7 @@ def test_messages_carry_the_name_and_json_only(tmp_path):
 
 
 def test_soft_time_limit_fails_the_job_with_a_clear_error(tmp_path, callback_receiver):
-    path, config = write_config(tmp_path, pipeline_time_limits={"nap": {"soft": 0.5, "hard": 10}})
+    path, config = job_config(tmp_path, pipeline_time_limits={"nap": {"soft": 0.5, "hard": 10}})
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -198,7 +199,7 @@ def test_rpc_result_backend_is_refused_with_advice(tmp_path):
     from atoll.errors import ConfigError
     from atoll.service.tasks import create_celery
 
-    _, config = write_config(tmp_path, worker_backend="rpc://")
+    _, config = job_config(tmp_path, worker_backend="rpc://")
     with pytest.raises(ConfigError, match="GET /jobs"):
         create_celery(build_service(config))
 
@@ -215,7 +216,7 @@ def job_store(tmp_path):
     from atoll.service.store import JobStore
     from atoll.service.tasks import create_celery
 
-    _, config = write_config(tmp_path)
+    _, config = job_config(tmp_path)
     return JobStore(create_celery(build_service(config)))
 
 
@@ -294,11 +295,11 @@ def test_each_service_runs_its_own_pipelines_in_one_process(tmp_path):
 
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    _, first_config = write_config(tmp_path / "first")
+    _, first_config = job_config(tmp_path / "first")
     first = Atoll(first_config)
     first.register_pipeline("/only-first", Pipeline().map(lambda x: x + 1))
     create_celery(first).tasks[PIPELINE_TASK]  # finalize the first app
-    _, second_config = write_config(tmp_path / "second")
+    _, second_config = job_config(tmp_path / "second")
     second = Atoll(second_config)
     second.register_pipeline("/only-second", Pipeline().map(lambda x: x * 10))
     app = create_celery(second)

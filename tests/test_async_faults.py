@@ -3,12 +3,12 @@ answers 500 or is down for a while, a broker that is unreachable when a job is s
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
-from tests.async_service import Worker, build_service, delete_queue, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, delete_queue, eventually, free_port, job_config, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def broker(request):
 @pytest.fixture
 def setup(broker, tmp_path):
     """(config path, config, test client); the test's queue is removed from RabbitMQ afterwards."""
-    path, config = write_config(tmp_path, **broker)
+    path, config = job_config(tmp_path, **broker)
     client = build_service(config).create_app().test_client()
     yield path, config, client
     if config.worker_broker:
@@ -98,17 +98,15 @@ def test_receiver_outage_then_recovery_delivers_every_callback(setup, callback_r
 
 
 def test_retries_are_bounded(tmp_path, callback_receiver):
-    path, config = write_config(tmp_path, callback_max_retries=2, callback_backoff=0.05)
+    path, config = job_config(tmp_path, callback_max_retries=2, callback_backoff=0.05)
     client = build_service(config).create_app().test_client()
     worker = Worker(path).start().wait_ready()
     try:
         callback_receiver.fail_with(503)
         answer = client.post("/pipelines/double", json={"data": [1], "callback": callback_receiver.url})
         job_id = answer.get_json()["job_id"]
-        deadline = time.monotonic() + 30
-        while "giving up" not in worker.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "giving up" in worker.log()
+        eventually(lambda: "giving up" in worker.log(), 30, what="the worker to log that it gives up",
+                   detail=worker.log)
         time.sleep(0.5)
         attempts = [c for c in callback_receiver.calls if c.json["job_id"] == job_id]
         assert len(attempts) == 3  # the first attempt and two retries
@@ -117,14 +115,8 @@ def test_retries_are_bounded(tmp_path, callback_receiver):
         worker.stop()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_rabbitmq_at_submit_is_503_and_nothing_is_queued(tmp_path):
-    path, config = write_config(tmp_path, worker_broker=f"amqp://guest:secret@127.0.0.1:{_closed_port()}//")
+    path, config = job_config(tmp_path, worker_broker=f"amqp://guest:secret@127.0.0.1:{free_port()}//")
     client = build_service(config).create_app().test_client()
     started = time.monotonic()
     answer = client.post("/pipelines/double", json={"data": [1], "async": True})
@@ -139,7 +131,7 @@ def test_unreachable_rabbitmq_at_submit_is_503_and_nothing_is_queued(tmp_path):
 
 
 def test_unwritable_embedded_broker_at_submit_is_503_and_nothing_is_queued(tmp_path):
-    path, config = write_config(tmp_path)
+    path, config = job_config(tmp_path)
     service = build_service(config)
     client = service.create_app().test_client()
     assert service.celery  # the embedded broker's folders exist from here on

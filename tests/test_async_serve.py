@@ -3,10 +3,7 @@ and callbacks work with nothing else installed. Exercised over a real socket wit
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
@@ -14,8 +11,7 @@ import pytest
 import requests
 
 from atoll import Client, RemoteError, verify_callback
-from tests.async_service import SECRET, TESTS, write_config
-from tests.served import free_port, serve_process, workers_ready
+from tests.support import SECRET, eventually, job_config, serve, workers_ready
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +20,10 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory):
     """(base URL, serve process) of `atoll serve async_service:service` on the embedded broker."""
     folder = tmp_path_factory.mktemp("serve")
-    path, config = write_config(folder)
+    path, config = job_config(folder)
     assert config.worker_broker is None and config.embedded_worker
-    with serve_process("async_service:service", str(path), workers=1, threads=None,
-                       ready=workers_ready, log=folder / "serve.log") as (url, process):
+    with serve("async_service:service", path, workers=1, threads=None, ready=workers_ready,
+               log=folder / "serve.log") as (url, process):
         yield url, process
 
 
@@ -81,27 +77,13 @@ def test_callback_over_real_sockets(served, callback_receiver):
 
 
 def test_serve_stops_its_worker(tmp_path):
-    path, _ = write_config(tmp_path)
-    port = free_port()
-    env = {**os.environ, "ATOLL_CONF": str(path),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
-    process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", "async_service:service",
-                                "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        workers = []
-        while not workers and time.monotonic() < deadline:
-            workers = [p for p in psutil.Process(process.pid).children()
-                       if "worker" in p.cmdline()]
-            time.sleep(0.2)
-        assert workers, "atoll serve started no worker process on the embedded broker"
+    path, _ = job_config(tmp_path)
+    with serve("async_service:service", path, workers=1, threads=None, ready=lambda _: True) as (_, process):
+        workers = eventually(lambda: [p for p in psutil.Process(process.pid).children()
+                                      if "worker" in p.cmdline()], 60, 0.2,
+                             what="atoll serve to start a worker process on the embedded broker")
         time.sleep(2)
         process.send_signal(signal.SIGTERM)
         process.wait(40)
         gone, alive = psutil.wait_procs(workers, timeout=30)
         assert not alive
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -5,12 +5,12 @@ RabbitMQ), a real loopback receiver, a service with auth tokens."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.async_service import SECRET, Worker, build_service, delete_queue, write_config
+from tests.async_service import build_service
+from tests.support import SECRET, Worker, delete_queue, eventually, job_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def stack(request, tmp_path_factory):
     if request.param == "rabbitmq":
         overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
     folder = tmp_path_factory.mktemp(f"callback-records-{request.param}")
-    path, config = write_config(folder, expose_tracebacks=False, auth_tokens=[TOKEN],
+    path, config = job_config(folder, expose_tracebacks=False, auth_tokens=[TOKEN],
                                 callback_allow_private=False, callback_allowed_hosts=["127.0.0.1"],
                                 callback_max_retries=RETRIES, callback_backoff=0.05,
                                 callback_backoff_max=0.2, callback_timeout=2.0, **overrides)
@@ -51,14 +51,12 @@ def submit(client, name, data, callback):
 def wait_for_callback(client, job_id, states, attempts=1, timeout=60.0) -> dict:
     """Poll GET /jobs/<id> until its callback's state is one of ``states`` after at least ``attempts``
     delivery attempts; return the record."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def settled() -> dict | None:
         record = client.get(f"/jobs/{job_id}", headers=AUTH).get_json()
         callback = record.get("callback") or {}
-        if (callback.get("state") in states and callback.get("attempts", 0) >= attempts) \
-                or time.monotonic() > deadline:
-            return record
-        time.sleep(0.05)
+        return record if callback.get("state") in states and callback.get("attempts", 0) >= attempts else None
+
+    return eventually(settled, timeout, 0.05, what=f"job {job_id}'s callback to be one of {sorted(states)}")
 
 
 def test_a_delivered_callback_is_recorded(stack, callback_receiver):
@@ -102,10 +100,12 @@ def test_a_job_without_callback_says_null(stack):
     client, _ = stack
     answer = client.post("/pipelines/double", json={"data": [5], "async": True}, headers=AUTH)
     job_id = answer.get_json()["job_id"]
-    deadline = time.monotonic() + 30
-    while (record := client.get(f"/jobs/{job_id}", headers=AUTH).get_json())["status"] != "succeeded":
-        assert time.monotonic() < deadline, record
-        time.sleep(0.05)
+
+    def succeeded() -> dict | None:
+        record = client.get(f"/jobs/{job_id}", headers=AUTH).get_json()
+        return record if record["status"] == "succeeded" else None
+
+    record = eventually(succeeded, 30, 0.05, what=f"job {job_id} to succeed")
     assert record["callback"] is None
 
 

@@ -21,7 +21,8 @@ from atoll.service.callbacks import (
     sign,
     signature_headers,
 )
-from tests.async_service import SECRET, build_service, write_config
+from tests.async_service import build_service
+from tests.support import SECRET, job_config
 
 # the published Standard Webhooks test vector
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -102,7 +103,7 @@ def test_allowances_open_the_guard():
 
 
 def test_submit_refuses_internal_callbacks_with_400(tmp_path):
-    _, config = write_config(tmp_path, callback_allow_private=False)
+    _, config = job_config(tmp_path, callback_allow_private=False)
     client = build_service(config).create_app().test_client()
     for url in ("http://127.0.0.1:5000/hook", "http://169.254.169.254/", "http://[fd12::5]/x"):
         answer = client.post("/pipelines/double", json={"data": [1], "callback": url})

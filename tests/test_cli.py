@@ -6,17 +6,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from atoll.cli import CliError, build_parser, load_service, main, parse_bind
-from tests.served import free_port
+from tests.support import serve, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -96,8 +94,7 @@ def test_bad_worker_count_is_a_usage_error():
 
 
 def test_bad_config_is_a_one_line_error(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("n_job: 2\n")
+    conf = write_config(tmp_path, n_job=2)
     result = atoll("serve", "examples.comments:service", env={"ATOLL_CONF": str(conf)})
     assert result.returncode == 2 and "unknown key 'n_job'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -120,32 +117,17 @@ def test_main_returns_2_for_a_bad_target(capsys):
 
 
 def test_serve_dev_answers_over_a_socket(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]), "ATOLL_CONF": str(conf)}
+    conf = write_config(tmp_path, embedded_worker=False)
+
+    def word_counts(url: str) -> requests.Response:
+        return requests.post(f"{url}/pipelines/word_counts", json={"data": ["one two", "three"]}, timeout=2)
+
     # --dev runs Flask's reloader, which re-executes the command as a child: its own session lets the
     # test stop both by the process group it created.
-    proc = subprocess.Popen([sys.executable, "-m", "atoll", "serve", "examples.comments:service",
-                             "--bind", f"127.0.0.1:{port}", "--dev"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                response = requests.post(f"http://127.0.0.1:{port}/pipelines/word_counts",
-                                         json={"data": ["one two", "three"]}, timeout=2)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow on a busy machine
-                assert time.monotonic() < deadline, "atoll serve --dev did not answer within 60 s"
-                time.sleep(0.2)
-        assert response.json() == {"results": [2, 1]}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        proc.stderr.close()
+    with serve("examples.comments:service", conf, workers=None, threads=None, args=["--dev"], session=True,
+               ready=word_counts) as (url, _):
+        response = word_counts(url)
+    assert response.json() == {"results": [2, 1]}
 
 
 BLOCKER = """
@@ -190,8 +172,7 @@ def test_commands_without_their_extra_name_what_to_install(tmp_path, absent, arg
 
 
 def test_config_command_shows_values_origins_and_no_secrets(tmp_path):
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("n_jobs: 3\ncallback_secret: file-s3cret\nlog_level: DEBUG\n")
+    conf = write_config(tmp_path, n_jobs=3, callback_secret="file-s3cret", log_level="DEBUG")
     env = {"ATOLL_CONF": "", "ATOLL_LOG_LEVEL": "WARNING", "ATOLL_AUTH_TOKENS": "[env-s3cret]",
            "ATOLL_WORKER_BROKER": "amqp://atoll:pw-s3cret@rabbit:5672//"}
     result = atoll("config", "--config", str(conf), env=env)
@@ -214,8 +195,7 @@ def test_config_command_shows_values_origins_and_no_secrets(tmp_path):
 
 def test_config_option_reaches_the_service_module(tmp_path):
     (tmp_path / "mymod.py").write_text("from atoll import Atoll\nservice = Atoll()\n")
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text("worker_queue: from-the-file\n")
+    conf = write_config(tmp_path, worker_queue="from-the-file")
     env = {"ATOLL_CONF": "", "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     result = atoll("config", "--json", "--config", str(conf), "mymod:service", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr

@@ -11,20 +11,17 @@ import pytest
 import requests
 
 from atoll import Client, RemoteError
-from tests.async_service import write_config
-from tests.served import free_port, serving
+from tests.support import eventually, free_port, job_config, serve, write_config
 
 
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("client")
-    open_conf = folder / "open.yaml"
-    open_conf.write_text(f"state_dir: {folder / 'state'}\nembedded_worker: false\n")
-    secured_conf = folder / "secured.yaml"
-    secured_conf.write_text(f"state_dir: {folder / 'state2'}\nembedded_worker: false\n"
-                            f"auth_tokens: [client-token]\n")
-    with serving("served:service", conf=str(open_conf), workers=1) as plain, \
-            serving("served:service", conf=str(secured_conf), workers=1) as secured:
+    open_conf = write_config(folder, embedded_worker=False)
+    secured_conf = write_config(folder, state_dir=str(folder / "state2"), embedded_worker=False,
+                                auth_tokens=["client-token"])
+    with serve("served:service", open_conf, workers=1) as (plain, _), \
+            serve("served:service", secured_conf, workers=1) as (secured, _):
         yield plain, secured
 
 
@@ -112,18 +109,11 @@ def jobs(tmp_path_factory):
     """A Client of a served async_service whose embedded worker runs the jobs; small bounds for output
     and inline results."""
     folder = tmp_path_factory.mktemp("client-jobs")
-    path, config = write_config(folder, inline_results_max_bytes=2000, job_log_max_bytes=4096)
+    path, config = job_config(folder, inline_results_max_bytes=2000, job_log_max_bytes=4096)
     assert config.embedded_worker and config.worker_broker is None
     # /health answers 200 once the embedded worker consumes the queue
-    with serving("async_service:service", conf=str(path), workers=1) as url, Client(url) as c:
+    with serve("async_service:service", path, workers=1) as (url, _), Client(url) as c:
         yield c
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"not true after {timeout} s"
-        time.sleep(0.05)
 
 
 def test_list_jobs_newest_first_with_filters(jobs):
@@ -174,7 +164,7 @@ def test_the_same_idempotency_key_gives_the_same_job(jobs):
 
 def test_cancel_a_running_job(jobs):
     job = jobs.submit("nap", [1], seconds=20)
-    wait_until(lambda: job.status() == "running")
+    eventually(lambda: job.status() == "running", interval=0.05, what="the job to be running")
     record = job.cancel()
     assert record["status"] == "cancelled" and record["finished_at"] is not None
     assert job.status() == "cancelled"

@@ -18,7 +18,8 @@ from atoll.service.tasks import (
     consumer_timeout,
     rabbitmq_version,
 )
-from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, job_config, wait_for_job
 
 
 def _config(**values):
@@ -111,7 +112,7 @@ def _broker_version(broker: str) -> tuple[int, int] | None:
 
 @pytest.mark.slow
 def test_declared_queue_carries_x_consumer_timeout(tmp_path, rabbitmq_url, rabbitmqctl):
-    _, config = write_config(tmp_path, worker_broker=rabbitmq_url, worker_consumer_timeout=12.5)
+    _, config = job_config(tmp_path, worker_broker=rabbitmq_url, worker_consumer_timeout=12.5)
     [queue] = celery_settings(config)["task_queues"]
     try:
         _declare(rabbitmq_url, queue)
@@ -127,7 +128,7 @@ def test_declared_queue_carries_x_consumer_timeout(tmp_path, rabbitmq_url, rabbi
 @pytest.mark.slow
 def test_the_web_process_declares_the_queue_with_the_argument(tmp_path, rabbitmq_url, rabbitmqctl):
     """Submitting a job declares the queue before any worker exists, with the argument."""
-    _, config = write_config(tmp_path, worker_broker=rabbitmq_url, task_time_limit=30)
+    _, config = job_config(tmp_path, worker_broker=rabbitmq_url, task_time_limit=30)
     try:
         client = build_service(config).create_app().test_client()
         response = client.post("/pipelines/double", json={"data": [1], "async": True})
@@ -149,7 +150,7 @@ def test_worker_and_web_process_with_new_or_existing_queue(tmp_path, rabbitmq_ur
     the queue keeps the arguments it had."""
     from kombu import Queue
 
-    path, config = write_config(tmp_path, worker_broker=rabbitmq_url, worker_consumer_timeout=60)
+    path, config = job_config(tmp_path, worker_broker=rabbitmq_url, worker_consumer_timeout=60)
     if existing is not None:
         _declare(rabbitmq_url, Queue(config.worker_queue, durable=True, queue_arguments=existing or None))
     before = _queue_arguments(rabbitmqctl, config.worker_queue)

@@ -12,15 +12,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support import eventually, free_port, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -105,16 +105,9 @@ def test_compose_targets_import():
     assert callable(getattr(sys.modules[module], attr))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_gunicorn_settings_serve_the_app(tmp_path):
-    port = _free_port()
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f'state_dir: "{tmp_path / "state"}"\nembedded_worker: false\n')
+    port = free_port()
+    conf = write_config(tmp_path, embedded_worker=False)
     env = {**os.environ, "ATOLL_CONF": str(conf), "ATOLL_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "2",
            "WEB_THREADS": "2"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the settings make a fresh one
@@ -122,16 +115,12 @@ def test_gunicorn_settings_serve_the_app(tmp_path):
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/pipelines", timeout=5) as resp:
-                    listing = json.loads(resp.read())
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(server.stdout.read().decode(errors="replace")) from None
-                time.sleep(0.3)
+        def listing() -> dict:
+            assert server.poll() is None, server.stdout.read().decode(errors="replace")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/pipelines", timeout=5) as resp:
+                return json.loads(resp.read())
+
+        listing = eventually(listing, 60, 0.3, what="gunicorn to list the pipelines", ignoring=(OSError,))
         assert "word_counts" in {p["name"] for p in listing["pipelines"]}
         req = urllib.request.Request(f"http://127.0.0.1:{port}/pipelines/word_counts",
                                      data=json.dumps({"data": ["one two three"]}).encode(),

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from atoll.service.store import storage_failure
-from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, eventually, job_config, wait_for_job
 from tests.test_store_redis import redis_url  # noqa: F401 - the fixture
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -104,14 +105,9 @@ def redis_out_of_memory(url: str) -> Iterator[None]:
             client.config_set(key, value)
 
 
-def _wait(predicate, timeout: float):
-    """Return ``predicate()`` once it is truthy, or its last value after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
+def if_503(answer):
+    """Return ``answer`` when it is a 503, else None."""
+    return answer if answer.status_code == 503 else None
 
 
 def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
@@ -142,15 +138,14 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
             assert refused.status_code == 503, refused.get_json()
             assert words in refused.get_json()["error"]["message"]
 
-            health = _wait(lambda: (lambda answer: answer if answer.status_code == 503 else None)(
-                client.get("/health")), timeout=5)
-            assert health is not None, "/health still says the store is fine"
+            health = eventually(lambda: if_503(client.get("/health")), 5, 0.05,
+                                what="/health to say the store is not fine")
             store = health.get_json()["checks"]["store"]
             assert store["ok"] is False and store["required"] is True and store["state"] == cause, store
             assert words in store["error"] and "permission" not in store["error"], store
-            ready = _wait(lambda: (lambda answer: answer if answer.status_code == 503 else None)(
-                client.get("/readyz")), timeout=5)
-            assert ready is not None and "store" in ready.get_json()["failing"], "/readyz says ready"
+            ready = eventually(lambda: if_503(client.get("/readyz")), 5, 0.05,
+                               what="/readyz to say it is not ready")
+            assert "store" in ready.get_json()["failing"], ready.get_json()
 
             time.sleep(max(0.0, filled + FULL_SECONDS - time.monotonic()))
             while_full = {job_id: client.get(f"/jobs/{job_id}").get_json()["status"] for job_id in ids}
@@ -162,8 +157,9 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
         statuses = {job_id: record["status"] for job_id, record in final.items()}
         assert statuses == dict.fromkeys(ids, "succeeded"), final
         assert [final[job_id]["results"] for job_id in ids] == [[0], [1], [2], [3]]
-        health = _wait(lambda: client.get("/health").get_json()["checks"]["store"]["ok"], timeout=5)
-        assert health, client.get("/health").get_json()
+        eventually(lambda: client.get("/health").get_json()["checks"]["store"]["ok"], 5, 0.05,
+                   what="/health to say the store is fine again",
+                   detail=lambda: str(client.get("/health").get_json()))
         log = worker.log()
         assert "goes back to the queue" in log, "no job went back to the queue: the trial was too short"
         assert "correct permissions" not in log
@@ -176,14 +172,14 @@ def _trial(config_path: Path, config, full, cause: str, words: str) -> None:
 @pytest.mark.slow
 def test_a_full_disk_loses_no_accepted_job(tmp_path):
     with small_tmpfs(tmp_path / "state") as state:
-        path, config = write_config(tmp_path, state_dir=str(state),
+        path, config = job_config(tmp_path, state_dir=str(state),
                                     pipeline_time_limits={"nap": {"soft": SOFT_LIMIT}})
         _trial(path, config, lambda: disk_full(state), "full", "no space left on device")
 
 
 @pytest.mark.slow
 def test_redis_at_its_maxmemory_loses_no_accepted_job(tmp_path, redis_url):  # noqa: F811
-    path, config = write_config(tmp_path, worker_backend=redis_url,
+    path, config = job_config(tmp_path, worker_backend=redis_url,
                                 pipeline_time_limits={"nap": {"soft": SOFT_LIMIT}})
     _trial(path, config, lambda: redis_out_of_memory(redis_url), "full", "out of memory")
 
@@ -193,7 +189,7 @@ def test_results_that_cannot_be_stored_end_failed_naming_the_full_disk(tmp_path)
     """Where a job's outcome never fits (large results kept aside) but a failed record does, the job
     ends failed, saying so, once its wait for the store is over."""
     with small_tmpfs(tmp_path / "state") as state:
-        path, config = write_config(tmp_path, state_dir=str(state), inline_results_max_bytes=1024,
+        path, config = job_config(tmp_path, state_dir=str(state), inline_results_max_bytes=1024,
                                     pipeline_time_limits={"big": {"soft": 3.0}})
         client = build_service(config).create_app().test_client()
         worker = Worker(path).start().wait_ready()

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from atoll.service.model import JobFailed
-from tests.async_service import Worker, build_service, race_saves, running_stack, wait_for_job, write_config
+from tests.async_service import build_service
 from tests.spark_cluster import require_spark
+from tests.support import Worker, eventually, job_config, race_saves, running_stack, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +31,6 @@ def submit(client, name, data, headers=None, **body):
                            headers=headers or {})
     assert response.status_code == 202, response.get_json()
     return response.get_json()["job_id"]
-
-
-def wait_until(predicate, timeout=30.0, pause=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(pause)
-    raise AssertionError(f"not true after {timeout} s")
 
 
 # -- Celery states ----------------------------------------------------------------------------
@@ -127,7 +118,8 @@ def test_a_running_job_that_is_cancelled_is_stopped(stack, tmp_path):
     _, _, client, worker = stack
     marker = tmp_path / "ran"
     job_id = submit(client, "touch", [1], kwargs={"seconds": 20, "marker": str(marker)})
-    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running")
+    eventually(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running", interval=0.05,
+               what=f"job {job_id} to run")
     answer = client.delete(f"/jobs/{job_id}")
     assert answer.status_code == 200 and answer.get_json()["status"] == "cancelled"
     # the pool process was stopped, not left sleeping: two quick jobs run on both processes at once
@@ -145,7 +137,7 @@ def test_a_running_local_executor_job_that_is_cancelled_stops_its_pool_work(stac
     _, _, client, _ = stack
     # 40 chunks of one element, each sleeping 0.5 s then leaving a marker file, on 2 pool processes
     job_id = submit(client, "chunked", list(range(40)), kwargs={"seconds": 0.5, "folder": str(tmp_path)})
-    wait_until(lambda: len(list(tmp_path.iterdir())) >= 2)
+    eventually(lambda: len(list(tmp_path.iterdir())) >= 2, interval=0.05, what="two items to be done")
     assert client.delete(f"/jobs/{job_id}").status_code == 200
     time.sleep(1.0)  # a chunk that was already sleeping may still finish
     done = len(list(tmp_path.iterdir()))
@@ -177,14 +169,14 @@ def test_a_running_job_shows_its_progress(stack, tmp_path):
     # 12 chunks of one element, 0.4 s each, on 2 pool processes: about 2.4 s of running
     job_id = submit(client, "chunked", list(range(12)), kwargs={"seconds": 0.4, "folder": str(tmp_path)})
     seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def finished() -> dict | None:
         record = client.get(f"/jobs/{job_id}").get_json()
         if record["progress"] is not None:
             seen.append((record["progress"]["done"], record["progress"]["total"]))
-        if record["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.1)
+        return record if record["status"] in ("succeeded", "failed") else None
+
+    record = eventually(finished, 60, what=f"job {job_id} to finish")
     assert record["status"] == "succeeded"
     assert record["progress"] == {"done": 12, "total": 12}
     running = [p for p in seen[:-1] if p[0] < p[1]]
@@ -218,11 +210,13 @@ def test_what_a_job_printed_and_logged_is_kept_also_when_it_failed(stack):
 def test_a_cancelled_jobs_output_is_kept(stack):
     _, _, client, _ = stack
     job_id = submit(client, "saynap", [1], kwargs={"seconds": 20})
-    wait_until(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running")
+    eventually(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running", interval=0.05,
+               what=f"job {job_id} to run")
     time.sleep(0.3)
     assert client.delete(f"/jobs/{job_id}").status_code == 200
     # the worker stores what the job printed once its run is stopped
-    text = wait_until(lambda: client.get(f"/jobs/{job_id}/logs").get_data(as_text=True), timeout=20)
+    text = eventually(lambda: client.get(f"/jobs/{job_id}/logs").get_data(as_text=True), 20, 0.05,
+                      what=f"job {job_id}'s logs")
     assert "started 1" in text
 
 
@@ -311,7 +305,7 @@ def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
     _, _, client, _ = stack
     response = client.post("/pipelines/double", json={"data": [1], "async": True})
     assert response.status_code == 202 and response.headers["Retry-After"] == "1"
-    _, down = write_config(tmp_path, worker_broker="amqp://guest:guest@127.0.0.1:1//")
+    _, down = job_config(tmp_path, worker_broker="amqp://guest:guest@127.0.0.1:1//")
     refused = build_service(down).create_app().test_client().post(
         "/pipelines/double", json={"data": [1], "async": True})
     assert refused.status_code == 503 and refused.get_json()["error"]["name"] == "BrokerUnavailable"
@@ -324,7 +318,7 @@ def test_202_and_503_answers_say_when_to_retry(stack, tmp_path):
 def test_a_job_past_its_hard_time_limit_fails_with_a_record_and_a_callback(tmp_path, callback_receiver):
     """The pool process is killed by the hard limit, so the task cannot write its outcome: the worker's
     main process does (Celery's task_failure signal), and Celery's state agrees."""
-    path, config = write_config(tmp_path, pipeline_time_limits={"nap": {"hard": 1.0}})
+    path, config = job_config(tmp_path, pipeline_time_limits={"nap": {"hard": 1.0}})
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -395,7 +389,7 @@ def test_a_spark_job_shows_its_progress_and_is_stopped_when_cancelled(tmp_path):
     """The worker's pool process runs the pipeline on Spark (local mode): the record shows partitions
     done while it runs, and a cancelled job's Spark tasks stop (no marker written after the cancel)."""
     require_spark()
-    path, config = write_config(tmp_path, spark_master="local[2]",
+    path, config = job_config(tmp_path, spark_master="local[2]",
                                 spark_conf={"spark.default.parallelism": "6", "spark.ui.enabled": "false"},
                                 worker_concurrency=1)
     worker = Worker(path).start()
@@ -407,7 +401,8 @@ def test_a_spark_job_shows_its_progress_and_is_stopped_when_cancelled(tmp_path):
         job_id = submit(client, "sparknap", list(range(6)),
                         kwargs={"seconds": 1.0, "folder": str(done_folder)})
         seen = []
-        record = wait_until(lambda: _progress_seen(client, job_id, seen), timeout=120)
+        record = eventually(lambda: _progress_seen(client, job_id, seen), 120, 0.05,
+                            what=f"job {job_id} to finish")
         assert record["status"] == "succeeded" and sorted(record["results"]) == list(range(6))
         assert record["progress"]["done"] == record["progress"]["total"] >= 6
         assert any(done < total for done, total in seen[:-1]), seen
@@ -416,8 +411,8 @@ def test_a_spark_job_shows_its_progress_and_is_stopped_when_cancelled(tmp_path):
         cancelled_folder.mkdir()
         job_id = submit(client, "sparknap", list(range(6)), kwargs={"seconds": 6.0,
                                                                     "folder": str(cancelled_folder)})
-        wait_until(lambda: (client.get(f"/jobs/{job_id}").get_json()["progress"] or {}).get("total"),
-                   timeout=60)
+        eventually(lambda: (client.get(f"/jobs/{job_id}").get_json()["progress"] or {}).get("total"), 60,
+                   0.05, what=f"job {job_id} to show its progress")
         assert client.delete(f"/jobs/{job_id}").status_code == 200
         # the tasks running at the cancel (6 s naps) are killed: Spark interrupts them and kills their
         # Python workers after spark.python.task.killTimeout (2 s); the partitions left never start
@@ -448,7 +443,7 @@ def test_celery_apps_of_dropped_services_are_not_kept_alive(tmp_path):
     from atoll.service.tasks import get_celery
 
     def make() -> weakref.ref:
-        service = build_service(write_config(tmp_path)[1])
+        service = build_service(job_config(tmp_path)[1])
         return weakref.ref(get_celery(service))
 
     gc.collect()

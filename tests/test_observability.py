@@ -13,7 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from atoll.config import load_config
-from tests.served import build_service, serving
+from tests.served import build_service
+from tests.support import answers, serve
 
 TOKEN = "observability-token"
 
@@ -199,8 +200,8 @@ def test_requests_for_metrics_are_not_counted(client):
 def test_metrics_add_up_every_gunicorn_worker_and_the_access_log_has_request_ids(tmp_path):
     log, counts = tmp_path / "serve.log", tmp_path / "metrics"
     counts.mkdir()
-    with serving("served:service", workers=2, threads=2, ready_path="/livez", log=log,
-                 extra_env={"PROMETHEUS_MULTIPROC_DIR": str(counts)}) as url:
+    with serve("served:service", workers=2, threads=2, ready=answers("/livez"), log=log,
+               env={"PROMETHEUS_MULTIPROC_DIR": str(counts)}) as (url, _):
         sent = 0
 
         def post(i: int) -> None:
@@ -231,9 +232,10 @@ def test_metrics_add_up_every_gunicorn_worker_and_the_access_log_has_request_ids
 def test_worker_json_log_lines_carry_the_job_and_the_submitting_request(tmp_path):
     import json
 
-    from tests.async_service import Worker, build_service, wait_for_job, write_config
+    from tests.async_service import build_service
+    from tests.support import Worker, eventually, job_config, wait_for_job
 
-    path, config = write_config(tmp_path, log_format="json")
+    path, config = job_config(tmp_path, log_format="json")
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -243,17 +245,19 @@ def test_worker_json_log_lines_carry_the_job_and_the_submitting_request(tmp_path
         assert answer.status_code == 202 and answer.headers["X-Request-ID"] == "submit-json-1"
         job_id = answer.get_json()["job_id"]
         assert wait_for_job(client, job_id)["status"] == "succeeded"
-        deadline = time.monotonic() + 20
-        while True:
-            lines = [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
-            done = [line for line in lines if line.get("job_id") == job_id
+
+        def json_lines() -> list[dict]:
+            return [json.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+
+        def logged() -> list[dict]:
+            return [line for line in json_lines() if line.get("job_id") == job_id
                     and "succeeded" in line["message"]]
-            if done or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+
+        done = eventually(logged, 20, 0.2, what=f"a JSON log line saying job {job_id} succeeded",
+                          detail=lambda: worker.log()[-3000:])
+        lines = json_lines()
     finally:
         worker.stop()
-    assert done, worker.log()[-3000:]
     line = done[0]
     assert line["request_id"] == "submit-json-1" and line["pipeline"] == "double"
     assert line["logger"] == "atoll.jobs" and line["level"] == "INFO"
@@ -293,14 +297,15 @@ def test_web_log_lines_as_json_and_text_name_the_request(client):
 @pytest.mark.slow
 def test_a_workers_job_and_callback_counts_reach_metrics_and_the_request_id_reaches_the_receiver(
         tmp_path, monkeypatch, callback_receiver):
-    from tests.async_service import Worker, build_service, wait_for_job, write_config
+    from tests.async_service import build_service
+    from tests.support import Worker, eventually, job_config, wait_for_job
 
     counts = tmp_path / "metrics"
     counts.mkdir()
     # the worker inherits the folder, as atoll serve's embedded worker does; the test's own
     # prometheus_client was imported without it, so only the worker's processes write there
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(counts))
-    path, config = write_config(tmp_path)
+    path, config = job_config(tmp_path)
     worker = Worker(path).start()
     try:
         worker.wait_ready()
@@ -312,13 +317,16 @@ def test_a_workers_job_and_callback_counts_reach_metrics_and_the_request_id_reac
             assert answer.status_code == 202
             jobs[answer.get_json()["job_id"]] = f"cb-{len(jobs)}"
         assert not callback_receiver.wait_for_jobs(set(jobs), timeout=60)
+
+        def settled(job_id: str) -> dict | None:
+            record = wait_for_job(client, job_id)
+            return None if record["callback"]["state"] == "pending" else record
+
         for job_id, request_id in jobs.items():
-            deadline = time.monotonic() + 20
             # the worker records "delivered" once the receiver's answer is back, a moment after the
             # receiver has the call
-            while (record := wait_for_job(client, job_id))["callback"]["state"] == "pending":
-                assert time.monotonic() < deadline, record
-                time.sleep(0.05)
+            record = eventually(lambda job_id=job_id: settled(job_id), 20, 0.05,
+                                what=f"job {job_id}'s callback to leave pending")
             assert record["request_id"] == request_id and record["callback"]["state"] == "delivered"
         text = client.get("/metrics").get_data(as_text=True)
     finally:
@@ -340,10 +348,10 @@ def test_a_worker_serves_its_own_metrics_with_metrics_bind(tmp_path):
     import subprocess
     import sys
 
-    from tests.async_service import TESTS, build_service, wait_for_job, write_config
-    from tests.served import free_port
+    from tests.async_service import build_service
+    from tests.support import TESTS, eventually, free_port, job_config, wait_for_job
 
-    path, config = write_config(tmp_path)
+    path, config = job_config(tmp_path)
     port = free_port()
     env = {**os.environ, "ATOLL_CONF": str(path),
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
@@ -356,16 +364,15 @@ def test_a_worker_serves_its_own_metrics_with_metrics_bind(tmp_path):
         client = build_service(config).create_app().test_client()
         job_id = client.post("/pipelines/double", json={"data": [4], "async": True}).get_json()["job_id"]
         assert wait_for_job(client, job_id, timeout=60)["status"] == "succeeded"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-                if ("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded"))) in samples(text):
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
-            time.sleep(0.2)
+
+        def counted() -> str | None:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return text if ("atoll_jobs_total", (("pipeline", "double"), ("status", "succeeded"))) in \
+                samples(text) else None
+
+        text = eventually(counted, 20, 0.2, what="the worker's /metrics to count the job",
+                          ignoring=(requests.ConnectionError,),
+                          detail=lambda: (tmp_path / "worker.log").read_text()[-3000:])
     finally:
         worker.terminate()
         worker.wait(timeout=60)

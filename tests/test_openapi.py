@@ -18,7 +18,8 @@ from schemathesis.specs.openapi.checks import (
 
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
-from tests.served import build_service, serving
+from tests.served import build_service
+from tests.support import serve, write_config
 
 
 def spec_of(service):
@@ -99,10 +100,8 @@ def test_the_example_service_is_described():
 
 @pytest.fixture(scope="module")
 def served_url(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz")
-    conf = folder / "atoll.yaml"
-    conf.write_text(f"state_dir: {folder / 'state'}\nembedded_worker: false\nmax_request_bytes: 65536\n")
-    with serving("served:service", conf=str(conf), workers=1) as url:
+    conf = write_config(tmp_path_factory.mktemp("fuzz"), embedded_worker=False, max_request_bytes=65536)
+    with serve("served:service", conf, workers=1) as (url, _):
         yield url
 
 

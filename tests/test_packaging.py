@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from atoll.service.callbacks import signature_headers
-from tests.served import serving
+from tests.support import answers, serve, write_config
 from tests.venvs import build_wheel, clean_env, make_venv
 
 pytestmark = pytest.mark.slow
@@ -52,11 +52,10 @@ def wheel(tmp_path_factory):
 
 def test_client_and_verify_callback_need_only_the_client_extra(wheel, tmp_path):
     python = make_venv(tmp_path / "venv", f"{wheel}[client]")
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f"state_dir: {tmp_path / 'state'}\nembedded_worker: false\n")
+    conf = write_config(tmp_path, embedded_worker=False)
     body = b'{"job_id":"j1","status":"succeeded","results":[2]}'
     signed = {"headers": signature_headers("s3cret", "j1", body), "body": body.decode()}
-    with serving("served:service", conf=str(conf), workers=1, ready_path="/pipelines") as url:
+    with serve("served:service", conf, workers=1, ready=answers("/pipelines")) as (url, _):
         done = subprocess.run([str(python), "-c", LIGHT_CLIENT, url, json.dumps(signed)],
                               capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from atoll.service.tasks import DELIVERY_TASK, PIPELINE_TASK, get_celery, now
-from tests.async_service import Worker, build_service, delete_queue, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, delete_queue, job_config, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def nested(depth: int) -> list:
 
 @pytest.fixture
 def client(tmp_path):
-    _, config = write_config(tmp_path, max_json_depth=20)
+    _, config = job_config(tmp_path, max_json_depth=20)
     return build_service(config).create_app().test_client()
 
 
@@ -87,7 +88,7 @@ def running_stack(request, tmp_path, **overrides):
     """Yield (config, test client, celery app, worker) on the broker ``request.param`` names."""
     if request.param == "rabbitmq":
         overrides["worker_broker"] = request.getfixturevalue("rabbitmq_url")
-    path, config = write_config(tmp_path, **overrides)
+    path, config = job_config(tmp_path, **overrides)
     service = build_service(config)
     client = service.create_app().test_client()
     worker = Worker(path).start().wait_ready()
@@ -188,7 +189,7 @@ def test_a_job_that_cannot_be_handed_to_the_pool_fails_and_frees_its_slot(rabbit
     # same failure as deep data in a normal worker, here reached by a message the checks let through.
     # (On RabbitMQ the hand-off runs in the worker's event loop; the embedded broker's pool hands
     # jobs over in a thread of its own, where only the depth check protects it.)
-    path, config = write_config(tmp_path, worker_broker=rabbitmq_url, max_json_depth=400)
+    path, config = job_config(tmp_path, worker_broker=rabbitmq_url, max_json_depth=400)
     client = build_service(config).create_app().test_client()
     worker = Worker(path, env={"ATOLL_TEST_RECURSION_LIMIT": "400"}).start().wait_ready()
     app = get_celery(build_service(config))

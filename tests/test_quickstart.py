@@ -13,14 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.docblocks import blocks, by_caption, exports
-from tests.served import free_port, stop
+from tests.support import eventually, free_port, stop
 from tests.venvs import build_wheel, clean_env
 
 pytestmark = pytest.mark.slow
@@ -31,17 +30,6 @@ PAGE = "quickstart"
 def bash(script: str, cwd: Path, env: dict, **popen) -> subprocess.Popen:
     """Start ``script`` in bash (``set -e``) and return the process."""
     return subprocess.Popen(["bash", "-c", "set -e\n" + script], cwd=cwd, env=env, text=True, **popen)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.2)
 
 
 def answers(url: str) -> bool:
@@ -88,8 +76,8 @@ def test_the_pip_quickstart_works_in_a_fresh_virtualenv(tmp_path):
     receiver = bash(activate + "\n".join(receive.commands()[:-1]) + "\nexec " + receive.commands()[-1],
                     work, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: answers(f"http://127.0.0.1:{web}/pipelines") or server.poll() is not None, 90,
-                 "atoll serve answering")
+        eventually(lambda: answers(f"http://127.0.0.1:{web}/pipelines") or server.poll() is not None, 90,
+                   0.2, what="atoll serve answering")
         assert server.poll() is None, server.stdout.read()
 
         (command,) = curl.commands()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.served import serving
+from tests.support import answers, serve, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -83,10 +83,9 @@ def test_the_tour_runs_as_pasted(tmp_path):
     server, client = python_blocks()
     assert "atoll serve tour:service" in (ROOT / "README.md").read_text(encoding="utf-8")
     (tmp_path / "tour.py").write_text(server, encoding="utf-8")
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    conf = write_config(tmp_path)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    with serving("tour:service", conf=str(conf), workers=1, extra_env=env, ready_path="/pipelines") as url:
+    with serve("tour:service", conf, workers=1, env=env, ready=answers("/pipelines")) as (url, _):
         script = client.replace("http://127.0.0.1:8000", url)
         done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120, env={**os.environ, **env})

@@ -8,10 +8,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -20,6 +18,7 @@ import psutil
 import pytest
 
 from tests.requirements import unavailable
+from tests.support import eventually, free_port, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = str(ROOT / "run")
@@ -166,9 +165,7 @@ def test_docker_mode_dry_run_matches_recording(command, fake_docker, tmp_path):
 
 def test_native_dry_run_rabbitmq_binds_loopback(tmp_path):
     # a broker URL on a port where nothing listens, so the command goes as far as starting one
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     result = run("--mode", "native", "--dry-run", "rabbitmq",
                  env={"ATOLL_RUN_STATE": str(tmp_path), "ATOLL_BROKER": f"amqp://guest:guest@127.0.0.1:{port}//"})
     assert result.returncode == 0, result.stderr
@@ -181,12 +178,6 @@ def test_native_dry_run_rabbitmq_binds_loopback(tmp_path):
 
 
 # -- native mode, for real -----------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
@@ -207,9 +198,8 @@ def native_stack(tmp_path, rabbitmq_url):
         unavailable("rabbitmq", "setsid (util-linux) is needed by ./run worker")
     tag = uuid.uuid4().hex[:8]
     state = tmp_path / "state"
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(f'worker_broker: "{rabbitmq_url}"\nworker_queue: "run-test-{tag}"\n'
-                    f'state_dir: "{state}"\nworker_concurrency: 1\n')
+    conf = write_config(tmp_path, worker_broker=rabbitmq_url, worker_queue=f"run-test-{tag}",
+                        state_dir=str(state), worker_concurrency=1)
     env = {"ATOLL_RUN_STATE": str(state), "ATOLL_CONF": str(conf), "ATOLL_RUN_MODE": "native"}
     yield {"env": env, "state": state, "tag": tag}
     run("stop", env=env)
@@ -218,16 +208,6 @@ def native_stack(tmp_path, rabbitmq_url):
 def _status_report(stdout: str) -> dict:
     """Return the JSON report of ``atoll status`` that ``./run status`` prints after its own lines."""
     return json.loads(stdout[stdout.index("\n{") + 1:])
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.mark.rabbitmq
@@ -245,7 +225,7 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
         out = run("status", env=env)
         return out if all(f"{n}@" in out.stdout for n in names) else None
 
-    status = _wait_for(both_answer, 90, "both workers to answer on the broker")
+    status = eventually(both_answer, 90, 0.5, what="both workers to answer on the broker")
     assert status.returncode == 0, status.stdout + status.stderr
     for i, pid in enumerate(pids, 1):
         assert f"worker-{i} pid {pid} alive" in status.stdout
@@ -255,7 +235,7 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
     assert all(any(w.startswith(f"{n}@") for w in report["checks"]["workers"]["names"]) for n in names)
 
     # the web process on the same broker and state folder; jobs go through the two workers
-    port = _free_port()
+    port = free_port()
     web = subprocess.Popen([RUN, "serve", "--rabbitmq", "--bind", f"127.0.0.1:{port}"],
                            env={**os.environ, "ATOLL_VENV": sys.prefix, **env}, cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -268,7 +248,7 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
             except OSError:
                 return False
 
-        _wait_for(up, 60, "./run serve to answer")
+        eventually(up, 60, 0.5, what="./run serve to answer")
         code, body = _http("POST", f"{base}/pipelines/word_counts", {"data": ["one two", "three"]})
         assert (code, body) == (200, {"results": [2, 1]})
         jobs = []
@@ -282,7 +262,7 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
             records = [_http("GET", f"{base}/jobs/{job_id}")[1] for job_id, _ in jobs]
             return records if all(r["status"] in ("succeeded", "failed") for r in records) else None
 
-        records = _wait_for(finished, 90, "the async jobs to finish")
+        records = eventually(finished, 90, 0.5, what="the async jobs to finish")
         assert [r["results"] for r in records] == [[min(n, 3)] for _, n in jobs]
         logs = "".join((state / f"worker-{i}.log").read_text() for i in (1, 2))
         assert all(job_id in logs for job_id, _ in jobs), "every job ran on a ./run worker"
@@ -295,8 +275,8 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
         stopped = run("stop", env=env)
         assert stopped.returncode == 0, stopped.stderr
         assert not list(state.glob("*.pid"))
-        _wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                                  for p in pids), 30, "the workers to exit")
+        eventually(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                                   for p in pids), 30, 0.5, what="the workers to exit")
         assert bystander.poll() is None, "./run stop ends only what ./run started"
         after = run("status", env=env)
         assert not any(f"{n}@" in after.stdout for n in names)

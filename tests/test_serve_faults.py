@@ -12,57 +12,50 @@ import collections
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from tests.async_service import write_config
-from tests.served import serve_process, workers_ready
+from tests.support import eventually, job_config, serve, workers_ready
 
 pytestmark = pytest.mark.slow
 
 BURST = 200
 
 
-@contextmanager
 def serving(config_path: Path, log_path: Path):
-    """Run `atoll serve async_service:service` with ``config_path``; yield (base URL, process) once a
-    worker is up; stop it with SIGTERM."""
-    with serve_process("async_service:service", str(config_path), workers=2, threads=None,
-                       ready=workers_ready, log=log_path) as (url, process):
-        yield url, process
+    """Return a context running `atoll serve async_service:service` with ``config_path``; it yields
+    (base URL, process) once a worker is up."""
+    return serve("async_service:service", config_path, workers=2, threads=None, ready=workers_ready,
+                 log=log_path)
 
 
-def wait_for_health(url: str, predicate, timeout: float) -> tuple[int, dict] | None:
-    """Poll /health until ``predicate(body)``; return (status code, body), or None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            answer = requests.get(f"{url}/health", timeout=5)
-            body = answer.json()
-            if predicate(body):
-                return answer.status_code, body
-        except (requests.RequestException, ValueError, KeyError):
-            pass
-        time.sleep(0.05)
-    return None
+def wait_for_health(url: str, predicate, timeout: float, what: str) -> tuple[int, dict]:
+    """Poll /health until ``predicate(body)``; return (status code, body); fail naming ``what`` after
+    ``timeout``."""
+    def health() -> tuple[int, dict] | None:
+        answer = requests.get(f"{url}/health", timeout=5)
+        body = answer.json()
+        return (answer.status_code, body) if predicate(body) else None
+
+    return eventually(health, timeout, 0.05, what=what,
+                      ignoring=(requests.RequestException, ValueError, KeyError))
 
 
 def embedded_worker(serve: subprocess.Popen) -> psutil.Process:
     """Return the worker process that `atoll serve` runs beside gunicorn."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def worker() -> psutil.Process | None:
         for child in psutil.Process(serve.pid).children():
             try:
                 if "worker" in child.cmdline():
                     return child
             except psutil.NoSuchProcess:
                 pass
-        time.sleep(0.1)
-    raise AssertionError("atoll serve runs no worker process")
+        return None
+
+    return eventually(worker, 30, what="atoll serve to run a worker process")
 
 
 def kill9(worker: psutil.Process) -> None:
@@ -75,7 +68,7 @@ def kill9(worker: psutil.Process) -> None:
 
 
 def test_kill_9_of_the_embedded_worker_loses_no_job(tmp_path, callback_receiver):
-    path, _ = write_config(tmp_path)
+    path, _ = job_config(tmp_path)
     log_path = tmp_path / "serve.log"
     with serving(path, log_path) as (url, serve):
         session = requests.Session()
@@ -95,13 +88,12 @@ def test_kill_9_of_the_embedded_worker_loses_no_job(tmp_path, callback_receiver)
             held += sum(1 for f in (tmp_path / "state" / "broker" / "consumers").glob("*/*.msg"))
             assert len(callback_receiver.job_ids()) < BURST, "the burst ended before the kill"
             # meanwhile /health says the worker is missing: 503, and why
-            down = wait_for_health(url, lambda body: not body["checks"]["workers"]["ok"], timeout=10)
-            assert down is not None, "/health never noticed the dead worker"
-            status, body = down
+            status, body = wait_for_health(url, lambda body: not body["checks"]["workers"]["ok"], 10,
+                                           what="/health to notice the dead worker")
             assert status == 503 and body["status"] != "ok"
             assert "restarts its embedded worker" in body["checks"]["workers"]["error"]
-            up = wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], timeout=60)
-            assert up is not None, "the embedded worker was not restarted within 60 s"
+            wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], 60,
+                            what="the embedded worker to be restarted")
             recoveries.append(time.monotonic() - killed_at)
             assert embedded_worker(serve).pid != worker.pid
         missing = callback_receiver.wait_for_jobs(ids, timeout=180)
@@ -115,10 +107,8 @@ def test_kill_9_of_the_embedded_worker_loses_no_job(tmp_path, callback_receiver)
             assert session.get(f"{url}/jobs/{job_id}").json()["status"] == "succeeded"
         # a job submitted after the kills runs too
         answer = session.post(f"{url}/pipelines/double", json={"data": [21], "async": True})
-        deadline = time.monotonic() + 30
-        while session.get(answer.json()["status_url"]).json()["status"] != "succeeded":
-            assert time.monotonic() < deadline, "a job submitted after the kills never ran"
-            time.sleep(0.1)
+        eventually(lambda: session.get(answer.json()["status_url"]).json()["status"] == "succeeded", 30,
+                   what="a job submitted after the kills to run")
     text = log_path.read_text(errors="replace")
     assert text.count("embedded worker restarted as pid") == 2, text[-3000:]
     # a kill between two jobs finds nothing to give back; a kill during one must say what went back
@@ -133,10 +123,7 @@ def test_supervisor_restarts_a_dying_worker_with_backoff_and_stops_it(caplog):
     supervisor = WorkerSupervisor([sys.executable, "-c", "pass"], poll_interval=0.05,
                                   backoff_max=0.2).start()
     try:
-        deadline = time.monotonic() + 30
-        while supervisor.restarts < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert supervisor.restarts >= 3
+        eventually(lambda: supervisor.restarts >= 3, 30, 0.05, what="the supervisor to restart 3 times")
     finally:
         supervisor.stop()
     assert "starting another in 0.2 s" in caplog.text and "in 1.0 s" not in caplog.text  # capped

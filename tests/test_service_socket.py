@@ -10,29 +10,24 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.served import serving
+from tests.support import serve, write_config
 
 
 @pytest.fixture(scope="module")
 def conf(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("served")
-    path = folder / "atoll.yaml"
-    path.write_text(f"state_dir: {folder / 'state'}\nembedded_worker: false\nmax_request_bytes: 4096\n")
-    return str(path)
+    return write_config(tmp_path_factory.mktemp("served"), embedded_worker=False, max_request_bytes=4096)
 
 
 @pytest.fixture(scope="module")
 def url(conf):
-    with serving("served:service", conf=conf) as base:
+    with serve("served:service", conf) as (base, _):
         yield base
 
 
 @pytest.fixture(scope="module")
 def secured_url(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("secured")
-    path = folder / "atoll.yaml"
-    path.write_text(f"state_dir: {folder / 'state'}\nembedded_worker: false\nauth_tokens: [tok-1]\n")
-    with serving("served:service", conf=str(path), workers=1) as base:
+    path = write_config(tmp_path_factory.mktemp("secured"), embedded_worker=False, auth_tokens=["tok-1"])
+    with serve("served:service", path, workers=1) as (base, _):
         yield base
 
 

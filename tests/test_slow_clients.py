@@ -14,18 +14,14 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
-from tests.served import serving
+from tests.support import serve, write_config
 
 pytestmark = pytest.mark.slow
 
 
-def config(folder: Path, **values) -> str:
-    path = folder / "atoll.yaml"
-    path.write_text(yaml.safe_dump({"state_dir": str(folder / "state"), "embedded_worker": False,
-                                    "log_level": "WARNING", **values}))
-    return str(path)
+def config(folder: Path, **values) -> Path:
+    return write_config(folder, embedded_worker=False, log_level="WARNING", **values)
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -57,7 +53,7 @@ def test_a_hundred_slow_clients_hold_no_thread_and_are_closed_after_the_header_d
     trickles, seconds, header_timeout = 100, 30, 10.0
     stop = threading.Event()
     lived: list[tuple[float, bytes]] = []
-    with serving("stuck_service:service", config(tmp_path), workers=2, threads=4) as url:
+    with serve("stuck_service:service", config(tmp_path), workers=2, threads=4) as (url, _):
         address = host_port(url)
 
         def slow_client() -> None:
@@ -113,8 +109,8 @@ def test_a_hundred_slow_clients_hold_no_thread_and_are_closed_after_the_header_d
 
 
 def test_a_slow_body_and_an_idle_connection_are_closed_after_their_deadlines(tmp_path):
-    with serving("stuck_service:service", config(tmp_path, client_header_timeout=2, client_body_timeout=3),
-                 workers=1, threads=1) as url:
+    with serve("stuck_service:service", config(tmp_path, client_header_timeout=2, client_body_timeout=3),
+               workers=1, threads=1) as (url, _):
         address = host_port(url)
         idle = socket.create_connection(address)
         slow_body = socket.create_connection(address)
@@ -138,8 +134,8 @@ def test_a_slow_body_and_an_idle_connection_are_closed_after_their_deadlines(tmp
 
 
 def test_a_client_that_does_not_read_its_answer_frees_the_thread_after_the_send_deadline(tmp_path):
-    with serving("stuck_service:service", config(tmp_path, client_send_timeout=1), workers=1,
-                 threads=1) as url:
+    with serve("stuck_service:service", config(tmp_path, client_send_timeout=1), workers=1,
+               threads=1) as (url, _):
         reader = socket.create_connection(host_port(url))
         reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         body = b'{"data": 50000000}'
@@ -157,7 +153,7 @@ def test_a_client_that_does_not_read_its_answer_frees_the_thread_after_the_send_
 
 
 def test_pipelined_chunked_and_expect_continue_requests_are_answered(tmp_path):
-    with serving("stuck_service:service", config(tmp_path), workers=1, threads=2) as url:
+    with serve("stuck_service:service", config(tmp_path), workers=1, threads=2) as (url, _):
         address = host_port(url)
         body = b'{"data": [1, 2]}'
         one = (b"POST /pipelines/double HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

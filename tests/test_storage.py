@@ -17,7 +17,8 @@ from celery import Celery
 
 from atoll.service.tasks import cleanup_interval
 from atoll.service.transport import FileResultBackend
-from tests.async_service import Worker, build_service, wait_for_job, write_config
+from tests.async_service import build_service
+from tests.support import Worker, eventually, job_config, wait_for_job
 from tests.test_serve_faults import embedded_worker, kill9, serving, wait_for_health
 
 
@@ -52,7 +53,7 @@ def test_job_records_expire_and_then_answer_404(tmp_path, backend):
     overrides = {}
     if backend == "database":
         overrides["worker_backend"] = f"db+sqlite:///{tmp_path / 'jobs.sqlite'}"
-    path, config = write_config(tmp_path, result_expires=2, **overrides)
+    path, config = job_config(tmp_path, result_expires=2, **overrides)
     client = build_service(config).create_app().test_client()
     worker = Worker(path).start().wait_ready()
     try:
@@ -62,10 +63,8 @@ def test_job_records_expire_and_then_answer_404(tmp_path, backend):
             assert wait_for_job(client, job_id)["status"] == "succeeded"
         assert _stored_records(config) == 20
         # removed within result_expires + one cleanup interval; generous for a busy machine
-        deadline = time.monotonic() + 2 + cleanup_interval(2) + 30
-        while _stored_records(config) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _stored_records(config) == 0, "expired records were not removed"
+        eventually(lambda: _stored_records(config) == 0, 2 + cleanup_interval(2) + 30, 0.2,
+                   what="expired records to be removed")
         answer = client.get(f"/jobs/{ids[0]}")
         assert answer.status_code == 404
         message = answer.get_json()["error"]["message"]
@@ -103,13 +102,15 @@ FILES_BOUND, BYTES_BOUND, CPU_BOUND = 10, 64 * 1024, 10.0
 
 @pytest.mark.slow
 def test_soak_5000_jobs_and_1000_health_calls_leave_storage_and_idle_cpu_where_they_started(tmp_path):
-    path, config = write_config(tmp_path, result_expires=3)
+    path, config = job_config(tmp_path, result_expires=3)
     state = tmp_path / "state"
     with serving(path, tmp_path / "serve.log") as (url, serve):
         # a worker that died once leaves control queues behind unless the broker cleans up after it
         kill9(embedded_worker(serve))
-        assert wait_for_health(url, lambda body: not body["checks"]["workers"]["ok"], timeout=10)
-        assert wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], timeout=60)
+        wait_for_health(url, lambda body: not body["checks"]["workers"]["ok"], 10,
+                        what="/health to notice the dead worker")
+        wait_for_health(url, lambda body: body["checks"]["workers"]["ok"], 60,
+                        what="the embedded worker to be restarted")
         time.sleep(3)  # one dead-consumer pass and one cleanup pass have run
         files_before, bytes_before = _state_usage(state)
         cpu_before = _idle_cpu(serve)
@@ -135,16 +136,11 @@ def test_soak_5000_jobs_and_1000_health_calls_leave_storage_and_idle_cpu_where_t
             ids = list(pool.map(submit, range(5000)))
             assert set(checks) == {200}
         for job_id in ids[-50:]:
-            deadline = time.monotonic() + 120
-            while requests.get(f"{url}/jobs/{job_id}").json().get("status") != "succeeded":
-                assert time.monotonic() < deadline, f"job {job_id} did not finish"
-                time.sleep(0.1)
+            eventually(lambda job_id=job_id: requests.get(f"{url}/jobs/{job_id}").json().get("status")
+                       == "succeeded", 120, what=f"job {job_id} to finish")
         busy = time.monotonic() - started
         queue = state / "broker" / "queue"
-        deadline = time.monotonic() + 120
-        while os.listdir(queue) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert os.listdir(queue) == [], "jobs left in the queue"
+        eventually(lambda: os.listdir(queue) == [], 120, 0.5, what="no jobs left in the queue")
         # every record expires (3 s) and is removed at the next cleanup pass (1 s)
         deadline = time.monotonic() + 3 + cleanup_interval(3) + 60
         while list((state / "results").iterdir()) and time.monotonic() < deadline:

@@ -16,8 +16,8 @@ from atoll import Atoll, Pipeline
 from atoll.config import load_config
 from atoll.service.jobs import jobs_of
 from atoll.service.model import ErrorBody, Job, JobStatus, new_job_id
-from tests.async_service import race_saves
 from tests.requirements import unavailable
+from tests.support import race_saves
 
 URL = os.environ.get("ATOLL_TEST_REDIS", "redis://127.0.0.1:6379/15")
 

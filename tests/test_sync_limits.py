@@ -13,11 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-import yaml
 
 from atoll.config import load_config
-from tests.served import serving
 from tests.stuck_service import build_service
+from tests.support import eventually, serve, write_config
 
 
 def alive(pid: int) -> bool:
@@ -29,11 +28,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_for_pid(path: Path, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text()):
-        assert time.monotonic() < deadline, f"{path} was never written"
-        time.sleep(0.05)
-    return int(path.read_text())
+    return int(eventually(lambda: path.exists() and path.read_text(), timeout, 0.05,
+                          what=f"{path} to be written"))
 
 
 # -- in process, through the Flask test client -----------------------------------------------------
@@ -165,11 +161,9 @@ def serve_while(url: str, busy, deadline: float, retries: list) -> tuple[int, fl
 @pytest.mark.slow
 def test_never_ending_calls_while_the_service_keeps_answering(tmp_path):
     limit = 3
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "embedded_worker": False,
-                                    "sync_time_limit": limit, "log_level": "WARNING"}))
+    conf = write_config(tmp_path, embedded_worker=False, sync_time_limit=limit, log_level="WARNING")
     figures = []
-    with serving("stuck_service:service", str(conf), workers=2, threads=4) as url:
+    with serve("stuck_service:service", conf, workers=2, threads=4) as (url, _):
         # Python code that never ends: stopped inside its thread. 3 calls leave a free thread in each
         # of the 2 web processes, 10 hold every thread (others wait for the limit to free one).
         # Then a call blocked inside C: answered by the watchdog, its thread replaced by a new one.
@@ -212,13 +206,11 @@ def test_as_many_hung_calls_as_web_threads_leave_every_other_call_its_answer(tmp
     from atoll.service.watchdog import GRACE
 
     limit, workers, threads = 2, 2, 4
-    conf = tmp_path / "atoll.yaml"
-    conf.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "embedded_worker": False,
-                                    "sync_time_limit": limit, "log_level": "WARNING"}))
+    conf = write_config(tmp_path, embedded_worker=False, sync_time_limit=limit, log_level="WARNING")
     silent = socket.create_server(("127.0.0.1", 0), backlog=64)  # accepts nothing, says nothing
     port = silent.getsockname()[1]
     try:
-        with serving("stuck_service:service", str(conf), workers=workers, threads=threads) as url:
+        with serve("stuck_service:service", conf, workers=workers, threads=threads) as (url, _):
             for pipeline in ("sleeps", "blocks_on_io", "spins", "sleeps"):
                 stuck: dict[int, tuple] = {}
                 fast: dict[int, tuple] = {}

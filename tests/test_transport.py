@@ -13,7 +13,8 @@ import pytest
 from kombu import Connection, Exchange, Queue
 
 from atoll.service.transport import TRANSPORT, FileResultBackend, embedded_options
-from tests.async_service import Worker, produce, write_config
+from tests.async_service import produce
+from tests.support import Worker, job_config
 
 
 def _connection(state_dir):
@@ -215,7 +216,7 @@ def test_folders_of_consumers_that_died_while_starting_are_removed(tmp_path):
 
 @pytest.mark.slow
 def test_stress_2000_jobs_from_concurrent_producers_into_two_workers(tmp_path, callback_receiver):
-    path, config = write_config(tmp_path, worker_concurrency=1)
+    path, config = job_config(tmp_path, worker_concurrency=1)
     workers = [Worker(path).start() for _ in range(2)]
     try:
         for worker in workers:

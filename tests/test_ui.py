@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.async_service import TESTS, write_config
 from tests.requirements import unavailable
-from tests.served import free_port
+from tests.support import eventually, job_config, workers_ready
+from tests.support import serve as serve_target
 
 pytestmark = pytest.mark.slow
 
@@ -36,42 +31,14 @@ WAIT_MS = 30_000
 @contextlib.contextmanager
 def serve(folder: Path, ready: str = "worker", target: str = "ui_service:service",
           **overrides) -> Iterator[str]:
-    """Run ``atoll serve target`` on a free port; yield its URL once ``ready`` (``worker``: /health
-    reports a live worker; ``live``: /livez answers)."""
-    path, config = write_config(folder, **overrides)
+    """Run ``atoll serve target`` with a job config of ``overrides`` on a free port; yield its URL once
+    ``ready`` (``worker``: /health reports a live worker; ``live``: /livez answers)."""
+    path, config = job_config(folder, **overrides)
     assert config.worker_broker is None and config.embedded_worker
-    port = free_port()
-    env = {**os.environ, "ATOLL_CONF": str(path),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])}
-    log_path = folder / f"serve-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "atoll.cli", "serve", target,
-                                    "--bind", f"127.0.0.1:{port}", "--workers", "1"], cwd=str(TESTS),
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if ready == "live":
-                    if requests.get(f"{url}/livez", timeout=2).ok:
-                        break
-                elif requests.get(f"{url}/health", timeout=2).json()["checks"]["workers"]["ok"]:
-                    break
-            except (requests.RequestException, ValueError, KeyError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log_path.read_text(errors="replace"))
-            time.sleep(0.2)
+    check = (lambda url: requests.get(f"{url}/livez", timeout=2).ok) if ready == "live" else workers_ready
+    with serve_target(target, path, workers=1, threads=None, ready=check, log=folder / "serve.log",
+                      timeout=90) as (url, _):
         yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -246,13 +213,11 @@ def _submit(service_url: str, pipeline: str, data, **kwargs) -> str:
 
 def _finished(service_url: str, job_id: str) -> dict:
     """Wait until the job has finished; return its record."""
-    deadline = time.monotonic() + WAIT_MS / 1000
-    while True:
+    def finished() -> dict | None:
         job = requests.get(f"{service_url}/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+        return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return eventually(finished, WAIT_MS / 1000, 0.2, what=f"job {job_id} to finish")
 
 
 def _listed(page) -> list[str]:
