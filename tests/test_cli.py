@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from atoll.cli import CliError, build_parser, load_service, main, parse_bind
-from tests.support import serve, write_config
+from tests.support import eventually, serve, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -332,17 +333,13 @@ def test_workers_start_runs_a_supervised_worker_in_its_own_session_until_stopped
     assert f"(pid {supervisor.pid}, log {logfile})" in started.stdout
     try:
         assert os.getsid(supervisor.pid) == supervisor.pid  # leaves with nothing of the caller's
-        deadline = time.monotonic() + 60
-        while "ready" not in logfile.read_text(errors="replace"):
-            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
-            time.sleep(0.2)
+        log = lambda: logfile.read_text(errors="replace")  # noqa: E731
+        eventually(lambda: "ready" in log(), 60, 0.2, what="the worker to be ready", detail=log)
         worker = supervisor.children()[0]
         assert "worker" in worker.cmdline() and "served:service" in worker.cmdline()
         worker.kill()  # a worker that dies is started again
-        deadline = time.monotonic() + 30
-        while not [c for c in supervisor.children() if c.pid != worker.pid and c.is_running()]:
-            assert time.monotonic() < deadline, logfile.read_text(errors="replace")
-            time.sleep(0.2)
+        eventually(lambda: [c for c in supervisor.children() if c.pid != worker.pid and c.is_running()],
+                   30, 0.2, what="another worker to be started", detail=log)
         stopped = atoll("workers", "stop", str(pidfile), env=env)
         assert stopped.returncode == 0, stopped.stderr
         assert not pidfile.exists()

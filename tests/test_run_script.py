@@ -376,7 +376,7 @@ def bare_machine(tmp_path):
         (bindir / name).write_text(text)
         (bindir / name).chmod(0o755)
     # a broker URL on a port where nothing listens: RabbitMQ counts as missing too
-    return {"PATH": str(bindir), "ATOLL_BROKER": f"amqp://guest:guest@127.0.0.1:{_free_port()}//",
+    return {"PATH": str(bindir), "ATOLL_BROKER": f"amqp://guest:guest@127.0.0.1:{free_port()}//",
             "ATOLL_REQUIRE": ""}
 
 
