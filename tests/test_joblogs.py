@@ -1,5 +1,5 @@
 """Job logs: what a pipeline prints and logs, captured as bounded JSON lines (atoll.output, served by
-atoll.service.joblogs)."""
+atoll.output)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from contextlib import redirect_stdout
 import pytest
 
 from atoll import LocalExecutor, Pipeline
-from atoll.output import MIN_MAX_BYTES, JobLog
-from atoll.service.joblogs import DEFAULT_MAX_BYTES, capture
+from atoll.config import load_config
+from atoll.output import MIN_MAX_BYTES, JobLog, capture
+
+#: job_log_max_bytes when the configuration does not set it
+DEFAULT_MAX_BYTES = load_config().job_log_max_bytes
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

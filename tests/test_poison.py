@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll.service.tasks import DELIVERY_TASK, PIPELINE_TASK, get_celery, now
+from atoll.service.jobs.queue import DELIVERY_TASK, PIPELINE_TASK, now
 from tests.async_service import Worker, build_service, delete_queue, wait_for_job, write_config
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def running_stack(request, tmp_path, **overrides):
     client = service.create_app().test_client()
     worker = Worker(path).start().wait_ready()
     try:
-        yield config, client, get_celery(service), worker
+        yield config, client, service.celery, worker
     finally:
         worker.stop()
         if config.worker_broker:
@@ -191,7 +191,7 @@ def test_a_job_that_cannot_be_handed_to_the_pool_fails_and_frees_its_slot(rabbit
     path, config = write_config(tmp_path, worker_broker=rabbitmq_url, max_json_depth=400)
     client = build_service(config).create_app().test_client()
     worker = Worker(path, env={"ATOLL_TEST_RECURSION_LIMIT": "400"}).start().wait_ready()
-    app = get_celery(build_service(config))
+    app = build_service(config).celery
     try:
         # more such jobs than the worker has pool processes: a slot lost per job would stall it
         deep = [send(app, config.worker_queue, ("double", nested(300), {}, None, now()))

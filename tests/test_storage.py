@@ -15,7 +15,7 @@ import pytest
 import requests
 from celery import Celery
 
-from atoll.service.tasks import cleanup_interval
+from atoll.service.jobs.queue import cleanup_interval
 from atoll.service.transport import FileResultBackend
 from tests.async_service import Worker, build_service, wait_for_job, write_config
 from tests.test_serve_faults import embedded_worker, kill9, serving, wait_for_health

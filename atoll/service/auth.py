@@ -8,7 +8,7 @@ import hmac
 
 from flask import Flask, request
 
-from atoll.service.errors import ApiError
+from atoll.service.http.errors import ApiError
 
 __all__ = ["install", "token_matches", "OPEN_ENDPOINTS"]
 

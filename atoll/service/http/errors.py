@@ -1,31 +1,52 @@
 """Every error answer of the service is JSON ``{"error": {"name", "message", ...}}``, never an HTML page.
 
-:class:`ApiError` is raised by handlers for a request the service refuses; :func:`register_handlers`
-turns it, Werkzeug's HTTP errors and pipeline errors into JSON with the right status.
+:class:`ApiError` is the one refusal of the HTTP layer (a request it parses and refuses itself);
+the job system and the registry raise their own domain exceptions, which :data:`STATUSES` (the one
+table) gives a status and an error name. :func:`register_handlers` turns both, Werkzeug's HTTP errors
+and pipeline errors into JSON with the right status.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import sys
 from typing import Any
 
 from flask import Flask, Response, current_app
 from werkzeug.exceptions import HTTPException
 
+from atoll.encoding import EncodingError, to_json
 from atoll.errors import PipelineError, StageFailure
-from atoll.service.encoding import EncodingError, to_json
-from atoll.service.model import ErrorBody
+from atoll.service.app import UnknownPipeline
+from atoll.service.jobs import errors as jobs
+from atoll.service.jobs.model import ErrorBody, shorten_paths
 
-__all__ = ["ApiError", "error_json", "error_response", "shorten_paths", "register_handlers",
-           "RETRY_AFTER_UNAVAILABLE"]
+__all__ = ["ApiError", "STATUSES", "answer_of", "error_json", "error_response", "shorten_paths",
+           "register_handlers", "RETRY_AFTER_UNAVAILABLE", "RETRY_AFTER_ACCEPTED"]
 
 log = logging.getLogger("atoll.service")
 
 #: seconds a client should wait before retrying an answer 503
 RETRY_AFTER_UNAVAILABLE = 5
+#: seconds a client should wait before polling a job it was just given (the 202's Retry-After)
+RETRY_AFTER_ACCEPTED = 1
+
+#: the HTTP answer to each domain exception: status, error name and headers (a 503 without
+#: Retry-After gets :data:`RETRY_AFTER_UNAVAILABLE`); a subclass answers as its nearest listed base
+STATUSES: dict[type[Exception], tuple[int, str, dict[str, str]]] = {
+    UnknownPipeline: (404, "PipelineNotFound", {}),
+    jobs.JobNotFound: (404, "UnknownJob", {}),
+    jobs.ResultsExpired: (404, "ResultsExpired", {}),
+    jobs.JobFinished: (409, "JobFinished", {}),
+    jobs.NoResults: (409, "NoResults", {}),
+    jobs.IdempotencyKeyInUse: (409, "IdempotencyKeyInUse", {"Retry-After": str(RETRY_AFTER_ACCEPTED)}),
+    jobs.IdempotencyKeyReused: (422, "IdempotencyKeyReused", {}),
+    jobs.CallbackRefused: (400, "CallbackRefused", {}),
+    jobs.BadCursor: (400, "InvalidCursor", {}),
+    jobs.ListingUnsupported: (501, "ListingUnsupported", {}),
+    jobs.BrokerUnavailable: (503, "BrokerUnavailable", {}),
+    jobs.JobStoreUnavailable: (503, "ResultStoreUnavailable", {}),
+    jobs.AsyncUnavailable: (503, "AsyncUnavailable", {}),
+}
 
 #: the ``name`` given to Werkzeug's HTTP errors, by status
 _HTTP_NAMES = {
@@ -71,44 +92,6 @@ def error_response(status: int, name: str, message: str, headers: dict | None = 
                     headers=headers)
 
 
-_FILE = re.compile(r'File "([^"]+)"')
-#: folders under which a file's module path starts, wherever the interpreter was installed
-_PACKAGE_DIRS = re.compile(r"^.*[/\\](?:site|dist)-packages[/\\]")
-
-
-def _roots() -> list[str]:
-    """Return the import roots of this process (sys.path and the working folder), longest first."""
-    roots = {os.path.abspath(p or os.curdir) for p in sys.path if isinstance(p, str)}
-    roots.add(os.getcwd())
-    return sorted((os.path.join(r, "") for r in roots if r != os.sep), key=len, reverse=True)
-
-
-def _module_path(path: str) -> str:
-    """Return ``path`` as the module path a user knows (``mymod/stages.py``), never absolute."""
-    if not os.path.isabs(path):
-        return path
-    packaged = _PACKAGE_DIRS.sub("", path)
-    if packaged != path:
-        return packaged
-    for root in _roots():
-        if path.startswith(root):
-            return path[len(root):]
-    return os.path.basename(path)
-
-
-def shorten_paths(text: str) -> str:
-    """Return traceback ``text`` with each absolute file path cut to its module path.
-
-    A caller learns which module and line failed, not where the server keeps its files:
-
-    >>> shorten_paths('File "/opt/venv/lib/python3.11/site-packages/atoll/operators.py", line 9')
-    'File "atoll/operators.py", line 9'
-    >>> shorten_paths('File "/somewhere/else/job.py", line 3')
-    'File "job.py", line 3'
-    """
-    return _FILE.sub(lambda m: f'File "{_module_path(m.group(1))}"', text)
-
-
 def exposes_tracebacks() -> bool:
     """Return the ``expose_tracebacks`` setting of the app serving this request."""
     return bool(current_app.extensions["atoll"].config.expose_tracebacks)
@@ -119,12 +102,30 @@ def pipeline_error_status(exc: PipelineError) -> int:
     return 500 if isinstance(exc, StageFailure) else 422
 
 
+def answer_of(exc: Exception) -> ApiError | None:
+    """Return the HTTP answer :data:`STATUSES` gives domain exception ``exc``, or None when unlisted."""
+    for cls in type(exc).__mro__:
+        if cls in STATUSES:
+            status, name, headers = STATUSES[cls]
+            return ApiError(status, name, getattr(exc, "message", None) or str(exc), dict(headers),
+                            **getattr(exc, "extra", {}))
+    return None
+
+
 def register_handlers(app: Flask) -> None:
     """Install the JSON error handlers on ``app``."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.name, exc.message, exc.headers, **exc.extra)
+
+    def _domain_error(exc: Exception) -> Response:
+        answer = answer_of(exc)
+        assert answer is not None  # registered for the table's classes only
+        return _api_error(answer)
+
+    for cls in STATUSES:
+        app.register_error_handler(cls, _domain_error)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

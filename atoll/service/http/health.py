@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from atoll import __version__
+from atoll.service.app import health_word
 from atoll.service.auth import token_matches
 
 __all__ = ["blueprint"]
@@ -23,8 +24,7 @@ def health() -> tuple[Response, int]:
     """Return ``{"status": "ok"|"degraded"|"down", "version", "checks": {name: {...}}}``."""
     service = current_app.extensions["atoll"]
     healthy, checks = service.health()
-    all_ok = all(check["ok"] for check in checks.values())
-    status = "ok" if all_ok else "degraded" if healthy else "down"
+    status = health_word(healthy, checks)
     tokens = service.config.auth_tokens
     if tokens and not _has_token(tokens):
         return current_app.json.response({"status": status}), 200 if healthy else 503
