@@ -36,6 +36,7 @@ extras["test"] = sorted(set(
         "sqlalchemy>=2.0,<3",
         "playwright>=1.40,<2",
         "ruff>=0.4",
+        "import-linter>=2.0,<3",
         "standardwebhooks>=1.0,<2",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))

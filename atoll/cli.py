@@ -348,8 +348,6 @@ def status(args: argparse.Namespace) -> int:
     """Run ``atoll status``."""
     import json
 
-    from atoll.service.app import health_word
-
     service = load_service(args.target)
     system = service.job_system()  # its checks join the service's: the same report as GET /health
     if args.job_id:
@@ -359,8 +357,8 @@ def status(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps(job.public(expose=True), indent=2))
         return 0
-    healthy, report = service.health()
-    print(json.dumps({"status": health_word(healthy, report), "checks": report}, indent=2))
+    word, healthy, report = service.health_status()  # the word of GET /health
+    print(json.dumps({"status": word, "checks": report}, indent=2))
     return 0 if healthy else 1
 
 

@@ -15,7 +15,7 @@ def forward(old: str, *new: str, renamed: dict[str, str] | None = None) -> Calla
 
     def __getattr__(name: str) -> Any:
         wanted = (renamed or {}).get(name, name)
-        for module in new:
+        for module in () if name.startswith("__") else new:
             found = importlib.import_module(module)
             if hasattr(found, wanted):
                 return getattr(found, wanted)

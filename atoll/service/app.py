@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from atoll.config import Config, load_config
-from atoll.errors import AtollError
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
+from atoll.service.errors import RegistrationError, UnknownPipeline
 
 if TYPE_CHECKING:  # the web app's types: a worker builds a service without loading Flask
     from flask import Blueprint, Flask
@@ -55,22 +55,6 @@ def health_word(healthy: bool, checks: dict[str, dict]) -> str:
     if all(check["ok"] for check in checks.values()):
         return "ok"
     return "degraded" if healthy else "down"
-
-
-class RegistrationError(AtollError):
-    """A pipeline cannot be registered: bad endpoint, duplicate name, or the app already exists."""
-
-
-class UnknownPipeline(AtollError, KeyError):
-    """No pipeline is registered under this name."""
-
-    def __init__(self, name: str, known: list[str]):
-        self.name = name
-        listed = ", ".join(sorted(known)) or "none"
-        super().__init__(f"no pipeline named {name!r}; registered: {listed}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class _ExecutorFactory:
@@ -242,6 +226,12 @@ class Atoll:
 
     def _service_check(self) -> tuple[str, bool, dict, bool]:
         return "service", True, {"pipelines": len(self.pipelines)}, True
+
+    def health_status(self) -> tuple[str, bool, dict]:
+        """Run every health check; return (:func:`health_word` of the report, all required ones
+        passed, report): what ``GET /health`` and ``atoll status`` say."""
+        healthy, report = self.health()
+        return health_word(healthy, report), healthy, report
 
     def health(self) -> tuple[bool, dict]:
         """Run every health check; return (all required ones passed, report)."""

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from atoll.encoding import EncodingError, to_json
 from atoll.errors import PipelineError, StageFailure
-from atoll.service.app import UnknownPipeline
+from atoll.service.errors import UnknownPipeline
 from atoll.service.jobs import errors as jobs
 from atoll.service.jobs.model import ErrorBody, shorten_paths
 

@@ -302,12 +302,10 @@ class ErrorBody:
 
 
 def _is_time_limit(exc: BaseException) -> bool:
-    """Return True for Celery's soft time limit (Celery is part of the service extra, not the web's)."""
-    try:
-        from celery.exceptions import SoftTimeLimitExceeded
-    except ImportError:
-        return False
-    return isinstance(exc, SoftTimeLimitExceeded)
+    """Return True for Celery's soft time limit (billiard's class), known by its name: the model imports
+    no Celery."""
+    return any(cls.__name__ == "SoftTimeLimitExceeded"
+               and cls.__module__.split(".")[0] in ("billiard", "celery") for cls in type(exc).__mro__)
 
 
 def _item(item: Any, fallback: str) -> Any:
@@ -358,7 +356,10 @@ class Progress:
 
 @dataclass
 class Job:
-    """One asynchronous pipeline run: what was asked, where it is, and how it ended."""
+    """One asynchronous pipeline run: what was asked, where it is, and how it ended.
+
+    This is the record the service keeps and answers; a client's handle to a job is ``atoll.Job``
+    (:class:`atoll.client.Job`), which reads this record over HTTP."""
 
     job_id: str = _field("the job's id (a UUID that sorts by submission time)", _STRING)
     pipeline: str | None = _field("the registered pipeline's name", {"type": ["string", "null"]})
