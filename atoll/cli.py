@@ -130,6 +130,7 @@ def serve(args: argparse.Namespace) -> int:
     serving_pid = os.getpid()
     try:
         service = load_service(args.target)
+        import flask  # noqa: F401 -- a service loads without Flask (a worker does): report it here
         configure_logs(service)
         host, port = parse_bind(args.bind)
         if not args.dev:

@@ -432,16 +432,15 @@ class Job:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Job:
-        """Return the job stored as ``record`` (records of earlier versions lack some fields)."""
-        return cls(
-            job_id=str(record["job_id"]), pipeline=record.get("pipeline"),
-            status=JobStatus(record.get("status", "queued")), submitted_at=record.get("submitted_at"),
-            started_at=record.get("started_at"), finished_at=record.get("finished_at"),
-            progress=Progress.from_dict(record.get("progress")),
-            error=ErrorBody.from_dict(record.get("error")),
-            results=record.get("results"), results_url=record.get("results_url"),
-            callback=CallbackState.from_dict(record.get("callback")), request_id=record.get("request_id"),
-            status_url=record.get("status_url"))
+        """Return the job stored as ``record`` (records of earlier versions lack some fields): every
+        field is read by its name, the nested ones by their own ``from_dict``."""
+        values = {f.name: record.get(f.name) for f in dataclasses.fields(cls) if f.name in record}
+        for name, read in _READ_NESTED.items():
+            values[name] = read(record.get(name))
+        values["job_id"] = str(record["job_id"])
+        values.setdefault("pipeline", None)
+        values["status"] = JobStatus(record.get("status", "queued"))
+        return cls(**values)
 
     def public(self, expose: bool, with_results: bool = True) -> dict:
         """Return the record callers see (``GET /jobs/<id>``; ``GET /jobs`` leaves the results out)."""
@@ -488,6 +487,11 @@ class Job:
         if not isinstance(result, Mapping) or not is_job_id(result.get("job_id")):
             return None
         return cls.from_record(result)
+
+
+#: the fields of a job record that are objects of their own, and how each is read back
+_READ_NESTED = {"progress": Progress.from_dict, "error": ErrorBody.from_dict,
+                "callback": CallbackState.from_dict}
 
 
 def _exception_meta(cls: type[JobFailed], message: str, record: dict) -> dict:
