@@ -253,10 +253,9 @@ class Atoll:
         """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
         from flask import Flask
 
-        from atoll.service import auth, request_ids
+        from atoll.service import request_ids
         from atoll.service.encoding import AtollJSONProvider
-        from atoll.service.http import errors, health, jobs, metrics, openapi, pipelines, probes, ui
-        from atoll.service.metrics import QueueDepth
+        from atoll.service.http import auth, errors, health, jobs, metrics, openapi, pipelines, probes, ui
         from atoll.service.watchdog import CountRequests, Watchdog
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
@@ -285,11 +284,8 @@ class Atoll:
         # process the watchdog ends lets them finish), counted and timed in the metrics, and served
         # with its request id set (a refused or failed one too)
         app.wsgi_app = CountRequests(app.wsgi_app, watchdog)  # type: ignore[method-assign]
-        metrics.install(app, system.queue_depth() if system is not None
-                        else QueueDepth(self.config.worker_queue, None))
-        request_ids.install(app)
-        auth.install(app, self.config.auth_tokens,
-                      open_endpoints={"metrics"} if self.config.metrics_public else set())
+        for part in (metrics, request_ids, auth):  # each reads what it needs from app.extensions
+            part.install(app)
         own = [pipelines.blueprint, *([jobs.blueprint] if system is not None else []), health.blueprint,
                probes.blueprint, openapi.blueprint, ui.blueprint]
         for blueprint in (*own, *self.blueprints):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atoll.config import Config
-from atoll.service.http.errors import error_json
+from atoll.encoding import to_json
 from atoll.service.jobs.model import time_limit_message
 
 __all__ = ["sync_time_limit", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error",
@@ -67,9 +67,9 @@ def sync_time_limit(config: Config, pipeline: str) -> float | None:
 
 def time_limit_error(name: str, limit: float) -> str:
     """Return the JSON text of the 504 answer of a call of ``name`` stopped after ``limit`` s."""
-    return error_json("TimeLimitExceeded", time_limit_message(
-        name, limit, "sync_time_limit", ' and was stopped; submit it as a job ("async": true) to run longer'),
-                      limit=limit)
+    message = time_limit_message(name, limit, "sync_time_limit",
+                                 ' and was stopped; submit it as a job ("async": true) to run longer')
+    return to_json({"error": {"name": "TimeLimitExceeded", "message": message, "limit": limit}}, path="error")
 
 
 @dataclass(eq=False)

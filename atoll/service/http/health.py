@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from atoll import __version__
-from atoll.service.auth import token_matches
+from atoll.service.http.auth import token_matches
 
 __all__ = ["blueprint"]
 

@@ -14,8 +14,11 @@ from atoll.service.metrics import QueueDepth, observe_request, render
 __all__ = ["install", "RequestMetrics"]
 
 
-def install(app: Flask, depth: QueueDepth) -> None:
-    """Count and time every request of ``app``; add ``GET /metrics`` (with the ``depth`` of the job queue)."""
+def install(app: Flask) -> None:
+    """Count and time every request of ``app``; add ``GET /metrics`` (with the depth of the job queue,
+    when the app has a job system)."""
+    system = app.extensions.get("atoll.jobs")
+    depth = system.queue_depth() if system is not None else QueueDepth("", None)
     app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.get("/metrics", endpoint="metrics")

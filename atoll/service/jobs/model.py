@@ -566,6 +566,11 @@ class JobMessage:
             if types is not None and not isinstance(value, types):
                 raise InvalidMessage(f"the job's {name} must be {' or '.join(t.__name__ for t in types)}; "
                                      f"got {type(value).__name__}")
+        return cls.trusted(args)
+
+    @classmethod
+    def trusted(cls, args: tuple | list) -> JobMessage:
+        """Return the message of task ``args`` that :meth:`from_task` (the worker's guard) accepted."""
         pipeline, data, kwargs, callback, submitted_at = (*args, *(None,) * (len(cls._FIELDS) - len(args)))
         return cls(pipeline, data, kwargs or {}, callback, submitted_at)
 

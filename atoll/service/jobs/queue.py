@@ -696,8 +696,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
     def run_pipeline(self: Any, *args: Any) -> None:
         """Run the job of a :class:`JobMessage`; store the job's outcome; send the callback."""
         job_id = self.request.id
-        # the guard checked it; a task applied in this process (tests, eager mode) is checked here
-        message = JobMessage.from_task(args, {JobMessage.VERSION_HEADER: _message_version(self.request)})
+        message = JobMessage.trusted(args)  # checked by the guard, which refuses what cannot run
         name = message.pipeline
         store = context.store
         # a store that cannot be written does not lose the job: its message goes back to the queue
@@ -773,8 +772,3 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
     app.atoll_on_failure = _killed
     task_failure.connect(_killed, weak=True)
     app.atoll_tasks = {"pipeline": run_pipeline, "deliver": deliver}
-
-
-def _message_version(request: Any) -> Any:
-    """Return the message version a task request carries (Celery sets custom headers as attributes)."""
-    return getattr(request, JobMessage.VERSION_HEADER, None) or JobMessage.VERSION
