@@ -131,6 +131,7 @@ def serve(args: argparse.Namespace) -> int:
     serving_pid = os.getpid()
     try:
         service = load_service(args.target)
+        import flask  # noqa: F401 -- a service loads without Flask (a worker does): report it here
         configure_logs(service)
         host, port = parse_bind(args.bind)
         if not args.dev:
@@ -154,9 +155,9 @@ def serve(args: argparse.Namespace) -> int:
 
 def configure_logs(service: Any) -> None:
     """Format this process's log lines as the service's ``log_format`` says."""
-    from atoll.service import logs
+    from atoll.service import log_format
 
-    logs.configure(service.config.log_format)
+    log_format.configure(service.config.log_format)
 
 
 def forget_metrics_dir(folder: str | None) -> None:
@@ -189,7 +190,7 @@ def prepare_metrics_dir() -> str | None:
 def start_embedded_worker(service: Any, target: str) -> WorkerSupervisor | None:
     """Start ``atoll worker TARGET`` under a :class:`WorkerSupervisor` when jobs use the embedded
     broker; return the supervisor (None when no worker is to run beside the web process)."""
-    from atoll.service.tasks import is_embedded
+    from atoll.service.jobs.queue import is_embedded
 
     if not (is_embedded(service.config) and service.config.embedded_worker):
         return None
@@ -308,8 +309,6 @@ def worker(args: argparse.Namespace) -> int:
     """Run ``atoll worker``."""
     metrics_dir = prepare_metrics_dir()  # the pool's processes count jobs in their own memory otherwise
     try:
-        from atoll.service.tasks import run_worker
-
         celery_args = list(args.celery_args)
         # `--config` after the target is still atoll's (celery's worker command has no such option)
         for i, arg in enumerate(celery_args):
@@ -330,7 +329,7 @@ def worker(args: argparse.Namespace) -> int:
 
             host, port = parse_bind(args.metrics_bind)
             start_http_server(port, addr=host, registry=registry())
-        run_worker(service, celery_args)
+        service.job_system().run_worker(celery_args)
     finally:
         forget_metrics_dir(metrics_dir)
     return 0
@@ -351,20 +350,16 @@ def status(args: argparse.Namespace) -> int:
     """Run ``atoll status``."""
     import json
 
-    from atoll.service import jobs
-
     service = load_service(args.target)
+    system = service.job_system()  # its checks join the service's: the same report as GET /health
     if args.job_id:
-        job = jobs.jobs_of(service).get(args.job_id)
+        job = system.get(args.job_id)
         if job is None:
             print(f"atoll status: no job {args.job_id!r}", file=sys.stderr)
             return 1
         print(json.dumps(job.public(expose=True), indent=2))
         return 0
-    jobs.install(service)
-    healthy, report = service.health()
-    all_ok = all(check["ok"] for check in report.values())
-    word = "ok" if all_ok else "degraded" if healthy else "down"  # the words of GET /health
+    word, healthy, report = service.health_status()  # the word of GET /health
     print(json.dumps({"status": word, "checks": report}, indent=2))
     return 0 if healthy else 1
 

@@ -185,12 +185,14 @@ class Client:
         return self.request("GET", "/openapi.json")
 
 
-#: the statuses after which a job never changes
+#: the statuses after which a job never changes (the service's ``JobStatus.finished``; the client
+#: imports nothing of the service, tests/test_client.py checks that the two agree)
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
 class Job:
-    """An asynchronous job on the service, polled through ``GET /jobs/<id>``.
+    """An asynchronous job on the service, polled through ``GET /jobs/<id>``: the client's handle
+    (``atoll.Job``). The record it reads is the service's :class:`atoll.service.jobs.model.Job`.
 
     ``status()`` is ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``;
     ``result(timeout)`` waits for the results (raising the job's :class:`RemoteError` when it failed

@@ -197,7 +197,7 @@ def test_soft_time_limit_fails_the_job_with_a_clear_error(tmp_path, callback_rec
 
 def test_rpc_result_backend_is_refused_with_advice(tmp_path):
     from atoll.errors import ConfigError
-    from atoll.service.tasks import create_celery
+    from atoll.service.jobs.queue import create_celery
 
     _, config = job_config(tmp_path, worker_backend="rpc://")
     with pytest.raises(ConfigError, match="GET /jobs"):
@@ -213,15 +213,15 @@ def _stored(store, job_id):
 @pytest.fixture
 def job_store(tmp_path):
     """The service's real job store (atoll's file result backend under a temporary state_dir)."""
-    from atoll.service.store import JobStore
-    from atoll.service.tasks import create_celery
+    from atoll.service.jobs.queue import create_celery
+    from atoll.service.jobs.store import JobStore
 
     _, config = job_config(tmp_path)
     return JobStore(create_celery(build_service(config)))
 
 
 def _running_job():
-    from atoll.service.model import Job, new_job_id
+    from atoll.service.jobs.model import Job, new_job_id
 
     job = Job(new_job_id(), "double")
     job.start()
@@ -229,7 +229,7 @@ def _running_job():
 
 
 def test_running_record_waits_for_its_delay_and_never_lands_after_finish(job_store):
-    from atoll.service.tasks import RunningRecord
+    from atoll.service.jobs.queue import RunningRecord
 
     job = _running_job()
     at_once = RunningRecord(job_store, job, 0)
@@ -250,7 +250,7 @@ def test_running_record_waits_for_its_delay_and_never_lands_after_finish(job_sto
 
 
 def test_running_record_writes_progress_once_it_is_written_and_never_after_finish(job_store):
-    from atoll.service.tasks import RunningRecord
+    from atoll.service.jobs.queue import RunningRecord
 
     job = _running_job()
     running = RunningRecord(job_store, job, 0.2)
@@ -267,7 +267,7 @@ def test_running_record_writes_progress_once_it_is_written_and_never_after_finis
 
 def test_running_record_write_in_progress_completes_before_finish_returns(job_store):
     """The outcome is stored after finish(): a running record being written must not land later."""
-    from atoll.service.tasks import RunningRecord
+    from atoll.service.jobs.queue import RunningRecord
 
     class SlowStore:
         def save(self, job):
@@ -291,7 +291,7 @@ def test_each_service_runs_its_own_pipelines_in_one_process(tmp_path):
     """Two services in one process (a web process holding several, a test suite): each Celery app's
     task runs its own service's registry, not the one registered first in the process."""
     from atoll import Atoll, Pipeline
-    from atoll.service.tasks import PIPELINE_TASK, create_celery
+    from atoll.service.jobs.queue import PIPELINE_TASK, create_celery
 
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()

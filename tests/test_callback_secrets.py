@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from atoll import verify_callback
 from atoll.config import load_config
 from atoll.errors import ConfigError
-from atoll.service.callbacks import CallbackURLError, check_callback_url, post_callback
+from atoll.service.jobs.delivery import CallbackURLError, check_callback_url, post_callback
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import pytest
 
 from atoll import verify_callback
 from atoll.config import load_config
-from atoll.service import callbacks
-from atoll.service.callbacks import (
+from atoll.service.jobs import delivery as callbacks
+from atoll.service.jobs.delivery import (
     CallbackURLError,
     DeliveryError,
     Target,

@@ -227,3 +227,10 @@ def test_result_fetches_large_results_from_results_url(jobs):
     small = jobs.submit("big", [2])
     assert small.result(timeout=30) == ["x" * 100] * 2
     assert small.record()["results_url"] is None
+
+
+def test_the_clients_finished_statuses_are_the_services():
+    from atoll.client import FINISHED
+    from atoll.service.jobs.model import JobStatus
+
+    assert set(FINISHED) == {status.value for status in JobStatus if status.finished}

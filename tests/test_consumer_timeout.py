@@ -10,7 +10,7 @@ import pytest
 
 from atoll.config import load_config
 from atoll.errors import ConfigError
-from atoll.service.tasks import (
+from atoll.service.jobs.queue import (
     CONSUMER_TIMEOUT_ARG,
     NO_LIMIT_CONSUMER_TIMEOUT,
     JobQueue,

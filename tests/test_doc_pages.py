@@ -106,7 +106,7 @@ def test_the_jobs_page_has_a_row_for_every_field_of_the_job_and_no_other():
     import dataclasses
     import re
 
-    from atoll.service.model import Job
+    from atoll.service.jobs.model import Job
 
     text = (DOCS / "jobs.rst").read_text(encoding="utf-8")
     table = text.split("The job\n-------", 1)[1].split("\nStatuses\n", 1)[0]
@@ -115,7 +115,7 @@ def test_the_jobs_page_has_a_row_for_every_field_of_the_job_and_no_other():
 
 
 def test_the_callback_on_the_jobs_page_has_the_keys_the_service_posts():
-    from atoll.service.model import Job, new_job_id
+    from atoll.service.jobs.model import Job, new_job_id
 
     job = Job(new_job_id(), "wordcount")
     job.succeed([["a", 1]])

@@ -14,8 +14,7 @@ import pytest
 from atoll import Atoll, Pipeline
 from atoll.config import load_config, validate
 from atoll.errors import ConfigError
-from atoll.service import tasks
-from atoll.service.errors import shorten_paths
+from atoll.service.http.errors import shorten_paths
 
 TOKEN = "tok-" + uuid.uuid4().hex
 SECRET = "plain-secret-" + uuid.uuid4().hex
@@ -81,12 +80,12 @@ def test_a_failed_job_record_follows_expose_tracebacks_when_read(tmp_path):
     record = {"job_id": job_id, "pipeline": "lookup", "status": "failed", "results": None,
               "error": {"name": "KeyError", "message": "m", "traceback": tb, "stage": None,
                         "item": {"password": "hunter2"}}}
-    tasks.get_celery(service).backend.store_result(job_id, record, "SUCCESS")
+    service.celery.backend.store_result(job_id, record, "SUCCESS")
     client = service.create_app().test_client()
     error = client.get(f"/jobs/{job_id}").get_json()["error"]
     assert set(error) == {"name", "message", "stage"}
     shown = service_with(tmp_path / "open").create_app()  # the same record, tracebacks exposed
-    tasks.get_celery(shown.extensions["atoll"]).backend.store_result(job_id, record, "SUCCESS")
+    shown.extensions["atoll"].celery.backend.store_result(job_id, record, "SUCCESS")
     error = shown.test_client().get(f"/jobs/{job_id}").get_json()["error"]
     assert 'File "pipes.py"' in error["traceback"] and "/srv/secret" not in error["traceback"]
 
@@ -223,7 +222,7 @@ def test_every_stored_record_stays_readable(tmp_path):
     job_id = str(uuid.uuid4())
     record = {"job_id": job_id, "pipeline": "lookup", "status": "succeeded", "results": ["a", chr(0xD800)],
               "error": None}
-    tasks.get_celery(service).backend.store_result(job_id, record, "SUCCESS")
+    service.celery.backend.store_result(job_id, record, "SUCCESS")
     answer = service.create_app().test_client().get(f"/jobs/{job_id}")
     assert answer.status_code == 200
     assert json.loads(answer.get_data().decode("utf-8"))["results"] == ["a", chr(0xD800)]

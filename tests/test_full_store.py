@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll.service.store import storage_failure
+from atoll.service.jobs.store import storage_failure
 from tests.async_service import build_service
 from tests.support import Worker, eventually, job_config, wait_for_job
 from tests.test_store_redis import redis_url  # noqa: F401 - the fixture

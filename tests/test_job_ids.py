@@ -7,8 +7,8 @@ import threading
 import time
 import uuid
 
-from atoll.service import model
-from atoll.service.model import is_job_id, new_job_id
+from atoll.service.jobs import model
+from atoll.service.jobs.model import is_job_id, new_job_id
 
 
 def _fields(job_id: str) -> tuple[int, int, int, int]:

@@ -1,5 +1,4 @@
-"""Job logs: what a pipeline prints and logs, captured as bounded JSON lines (atoll.capture, served by
-atoll.service.joblogs)."""
+"""Job logs: what a pipeline prints and logs, captured as bounded JSON lines (atoll.capture)."""
 
 from __future__ import annotations
 
@@ -16,8 +15,11 @@ from contextlib import redirect_stdout
 import pytest
 
 from atoll import LocalExecutor, Pipeline
-from atoll.capture import MIN_MAX_BYTES, JobLog
-from atoll.service.joblogs import DEFAULT_MAX_BYTES, capture
+from atoll.capture import MIN_MAX_BYTES, JobLog, capture
+from atoll.config import load_config
+
+#: job_log_max_bytes when the configuration does not set it
+DEFAULT_MAX_BYTES = load_config().job_log_max_bytes
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

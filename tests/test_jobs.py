@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from atoll.service.model import JobFailed
+from atoll.service.jobs.model import JobFailed
 from tests.async_service import build_service
 from tests.spark_cluster import require_spark
 from tests.support import Worker, eventually, job_config, race_saves, running_stack, wait_for_job
@@ -343,10 +343,9 @@ def test_a_job_past_its_hard_time_limit_fails_with_a_record_and_a_callback(tmp_p
 def _race(state_dir: str, job_ids: list[str], outcome: str, start, results) -> None:
     """One side of the race: move each job to ``outcome`` and save it (run in its own process)."""
     from atoll.config import load_config
-    from atoll.service.jobs import jobs_of
-    from atoll.service.model import ErrorBody, Job
+    from atoll.service.jobs.model import ErrorBody, Job
 
-    store = jobs_of(build_service(load_config(state_dir=state_dir))).store
+    store = build_service(load_config(state_dir=state_dir)).job_system().store
     start.wait()
     for job_id in job_ids:
         job = Job(job_id, "double")
@@ -364,11 +363,10 @@ def test_when_a_worker_and_a_cancel_cross_exactly_one_outcome_is_stored(tmp_path
     """Three processes finish the same 200 running jobs three ways at once: for every job exactly one
     save wins, and the stored record is the winner's, never overwritten by a later save."""
     from atoll.config import load_config
-    from atoll.service.jobs import jobs_of
-    from atoll.service.model import Job, new_job_id
+    from atoll.service.jobs.model import Job, new_job_id
 
     state_dir = str(tmp_path / "state")
-    store = jobs_of(build_service(load_config(state_dir=state_dir))).store
+    store = build_service(load_config(state_dir=state_dir)).job_system().store
     ids = []
     for _ in range(200):
         job = Job(new_job_id(), "double")
@@ -440,11 +438,9 @@ def test_celery_apps_of_dropped_services_are_not_kept_alive(tmp_path):
 
     from celery.signals import task_failure
 
-    from atoll.service.tasks import get_celery
-
     def make() -> weakref.ref:
         service = build_service(job_config(tmp_path)[1])
-        return weakref.ref(get_celery(service))
+        return weakref.ref(service.celery)
 
     gc.collect()
     before = len(task_failure.receivers)

@@ -271,7 +271,7 @@ def test_web_log_lines_as_json_and_text_name_the_request(client):
     import io
     import json
 
-    from atoll.service.logs import formatter
+    from atoll.service.log_format import formatter
 
     logger = logging.getLogger("atoll.test.format")
     logger.setLevel(logging.INFO)

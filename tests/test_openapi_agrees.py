@@ -11,10 +11,9 @@ from openapi_spec_validator import validate as validate_spec
 
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
-from atoll.service import tasks
-from atoll.service.callbacks import record_callback
-from atoll.service.model import CallbackState, ErrorBody, Job, JobStatus, Progress, new_job_id
-from atoll.service.store import JobStore
+from atoll.service.jobs.delivery import record_callback
+from atoll.service.jobs.model import CallbackState, ErrorBody, Job, JobStatus, Progress, new_job_id
+from atoll.service.jobs.store import JobStore
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def test_callback_null_is_valid_for_the_spec_and_the_service(service):
 
 def test_a_job_record_with_its_callback_state_fits_the_job_schema(service):
     spec, client = spec_and_client(service)
-    store = JobStore(tasks.get_celery(service))
+    store = JobStore(service.celery)
     url = "https://example.org/hook"
     job = Job(new_job_id(), "double", callback=CallbackState(url), status_url="http://x/jobs/1")
     job.start()
@@ -74,7 +73,7 @@ def test_every_status_of_a_job_fits_the_schemas_generated_from_the_model(tmp_pat
     service = Atoll(load_config(state_dir=str(tmp_path / "state"), expose_tracebacks=expose))
     service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
     spec, client = spec_and_client(service)
-    store = JobStore(tasks.get_celery(service))
+    store = JobStore(service.celery)
     jobs = []
     for status in JobStatus:
         job = Job(new_job_id(), "double", submitted_at="2026-12-02T10:00:00.000+00:00",

@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from atoll.service.callbacks import signature_headers
+from atoll.service.jobs.delivery import signature_headers
 from tests.support import answers, serve, write_config
 from tests.venvs import build_wheel, clean_env, make_venv
 
@@ -102,7 +102,7 @@ def test_version_caps_admit_the_newest_releases(wheel):
 
 def test_the_wheel_carries_the_dashboard_files(wheel):
     # /ui serves these from the installed package: a wheel without them would answer 404 for the page
-    from atoll.service.ui import FILES
+    from atoll.service.http.ui import FILES
 
     shipped = {path.name for path in FILES.iterdir() if path.is_file()}
     with zipfile.ZipFile(wheel) as archive:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from atoll.service.tasks import DELIVERY_TASK, PIPELINE_TASK, get_celery, now
+from atoll.service.jobs.model import JobMessage
+from atoll.service.jobs.queue import DELIVERY_TASK, PIPELINE_TASK, now
 from tests.async_service import build_service
 from tests.support import Worker, delete_queue, job_config, wait_for_job
 
@@ -93,7 +94,7 @@ def running_stack(request, tmp_path, **overrides):
     client = service.create_app().test_client()
     worker = Worker(path).start().wait_ready()
     try:
-        yield config, client, get_celery(service), worker
+        yield config, client, service.celery, worker
     finally:
         worker.stop()
         if config.worker_broker:
@@ -119,10 +120,10 @@ def publish_raw(app, queue: str, body: bytes, content_type: str, task: str = PIP
     return job_id
 
 
-def send(app, queue: str, args: tuple, task: str = PIPELINE_TASK) -> str:
+def send(app, queue: str, args: tuple, task: str = PIPELINE_TASK, headers: dict | None = None) -> str:
     """Publish a well-formed task message with ``args`` (no HTTP checks); return its job id."""
     job_id = str(uuid.uuid4())
-    app.send_task(task, args=args, task_id=job_id, queue=queue)
+    app.send_task(task, args=args, task_id=job_id, queue=queue, headers=headers)
     return job_id
 
 
@@ -146,6 +147,8 @@ def test_poison_messages_fail_their_jobs_and_the_worker_keeps_working(stack, cal
         "pickle": publish_raw(app, queue, pickle.dumps(((), {}, {})), "application/x-python-serialize"),
         "wrong arguments": send(app, queue, (42, [1])),
         "unknown pipeline": send(app, queue, ("no_such_pipeline", [1], {}, None, now())),
+        "unknown version": send(app, queue, ("double", [1], {}, None, now()),
+                                headers={JobMessage.VERSION_HEADER: JobMessage.VERSION + 1}),
     }
     # a delivery task too deep to hand over has no job of its own: it is dropped and logged
     send(app, queue, (str(uuid.uuid4()), callback_receiver.url, nested(600), 0), task=DELIVERY_TASK)
@@ -155,7 +158,8 @@ def test_poison_messages_fail_their_jobs_and_the_worker_keeps_working(stack, cal
         (broker / "queue" / garbage).write_bytes(b"\xff not a message {")
     expected = {"deep": "max_json_depth", "too big": "larger than any request",
                 "not JSON": "cannot be decoded", "pickle": "cannot be decoded",
-                "wrong arguments": "name must be str", "unknown pipeline": "no pipeline named"}
+                "wrong arguments": "name must be str", "unknown pipeline": "no pipeline named",
+                "unknown version": f"of version {JobMessage.VERSION + 1}, which this worker does not read"}
 
     ordinary = client.post("/pipelines/double", json={"data": [1, 2], "async": True}).get_json()["job_id"]
     assert wait_for_job(client, ordinary, timeout=60)["status"] == "succeeded", worker.log()
@@ -192,7 +196,7 @@ def test_a_job_that_cannot_be_handed_to_the_pool_fails_and_frees_its_slot(rabbit
     path, config = job_config(tmp_path, worker_broker=rabbitmq_url, max_json_depth=400)
     client = build_service(config).create_app().test_client()
     worker = Worker(path, env={"ATOLL_TEST_RECURSION_LIMIT": "400"}).start().wait_ready()
-    app = get_celery(build_service(config))
+    app = build_service(config).celery
     try:
         # more such jobs than the worker has pool processes: a slot lost per job would stall it
         deep = [send(app, config.worker_queue, ("double", nested(300), {}, None, now()))

@@ -3,9 +3,6 @@ auth and health."""
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 import atoll
@@ -355,16 +352,17 @@ def test_encoding_functions():
 
 
 def test_callback_or_async_hands_the_job_to_submit_response(monkeypatch, client):
-    # atoll.service.jobs belongs to the asynchronous path (tested there, against a real broker); here
-    # a stand-in module records the call so that the dispatch contract of this handler is checked.
+    # the job system belongs to the asynchronous path (tested there, against a real broker); here
+    # a stand-in records the call so that the dispatch contract of this handler is checked.
+    from atoll.service.http import jobs
+
     calls = []
 
-    def submit_response(service, run, body):
+    def submit_response(run, body):
         calls.append((run.pipeline, run.data, run.kwargs, run.callback))
         return {"job_id": "j1", "status_url": "/jobs/j1"}, 202
 
-    monkeypatch.setitem(sys.modules, "atoll.service.jobs",
-                        types.SimpleNamespace(submit_response=submit_response))
+    monkeypatch.setattr(jobs, "submit_response", submit_response)
     response = post(client, "scaled", {"data": [1], "kwargs": {"factor": 2}, "callback": "http://x.org/r"})
     assert response.status_code == 202 and response.get_json()["job_id"] == "j1"
     assert post(client, "double", {"data": [1], "async": True}).status_code == 202

@@ -15,7 +15,7 @@ import pytest
 import requests
 from celery import Celery
 
-from atoll.service.tasks import cleanup_interval
+from atoll.service.jobs.queue import cleanup_interval
 from atoll.service.transport import FileResultBackend
 from tests.async_service import build_service
 from tests.support import Worker, eventually, job_config, wait_for_job

@@ -14,8 +14,7 @@ import pytest
 
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
-from atoll.service.jobs import jobs_of
-from atoll.service.model import ErrorBody, Job, JobStatus, new_job_id
+from atoll.service.jobs.model import ErrorBody, Job, JobStatus, new_job_id
 from tests.requirements import unavailable
 from tests.support import race_saves
 
@@ -42,7 +41,7 @@ def _store(url: str, tmp_path):
     service = Atoll(load_config(state_dir=str(tmp_path / "state"), worker_backend=url,
                                 worker_queue=f"atoll-test-{uuid.uuid4().hex[:8]}", embedded_worker=False))
     service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
-    return service, jobs_of(service).store
+    return service, service.job_system().store
 
 
 def test_records_listing_and_claims_on_redis(redis_url, tmp_path):

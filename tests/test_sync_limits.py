@@ -85,20 +85,21 @@ def test_limits_for_pipelines_that_are_not_registered_are_logged(tmp_path, caplo
 
 def test_every_request_is_counted_in_while_served_and_out_after_refused_ones_too(tmp_path):
     from atoll import Pipeline
-    from atoll.service.watchdog import watchdog_for
 
     config = load_config(state_dir=str(tmp_path / "state"), auth_tokens=["counted"])
     service = build_service(config)
     seen = []
+    apps = []  # the watchdog of the app serving the call
     service.register_pipeline("/active", Pipeline(name="active").to(
-        lambda _: seen.append(watchdog_for(service).active) or len(seen)))
-    client = service.create_app().test_client()
+        lambda _: seen.append(apps[0].extensions["atoll.watchdog"].active) or len(seen)))
+    apps.append(service.create_app())
+    client = apps[0].test_client()
     token = {"Authorization": "Bearer counted"}
     assert client.post("/pipelines/active", json={"data": 0}).status_code == 401  # refused by auth
     assert client.post("/pipelines/nope", json={"data": 0}, headers=token).status_code == 404
     assert client.post("/pipelines/active", json={"data": 0}, headers=token).status_code == 200
     assert seen == [1]  # its own request, in progress
-    assert watchdog_for(service).active == 0
+    assert apps[0].extensions["atoll.watchdog"].active == 0
 
 
 def test_serve_timeout_help_says_what_bounds_a_sync_call(capsys):

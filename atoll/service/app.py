@@ -19,18 +19,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from flask import Blueprint, Flask
+from typing import TYPE_CHECKING, Any
 
 from atoll.config import Config, load_config
-from atoll.errors import AtollError
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
-from atoll.service.model import RunRequest
+from atoll.service.errors import RegistrationError, UnknownPipeline
 
-__all__ = ["Atoll", "Registered", "RegistrationError", "UnknownPipeline", "HealthCheck"]
+if TYPE_CHECKING:  # the web app's types: a worker builds a service without loading Flask
+    from flask import Blueprint, Flask
+
+    from atoll.service.http.run_request import RunRequest
+    from atoll.service.jobs.system import JobSystem
+
+__all__ = ["Atoll", "Registered", "RegistrationError", "UnknownPipeline", "HealthCheck", "health_word"]
 
 log = logging.getLogger("atoll.service")
 
@@ -40,20 +43,18 @@ _NAME = re.compile(r"^[A-Za-z0-9_.~-]+$")
 HealthCheck = Callable[[], tuple[str, bool, dict, bool]]
 
 
-class RegistrationError(AtollError):
-    """A pipeline cannot be registered: bad endpoint, duplicate name, or the app already exists."""
+def health_word(healthy: bool, checks: dict[str, dict]) -> str:
+    """Return the one word for a health report, as ``/health`` and ``atoll status`` say it: ``ok``
+    (every check passed), ``degraded`` (only checks that are not required failed) or ``down``.
 
-
-class UnknownPipeline(AtollError, KeyError):
-    """No pipeline is registered under this name."""
-
-    def __init__(self, name: str, known: list[str]):
-        self.name = name
-        listed = ", ".join(sorted(known)) or "none"
-        super().__init__(f"no pipeline named {name!r}; registered: {listed}")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    >>> health_word(True, {"broker": {"ok": True}}), health_word(True, {"workers": {"ok": False}})
+    ('ok', 'degraded')
+    >>> health_word(False, {"broker": {"ok": False}})
+    'down'
+    """
+    if all(check["ok"] for check in checks.values()):
+        return "ok"
+    return "degraded" if healthy else "down"
 
 
 class _ExecutorFactory:
@@ -137,6 +138,9 @@ class Atoll:
         #: extra blueprints that create_app() registers after its own
         self.blueprints: list[Blueprint] = []
         self._apps = 0
+        #: the service's job system, built once per process on first use (see job_system)
+        self._job_system: JobSystem | None = None
+        self._job_system_lock = threading.Lock()
         logging.getLogger("atoll").setLevel(self.config.log_level)
 
     def __repr__(self) -> str:
@@ -215,13 +219,20 @@ class Atoll:
             _observe_run(name, registered, time.perf_counter() - started)
 
     def run_request(self, run: RunRequest) -> Any:
-        """Run a :class:`~atoll.service.model.RunRequest` (``RunRequest.parse`` reads one from a body)."""
+        """Run a request parsed by :meth:`RunRequest.parse
+        <atoll.service.http.run_request.RunRequest.parse>`."""
         return self.run_pipeline(run.pipeline, run.data, run.kwargs)
 
     # -- health ------------------------------------------------------------------------------
 
     def _service_check(self) -> tuple[str, bool, dict, bool]:
         return "service", True, {"pipelines": len(self.pipelines)}, True
+
+    def health_status(self) -> tuple[str, bool, dict]:
+        """Run every health check; return (:func:`health_word` of the report, all required ones
+        passed, report): what ``GET /health`` and ``atoll status`` say."""
+        healthy, report = self.health()
+        return health_word(healthy, report), healthy, report
 
     def health(self) -> tuple[bool, dict]:
         """Run every health check; return (all required ones passed, report)."""
@@ -241,9 +252,12 @@ class Atoll:
 
     def create_app(self) -> Flask:
         """Return a new Flask app serving the registered pipelines (for gunicorn ``module:app``)."""
-        from atoll.service import auth, errors, health, metrics, openapi, pipelines, probes, request_ids, ui
+        from flask import Flask
+
+        from atoll.service import request_ids
         from atoll.service.encoding import AtollJSONProvider
-        from atoll.service.watchdog import CountRequests, watchdog_for
+        from atoll.service.http import auth, errors, health, jobs, metrics, openapi, pipelines, probes, ui
+        from atoll.service.watchdog import CountRequests, Watchdog
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
         if unknown:  # most likely a misspelt name, whose limits would never apply
@@ -259,36 +273,47 @@ class Atoll:
             "send_timeout": self.config.client_send_timeout}
         app.extensions["atoll"] = self
         app.extensions["atoll.readiness"] = probes.Readiness(self)
+        watchdog = app.extensions["atoll.watchdog"] = Watchdog()
+        try:
+            system = self.job_system()
+        except ImportError as exc:  # celery is part of the service extra
+            log.warning("asynchronous jobs are unavailable: %s", exc)
+            system, app.extensions["atoll.jobs.missing"] = None, str(exc)
+        app.extensions["atoll.jobs"] = system
         errors.register_handlers(app)
         # WSGI middleware around Flask, innermost first: each request is counted in and out (a web
         # process the watchdog ends lets them finish), counted and timed in the metrics, and served
         # with its request id set (a refused or failed one too)
-        app.wsgi_app = CountRequests(app.wsgi_app, watchdog_for(self))  # type: ignore[method-assign]
-        metrics.install(app, self)
-        request_ids.install(app)
-        auth.install(app, self.config.auth_tokens,
-                      open_endpoints={"metrics"} if self.config.metrics_public else set())
-        self._install_jobs()
-        for blueprint in (pipelines.blueprint, health.blueprint, probes.blueprint, openapi.blueprint,
-                          ui.blueprint, *self.blueprints):
+        app.wsgi_app = CountRequests(app.wsgi_app, watchdog)  # type: ignore[method-assign]
+        for part in (metrics, request_ids, auth):  # each reads what it needs from app.extensions
+            part.install(app)
+        own = [pipelines.blueprint, *([jobs.blueprint] if system is not None else []), health.blueprint,
+               probes.blueprint, openapi.blueprint, ui.blueprint]
+        for blueprint in (*own, *self.blueprints):
             app.register_blueprint(blueprint)
         self._apps += 1
         return app
 
-    def _install_jobs(self) -> None:
-        try:
-            from atoll.service import jobs
-        except ImportError as exc:  # celery is part of the service extra
-            log.warning("asynchronous jobs are unavailable: %s", exc)
-            return
-        jobs.install(self)
+    def job_system(self) -> JobSystem:
+        """Return the service's job system (Celery app, job store, callback delivery), built on first
+        use in this process, with its health checks (broker, store, workers) added to ``health_checks``.
+
+        Raises ImportError when Celery (the service extra) is not installed.
+        """
+        if self._job_system is None:
+            with self._job_system_lock:
+                if self._job_system is None:
+                    from atoll.service.jobs.system import JobSystem
+
+                    system = JobSystem(self)
+                    self.health_checks.extend(system.health_checks())
+                    self._job_system = system
+        return self._job_system
 
     @property
     def celery(self) -> Any:
         """Return the service's Celery app (``celery = service.celery`` for ``celery -A module:celery``)."""
-        from atoll.service.tasks import get_celery
-
-        return get_celery(self)
+        return self.job_system().celery
 
     def run(self, host: str = "127.0.0.1", port: int = 5000, debug: bool = False, **options: Any) -> None:
         """Serve with Flask's development server (use ``atoll serve`` or gunicorn in production)."""

@@ -31,10 +31,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -45,8 +44,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["install", "REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS",
-           "QueueDepth", "registry", "render", "observe_run", "observe_job"]
+__all__ = ["REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS",
+           "QueueDepth", "registry", "render", "observe_run", "observe_job", "observe_request"]
 
 REQUESTS = Counter("atoll_requests", "HTTP requests by pipeline, mode and status code",
                    ["pipeline", "mode", "status"])
@@ -96,23 +95,24 @@ def observe_job(pipeline: str, status: str, seconds: float | None) -> None:
 
 
 class QueueDepth:
-    """A collector of ``atoll_queue_depth``: the broker's count of waiting jobs, cached briefly."""
+    """A collector of ``atoll_queue_depth``: the broker's count of waiting jobs in ``queue``, cached
+    briefly; ``connect()`` returns a connection to the broker (None: no jobs, no sample)."""
 
-    def __init__(self, service: Any):
-        self.service = service
+    def __init__(self, queue: str, connect: Callable[[], Any] | None):
+        self.queue = queue
+        self.connect = connect
         self._lock = threading.Lock()
         self._at = float("-inf")
         self._depth: float | None = None
 
     def _read(self) -> float | None:
-        queue = self.service.config.worker_queue
+        if self.connect is None:
+            return None
         try:
-            from atoll.service import tasks  # Celery is part of the service extra
-
-            with tasks.get_celery(self.service).connection_for_read() as conn:
+            with self.connect() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
-                return float(conn.default_channel.queue_declare(queue, passive=True).message_count)
-        except Exception:  # no Celery, the broker is down, or the queue does not exist yet: no sample
+                return float(conn.default_channel.queue_declare(self.queue, passive=True).message_count)
+        except Exception:  # the broker is down, or the queue does not exist yet: no sample
             return None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -123,7 +123,7 @@ class QueueDepth:
         family = GaugeMetricFamily("atoll_queue_depth", "Jobs waiting in the broker's queue",
                                    labels=["queue"])
         if depth is not None:
-            family.add_metric([self.service.config.worker_queue], depth)
+            family.add_metric([self.queue], depth)
         yield family
 
 
@@ -161,47 +161,7 @@ def render(*extra: Any) -> tuple[bytes, str]:
     return generate_latest(registry(*extra)), CONTENT_TYPE_LATEST
 
 
-def install(app: Flask, service: Any) -> None:
-    """Count and time every request of ``app``; add ``GET /metrics`` (with ``service``'s queue depth)."""
-    depth = QueueDepth(service)
-    app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
-
-    @app.get("/metrics", endpoint="metrics")
-    def metrics() -> Response:
-        """Return the Prometheus text exposition of the service's metrics."""
-        body, content_type = render(depth)
-        return Response(body, content_type=content_type)
-
-
-class RequestMetrics:
-    """WSGI middleware around a Flask app's ``wsgi_app``: counts and times each request (but those
-    of ``/metrics``) when the app starts its answer.
-
-    The labels are read from the request being answered: ``pipeline`` is the name of a
-    ``POST /pipelines/<name>`` (``-`` elsewhere) and ``mode`` what that route's view stored as
-    ``g.atoll_mode`` (``-`` when it refused the request before knowing).
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]):
-        self.app = app
-
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        started = time.perf_counter()
-
-        def start_counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            _count(status, time.perf_counter() - started)
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, start_counted)
-
-
-def _count(status: str, seconds: float) -> None:
-    """Count a request answered ``status`` after ``seconds`` (called in its request context)."""
-    served = request._get_current_object()  # type: ignore[attr-defined]
-    rule = served.url_rule
-    endpoint = rule.endpoint if rule is not None else None
-    if endpoint == "metrics":
-        return
-    pipeline = (served.view_args or {}).get("name", "-") if endpoint == "pipelines.run" else "-"
-    _requests(pipeline, g.get("atoll_mode", "-"), status.partition(" ")[0]).inc()
+def observe_request(pipeline: str, mode: str, status: str, seconds: float) -> None:
+    """Record an HTTP request to ``pipeline`` (``-`` off the pipeline routes) answered ``status``."""
+    _requests(pipeline, mode, status).inc()
     _request_seconds(pipeline).observe(seconds)

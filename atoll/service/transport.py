@@ -498,7 +498,7 @@ class FileResultBackend(FilesystemBackend):
     records that expire ``result_expires`` seconds after their last write.
 
     A record past its time reads as missing at once; :meth:`cleanup` removes the files (atoll's
-    workers call it periodically, see :mod:`atoll.service.tasks`).
+    workers call it periodically, see :mod:`atoll.service.jobs.queue`).
     """
 
     def _do_directory_test(self, key: bytes) -> None:

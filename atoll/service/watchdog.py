@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atoll.config import Config
-from atoll.service.errors import error_json
+from atoll.encoding import to_json
+from atoll.service.jobs.model import time_limit_message
 
-__all__ = ["sync_time_limit", "watchdog_for", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error",
+__all__ = ["sync_time_limit", "Watchdog", "SyncTimeLimitExceeded", "time_limit_error",
            "CountRequests"]
 
 log = logging.getLogger("atoll.service")
@@ -45,8 +46,6 @@ TICK = 0.1
 GRACE = 2.0
 #: longest wait, seconds, for a doomed web process's other calls to finish before it exits
 DRAIN = 30.0
-
-_watchdogs_lock = threading.Lock()
 
 
 class SyncTimeLimitExceeded(BaseException):
@@ -68,9 +67,9 @@ def sync_time_limit(config: Config, pipeline: str) -> float | None:
 
 def time_limit_error(name: str, limit: float) -> str:
     """Return the JSON text of the 504 answer of a call of ``name`` stopped after ``limit`` s."""
-    return error_json("TimeLimitExceeded", f"pipeline {name!r} ran longer than its sync_time_limit of "
-                                           f'{limit} s and was stopped; submit it as a job ("async": '
-                                           f"true) to run longer", limit=limit)
+    message = time_limit_message(name, limit, "sync_time_limit",
+                                 ' and was stopped; submit it as a job ("async": true) to run longer')
+    return to_json({"error": {"name": "TimeLimitExceeded", "message": message, "limit": limit}}, path="error")
 
 
 @dataclass(eq=False)
@@ -219,14 +218,3 @@ class CountRequests:
             return self.app(environ, start_response)
         finally:
             watchdog.request_finished()
-
-
-def watchdog_for(service: Any) -> Watchdog:
-    """Return the watchdog of ``service``, created on first use and kept on the service."""
-    watchdog = service.__dict__.get("_watchdog")
-    if watchdog is None:
-        with _watchdogs_lock:
-            watchdog = service.__dict__.get("_watchdog")
-            if watchdog is None:
-                watchdog = service.__dict__["_watchdog"] = Watchdog()
-    return watchdog

@@ -1,7 +1,7 @@
 """The job store: job records in the Celery result backend, and what is kept beside them.
 
 A job's record is the Celery task result of its id, stored with the Celery state of its status
-(:class:`~atoll.service.model.JobStatus`), so ``celery.AsyncResult(job_id)`` and Flower read the same
+(:class:`~atoll.service.jobs.model.JobStatus`), so ``celery.AsyncResult(job_id)`` and Flower read the same
 thing as ``GET /jobs/<id>``. Beside it, under keys of their own (a record that is finished is never
 written again, and a large value should not be read with every record):
 
@@ -46,7 +46,15 @@ from typing import Any, TypeVar
 
 from celery.backends.base import KeyValueStoreBackend
 
-from atoll.service.model import CallbackState, Job, JobStatus, is_job_id
+from atoll.service.jobs.errors import BadCursor, ListingUnsupported
+from atoll.service.jobs.model import (
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    CallbackState,
+    Job,
+    JobStatus,
+    is_job_id,
+)
 from atoll.service.transport import TMP_PREFIX
 
 __all__ = ["JobStore", "ListingUnsupported", "BadCursor", "StoreUnavailable", "storage_failure",
@@ -57,10 +65,8 @@ log = logging.getLogger("atoll.jobs")
 
 #: Celery state of what is kept beside a record (results, logs, idempotency keys)
 ASIDE_STATE = "ATOLL"
-#: Celery state of a callback's delivery record (see :mod:`atoll.service.callbacks`)
+#: Celery state of a callback's delivery record (see :mod:`atoll.service.jobs.delivery`)
 CALLBACK_STATE = "CALLBACK"
-LIST_LIMIT_DEFAULT = 50
-LIST_LIMIT_MAX = 500
 #: finished jobs whose status and pipeline a listing remembers (a few dozen bytes each)
 FINISHED_CACHE = 100_000
 #: seconds a probe of the store's writes is reused (``/health`` and ``/readyz`` ask for it)
@@ -68,14 +74,6 @@ PROBE_SECONDS = 1.0
 #: bytes of the probe record: about a small job record, so a disk with room for the probe has
 #: room for a record
 PROBE_BYTES = 512
-
-
-class ListingUnsupported(Exception):
-    """The result backend cannot enumerate its records (only the embedded store and Redis can)."""
-
-
-class BadCursor(ValueError):
-    """A ``cursor`` that this service did not hand out."""
 
 
 class StoreUnavailable(Exception):

@@ -16,11 +16,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from atoll.encoding import EncodingError, find_surrogate, to_json
 from atoll.errors import PipelineError
-from atoll.service.encoding import EncodingError, find_surrogate, to_json
-from atoll.service.errors import ApiError, error_response, exposes_tracebacks
-from atoll.service.model import ErrorBody, RequestError, RunRequest, json_type
-from atoll.service.watchdog import SyncTimeLimitExceeded, sync_time_limit, time_limit_error, watchdog_for
+from atoll.service.http import jobs
+from atoll.service.http.errors import ApiError, error_response, exposes_tracebacks
+from atoll.service.http.run_request import RunRequest, json_type
+from atoll.service.jobs.model import ErrorBody
+from atoll.service.watchdog import SyncTimeLimitExceeded, sync_time_limit, time_limit_error
 
 __all__ = ["blueprint", "parse_body"]
 
@@ -118,28 +120,19 @@ def _read_body(limit: int | None) -> bytes:
 def run(name: str) -> Response:
     """Run pipeline ``name`` on the posted data: 200 ``{"results": ...}``, or 202 for a job."""
     service = current_app.extensions["atoll"]
-    registered = service.pipelines.get(name)
-    if registered is None:
-        known = ", ".join(sorted(service.pipelines)) or "none"
-        raise ApiError(404, "PipelineNotFound", f"no pipeline named {name!r}; registered: {known}")
+    registered = service.get(name)  # UnknownPipeline: 404 PipelineNotFound
     body, raw = _parse_body()
-    max_depth = service.config.max_json_depth
-    # a body holding no more '[' and '{' than the limit cannot nest deeper: nothing to measure
-    shallow = raw.count(b"[") + raw.count(b"{") <= max_depth
-    try:
-        run_request = RunRequest.parse(body, registered.pipeline, name, None if shallow else max_depth)
-    except RequestError as exc:
-        raise ApiError(exc.status, exc.name, exc.message, **exc.extra) from None
+    run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth, raw)
     g.atoll_mode = "async" if run_request.is_job else "sync"  # for the metrics
     if run_request.is_job:
-        return _submit(service, run_request, body)
+        return jobs.submit_response(run_request, body)
     limit = sync_time_limit(service.config, name)
     try:
         if limit is None:
             results = service.run_request(run_request)
         else:  # the watchdog stops the call past its limit
-            results = watchdog_for(service).run(name, limit, request.environ,
-                                                lambda: service.run_request(run_request))
+            results = current_app.extensions["atoll.watchdog"].run(
+                name, limit, request.environ, lambda: service.run_request(run_request))
     except SyncTimeLimitExceeded:
         return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
     except PipelineError:
@@ -155,13 +148,3 @@ def run(name: str) -> Response:
         return error_response(500, "EncodingError", f"pipeline {name!r} returned a result that is not "
                                                     f"JSON: {exc}", path=exc.path, type=exc.type_name)
     return Response(text, mimetype="application/json")
-
-
-def _submit(service: Any, run_request: RunRequest, body: dict) -> Response:
-    try:
-        from atoll.service.jobs import submit_response
-    except ImportError as exc:
-        log.error("asynchronous jobs are unavailable: %s", exc)
-        return error_response(503, "AsyncUnavailable", f"asynchronous jobs are not available on this "
-                                                       f"service: {exc}")
-    return submit_response(service, run_request, body)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from atoll import __version__
-from atoll.service.auth import token_matches
+from atoll.service.http.auth import token_matches
 
 __all__ = ["blueprint"]
 
@@ -22,9 +22,7 @@ blueprint = Blueprint("health", __name__)
 def health() -> tuple[Response, int]:
     """Return ``{"status": "ok"|"degraded"|"down", "version", "checks": {name: {...}}}``."""
     service = current_app.extensions["atoll"]
-    healthy, checks = service.health()
-    all_ok = all(check["ok"] for check in checks.values())
-    status = "ok" if all_ok else "degraded" if healthy else "down"
+    status, healthy, checks = service.health_status()
     tokens = service.config.auth_tokens
     if tokens and not _has_token(tokens):
         return current_app.json.response({"status": status}), 200 if healthy else 503

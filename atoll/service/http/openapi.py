@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 
 from atoll import __version__
-from atoll.service.model import JobStatus, openapi_schemas
+from atoll.service.jobs.model import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobStatus, openapi_schemas
 
 __all__ = ["blueprint", "build_spec"]
 
@@ -220,8 +220,9 @@ def build_spec(service: Any) -> dict:
         "parameters": [
             {"name": "status", "in": "query", "schema": {"enum": [s.value for s in JobStatus]}},
             {"name": "pipeline", "in": "query", "schema": {"type": "string"}},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
-                                                        "default": 50}},
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                        "maximum": LIST_LIMIT_MAX,
+                                                        "default": LIST_LIMIT_DEFAULT}},
             {"name": "cursor", "in": "query", "schema": {"type": "string"},
              "description": "the next of the previous page"},
         ],

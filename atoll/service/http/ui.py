@@ -16,7 +16,7 @@ from flask import Blueprint, Response, send_from_directory
 __all__ = ["blueprint", "FILES"]
 
 #: the folder of the page's files (package data)
-FILES = Path(__file__).resolve().parent / "ui_files"
+FILES = Path(__file__).resolve().parent.parent / "ui_files"
 
 blueprint = Blueprint("ui", __name__, static_folder=str(FILES), static_url_path="/ui/static")
 

@@ -8,7 +8,7 @@ import hmac
 
 from flask import Flask, request
 
-from atoll.service.errors import ApiError
+from atoll.service.http.errors import ApiError
 
 __all__ = ["install", "token_matches", "OPEN_ENDPOINTS"]
 
@@ -26,13 +26,14 @@ def token_matches(given: str, tokens: list[str]) -> bool:
     return found
 
 
-def install(app: Flask, tokens: list[str], open_endpoints: set[str] | frozenset = frozenset()) -> None:
-    """Make ``app`` require one of ``tokens`` on every route but /health, the probes and
-    ``open_endpoints`` (nothing when ``tokens`` is empty)."""
-    if not tokens:
+def install(app: Flask) -> None:
+    """Make ``app`` require one of the service's ``auth_tokens`` on every route but /health, the probes
+    and, with ``metrics_public``, /metrics (nothing when no token is configured)."""
+    config = app.extensions["atoll"].config
+    if not config.auth_tokens:
         return
-    tokens = list(tokens)
-    open_here = OPEN_ENDPOINTS | set(open_endpoints)
+    tokens = list(config.auth_tokens)
+    open_here = OPEN_ENDPOINTS | ({"metrics"} if config.metrics_public else set())
 
     @app.before_request
     def _require_token() -> None:
