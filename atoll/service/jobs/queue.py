@@ -47,7 +47,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import task_failure, worker_process_init
 from kombu import Queue
 
-from atoll import control, output
+from atoll import capture, progress
 from atoll.config import Config
 from atoll.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.errors import ConfigError, PipelineError
@@ -357,10 +357,10 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
     running = RunningRecord(context.store, job, delay)
     captured = None
     try:
-        limit = config.job_log_max_bytes and max(config.job_log_max_bytes, output.MIN_MAX_BYTES)
-        with output.capture(limit) as captured, \
-                control.using(control.RunControl(on_progress=running.progress,
-                                                 propagate=(SoftTimeLimitExceeded,))):
+        limit = config.job_log_max_bytes and max(config.job_log_max_bytes, capture.MIN_MAX_BYTES)
+        with capture.capture(limit) as captured, \
+                progress.using(progress.RunControl(on_progress=running.progress,
+                                                   propagate=(SoftTimeLimitExceeded,))):
             try:
                 return jsonable(context.run(job.pipeline, data, kwargs)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
