@@ -135,16 +135,16 @@ def documented_text() -> str:
 
 def error_names_in_code() -> set[str]:
     """Return every error name an HTTP answer of the service can carry, read from the code: the names
-    given to ApiError, RequestError, error_response, error_json and the 503 helper, those the web
-    server writes itself (``{"error": {"name": ...}}``), and the names of Werkzeug's own errors."""
+    given to ApiError, error_response and error_json, the table of the job system's domain errors,
+    those the web server writes itself (``{"error": {"name": ...}}``), and Werkzeug's own errors."""
     import re
 
-    from atoll.service.errors import _HTTP_NAMES
+    from atoll.service.http.errors import _HTTP_NAMES, STATUSES
 
     pattern = re.compile(r'\b(?:ApiError|RequestError|error_response|error_json|_unavailable)\(\s*'
                          r'(?:\d{3},\s*)?"([A-Z]\w+)"|\{"error": \{"name": "([A-Z]\w+)"')
-    found = set(_HTTP_NAMES.values())
-    for path in (ROOT / "atoll" / "service").glob("*.py"):
+    found = set(_HTTP_NAMES.values()) | {name for _, name, _ in STATUSES.values()}
+    for path in (ROOT / "atoll" / "service").rglob("*.py"):
         found.update(name for names in pattern.findall(path.read_text(encoding="utf-8"))
                      for name in names if name)
     return found

@@ -510,7 +510,7 @@ class JobMessage:
     the callback URL and when the job was submitted; never a pickled pipeline.
 
     On the wire it is the task's positional arguments (``pipeline, data, kwargs, callback,
-    submitted_at``) and its :data:`VERSION` in the message header :data:`VERSION_HEADER`; a message
+    submitted_at``) and its ``VERSION`` in the message header ``VERSION_HEADER``; a message
     without that header is version 1. A worker refuses a version it does not know: the job ends
     ``failed`` saying so, as any other message no worker can run.
 
