@@ -360,7 +360,7 @@ def status(args: argparse.Namespace) -> int:
         print(json.dumps(job.public(expose=True), indent=2))
         return 0
     word, healthy, report = service.health_status()  # the word of GET /health
-    print(json.dumps({"status": word, "checks": report}, indent=2))
+    print(json.dumps({"status": word, "pipelines": sorted(service.pipelines), "checks": report}, indent=2))
     return 0 if healthy else 1
 
 

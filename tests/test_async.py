@@ -135,6 +135,7 @@ def test_health_reports_broker_and_worker(stack):
     config, client, worker = stack
     report = client.get("/health").get_json()
     assert report["checks"]["broker"]["ok"] is True
+    assert report["checks"]["broker"]["waiting"] == 0  # nothing queued, the queue declared by the worker
     assert report["checks"]["workers"]["ok"] is True
     assert report["checks"]["workers"]["count"] >= 1
 

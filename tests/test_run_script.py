@@ -233,6 +233,8 @@ def test_native_workers_run_jobs_status_and_stop(native_stack):
     report = _status_report(status.stdout)
     assert report["checks"]["broker"]["ok"] and report["checks"]["broker"]["queue"] == f"run-test-{tag}"
     assert all(any(w.startswith(f"{n}@") for w in report["checks"]["workers"]["names"]) for n in names)
+    assert report["checks"]["broker"]["waiting"] == 0 and report["checks"]["broker"]["consumers"] == 2
+    assert "word_counts" in report["pipelines"]  # the pipelines of the service the workers run
 
     # the web process on the same broker and state folder; jobs go through the two workers
     port = free_port()

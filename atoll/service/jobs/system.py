@@ -223,6 +223,7 @@ class JobSystem:
         try:
             with self.celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
+                detail.update(_queue_counts(conn, config.worker_queue))
         except Exception as exc:
             detail["error"] = f"{type(exc).__name__}: {exc}"
             return "broker", False, detail, True
@@ -293,6 +294,18 @@ class JobSystem:
         args = ["worker", f"--concurrency={config.worker_concurrency}", f"--loglevel={config.log_level}",
                 f"--queues={config.worker_queue}", f"--hostname=atoll-{os.getpid()}@%h", *(argv or [])]
         self.celery.worker_main(args)
+
+
+def _queue_counts(conn: Any, queue_name: str) -> dict[str, int | None]:
+    """Return the jobs waiting in ``queue_name`` and its consumers (None each before a worker declared
+    the queue: asking for a queue that does not exist is not a broker failure)."""
+    try:
+        _, waiting, consumers = conn.default_channel.queue_declare(queue_name, passive=True)
+    except Exception as exc:  # noqa: BLE001 - RabbitMQ's NOT_FOUND closes the channel; others say so
+        if "NOT_FOUND" not in str(exc) and "404" not in str(exc):
+            raise
+        return {"waiting": None, "consumers": None}
+    return {"waiting": waiting, "consumers": consumers}
 
 
 def _finished(job: Job) -> JobFinished:
