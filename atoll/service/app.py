@@ -229,8 +229,8 @@ class Atoll:
         return "service", True, {"pipelines": len(self.pipelines)}, True
 
     def health_status(self) -> tuple[str, bool, dict]:
-        """Run every health check; return (:func:`~atoll.service.app.health_word` of the report, all required ones
-        passed, report): what ``GET /health`` and ``atoll status`` say."""
+        """Run every health check; return (:func:`~atoll.service.app.health_word` of the report, all
+        required ones passed, report): what ``GET /health`` and ``atoll status`` say."""
         healthy, report = self.health()
         return health_word(healthy, report), healthy, report
 
