@@ -3,7 +3,7 @@ Celery app is ``service.celery``."""
 
 from typing import Any
 
-from atoll.service._moved import forward
+from atoll._moved import forward
 
 __getattr__ = forward(__name__, "atoll.service.jobs.queue")
 

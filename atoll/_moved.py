@@ -1,4 +1,5 @@
-"""Module aliases of the service's earlier layout: each warns once when imported, then forwards."""
+"""Aliases of modules that moved or were renamed: each warns once when imported, then forwards every
+name to where it lives now (the same objects, in their current state)."""
 
 from __future__ import annotations
 
