@@ -169,6 +169,20 @@ def test_runtime_kwargs(client, kwargs, expected):
     assert post(client, "scaled", {"data": [1, 2], "kwargs": kwargs}).get_json()["results"] == expected
 
 
+def test_a_sync_call_checks_its_kwargs_once_and_a_python_call_still_checks_them(client, monkeypatch):
+    from atoll import Pipeline, SerialExecutor
+    from atoll.errors import PipelineError
+
+    checks = []
+    check = Pipeline.check_kwargs
+    monkeypatch.setattr(Pipeline, "check_kwargs",
+                        lambda self, kwargs: checks.append(kwargs) or check(self, kwargs))
+    assert post(client, "scaled", {"data": [1], "kwargs": {"factor": 3}}).get_json() == {"results": [3]}
+    assert checks == [{"factor": 3}]  # by the run request, at the edge; the executor trusts it
+    with pytest.raises(PipelineError, match="missing runtime kwargs"):
+        SerialExecutor().run(Pipeline().map(lambda x, factor: x * factor, kwargs=["factor"]), [1])
+
+
 def test_null_kwargs_mean_none(client):
     assert post(client, "double", {"data": [1], "kwargs": None}).get_json() == {"results": [2]}
 

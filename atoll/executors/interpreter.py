@@ -96,10 +96,14 @@ class Executor(ABC):
     #: short name used in logs, benchmarks and the service's pipeline listing
     name = "executor"
 
-    def run(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None) -> Any:
-        """Return ``pipeline``'s result on ``data`` with runtime ``kwargs``."""
+    def run(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
+        """Return ``pipeline``'s result on ``data`` with runtime ``kwargs``.
+
+        ``checked=True`` says the caller has checked ``kwargs`` against the pipeline already (the
+        service's run request does, once, at its edge); otherwise they are checked here."""
         kwargs = dict(kwargs or {})
-        pipeline.check_kwargs(kwargs)
+        if not checked:
+            pipeline.check_kwargs(kwargs)
         return _materialized(self.collect(self.walk(pipeline, data, kwargs)))
 
     # -- what a subclass provides ------------------------------------------------------------

@@ -435,7 +435,7 @@ class SparkExecutor(Executor):
 
     # -- running --------------------------------------------------------------------------
 
-    def run(self, pipeline, data: Any, kwargs: dict | None = None) -> Any:
+    def run(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
         """Return ``pipeline``'s result on ``data``; RDDs cached for forks are released after."""
         sc = self.context
         path = _worker_pythonpath()
@@ -445,7 +445,7 @@ class SparkExecutor(Executor):
         self._local.cached = []
         self._local.jobs = _RunJobs(sc, progress.current())
         try:
-            return self._decoding(super().run, pipeline, data, kwargs)
+            return self._decoding(super().run, pipeline, data, kwargs, checked=checked)
         finally:
             for rdd in self._local.cached:
                 rdd.unpersist()
@@ -458,10 +458,10 @@ class SparkExecutor(Executor):
             jobs = _RunJobs(self.context, progress.current())
         return self._decoding(jobs.action, call)
 
-    def _decoding(self, action, *args) -> Any:
+    def _decoding(self, action, *args, **kwargs) -> Any:
         """Run ``action``; a Spark job failure that carries an atoll error raises that error."""
         try:
-            return action(*args)
+            return action(*args, **kwargs)
         except AtollError:
             raise
         except Exception as exc:

@@ -205,23 +205,23 @@ class Atoll:
         except KeyError:
             raise UnknownPipeline(name, list(self.pipelines)) from None
 
-    def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None) -> Any:
+    def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
         """Run the registered pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results.
 
-        Raises :class:`~atoll.service.app.UnknownPipeline`, or the pipeline's own PipelineError /
-        StageFailure.
+        The executor checks ``kwargs`` unless ``checked`` says the caller did. Raises
+        :class:`~atoll.service.app.UnknownPipeline`, or the pipeline's own PipelineError / StageFailure.
         """
         registered = self.get(name)
         started = time.perf_counter()
-        try:  # the executor checks the kwargs, as for any run of a pipeline
-            return registered.executor().run(registered.pipeline, data, kwargs or {})
+        try:
+            return registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked)
         finally:
             _observe_run(name, registered, time.perf_counter() - started)
 
     def run_request(self, run: RunRequest) -> Any:
         """Run a request parsed by :meth:`RunRequest.parse
         <atoll.service.http.run_request.RunRequest.parse>`."""
-        return self.run_pipeline(run.pipeline, run.data, run.kwargs)
+        return self.run_pipeline(run.pipeline, run.data, run.kwargs, checked=True)  # parse checked them
 
     # -- health ------------------------------------------------------------------------------
 
