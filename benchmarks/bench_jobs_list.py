@@ -26,13 +26,12 @@ sys.path[:0] = [str(HERE.parent)]
 
 from atoll import Atoll, Pipeline  # noqa: E402
 from atoll.config import load_config  # noqa: E402
-from atoll.service.jobs import jobs_of  # noqa: E402
-from atoll.service.model import ErrorBody, Job, Progress, new_job_id  # noqa: E402
+from atoll.service.jobs.model import ErrorBody, Job, Progress, new_job_id  # noqa: E402
 
 
 def fill(service: Atoll, records: int) -> list[str]:
     """Store ``records`` jobs (every 100th of pipeline 'rare'); return their ids, oldest first."""
-    store = jobs_of(service).store
+    store = service.job_system().store
     ids = []
     for i in range(records):
         job = Job(new_job_id(), "rare" if i % 100 == 0 else ("double" if i % 2 else "wordcount"),
