@@ -157,7 +157,7 @@ def test_run_dist_builds_a_wheel_and_an_sdist_of_this_version(dist):
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
     for wanted in ("CHANGELOG.md", "LICENSE", "README.md", "setup.py", "pyproject.toml", "docs/index.rst",
                    "tests/conftest.py", "examples/comments.py", "deploy/Dockerfile", "benchmarks/RESULTS.md",
-                   "atoll/service/ui_files/app.js"):
+                   "atoll/service/ui_files/main.js"):
         assert wanted in members, f"the sdist lacks {wanted}"
     assert not any("__pycache__" in m or m.startswith("docs/_build") for m in members)
 
