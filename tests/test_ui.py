@@ -504,7 +504,7 @@ def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
     assert page.status_code == 200 and page.mimetype == "text/html"
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     # the page's ES modules, served as they are: a module script needs a JavaScript content type
-    from atoll.service.ui import FILES
+    from atoll.service.http.ui import FILES
 
     modules = sorted(path.name for path in FILES.glob("*.js"))
     assert "main.js" in modules and 'src="/ui/static/main.js"' in page.get_data(as_text=True)
