@@ -64,7 +64,7 @@ def test_expose_tracebacks_false_keeps_name_stage_and_message_only(tmp_path):
 
 def test_expose_tracebacks_false_on_a_failure_outside_the_stages(tmp_path, monkeypatch):
     service = service_with(tmp_path, expose_tracebacks=False)
-    monkeypatch.setattr(service, "run_pipeline", lambda *args: _blow_up_outside_stages(args))
+    monkeypatch.setattr(service, "run_pipeline", lambda *args, **_: _blow_up_outside_stages(args))
     answer = service.create_app().test_client().post("/pipelines/lookup", json={"data": [1]})
     assert answer.status_code == 500
     error = answer.get_json()["error"]
