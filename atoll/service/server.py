@@ -250,10 +250,12 @@ class _Threads:
         """Start a thread in place of thread ``ident``, which leaves once its task returns, if ever."""
         with self._lock:
             self._retiring.add(ident)
+            self.size += 1  # shutdown() owes the new thread its sentinel too
         self._start()
 
     def shutdown(self) -> None:
-        """Let every thread leave once the tasks queued before this call are done."""
+        """Let every thread leave once the tasks queued before this call are done (a stuck one leaves
+        with the process)."""
         for _ in range(self.size):
             self._tasks.put(None)
 
