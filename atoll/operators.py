@@ -35,6 +35,9 @@ __all__ = [
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
     "never_rerun",
+    "KEY_BY", "MAP_PARTITIONS", "UNION", "JOIN", "LEFT_OUTER_JOIN", "COGROUP", "TwoInputs",
+    "key_by_partition", "map_partitions_partition", "index_by_key", "join_pairs", "cogroup_pairs",
+    "union_items", "keyed_input",
 ]
 
 
@@ -570,6 +573,9 @@ class Walker(Protocol):
     def bound(self, stage: Any, kwargs: dict) -> Callable:
         """Return the stage's function with its arguments bound."""
 
+    def two_inputs(self, op: Any, left: Any, right: Any, info: StageInfo) -> Any:
+        """Return the two-input operator ``op`` (:class:`TwoInputs`) applied to ``left`` and ``right``."""
+
 
 class Whole(Operator):
     """An operator the interpreter applies to the whole input (:meth:`apply`): it joins no fused pass."""
@@ -639,10 +645,249 @@ REDUCE, REDUCE_BY_KEY, TO = Reduce(), ReduceByKey(), To()
 FORK, FORK_MAP = Fork("fork", TO), Fork("forkMap", MAP)
 SPLIT, SPLIT_MAP = Split("split", TO), Split("splitMap", MAP)
 
-#: the twelve operators, by their DSL names
+#: the operators, by their DSL names
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
     MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES, REDUCE, REDUCE_BY_KEY, TO, FORK, FORK_MAP, SPLIT,
     SPLIT_MAP)}
+
+
+# == partitions and two inputs: keyBy, mapPartitions, union, join, leftOuterJoin, cogroup ==========
+
+def key_by_partition(f: Callable, items) -> list:
+    """Return ``[(f(x), x) for x in items]`` (the element is passed whole, as PySpark's ``keyBy``).
+
+    >>> key_by_partition(len, ["ab", "c"])
+    [(2, 'ab'), (1, 'c')]
+    """
+    it = iter(items)
+    try:
+        return [(f(x), x) for x in it]
+    except Exception as exc:
+        raise ElementFailed(exc, _failed_item(items, it)) from exc
+
+
+def map_partitions_partition(f: Callable, items) -> list:
+    """Return ``list(f(iterator over items))``: ``f`` sees a whole partition at once.
+
+    >>> map_partitions_partition(lambda it: [sum(it)], [1, 2, 3])
+    [6]
+    """
+    return list(f(iter(items)))
+
+
+class KeyBy(Operator):
+    """``keyBy(f)``: ``(f(x), x)`` for each element (``x`` passed whole, never spread)."""
+
+    name = "keyBy"
+    makes = "tuples"
+
+    def partition(self, step: Step, items) -> list:
+        return key_by_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"x = ({f}(x), x)"], False
+
+
+class MapPartitions(Operator):
+    """``mapPartitions(f)``: ``f(iterator)`` once per partition, its iterable's elements the result.
+
+    It joins a fused pass without being part of its loop: the pass runs the element-wise stages
+    before it as one compiled loop, hands their list to ``f``, and runs the stages after it as another
+    loop, all in the same process (one round per run of narrow stages, as on Spark). What a partition is
+    depends on the executor (a local chunk, a Spark partition, the whole input serially): a function
+    whose result depends on where partitions end gives executor-dependent results, as on Spark."""
+
+    name = "mapPartitions"
+    whole_partition = True
+
+    def partition(self, step: Step, items) -> list:
+        return map_partitions_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        raise TypeError("mapPartitions runs between compiled loops; it does not join one")
+
+
+def _run_segments(steps: list[Step], items, aggregate: Step | None, acc: Any) -> Any:
+    """Run a pass holding ``mapPartitions`` steps: the element-wise runs between them as compiled
+    loops, each ``mapPartitions`` on the list the loop before it made."""
+    segment: list[Step] = []
+    for step in steps:
+        if not getattr(step.op, "whole_partition", False):
+            segment.append(step)
+            continue
+        if segment:
+            items, segment = run_steps(segment, items), []
+        try:
+            items = step.op.partition(step, items)
+        except Exception as exc:
+            raise _locate(exc, step.info) from None
+    return run_steps(segment, items, aggregate, acc)
+
+
+def _side_name(which: int) -> str:
+    return ("left", "right")[which]
+
+
+def _unhashable(op: str, which: int, item: Any) -> PipelineError:
+    key = item[0]
+    return PipelineError(f"{op} needs hashable keys; the {_side_name(which)} input has key "
+                         f"{type(key).__name__} {key!r} in {item!r}", item=item)
+
+
+def _bad_pair(op: str, which: int, items, it, exc: Exception) -> PipelineError:
+    """Return the error for the element of one input of a two-input operator that stopped ``it``."""
+    item = _failed_item(items, it)
+    if item is NO_ITEM or _not_a_pair(item):
+        shown = "" if item is NO_ITEM else f"; got {type(item).__name__} {item!r}"
+        return PipelineError(f"{op} needs (key, value) pairs or a dict as its {_side_name(which)} "
+                             f"input{shown}", item=item)
+    if isinstance(exc, TypeError) and "unhashable" in str(exc):
+        return _unhashable(op, which, item)
+    return PipelineError(f"{op}: {type(exc).__name__}: {exc} at {item!r}", item=item)
+
+
+def keyed_input(value: Any) -> list | tuple:
+    """Return one input of a two-input operator as a sequence: a dict as its items."""
+    if isinstance(value, dict):
+        return list(value.items())
+    return value if isinstance(value, (list, tuple)) else list(value)
+
+
+def index_by_key(op: str, items, which: int = 1) -> dict:
+    """Return ``{key: [values in order]}`` over (key, value) pairs (the indexed side of a join).
+
+    >>> index_by_key("join", [("a", 1), ("b", 2), ("a", 3)])
+    {'a': [1, 3], 'b': [2]}
+    """
+    index: dict = {}
+    it = iter(items)
+    try:
+        for k, w in it:
+            found = index.get(k)
+            if found is None:
+                index[k] = [w]
+            else:
+                found.append(w)
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, which, items, it, exc) from None
+    return index
+
+
+def join_pairs(left, right, outer: bool = False) -> list:
+    """Return ``(k, (v, w))`` for each pair of the left and right inputs with equal keys, in the left
+    input's order, then the right's; ``outer``: a left pair with no match gives ``(k, (v, None))``.
+
+    >>> join_pairs([("a", 1), ("b", 2), ("a", 3)], [("a", "x"), ("a", "y")])
+    [('a', (1, 'x')), ('a', (1, 'y')), ('a', (3, 'x')), ('a', (3, 'y'))]
+    >>> join_pairs([("b", 2)], [], outer=True)
+    [('b', (2, None))]
+    """
+    op = "leftOuterJoin" if outer else "join"
+    index = index_by_key(op, right)
+    out: list = []
+    append = out.append
+    get = index.get
+    it = iter(left)
+    try:
+        if outer:
+            for k, v in it:
+                ws = get(k)
+                if ws is None:
+                    append((k, (v, None)))
+                else:
+                    for w in ws:
+                        append((k, (v, w)))
+        else:
+            for k, v in it:
+                ws = get(k)
+                if ws is not None:
+                    for w in ws:
+                        append((k, (v, w)))
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, 0, left, it, exc) from None
+    return out
+
+
+def cogroup_pairs(left, right) -> list:
+    """Return ``(k, ([left values], [right values]))`` for each key of either input, keys in order of
+    first appearance (the left input's first).
+
+    >>> cogroup_pairs([("a", 1), ("b", 2), ("a", 3)], [("c", 0), ("a", 9)])
+    [('a', ([1, 3], [9])), ('b', ([2], [])), ('c', ([], [0]))]
+    """
+    lefts, rights = index_by_key("cogroup", left, 0), index_by_key("cogroup", right, 1)
+    return [(k, (lefts.get(k, []), rights.get(k, []))) for k in chain(lefts, (k for k in rights
+                                                                              if k not in lefts))]
+
+
+def union_items(left, right) -> list:
+    """Return the elements of the left input, then those of the right.
+
+    >>> union_items([1, 2], (3,))
+    [1, 2, 3]
+    """
+    return [*left, *right]
+
+
+class TwoInputs(Whole):
+    """An operator over two inputs: the two results of a ``fork`` (or any two-element tuple or list),
+    or the pipeline's input and a keyed *side input*, a runtime keyword argument named at composition
+    (``.join(side="profiles")``, then ``p(data, profiles={...})``).
+
+    :meth:`combine` is the operator on two lists; executors may run it natively (Spark's ``RDD.join``
+    and the rest) through their ``two_inputs``. A dict input is read as its (key, value) items.
+    """
+
+    #: it needs (key, value) pairs on both sides
+    keyed = True
+
+    def __init__(self, name: str, combine: Callable[[Any, Any], list], keyed: bool = True):
+        self.name = name
+        self._combine = combine
+        self.keyed = keyed
+
+    def combine(self, left: Any, right: Any) -> list:
+        """Return the operator's result on two collections (in the executor's process)."""
+        return self._combine(keyed_input(left), keyed_input(right))
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        if stage.runtime_kwargs:  # a side input: the pipeline's value on the left
+            left, right = value, kwargs[stage.runtime_kwargs[0]]
+            if isinstance(right, (str, bytes)) or not isinstance(right, Iterable):
+                raise PipelineError(f"{info.describe()}: the side input {stage.runtime_kwargs[0]!r} "
+                                    f"must be a dict or a collection of (key, value) pairs; got "
+                                    f"{type(right).__name__}", stage=info)
+        else:
+            pair = value if type(value) is tuple else walker.collect(value)  # a fork's: datasets kept
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                got = (f"{type(pair).__name__} of {len(pair)}" if isinstance(pair, (tuple, list))
+                       else type(pair).__name__)
+                raise PipelineError(f"{info.describe()}: needs two inputs (a fork of two branches, or "
+                                    f"side='<runtime kwarg>'); got {got}", stage=info)
+            left, right = pair
+        for side in (left, right):
+            if isinstance(side, (str, bytes)) or not (isinstance(side, Iterable) or
+                                                      _is_dataset(walker, side)):
+                raise PipelineError(f"{info.describe()}: each input must be a collection; got "
+                                    f"{type(side).__name__}", stage=info)
+        try:
+            return walker.two_inputs(self, left, right, info)
+        except PipelineError as exc:
+            raise _locate(exc, info) from None
+
+
+def _is_dataset(walker: Any, value: Any) -> bool:
+    check = getattr(walker, "is_dataset", None)
+    return bool(check and check(value))
+
+
+KEY_BY, MAP_PARTITIONS = KeyBy(), MapPartitions()
+UNION = TwoInputs("union", union_items, keyed=False)
+JOIN = TwoInputs("join", join_pairs)
+LEFT_OUTER_JOIN = TwoInputs("leftOuterJoin", functools.partial(join_pairs, outer=True))
+COGROUP = TwoInputs("cogroup", cogroup_pairs)
+OPERATORS.update((op.name, op) for op in (KEY_BY, MAP_PARTITIONS, UNION, JOIN, LEFT_OUTER_JOIN, COGROUP))
+# == end of partitions and two inputs ================================================================
 
 
 def operator_named(name: str) -> Operator:
@@ -794,6 +1039,8 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
+    if any(getattr(s.op, "whole_partition", False) for s in steps):  # mapPartitions
+        return _run_segments(steps, items, aggregate, acc)
     keyed = aggregate is not None and aggregate.op.keyed
     keys_rare = keyed and _keys_rare(aggregate.info)
     fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)

@@ -306,6 +306,48 @@ class Pipeline:
         """Like ``split``, but a bare function branch is mapped over its element."""
         return self._branch(ops.SPLIT_MAP, branches)
 
+    # -- partitions and two inputs ---------------------------------------------------------
+
+    def keyBy(self, func: Callable | Pipeline, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also turns each element ``x`` into ``(func(x), x)``."""
+        return self._add(ops.KEY_BY, func, args, kwargs)
+
+    def mapPartitions(self, func: Callable, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also calls ``func`` once per partition with an iterator over its
+        elements; the elements of what it returns are the result."""
+        return self._add(ops.MAP_PARTITIONS, func, args, kwargs)
+
+    def _two(self, operator: ops.TwoInputs, side: str | None) -> Pipeline:
+        if side is None:
+            return Pipeline(self._name, self.stages + (Stage(operator),))
+        where = f"stage {len(self.stages)} {operator.name}"
+        if not isinstance(side, str) or not side.isidentifier():
+            raise PipelineError(f"{where}: side must name a runtime keyword argument (an identifier); "
+                                f"got {side!r}")
+        if side in RESERVED_KWARGS:
+            raise PipelineError(f"{where}: side {side!r} is a reserved name "
+                                f"({', '.join(sorted(RESERVED_KWARGS))})")
+        return Pipeline(self._name, self.stages + (Stage(operator, runtime_kwargs=(side,)),))
+
+    def union(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also concatenates two inputs: the two results of a ``fork`` before
+        it, or its input then the runtime keyword argument named ``side``."""
+        return self._two(ops.UNION, side)
+
+    def join(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also joins two keyed inputs: ``(k, (v, w))`` for each pair of
+        pairs with equal keys (the inputs as for ``union``)."""
+        return self._two(ops.JOIN, side)
+
+    def leftOuterJoin(self, side: str | None = None) -> Pipeline:
+        """Like ``join``, and ``(k, (v, None))`` for a left pair whose key the right input lacks."""
+        return self._two(ops.LEFT_OUTER_JOIN, side)
+
+    def cogroup(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also groups two keyed inputs: ``(k, ([left values], [right
+        values]))`` for each key of either (the inputs as for ``union``)."""
+        return self._two(ops.COGROUP, side)
+
     # -- running -----------------------------------------------------------------------------
 
     def check_kwargs(self, supplied: dict[str, Any]) -> None:

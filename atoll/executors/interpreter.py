@@ -130,6 +130,12 @@ class Executor(ABC):
             return list(value)
         return value
 
+    # -- two inputs (union, join, leftOuterJoin, cogroup) -----------------------------------
+
+    def two_inputs(self, op: Any, left: Any, right: Any, info: StageInfo) -> Any:
+        """Return a two-input operator on ``left`` and ``right``, combined in this process."""
+        return op.combine(self.collect(left), self.collect(right))
+
     # -- the shared walk ---------------------------------------------------------------------
 
     def bound(self, stage: Stage, kwargs: dict) -> Any:
