@@ -36,7 +36,7 @@ __all__ = [
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
     "never_rerun",
     "KEY_BY", "MAP_PARTITIONS", "UNION", "JOIN", "LEFT_OUTER_JOIN", "COGROUP", "TwoInputs",
-    "key_by_partition", "map_partitions_partition", "index_by_key", "join_pairs", "cogroup_pairs",
+    "key_by_partition", "map_partitions_partition", "index_by_key", "check_pairs", "join_pairs", "cogroup_pairs",
     "union_items", "keyed_input",
 ]
 
@@ -771,6 +771,22 @@ def index_by_key(op: str, items, which: int = 1) -> dict:
     except (TypeError, ValueError) as exc:
         raise _bad_pair(op, which, items, it, exc) from None
     return index
+
+
+def check_pairs(op: str, items, which: int) -> None:
+    """Raise the PipelineError :func:`index_by_key` would for ``items`` (not pairs, unhashable keys).
+
+    >>> check_pairs("join", [("a", 1), ([2], 3)], 1)
+    Traceback (most recent call last):
+    ...
+    atoll.errors.PipelineError: join needs hashable keys; the right input has key list [2] in ([2], 3)
+    """
+    it = iter(items)
+    try:
+        for k, _ in it:
+            hash(k)
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, which, items, it, exc) from None
 
 
 def join_pairs(left, right, outer: bool = False) -> list:

@@ -62,7 +62,7 @@ from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageF
 from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
 from atoll.executors.wire import dumps_pass, loads_pass
-from atoll.operators import Step, index_by_key, keyed_input, merge_partials, run_steps
+from atoll.operators import Step, check_pairs, keyed_input, merge_partials, run_steps
 
 __all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spark_context"]
 
@@ -277,7 +277,7 @@ def _checked_pairs(op_name: str, which: int, info: Any, iterator: Iterable) -> I
     """Worker side: pass (key, value) pairs on, failing like the other executors on anything else."""
     items = list(iterator)
     try:
-        index_by_key(op_name, items, which)  # the same checks and messages as in one process
+        check_pairs(op_name, items, which)  # the same checks and messages as in one process
     except PipelineError as exc:
         exc.stage = info
         exc.args = (f"{info.describe()}: {exc.message}",)
