@@ -18,7 +18,7 @@ from typing import Any
 from atoll import operators as ops
 from atoll.errors import MissingKwargsError, PipelineError
 
-__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS", "runs_on"]
+__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "TWO_INPUTS", "RESERVED_KWARGS", "runs_on"]
 
 #: element-wise operators: fused into one pass over a partition
 NARROW = tuple(op.name for op in ops.OPERATORS.values()
@@ -27,6 +27,8 @@ NARROW = tuple(op.name for op in ops.OPERATORS.values()
 AGGREGATE = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.Aggregate))
 #: operators whose branches each see the input (fork*) or one element of it (split*)
 BRANCHING = tuple(op.name for op in ops.OPERATORS.values() if op.branching)
+#: operators over two inputs (a fork's two results, or the input and a side input)
+TWO_INPUTS = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.TwoInputs))
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
 RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress"})
 
@@ -112,10 +114,14 @@ class Stage:
         """Return the name of the stage's function, or the branch names joined by ``|``."""
         if self.operator.branching:
             return "|".join(_branch_name(b) for b in self.branches)
+        if isinstance(self.operator, ops.TwoInputs):  # what it combines: drawn in the graph
+            return f"input + side {self.runtime_kwargs[0]}" if self.runtime_kwargs else "2 inputs"
         return function_name(self.func)
 
     def describe(self) -> str:
         """Return e.g. ``map(tokenize, delimiter=',')``."""
+        if isinstance(self.operator, ops.TwoInputs):
+            return f"{self.op}(side={self.runtime_kwargs[0]!r})" if self.runtime_kwargs else f"{self.op}()"
         bound = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
         bound += [f"{k}=<runtime>" for k in self.runtime_kwargs]
         return f"{self.op}({', '.join([self.function, *bound])})"
