@@ -36,7 +36,8 @@ __all__ = [
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
     "never_rerun",
     "KEY_BY", "MAP_PARTITIONS", "UNION", "JOIN", "LEFT_OUTER_JOIN", "COGROUP", "TwoInputs",
-    "key_by_partition", "map_partitions_partition", "index_by_key", "check_pairs", "join_pairs", "cogroup_pairs",
+    "key_by_partition", "map_partitions_partition", "index_by_key", "check_pairs", "join_pairs",
+    "cogroup_pairs",
     "union_items", "keyed_input",
 ]
 

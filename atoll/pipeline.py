@@ -18,7 +18,8 @@ from typing import Any
 from atoll import operators as ops
 from atoll.errors import MissingKwargsError, PipelineError
 
-__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "TWO_INPUTS", "RESERVED_KWARGS", "runs_on"]
+__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "TWO_INPUTS", "RESERVED_KWARGS",
+           "runs_on"]
 
 #: element-wise operators: fused into one pass over a partition
 NARROW = tuple(op.name for op in ops.OPERATORS.values()

@@ -115,7 +115,8 @@ def bench_spark(n: int, repeats: int) -> None:
         finally:
             rdd.unpersist()
 
-    variants = [("raw PySpark join", raw), ("atoll Spark local[2] join", lambda: join.run(data, executor=executor))]
+    variants = [("raw PySpark join", raw),
+                ("atoll Spark local[2] join", lambda: join.run(data, executor=executor))]
     found = interleaved([fn for _, fn in variants], repeats)
     assert sorted(found[0][1]) == sorted(found[1][1])
     table(f"fork(...).join() of two {n:,}-pair branches on Spark local[2]",

@@ -387,8 +387,9 @@ def test_two_inputs_agree_with_the_model(left, right, op, side, as_dict, max_chu
         runs = [(left, {"other": dict(right) if as_dict else right})]
     else:
         tagged = [(0, p) for p in left] + [(1, p) for p in right]
-        pipeline = getattr(Pipeline().fork(Pipeline().filter(lambda t: t[0] == 0).map(lambda tag, p: p),
-                                           Pipeline().filter(lambda t: t[0] == 1).map(lambda tag, p: p)), op)()
+        branches = [Pipeline().filter(lambda t, side=side: t[0] == side).map(lambda tag, p: p)
+                    for side in (0, 1)]
+        pipeline = getattr(Pipeline().fork(*branches), op)()
         runs = [(tagged, {})]
     local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
     for data, kwargs in runs:

@@ -17,7 +17,8 @@ def tenfold(score):
 @pytest.fixture(scope="module")
 def client():
     service = Atoll(load_config())
-    service.register_pipeline("/with_profiles", Pipeline("with_profiles").mapValues(tenfold).join(side="profiles"))
+    service.register_pipeline("/with_profiles",
+                              Pipeline("with_profiles").mapValues(tenfold).join(side="profiles"))
     service.register_pipeline("/outer", Pipeline("outer").leftOuterJoin(side="profiles"))
     service.register_pipeline("/grouped", Pipeline("grouped").cogroup(side="profiles"))
     service.register_pipeline("/both", Pipeline("both").fork(
