@@ -16,12 +16,13 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import random
 import time
 import traceback
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from itertools import chain, starmap
+from itertools import chain, count, starmap
 from typing import Any, NamedTuple, Protocol
 
 from atoll import capture
@@ -38,7 +39,7 @@ __all__ = [
     "KEY_BY", "MAP_PARTITIONS", "UNION", "JOIN", "LEFT_OUTER_JOIN", "COGROUP", "TwoInputs",
     "key_by_partition", "map_partitions_partition", "index_by_key", "check_pairs", "join_pairs",
     "cogroup_pairs",
-    "union_items", "keyed_input",
+    "union_items", "keyed_input", "SAMPLE", "ZIP_WITH_INDEX", "sample_items", "zip_with_index_items",
 ]
 
 
@@ -295,6 +296,8 @@ class Operator(ABC):
     makes: str | None = "mixed"
     #: its function takes a tuple element spread into arguments (``f(*x)``)
     spreads = False
+    #: it takes a function (``sample``, ``zipWithIndex`` and the two-input operators take none)
+    takes_function = True
 
     @abstractmethod
     def partition(self, step: Step, items) -> list:
@@ -577,6 +580,12 @@ class Walker(Protocol):
     def two_inputs(self, op: Any, left: Any, right: Any, info: StageInfo) -> Any:
         """Return the two-input operator ``op`` (:class:`TwoInputs`) applied to ``left`` and ``right``."""
 
+    def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
+        """Return ``sample(fraction, seed)`` of ``value``."""
+
+    def indexed(self, value: Any) -> Any:
+        """Return ``zipWithIndex()`` of ``value``."""
+
 
 class Whole(Operator):
     """An operator the interpreter applies to the whole input (:meth:`apply`): it joins no fused pass."""
@@ -857,6 +866,7 @@ class TwoInputs(Whole):
 
     #: it needs (key, value) pairs on both sides
     keyed = True
+    takes_function = False
 
     def __init__(self, name: str, combine: Callable[[Any, Any], list], keyed: bool = True):
         self.name = name
@@ -898,12 +908,74 @@ def _is_dataset(walker: Any, value: Any) -> bool:
     return bool(check and check(value))
 
 
+def sample_items(items: Iterable, fraction: float, seed: int | None) -> list:
+    """Return the elements kept by a Bernoulli draw of probability ``fraction`` each, in order, from
+    one ``random.Random(seed)`` stream over the whole input (the same sample for the same seed).
+
+    >>> sample_items(range(10), 0.5, 3) == sample_items(range(10), 0.5, 3)
+    True
+    """
+    draw = random.Random(seed).random
+    return [x for x in items if draw() < fraction]
+
+
+def zip_with_index_items(items: Iterable) -> list:
+    """Return ``(x, i)`` for the i-th element, counted from 0 in input order.
+
+    >>> zip_with_index_items("ab")
+    [('a', 0), ('b', 1)]
+    """
+    return list(zip(items, count()))
+
+
+class Sample(Whole):
+    """``sample(fraction, seed)``: each element kept with probability ``fraction`` (no replacement).
+
+    Serial and local: one seeded stream over the whole input, read where the input is (the caller's
+    process), so both give the same sample for the same seed whatever the chunks. Spark: its own
+    ``RDD.sample(False, fraction, seed)``, seeded per partition: the same for the same seed and
+    partitioning there, another sample than the serial and local executors'.
+    """
+
+    name = "sample"
+    takes_function = False
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        fraction, seed = stage.args
+        return walker.sampled(_collection(walker, value, info, self.name), fraction, seed)
+
+
+class ZipWithIndex(Whole):
+    """``zipWithIndex()``: ``(x, i)`` with ``i`` the element's position in the input, on every
+    executor (Spark's own ``RDD.zipWithIndex``, which counts each partition first)."""
+
+    name = "zipWithIndex"
+    takes_function = False
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        return walker.indexed(_collection(walker, value, info, self.name))
+
+
+def _collection(walker: Any, value: Any, info: StageInfo, op: str) -> Any:
+    """Return ``value`` if a whole-input operator can read it (a dict as its keys, as ``map``)."""
+    if _is_dataset(walker, value):
+        return value
+    if isinstance(value, dict):
+        return list(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise PipelineError(f"{info.describe()}: {op} needs a collection; got {type(value).__name__}",
+                            stage=info)
+    return value
+
+
 KEY_BY, MAP_PARTITIONS = KeyBy(), MapPartitions()
+SAMPLE, ZIP_WITH_INDEX = Sample(), ZipWithIndex()
 UNION = TwoInputs("union", union_items, keyed=False)
 JOIN = TwoInputs("join", join_pairs)
 LEFT_OUTER_JOIN = TwoInputs("leftOuterJoin", functools.partial(join_pairs, outer=True))
 COGROUP = TwoInputs("cogroup", cogroup_pairs)
-OPERATORS.update((op.name, op) for op in (KEY_BY, MAP_PARTITIONS, UNION, JOIN, LEFT_OUTER_JOIN, COGROUP))
+OPERATORS.update((op.name, op) for op in (KEY_BY, MAP_PARTITIONS, UNION, JOIN, LEFT_OUTER_JOIN, COGROUP,
+                                          SAMPLE, ZIP_WITH_INDEX))
 # == end of partitions and two inputs ================================================================
 
 

@@ -10,7 +10,8 @@ runs; this module only decides where):
 * ``reduce`` folds each partition, and the partials are merged in partition order (``RDD.reduce``);
 * a fork caches the RDD its branches read, and results stay RDDs until the pipeline's end;
 * ``union``, ``join``, ``leftOuterJoin`` and ``cogroup`` are ``RDD.union`` and the rest (a side input
-  is parallelized first); ``mapPartitions`` and ``keyBy`` run inside the fused ``mapPartitions``.
+  is parallelized first); ``sample`` and ``zipWithIndex`` are ``RDD.sample`` and ``RDD.zipWithIndex``;
+  ``mapPartitions`` and ``keyBy`` run inside the fused ``mapPartitions``.
 
 A failing user function raises, on the driver, its original exception type with the stage, the item and
 the worker traceback: the worker pickles the :class:`~atoll.errors.StageFailure` into the message of the
@@ -541,6 +542,14 @@ class SparkExecutor(Executor):
         if op.name == "leftOuterJoin":
             return left_rdd.leftOuterJoin(right_rdd)
         return left_rdd.cogroup(right_rdd).mapValues(_as_lists)
+
+    def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
+        """Return Spark's own ``RDD.sample(False, fraction, seed)`` (seeded per partition)."""
+        return self._rdd(value).sample(False, fraction, seed)
+
+    def indexed(self, value: Any) -> Any:
+        """Return Spark's own ``RDD.zipWithIndex()`` (indices in partition order: input order)."""
+        return self._rdd(value).zipWithIndex()
 
     def is_dataset(self, value: Any) -> bool:
         try:
