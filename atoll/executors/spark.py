@@ -286,9 +286,18 @@ def _checked_pairs(op_name: str, which: int, info: Any, iterator: Iterable) -> I
     return items
 
 
-def _as_lists(groups: tuple) -> tuple:
-    """``cogroup``'s values as lists (Spark gives iterables of its own)."""
-    return list(groups[0]), list(groups[1])
+def _positioned(index: int, iterator: Iterable) -> Iterable:
+    """Worker side: each pair's value tagged with where it stands (partition, position)."""
+    return ((k, ((index, i), v)) for i, (k, v) in enumerate(iterator))
+
+
+def _in_input_order(groups: tuple) -> tuple:
+    """``cogroup``'s values as lists in input order (Spark's shuffle gives them in its own)."""
+    return tuple([v for _, v in sorted(side, key=_position)] for side in groups)
+
+
+def _position(tagged: tuple) -> tuple:
+    return tagged[0]
 
 
 # -- a run's Spark jobs: progress and cancellation ---------------------------------------------
@@ -541,7 +550,10 @@ class SparkExecutor(Executor):
             return left_rdd.join(right_rdd)
         if op.name == "leftOuterJoin":
             return left_rdd.leftOuterJoin(right_rdd)
-        return left_rdd.cogroup(right_rdd).mapValues(_as_lists)
+        # each key's values in input order, as on the other executors: tagged with their position
+        left_rdd, right_rdd = (rdd.mapPartitionsWithIndex(_positioned, preservesPartitioning=True)
+                               for rdd in (left_rdd, right_rdd))
+        return left_rdd.cogroup(right_rdd).mapValues(_in_input_order)
 
     def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
         """Return Spark's own ``RDD.sample(False, fraction, seed)`` (seeded per partition)."""
