@@ -298,6 +298,8 @@ class Operator(ABC):
     spreads = False
     #: it takes a function (``sample``, ``zipWithIndex`` and the two-input operators take none)
     takes_function = True
+    #: its function takes a whole partition (``mapPartitions``): the pass runs it between loops
+    whole_partition = False
 
     @abstractmethod
     def partition(self, step: Step, items) -> list:
@@ -722,7 +724,7 @@ def _run_segments(steps: list[Step], items, aggregate: Step | None, acc: Any) ->
     loops, each ``mapPartitions`` on the list the loop before it made."""
     segment: list[Step] = []
     for step in steps:
-        if not getattr(step.op, "whole_partition", False):
+        if not step.op.whole_partition:
             segment.append(step)
             continue
         if segment:
@@ -1128,7 +1130,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
-    if any(getattr(s.op, "whole_partition", False) for s in steps):  # mapPartitions
+    if any(s.op.whole_partition for s in steps):  # mapPartitions
         return _run_segments(steps, items, aggregate, acc)
     keyed = aggregate is not None and aggregate.op.keyed
     keys_rare = keyed and _keys_rare(aggregate.info)

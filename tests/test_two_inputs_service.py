@@ -78,3 +78,15 @@ def test_two_input_stages_are_drawn_with_their_side_input(client):
     both = listed["both"]["graph"]
     assert [s["operator"] for s in both] == ["fork", "join"] and both[1]["function"] == "2 inputs"
     assert both[0]["branches"][0][0]["operator"] == "keyBy"
+
+
+def test_the_openapi_stage_schema_names_every_operator(client):
+    from atoll.operators import OPERATORS
+
+    schema = client.get("/openapi.json").get_json()["components"]["schemas"]["GraphStage"]
+    operators = schema["properties"]["operator"]["enum"]
+    assert set(operators) == set(OPERATORS)
+    for name in ("keyBy", "mapPartitions", "sample", "zipWithIndex", "union", "join", "leftOuterJoin",
+                 "cogroup"):
+        assert name in operators
+    assert "side input" in schema["description"]
