@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 
 from atoll import __version__
+from atoll.operators import OPERATORS
 from atoll.service.jobs.model import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobStatus, openapi_schemas
 
 __all__ = ["blueprint", "build_spec"]
@@ -82,10 +83,13 @@ _SCHEMAS: dict[str, Any] = {
     "GraphStage": {
         "type": "object",
         "description": "One stage of a pipeline's graph; fork, forkMap, split and splitMap list each "
-                       "branch's own stages in branches (empty for every other operator).",
+                       "branch's own stages in branches (empty for every other operator). union, join, "
+                       "leftOuterJoin and cogroup combine two inputs: the two results of the fork before "
+                       "them (function '2 inputs'), or their input and a side input, the runtime kwarg in "
+                       "kwargs (function 'input + side <name>').",
         "required": ["operator", "function", "bound", "kwargs", "branches"],
         "properties": {
-            "operator": {"type": "string"},
+            "operator": {"type": "string", "enum": sorted(OPERATORS)},
             "function": {"type": "string"},
             "bound": {"type": "array", "items": {"type": "string"},
                       "description": "arguments bound when the pipeline was defined, as text"},
