@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.encoding import EncodingError, find_surrogate, to_json
 from atoll.errors import PipelineError
+from atoll.service.datasets.refs import parse_ref
 from atoll.service.http import jobs
 from atoll.service.http.errors import ApiError, error_response, exposes_tracebacks
 from atoll.service.http.run_request import RunRequest, json_type
@@ -124,8 +125,12 @@ def run(name: str) -> Response:
     body, raw = _parse_body()
     run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth, raw)
     g.atoll_mode = "async" if run_request.is_job else "sync"  # for the metrics
+    ref = parse_ref(run_request.data, service.config)  # data by reference: checked here, read where it runs
+    reads = ref.dataset_ids if ref is not None else ()
+    for dataset_id in reads:  # 404 now for an unknown (or another caller's) dataset
+        service.datasets().get(dataset_id, getattr(g, "caller", None))
     if run_request.is_job:
-        return jobs.submit_response(run_request, body)
+        return jobs.submit_response(run_request, body, reads)
     limit = sync_time_limit(service.config, name)
     try:
         if limit is None:

@@ -292,6 +292,12 @@ class RecordCleanup(bootsteps.StartStopStep):
             app.backend.cleanup()
         except Exception as exc:
             log.warning("could not remove expired job records: %s: %s", type(exc).__name__, exc)
+        sweep = getattr(getattr(app, "atoll_context", None), "sweep", None)
+        if sweep is not None:
+            try:
+                sweep()
+            except Exception as exc:
+                log.warning("could not remove expired datasets: %s: %s", type(exc).__name__, exc)
 
 
 def create_celery(service: Any) -> Celery:
@@ -301,6 +307,8 @@ def create_celery(service: Any) -> Celery:
     app.conf.update(celery_settings(config))
     app.steps["worker"].add(RecordCleanup)
     _register_tasks(app, config, service.run_pipeline)
+    app.atoll_context.resolve = service.resolve_data
+    app.atoll_context.sweep = lambda: service.datasets().sweep()
     return app
 
 
@@ -362,7 +370,7 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 progress.using(progress.RunControl(on_progress=running.progress,
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
-                return jsonable(context.run(job.pipeline, data, kwargs)), None
+                return jsonable(context.run(job.pipeline, context.resolve(data), kwargs)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
                 if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
                     log.exception("job %s: pipeline %r failed", job.job_id, job.pipeline)
@@ -389,6 +397,10 @@ class JobContext:
     store: JobStore
     deliver: Any
     run: Callable[[str, Any, dict], Any]
+    #: a run's input from its data: a dataset, file or URL reference read where the job runs
+    resolve: Callable[[Any], Any] = lambda data: data
+    #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
+    sweep: Callable[[], Any] | None = None
 
 
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
