@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.encoding import EncodingError, find_surrogate, to_json
 from atoll.errors import PipelineError
+from atoll.service.datasets.errors import DatasetError
 from atoll.service.datasets.refs import parse_ref
 from atoll.service.http import jobs
 from atoll.service.http.errors import ApiError, error_response, exposes_tracebacks
@@ -140,8 +141,8 @@ def run(name: str) -> Response:
                 name, limit, request.environ, lambda: service.run_request(run_request))
     except SyncTimeLimitExceeded:
         return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
-    except PipelineError:
-        raise  # 422 / 500 by the error handlers, with stage and item
+    except (PipelineError, DatasetError):
+        raise  # 422 / 500 by the error handlers, with stage and item; a refused data reference
     except Exception as exc:  # the executor itself failed: say what, keep serving
         log.exception("pipeline %r failed outside its stages", name)
         error = ErrorBody.from_exception(exc, pipeline=name, expose=exposes_tracebacks())
