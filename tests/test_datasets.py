@@ -333,3 +333,37 @@ def test_a_dataset_gone_while_its_job_was_queued_fails_the_job_clearly(tmp_path)
     assert record["status"] == "failed"
     assert record["error"]["name"] == "DatasetNotFound"
     assert dataset_id in record["error"]["message"] and "deleted or expired" in record["error"]["message"]
+
+
+# -- results by reference -----------------------------------------------------------------------------
+
+def test_sync_results_to_a_dataset(tmp_path):
+    _, client = app_of(tmp_path)
+    source = upload(client, b'{"n": 1}\n{"n": 2}\n{"n": 3}\n').get_json()["dataset_id"]
+    answer = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset"})
+    assert answer.status_code == 200
+    results_id = answer.get_json()["results_dataset"]
+    assert answer.get_json()["dataset"]["records"] == 3
+    lines = client.get(f"/datasets/{results_id}/data").data.splitlines()
+    assert [json.loads(line) for line in lines] == [{"n": 2}, {"n": 4}, {"n": 6}]
+    assert client.post("/pipelines/double", json={"data": [], "results_to": "s3://x"}).status_code == 400
+
+
+def test_a_job_writes_its_results_as_a_dataset_and_its_record_and_callback_carry_the_id(tmp_path):
+    path, config = job_config(tmp_path)
+    service = build_service(config)
+    client = service.create_app().test_client()
+    source = upload(client, b"".join(b'{"n": %d}\n' % i for i in range(1000))).get_json()["dataset_id"]
+    job_id = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset",
+                                                    "async": True}).get_json()["job_id"]
+    worker = Worker(path, target="datasets_service:service").start()
+    try:
+        worker.wait_ready()
+        record = wait_for_job(client, job_id, timeout=60)
+    finally:
+        worker.stop()
+    assert record["status"] == "succeeded" and record["results"] is None, record
+    meta = client.get(f"/datasets/{record['results_dataset']}").get_json()
+    assert meta["records"] == 1000 and meta["job_id"] == job_id
+    lines = client.get(f"/datasets/{meta['dataset_id']}/data").data.splitlines()
+    assert [json.loads(line)["n"] for line in lines] == [2 * i for i in range(1000)]

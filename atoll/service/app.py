@@ -239,6 +239,15 @@ class Atoll:
                     self._datasets = DatasetStore(self.config)
         return self._datasets
 
+    def keep_results(self, results: Any, job_id: str | None = None, owner: str | None = None) -> Any:
+        """Store a run's ``results`` as a new JSON-lines dataset (one record per element of a list, the
+        value itself otherwise); return its :class:`~atoll.service.datasets.store.Dataset`."""
+        from atoll.encoding import to_json
+
+        records = results if isinstance(results, list | tuple) else [results]
+        return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
+            records, lambda record: to_json(record, path="results").encode("utf-8"))
+
     def resolve_data(self, data: Any) -> Any:
         """Return a run's input: ``data`` itself, or what a ``{"dataset"|"files"|"url": ...}``
         reference names, read lazily where the pipeline runs (DatasetNotFound, DataRefRefused)."""

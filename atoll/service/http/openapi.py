@@ -172,6 +172,8 @@ def _request_body(kwargs: tuple[str, ...]) -> dict:
                          "description": "URL that gets the results as a POST (makes the call "
                                         "asynchronous: 202); null = no callback"},
             "async": {"type": "boolean", "description": "true: queue a job and answer 202"},
+            "results_to": {"enum": ["dataset", None], "description": '"dataset": store the results as '
+                           "a new dataset; the answer (results_dataset) or the job record carries its id"},
         },
         "additionalProperties": False,
     }
@@ -196,7 +198,10 @@ def _pipeline_path(registered: Any) -> dict:
                                            "created (202, same job_id) instead of queueing another; the "
                                            "same key with another body is refused (422)"}],
             "responses": {
-                "200": _json(_ref("Results"), "The pipeline ran; its results"),
+                "200": _json({"oneOf": [_ref("Results"), {
+                    "type": "object", "required": ["results_dataset", "dataset"],
+                    "properties": {"results_dataset": {"type": "string"}, "dataset": _ref("Dataset")}}]},
+                    "The pipeline ran; its results, or the dataset holding them (results_to)"),
                 "202": {**_json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
                         "headers": _RETRY_AFTER},
                 "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, data "

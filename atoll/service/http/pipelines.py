@@ -148,6 +148,9 @@ def run(name: str) -> Response:
         error = ErrorBody.from_exception(exc, pipeline=name, expose=exposes_tracebacks())
         error.message = f"pipeline {name!r} failed: {exc}"
         return error_response(500, **error.public(exposes_tracebacks()))
+    if run_request.results_to == "dataset":
+        dataset = service.keep_results(results, owner=getattr(getattr(g, "caller", None), "name", None))
+        return current_app.json.response({"results_dataset": dataset.dataset_id, "dataset": dataset.public()})
     try:
         text = '{"results":' + to_json(results, path="results") + "}"
     except EncodingError as exc:

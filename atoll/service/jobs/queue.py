@@ -309,6 +309,7 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
+    app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
     return app
 
 
@@ -401,6 +402,8 @@ class JobContext:
     resolve: Callable[[Any], Any] = lambda data: data
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
+    #: stores a job's results as a new dataset (results, job id); returns the dataset's id
+    keep_results: Callable[[Any, str], str] | None = None
 
 
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
@@ -444,6 +447,9 @@ def _finished_job(job: Job, results: Any, error: BaseException | None, context: 
         soft, _ = time_limits(config, job.pipeline or "")
         job.fail(ErrorBody.from_exception(error, pipeline=job.pipeline, time_limit=soft,
                                           expose=config.expose_tracebacks))
+        return None
+    if job.results_dataset is not None:
+        job.succeed(None)
         return None
     text = to_json(results, path="results")
     if len(text) > config.inline_results_max_bytes and job.status_url:
@@ -729,6 +735,12 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         job.start()
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        if error is None and message.results_to == "dataset":
+            try:  # the results become a dataset; the record carries its id
+                job.results_dataset, results = context.keep_results(results, job.job_id), None
+            except Exception as exc:  # the store refused them (too large, full, down): the job fails
+                log.error("job %s: could not store its results as a dataset: %s", job_id, exc)
+                error = exc
         aside = None
         try:
             aside = _finished_job(job, results, error, context)
