@@ -367,3 +367,42 @@ def test_a_job_writes_its_results_as_a_dataset_and_its_record_and_callback_carry
     assert meta["records"] == 1000 and meta["job_id"] == job_id
     lines = client.get(f"/datasets/{meta['dataset_id']}/data").data.splitlines()
     assert [json.loads(line)["n"] for line in lines] == [2 * i for i in range(1000)]
+
+
+# -- the Python client, against atoll serve ------------------------------------------------------------
+
+def test_the_client_uploads_resumes_lists_runs_iterates_and_downloads(tmp_path):
+    from atoll import Client, Dataset
+
+    config, _ = job_config(tmp_path, max_request_bytes=64 * 1024)
+    source = tmp_path / "comments.jsonl"
+    source.write_bytes(b"".join(json.dumps({"n": i, "text": "x" * 50}).encode() + b"\n" for i in range(50_000)))
+    with serve("datasets_service:service", config, workers=1, threads=2) as (url, _):
+        client = Client(url)
+        dataset = client.upload(source, part_bytes=1024 * 1024)
+        assert isinstance(dataset, Dataset) and dataset.meta["records"] == 50_000
+        assert dataset.meta["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+        # a cut upload: one part arrived, then the client went away; upload(resume=) sends the rest
+        started = client.request("POST", "/datasets/uploads", {"format": "jsonl"}, expect=(201,))
+        first = source.read_bytes()[:1_000_000]
+        client.session.patch(f"{url}/datasets/uploads/{started['upload_id']}", data=first,
+                             headers={"Upload-Offset": "0"})
+        resumed = client.upload(source, resume=started["upload_id"], part_bytes=300_000)
+        assert resumed.meta["sha256"] == dataset.meta["sha256"]
+        texts = client.upload(iter(["to be or", "not to be"]), format="text")
+        assert [d.dataset_id for d in client.datasets()] == [texts.dataset_id, resumed.dataset_id,
+                                                             dataset.dataset_id]
+        assert dict(client.run("wordcount", texts)) == {"to": 2, "be": 2, "or": 1, "not": 1}
+        assert client.run("total", dataset) == sum(range(50_000))
+        job = client.submit("double", dataset, results_to="dataset")
+        results = job.result(timeout=60)
+        assert isinstance(results, Dataset)
+        assert job.record()["results_dataset"] == results.dataset_id
+        for i, record in enumerate(results):  # streamed from the service
+            assert record == {"n": 2 * i}
+        assert i == 49_999
+        target = tmp_path / "copy.jsonl"
+        dataset.download(target)
+        assert target.read_bytes() == source.read_bytes()
+        texts.delete()
+        assert texts.dataset_id not in [d.dataset_id for d in client.datasets()]
