@@ -118,9 +118,9 @@ class Client:
     # -- the API -----------------------------------------------------------------------------
 
     def run(self, name: str, data: Any, results_to: str | None = None, **kwargs: Any) -> Any:
-        """Run pipeline ``name`` on ``data`` (a :class:`Dataset` or a list of them: by reference) with
-        runtime ``kwargs``; return its results, or with ``results_to="dataset"`` the :class:`Dataset`
-        holding them."""
+        """Run pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` or a list of them: by
+        reference) with runtime ``kwargs``; return its results, or with ``results_to="dataset"`` the
+        :class:`~atoll.client.Dataset` holding them."""
         body: dict[str, Any] = {"data": _data(data)}
         if kwargs:
             body["kwargs"] = kwargs
@@ -132,8 +132,8 @@ class Client:
 
     def submit(self, name: str, data: Any, callback: str | None = None, idempotency_key: str | None = None,
                results_to: str | None = None, **kwargs: Any) -> Job:
-        """Queue pipeline ``name`` on ``data`` (a :class:`Dataset` too) as an asynchronous job; return
-        its :class:`Job`.
+        """Queue pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` too) as an asynchronous
+        job; return its :class:`Job`.
 
         With ``callback`` the service also POSTs the outcome to that URL. With ``idempotency_key``,
         submitting again with the same key and body returns the same job instead of a new one. With
@@ -194,7 +194,8 @@ class Client:
                gzip: bool | None = None, progress: bool = False, resume: str | None = None,
                name: str | None = None, part_bytes: int = UPLOAD_PART_BYTES) -> Dataset:
         """Upload a file (JSON lines, text lines or a JSON array; ``.gz`` sent as gzip) or an iterable
-        of records (JSON lines; strings as text lines with ``format="text"``); return its :class:`Dataset`.
+        of records (JSON lines; strings as text lines with ``format="text"``); return its
+        :class:`~atoll.client.Dataset`.
 
         The body goes in parts of a resumable upload: a part cut off (connection lost) is sent again
         from the offset the service has; an upload that fails for good raises with its ``upload_id``
@@ -284,7 +285,7 @@ class Client:
         return found
 
     def dataset(self, dataset_id: str) -> Dataset:
-        """Return the :class:`Dataset` of an id (its metadata read now)."""
+        """Return the :class:`~atoll.client.Dataset` of an id (its metadata read now)."""
         return Dataset(self, dataset_id, self.request("GET", f"/datasets/{quote(dataset_id, safe='')}"))
 
     def pipelines(self) -> list[dict]:
@@ -391,7 +392,8 @@ class Job:
 
 
 def _data(data: Any) -> Any:
-    """Return a run's ``data``: a :class:`Dataset` (or a list of them) by reference, else as it is."""
+    """Return a run's ``data``: a :class:`~atoll.client.Dataset` (or a list of them) by reference, else
+    as it is."""
     if isinstance(data, Dataset):
         return {"dataset": data.dataset_id}
     if isinstance(data, list | tuple) and data and all(isinstance(d, Dataset) for d in data):

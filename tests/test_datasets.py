@@ -376,7 +376,8 @@ def test_the_client_uploads_resumes_lists_runs_iterates_and_downloads(tmp_path):
 
     config, _ = job_config(tmp_path, max_request_bytes=64 * 1024)
     source = tmp_path / "comments.jsonl"
-    source.write_bytes(b"".join(json.dumps({"n": i, "text": "x" * 50}).encode() + b"\n" for i in range(50_000)))
+    source.write_bytes(b"".join(json.dumps({"n": i, "text": "x" * 50}).encode() + b"\n"
+                                for i in range(50_000)))
     with serve("datasets_service:service", config, workers=1, threads=2) as (url, _):
         client = Client(url)
         dataset = client.upload(source, part_bytes=1024 * 1024)

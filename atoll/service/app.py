@@ -241,7 +241,7 @@ class Atoll:
 
     def keep_results(self, results: Any, job_id: str | None = None, owner: str | None = None) -> Any:
         """Store a run's ``results`` as a new JSON-lines dataset (one record per element of a list, the
-        value itself otherwise); return its :class:`~atoll.service.datasets.store.Dataset`."""
+        value itself otherwise); return its ``Dataset`` (metadata)."""
         from atoll.encoding import to_json
 
         records = results if isinstance(results, list | tuple) else [results]
@@ -292,7 +292,18 @@ class Atoll:
 
         from atoll.service import request_ids
         from atoll.service.encoding import AtollJSONProvider
-        from atoll.service.http import auth, datasets, errors, health, jobs, metrics, openapi, pipelines, probes, ui
+        from atoll.service.http import (
+            auth,
+            datasets,
+            errors,
+            health,
+            jobs,
+            metrics,
+            openapi,
+            pipelines,
+            probes,
+            ui,
+        )
         from atoll.service.watchdog import CountRequests, Watchdog
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))

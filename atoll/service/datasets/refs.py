@@ -168,7 +168,8 @@ def resolve(ref: DataRef, store: DatasetStore, caller: Any = None) -> Any:
             datasets.append(dataset)
         formats = {d.format for d in datasets}
         if len(formats) > 1:
-            raise DataRefRefused("the datasets of one run must have one format; got " + ", ".join(sorted(formats)))
+            raise DataRefRefused("the datasets of one run must have one format; got "
+                                 + ", ".join(sorted(formats)))
         return _reader(formats.pop(), [store.data_url(d.dataset_id) for d in datasets], store.storage_options)
     if ref.kind == "files":
         return _reader(ref.format or "text", _files(ref.targets[0], store.config), {})

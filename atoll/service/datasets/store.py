@@ -154,7 +154,7 @@ class DatasetStore:
 
     def create(self, chunks: Iterable[bytes], kind: str, gzip: bool, owner: str | None = None,
                name: str | None = None, job_id: str | None = None) -> Dataset:
-        """Check and store the body ``chunks`` (see :func:`~atoll.service.datasets.ingest.ingest`);
+        """Check and store the body ``chunks`` (see ``atoll.service.datasets.ingest``);
         return the new dataset. Nothing stays behind when it raises."""
         dataset_id = new_dataset_id()
         quota = self._quota_left()
@@ -170,9 +170,9 @@ class DatasetStore:
         log.info("dataset %s stored: %d records, %d bytes", dataset_id, dataset.records, dataset.bytes)
         return dataset
 
-    def writer(self, kind: str, owner: str | None = None, job_id: str | None = None) -> _Writer:
+    def writer(self, kind: str, owner: str | None = None, job_id: str | None = None) -> DatasetWriter:
         """Return a writer of a new dataset from records produced one by one (a job's results)."""
-        return _Writer(self, kind, owner, job_id)
+        return DatasetWriter(self, kind, owner, job_id)
 
     def _finish(self, dataset_id: str, kind: str, stored: Ingested, owner: str | None, name: str | None,
                 job_id: str | None) -> Dataset:
@@ -235,7 +235,8 @@ class DatasetStore:
             if dataset is not None:
                 yield dataset
 
-    def list(self, limit: int, after: str | None = None, caller: Any = None) -> tuple[list[Dataset], str | None]:
+    def list(self, limit: int, after: str | None = None,
+             caller: Any = None) -> tuple[list[Dataset], str | None]:
         """Return up to ``limit`` datasets newest first, those older than id ``after``, and the id to
         continue from (None on the last page)."""
         page: list[Dataset] = []
@@ -295,7 +296,8 @@ class DatasetStore:
 
     # -- resumable uploads -----------------------------------------------------------------
 
-    def start_upload(self, kind: str, gzip: bool, owner: str | None = None, name: str | None = None) -> Upload:
+    def start_upload(self, kind: str, gzip: bool, owner: str | None = None,
+                     name: str | None = None) -> Upload:
         """Start a resumable upload of format ``kind``; its parts come with :meth:`append`."""
         created = time.time()
         upload = Upload(new_dataset_id(), kind, gzip, _iso(created),
@@ -397,7 +399,9 @@ class DatasetStore:
             uploads = []
         for name in uploads:
             upload_id = name.rstrip("/").rsplit("/", 1)[-1]
-            if is_dataset_id(upload_id) and int(upload_id[:12], 16) / 1000 + self.config.dataset_expires <= now:
+            expires = int(upload_id[:12], 16) / 1000 + self.config.dataset_expires if is_dataset_id(
+                upload_id) else None
+            if expires is not None and expires <= now:
                 self.abort(upload_id)
                 removed += 1
         return removed
@@ -417,7 +421,7 @@ class DatasetStore:
             return None
 
 
-class _Writer:
+class DatasetWriter:
     """Writes a new dataset from records produced one by one (see :meth:`DatasetStore.writer`)."""
 
     def __init__(self, store: DatasetStore, kind: str, owner: str | None, job_id: str | None):

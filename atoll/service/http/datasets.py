@@ -104,7 +104,8 @@ def list_datasets() -> Response:
     try:
         limit = int(request.args.get("limit", LIST_LIMIT_DEFAULT))
     except ValueError:
-        raise ApiError(400, "InvalidLimit", f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}") from None
+        raise ApiError(400, "InvalidLimit",
+                       f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}") from None
     if not 1 <= limit <= LIST_LIMIT_MAX:
         raise ApiError(400, "InvalidLimit", f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
     cursor = request.args.get("cursor") or None
@@ -167,7 +168,8 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     except ValueError:
         return None
     if first < 0 or first >= size or last < first:
-        raise ApiError(416, "RangeNotSatisfiable", f"the range {spec!r} is outside the dataset's {size} bytes",
+        raise ApiError(416, "RangeNotSatisfiable",
+                       f"the range {spec!r} is outside the dataset's {size} bytes",
                        headers={"Content-Range": f"bytes */{size}"})
     return first, last
 

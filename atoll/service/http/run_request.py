@@ -36,7 +36,7 @@ class RunRequest:
     kwargs: dict
     callback: str | None = None
     run_async: bool = False
-    #: "dataset": the results are stored as a new dataset, and the answer or job carries its id
+    #: ``dataset`` to store the results as a new dataset (the answer or the job carries its id)
     results_to: str | None = None
 
     @property
