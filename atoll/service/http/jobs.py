@@ -63,15 +63,12 @@ def _idempotency(body: dict) -> tuple[str, str] | None:
     return key_id, body_hash
 
 
-def submit_response(run: RunRequest, body: dict, reads: tuple[str, ...] = ()) -> Response:
-    """Queue ``run``; answer 202 ``{"job_id", "status_url"}`` with ``Location``. The job is recorded
-    as a reader of the datasets ``reads`` (which cannot be deleted while it is queued or running)."""
+def submit_response(run: RunRequest, body: dict) -> Response:
+    """Queue ``run``; answer 202 ``{"job_id", "status_url"}`` with ``Location``."""
     system = job_system()
     job, _ = system.submit(run.job_message(),
                            lambda job_id: url_for("atoll_jobs.get_job", job_id=job_id, _external=True),
                            _idempotency(body), request_id=request_ids.current())
-    for dataset_id in reads:
-        current_app.extensions["atoll"].datasets().add_use(dataset_id, job.job_id)
     response = current_app.json.response({"job_id": job.job_id, "status_url": job.status_url})
     response.status_code = 202
     response.headers["Location"] = job.status_url

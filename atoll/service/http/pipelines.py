@@ -131,7 +131,10 @@ def run(name: str) -> Response:
     for dataset_id in reads:  # 404 now for an unknown (or another caller's) dataset
         service.datasets().get(dataset_id, getattr(g, "caller", None))
     if run_request.is_job:
-        return jobs.submit_response(run_request, body, reads)
+        response = jobs.submit_response(run_request, body)
+        for dataset_id in reads:  # the job reads them: DELETE answers 409 while it is queued or running
+            service.datasets().add_use(dataset_id, response.get_json()["job_id"])
+        return response
     limit = sync_time_limit(service.config, name)
     try:
         if limit is None:
