@@ -37,7 +37,8 @@ def s3_endpoint(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
+                               env={**os.environ, "AWS_ACCESS_KEY_ID": "test",
+                                    "AWS_SECRET_ACCESS_KEY": "test"})
     url = f"http://127.0.0.1:{port}"
     try:
         eventually(lambda: requests.get(url, timeout=1).status_code < 500, 30, what="moto_server",
@@ -112,4 +113,5 @@ def test_a_run_reads_an_s3_dataset_where_it_lies(s3_config):
     client = build_service(config).create_app().test_client()
     dataset_id = client.post("/datasets", data=b'{"n": 1}\n{"n": 2}\n{"n": 39}\n',
                              content_type=JSONL).get_json()["dataset_id"]
-    assert client.post("/pipelines/total", json={"data": {"dataset": dataset_id}}).get_json() == {"results": 42}
+    answer = client.post("/pipelines/total", json={"data": {"dataset": dataset_id}})
+    assert answer.get_json() == {"results": 42}
