@@ -555,7 +555,7 @@ class BufferingWorker(base.Worker):
             parser = http.RequestParser(self.cfg, _Source(data, None if complete else conn.sock),
                                         conn.client)
             req = next(parser)
-            keep = self._handle(req, conn) and complete
+            keep = self._handle(req, conn, complete) and complete
             if keep:
                 while req.body.read(64 * 1024):  # what the app left unread, from memory
                     pass
@@ -574,9 +574,11 @@ class BufferingWorker(base.Worker):
             self.done.put((conn, keep))
             self._wake()
 
-    def _handle(self, req: Any, conn: _Connection) -> bool:
+    def _handle(self, req: Any, conn: _Connection, complete: bool = True) -> bool:
         """Serve one parsed request (gunicorn's threaded worker does the same); return True to keep
-        the connection open for another."""
+        the connection open for another. A request handed over before its body was all here (an
+        upload, or a body over the limit) is answered with ``Connection: close``: what the app left
+        unread is not drained, so the connection cannot carry another request."""
         environ: dict = {}
         resp = None
         try:
@@ -591,7 +593,7 @@ class BufferingWorker(base.Worker):
                     self.log.info("Autorestarting worker after current request.")
                     self.alive = False
                     self._wake()
-            if not self.alive or not self.cfg.keepalive:
+            if not self.alive or not self.cfg.keepalive or not complete:
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:

@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import json
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -72,6 +73,12 @@ class _Sink:
         self.records += 1
         if self.pending_size >= _STEP:
             self.flush()
+
+    def add_block(self, block: bytes, records: int) -> None:
+        self.flush()
+        self.records += records
+        self.pending, self.pending_size = [block], len(block)
+        self.flush()
 
     def flush(self) -> None:
         if not self.pending:
@@ -134,23 +141,37 @@ def _decompressed(chunks: Iterable[bytes], gzip: bool, max_bytes: int, counter: 
                              f"of its compressed stream; nothing was kept")
 
 
-def _lines(data: Iterable[bytes]) -> Iterable[bytes]:
-    """Yield the lines of ``data`` without their line endings (a last line without one too)."""
+def _blocks(data: Iterable[bytes]) -> Iterable[bytes]:
+    """Yield ``data`` cut after its last newline: blocks of whole lines (the last may lack one)."""
     rest = b""
     for chunk in data:
         if rest:
             chunk = rest + chunk
-        lines = chunk.split(b"\n")
-        rest = lines.pop()
-        yield from lines
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            rest = chunk
+            continue
+        rest = chunk[cut + 1:]
+        yield chunk[:cut]
     if rest:
         yield rest
 
 
 def _check_jsonl(data: Iterable[bytes], sink: _Sink) -> None:
-    for number, line in enumerate(_lines(data), 1):
-        if line.endswith(b"\r"):
-            line = line[:-1]
+    seen = 0
+    for block in _blocks(data):
+        lines = block.split(b"\n")
+        try:  # the common case, at C speed: every line of the block is one JSON value
+            deque(map(_loads, lines), maxlen=0)
+        except ValueError:
+            _check_jsonl_lines(lines, seen, sink)  # blank lines, or a bad one to name
+        else:
+            sink.add_block(block + b"\n", len(lines))
+        seen += len(lines)
+
+
+def _check_jsonl_lines(lines: list[bytes], seen: int, sink: _Sink) -> None:
+    for number, line in enumerate(lines, seen + 1):
         if not line.strip():
             continue
         try:
@@ -162,14 +183,20 @@ def _check_jsonl(data: Iterable[bytes], sink: _Sink) -> None:
 
 
 def _check_text(data: Iterable[bytes], sink: _Sink) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    for number, line in enumerate(_lines(data), 1):
+    seen = 0
+    for block in _blocks(data):
+        lines = block.count(b"\n") + 1
         try:
-            decoder.decode(line, final=True)
-        except UnicodeDecodeError as exc:
-            raise DatasetInvalid(f"line {number} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                                 f"nothing was kept", line=number) from None
-        sink.add(line + b"\n")
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            for number, line in enumerate(block.split(b"\n"), seen + 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DatasetInvalid(f"line {number} is not UTF-8 text ({exc.reason} at byte "
+                                         f"{exc.start}); nothing was kept", line=number) from None
+        sink.add_block(block + b"\n", lines)
+        seen += lines
 
 
 def _check_array(data: Iterable[bytes], sink: _Sink, max_bytes: int) -> None:

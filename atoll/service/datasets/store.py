@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -44,9 +45,19 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
 
 
+_last_id = [0, 0]
+_id_lock = threading.Lock()
+
+
 def new_dataset_id() -> str:
-    """Return a new id: 32 hex digits that sort by creation time (milliseconds, then random)."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+    """Return a new id: 32 hex digits that sort by creation time (milliseconds, a counter within one
+    millisecond of this process, then random)."""
+    with _id_lock:
+        ms = max(int(time.time() * 1000), _last_id[0])
+        _last_id[1] = _last_id[1] + 1 if ms == _last_id[0] else 0
+        _last_id[0] = ms
+        count = _last_id[1]
+    return f"{ms:012x}{count:04x}{secrets.token_hex(8)}"
 
 
 def is_dataset_id(text: Any) -> bool:
