@@ -113,8 +113,10 @@ def list_datasets() -> Response:
 
     if cursor is not None and not is_dataset_id(cursor):
         raise ApiError(400, "InvalidCursor", "cursor must be the 'next' of an earlier page")
-    page, after = _store().list(limit, cursor, caller())
-    return current_app.json.response({"datasets": [d.public() for d in page], "next": after})
+    store = _store()
+    page, after = store.list(limit, cursor, caller())
+    return current_app.json.response({"datasets": [{**d.public(), "jobs": store.uses(d.dataset_id)}
+                                                   for d in page], "next": after})
 
 
 @blueprint.get("/datasets/<dataset_id>")
