@@ -407,3 +407,39 @@ def test_the_client_uploads_resumes_lists_runs_iterates_and_downloads(tmp_path):
         assert target.read_bytes() == source.read_bytes()
         texts.delete()
         assert texts.dataset_id not in [d.dataset_id for d in client.datasets()]
+
+
+def test_datasets_record_their_owner_and_another_callers_is_a_404(tmp_path):
+    # named callers are another part of the service; a stand-in sets flask.g.caller as its
+    # authentication does (None, or an object with name, scopes and is_admin) from a test header
+    from types import SimpleNamespace
+
+    from flask import g, request
+
+    service = build_service(Config({"state_dir": str(tmp_path / "state")}))
+    app = service.create_app()
+
+    @app.before_request
+    def _caller() -> None:
+        name = request.headers.get("X-Test-Caller")
+        g.caller = (SimpleNamespace(name=name, scopes=["run", "read"], is_admin=name == "admin")
+                    if name else None)
+
+    client = app.test_client()
+    ann = {"X-Test-Caller": "ann"}
+    mine = upload(client, b"a b\n", "text/plain", **ann).get_json()
+    assert mine["owner"] == "ann"
+    bob = {"X-Test-Caller": "bob"}
+    for answer in (client.get(f"/datasets/{mine['dataset_id']}", headers=bob),
+                   client.get(f"/datasets/{mine['dataset_id']}/data", headers=bob),
+                   client.delete(f"/datasets/{mine['dataset_id']}", headers=bob),
+                   client.post("/pipelines/wordcount", headers=bob,
+                               json={"data": {"dataset": mine["dataset_id"]}})):
+        assert answer.status_code == 404 and answer.get_json()["error"]["name"] == "DatasetNotFound"
+    assert client.get("/datasets", headers=bob).get_json()["datasets"] == []
+    assert [d["dataset_id"] for d in client.get("/datasets", headers=ann).get_json()["datasets"]] == \
+        [mine["dataset_id"]]
+    admin = {"X-Test-Caller": "admin"}
+    assert client.get(f"/datasets/{mine['dataset_id']}", headers=admin).status_code == 200
+    run = client.post("/pipelines/wordcount", headers=ann, json={"data": {"dataset": mine["dataset_id"]}})
+    assert run.get_json()["results"] == [["a", 1], ["b", 1]]

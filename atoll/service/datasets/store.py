@@ -84,10 +84,19 @@ def store_url(config: Config) -> str:
 
 def visible_to(owner: str | None, caller: Any) -> bool:
     """True when ``caller`` (None without named callers, or an object with ``name``/``is_admin``) may see
-    a dataset owned by ``owner``: no caller, an admin, or its owner."""
+    a dataset owned by ``owner``: no caller, an admin, or its owner.
+
+    >>> from types import SimpleNamespace as Caller
+    >>> visible_to("ann", None), visible_to("ann", Caller(name="ann", is_admin=False))
+    (True, True)
+    >>> visible_to("ann", Caller(name="bob", is_admin=False))
+    False
+    >>> visible_to("ann", Caller(name="root", is_admin=True))
+    True
+    """
     if caller is None or getattr(caller, "is_admin", False):
         return True
-    return owner is None or owner == getattr(caller, "name", None)
+    return owner is not None and owner == getattr(caller, "name", None)
 
 
 @dataclass
