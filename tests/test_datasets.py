@@ -349,19 +349,24 @@ def test_sync_results_to_a_dataset(tmp_path):
     assert client.post("/pipelines/double", json={"data": [], "results_to": "s3://x"}).status_code == 400
 
 
-def test_a_job_writes_its_results_as_a_dataset_and_its_record_and_callback_carry_the_id(tmp_path):
+def test_a_job_writes_its_results_as_a_dataset_and_its_record_and_callback_carry_the_id(
+        tmp_path, callback_receiver):
     path, config = job_config(tmp_path)
     service = build_service(config)
     client = service.create_app().test_client()
     source = upload(client, b"".join(b'{"n": %d}\n' % i for i in range(1000))).get_json()["dataset_id"]
-    job_id = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset",
-                                                    "async": True}).get_json()["job_id"]
+    job_id = client.post("/pipelines/double", json={
+        "data": {"dataset": source}, "results_to": "dataset",
+        "callback": f"{callback_receiver.url}/hook"}).get_json()["job_id"]
     worker = Worker(path, target="datasets_service:service").start()
     try:
         worker.wait_ready()
         record = wait_for_job(client, job_id, timeout=60)
+        assert not callback_receiver.wait_for_jobs({job_id}, timeout=30)
     finally:
         worker.stop()
+    delivered = callback_receiver.accepted()[0].json
+    assert delivered["results_dataset"] == record["results_dataset"] and delivered["results"] is None
     assert record["status"] == "succeeded" and record["results"] is None, record
     meta = client.get(f"/datasets/{record['results_dataset']}").get_json()
     assert meta["records"] == 1000 and meta["job_id"] == job_id

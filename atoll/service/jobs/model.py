@@ -455,11 +455,14 @@ class Job:
         return record
 
     def callback_payload(self, expose: bool) -> dict:
-        """Return what the callback POSTs: job_id, pipeline, status, results (or results_url) and error."""
-        return {"job_id": self.job_id, "pipeline": self.pipeline, "status": self.status.value,
-                "results": self.results, "results_url": self.results_url,
-                "results_dataset": self.results_dataset,
-                "error": self.error.public(expose) if self.error is not None else None}
+        """Return what the callback POSTs: job_id, pipeline, status, results (or results_url) and error;
+        results_dataset too for a job whose results were stored as a dataset."""
+        payload = {"job_id": self.job_id, "pipeline": self.pipeline, "status": self.status.value,
+                   "results": self.results, "results_url": self.results_url,
+                   "error": self.error.public(expose) if self.error is not None else None}
+        if self.results_dataset is not None:  # only for "results_to": "dataset"
+            payload["results_dataset"] = self.results_dataset
+        return payload
 
     def failure_text(self) -> str:
         """Return one line saying why the job failed (a failing stage's message names the stage,
@@ -621,7 +624,7 @@ def openapi_schemas() -> dict[str, dict]:
     error["additionalProperties"] = True
     payload_fields = ("job_id", "pipeline", "status", "results", "results_url", "results_dataset", "error")
     payload = {"type": "object", "description": "What a callback POSTs when the job finished.",
-               "required": list(payload_fields),
+               "required": [name for name in payload_fields if name != "results_dataset"],
                "properties": {name: job["properties"][name] for name in payload_fields}}
     return {
         "Job": job,
