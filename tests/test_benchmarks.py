@@ -35,6 +35,8 @@ def run_script(*args: str) -> str:
     (("bench_joins.py", "--quick"), ["### fork(...).join() of two", "| hand-written dict join |",
                                      "| atoll serial join |", "| atoll local n_jobs=2 join |"]),
     (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
+    (("bench_datasets.py", "--quick"), ["### upload of 20 MB", "| atoll serve POST /datasets |",
+                                        "| atoll job on"]),
     pytest.param(("bench_instructions.py", "--quick"),
                  ["### W1 tiny chain", "### W3 word count", "| atoll serial |"],
                  marks=pytest.mark.skipif(shutil.which("valgrind") is None, reason=NO_VALGRIND)),
