@@ -116,6 +116,7 @@ def test_a_job_whose_request_is_not_kept_is_a_410(stack):
     _, _, client, _ = stack
     job_id = submit(client, "double", [1])
     assert wait_for_job(client, job_id)["status"] == "succeeded"
-    client.application.extensions["atoll.jobs"].store.backend.forget(f"{job_id}.request")  # as when a record outlived it
+    # as when a record outlived its request (a job queued before re-runs existed)
+    client.application.extensions["atoll.jobs"].store.backend.forget(f"{job_id}.request")
     gone = client.post(f"/jobs/{job_id}/rerun")
     assert gone.status_code == 410 and gone.get_json()["error"]["name"] == "RequestExpired"

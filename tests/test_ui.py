@@ -335,7 +335,8 @@ def test_a_failed_job_is_rerun_from_its_page(page, service_url):
     _open_job(page, service_url, job_id)
     page.locator(".view .job-status .status-failed").wait_for(timeout=30_000)
     page.click("#job-rerun")
-    page.wait_for_function(f"() => location.hash.startsWith('#/jobs/') && !location.hash.endsWith('{job_id}')")
+    page.wait_for_function(f"() => location.hash.startsWith('#/jobs/') && "
+                           f"!location.hash.endsWith('{job_id}')")
     new_id = page.evaluate("decodeURIComponent(location.hash.slice('#/jobs/'.length))")
     record = requests.get(f"{service_url}/jobs/{new_id}", timeout=10).json()
     assert record["rerun_of"] == job_id and record["pipeline"] == "explode"

@@ -11,7 +11,8 @@ from typing import Any
 
 from atoll.errors import AtollError
 
-__all__ = ["JobError", "JobNotFound", "JobFinished", "NoResults", "ResultsExpired", "JobNotFinished", "RequestExpired", "CallbackRefused",
+__all__ = ["JobError", "JobNotFound", "JobFinished", "NoResults", "ResultsExpired", "JobNotFinished",
+           "RequestExpired", "CallbackRefused",
            "IdempotencyKeyReused", "IdempotencyKeyInUse", "BadCursor", "ListingUnsupported",
            "Unavailable", "BrokerUnavailable", "JobStoreUnavailable", "AsyncUnavailable"]
 
