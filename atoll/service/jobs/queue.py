@@ -765,6 +765,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 error = ErrorBody.from_exception(exception or RuntimeError("the job's process was lost"),
                                                  pipeline=job.pipeline, expose=config.expose_tracebacks)
             job.fail(error)
+            context.store.keep_request(task_id)  # kept as long as the finished record
             if context.store.save(job):
                 metrics.observe_job(job.pipeline or "", job.status.value, None)
                 send_outcome(job, context, inline=False)

@@ -328,6 +328,12 @@ class JobStore:
         result = meta.get("result")
         return result if meta.get("status") == ASIDE_STATE and isinstance(result, str) else None
 
+    def keep_request(self, job_id: str) -> None:
+        """Write job ``job_id``'s kept request again (when it finishes): it expires with the record."""
+        text = self.get_aside(job_id, "request")
+        if text is not None:
+            self.put_aside(job_id, "request", text)
+
     # -- idempotency keys ----------------------------------------------------------------------
 
     @_storage

@@ -177,9 +177,7 @@ class JobSystem:
             job.cancel()
             if not self.store.save(job):  # it finished meanwhile
                 raise _finished(self.get(job_id) or job)
-            request = self.store.get_aside(job_id, "request")
-            if request is not None:  # written again: kept as long as the finished record
-                self.store.put_aside(job_id, "request", request)
+            self.store.keep_request(job_id)  # kept as long as the finished record
             log.info("job %s: cancelled", job_id)
             metrics.observe_job(job.pipeline or "", job.status.value, None)
             queue.send_outcome(job, self.context, inline=False)
