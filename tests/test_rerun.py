@@ -120,3 +120,18 @@ def test_a_job_whose_request_is_not_kept_is_a_410(stack):
     client.application.extensions["atoll.jobs"].store.backend.forget(f"{job_id}.request")
     gone = client.post(f"/jobs/{job_id}/rerun")
     assert gone.status_code == 410 and gone.get_json()["error"]["name"] == "RequestExpired"
+
+
+def test_the_kept_request_is_written_again_when_the_job_finishes(stack):
+    """The request expires result_expires after its last write, as the record: the worker writes it
+    again with the finished record (here: removed while the job runs, it is back once it finished)."""
+    _, _, client, _ = stack
+    store = client.application.extensions["atoll.jobs"].store
+    job_id = submit(client, "nap", [7], kwargs={"seconds": 1.5})
+    eventually(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running", interval=0.05,
+               what=f"job {job_id} to run")
+    store.backend.forget(f"{job_id}.request")
+    assert store.get_aside(job_id, "request") is None
+    assert wait_for_job(client, job_id)["status"] == "succeeded"
+    assert store.get_aside(job_id, "request") is not None
+    assert wait_for_job(client, rerun(client, job_id))["results"] == [7]
