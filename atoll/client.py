@@ -163,6 +163,18 @@ class Client:
         return [job.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 for job in jobs]
 
+    def rerun(self, job_id: str, idempotency_key: str | None = None) -> Job:
+        """Queue a new job with finished job ``job_id``'s request (same data, kwargs and callback);
+        return its :class:`Job`, whose record's ``rerun_of`` is ``job_id``.
+
+        Raises :class:`RemoteError`: 404 for an unknown job, 409 for one not finished, 410 when its
+        request is no longer kept. ``idempotency_key`` works as for :meth:`submit`.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        answer = self.request("POST", f"/jobs/{quote(job_id, safe='')}/rerun", None, expect=(202,),
+                              headers=headers)
+        return Job(self, answer["job_id"], answer.get("status_url"))
+
     def job(self, job_id: str) -> Job:
         """Return the :class:`Job` of a job id returned earlier."""
         return Job(self, job_id)
@@ -360,6 +372,10 @@ class Job:
         """
         self._record = self.client.request("DELETE", self._path())
         return self._record
+
+    def rerun(self, idempotency_key: str | None = None) -> Job:
+        """Queue a new job with this finished job's request; return it (see :meth:`Client.rerun`)."""
+        return self.client.rerun(self.job_id, idempotency_key)
 
     def logs(self) -> list[dict]:
         """Return what the job's pipeline printed and logged: ``{"time", "stream", "message"}`` objects

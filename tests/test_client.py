@@ -175,6 +175,28 @@ def test_cancel_a_running_job(jobs):
     assert jobs.job(job.job_id).status() == "cancelled"
 
 
+def test_rerun_a_finished_job_and_a_rerun_of_it(jobs):
+    job = jobs.submit("double", [1, 2])
+    assert job.result(timeout=30) == [2, 4]
+    again = job.rerun()
+    assert again.job_id != job.job_id and again.result(timeout=30) == [2, 4]
+    assert again.record()["rerun_of"] == job.job_id
+    third = jobs.rerun(again.job_id, idempotency_key=f"rerun-{time.time_ns()}")
+    assert third.result(timeout=30) == [2, 4] and third.record()["rerun_of"] == again.job_id
+    running = jobs.submit("nap", [1], seconds=20)
+    with pytest.raises(RemoteError) as caught:
+        running.rerun()
+    assert (caught.value.status, caught.value.name) == (409, "JobNotFinished")
+    running.cancel()
+    assert running.rerun().record()["rerun_of"] == running.job_id
+    for found in jobs.list_jobs(pipeline="nap"):
+        if found.record()["status"] in ("queued", "running"):
+            found.cancel()  # the re-run of the nap: free the worker
+    with pytest.raises(RemoteError) as unknown:
+        jobs.rerun("01a23680-4edc-7d2f-9aa7-064f96a1a969")
+    assert (unknown.value.status, unknown.value.name) == (404, "UnknownJob")
+
+
 def test_cancel_a_finished_job_is_a_409(jobs):
     job = jobs.submit("double", [1])
     assert job.result(timeout=30) == [2]

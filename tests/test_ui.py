@@ -330,6 +330,42 @@ def test_cancelling_a_job_that_finished_meanwhile_shows_the_409(page, service_ur
     assert page.errors == []
 
 
+def test_a_failed_job_is_rerun_from_its_page(page, service_url):
+    job_id = _submit(service_url, "explode", [1, 2])
+    _open_job(page, service_url, job_id)
+    page.locator(".view .job-status .status-failed").wait_for(timeout=30_000)
+    page.click("#job-rerun")
+    page.wait_for_function(f"() => location.hash.startsWith('#/jobs/') && "
+                           f"!location.hash.endsWith('{job_id}')")
+    new_id = page.evaluate("decodeURIComponent(location.hash.slice('#/jobs/'.length))")
+    record = requests.get(f"{service_url}/jobs/{new_id}", timeout=10).json()
+    assert record["rerun_of"] == job_id and record["pipeline"] == "explode"
+    page.locator(".view .job-status .status-failed").wait_for(timeout=30_000)  # the same data fails again
+    assert page.locator(".view dd a", has_text=job_id).count() == 1  # links the job it re-ran
+    assert page.locator("#job-cancel").count() == 0
+    assert page.errors == []
+
+
+def test_a_cancelled_job_is_rerun_from_its_page_and_its_rerun_cancelled(page, service_url):
+    job_id = _submit(service_url, "slow", list(range(60)), seconds=1)
+    try:
+        _open_job(page, service_url, job_id)
+        assert page.locator("#job-rerun").count() == 0  # not before it finished
+        page.click("#job-cancel")
+        page.locator(".view .job-status .status-cancelled").wait_for()
+        page.click("#job-rerun")
+        page.wait_for_function(f"() => !location.hash.endsWith('{job_id}')")
+        new_id = page.evaluate("decodeURIComponent(location.hash.slice('#/jobs/'.length))")
+        page.locator("#job-cancel").wait_for()
+        page.click("#job-cancel")
+        page.locator(".view .job-status .status-cancelled").wait_for()
+        record = requests.get(f"{service_url}/jobs/{new_id}", timeout=10).json()
+        assert record["status"] == "cancelled" and record["rerun_of"] == job_id
+    finally:
+        requests.delete(f"{service_url}/jobs/{job_id}", timeout=10)
+    assert page.errors == []
+
+
 def test_a_running_job_shows_its_progress(page, service_url):
     job_id = _submit(service_url, "slow", list(range(40)), seconds=1)
     try:

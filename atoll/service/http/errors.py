@@ -39,6 +39,8 @@ STATUSES: dict[type[Exception], tuple[int, str, dict[str, str]]] = {
     jobs.ResultsExpired: (404, "ResultsExpired", {}),
     jobs.JobFinished: (409, "JobFinished", {}),
     jobs.NoResults: (409, "NoResults", {}),
+    jobs.JobNotFinished: (409, "JobNotFinished", {}),
+    jobs.RequestExpired: (410, "RequestExpired", {}),
     jobs.IdempotencyKeyInUse: (409, "IdempotencyKeyInUse", {"Retry-After": str(RETRY_AFTER_ACCEPTED)}),
     jobs.IdempotencyKeyReused: (422, "IdempotencyKeyReused", {}),
     jobs.CallbackRefused: (400, "CallbackRefused", {}),

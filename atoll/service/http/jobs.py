@@ -8,6 +8,8 @@ cancel, and fetch a job's large results and its output.
 ``DELETE /jobs/<id>``                  cancel: 200 with the cancelled job, 409 when it had finished
 ``GET /jobs/<id>/results``             ``{"results": ...}`` of a job whose record has ``results_url``
 ``GET /jobs/<id>/logs``                what the pipeline printed and logged, JSON lines
+``POST /jobs/<id>/rerun``              a new job with a finished job's request: 202 as a submission,
+                                       409 before it finished, 410 when its request is not kept
 =====================================  ==========================================================
 
 The work is the job system's (:class:`~atoll.service.jobs.system.JobSystem`, in
@@ -69,9 +71,14 @@ def submit_response(run: RunRequest, body: dict) -> Response:
     job, _ = system.submit(run.job_message(),
                            lambda job_id: url_for("atoll_jobs.get_job", job_id=job_id, _external=True),
                            _idempotency(body), request_id=request_ids.current())
-    response = current_app.json.response({"job_id": job.job_id, "status_url": job.status_url})
+    return _accepted(job.job_id, job.status_url)
+
+
+def _accepted(job_id: str, status_url: str | None) -> Response:
+    """Answer 202 ``{"job_id", "status_url"}`` with ``Location`` and ``Retry-After``."""
+    response = current_app.json.response({"job_id": job_id, "status_url": status_url})
     response.status_code = 202
-    response.headers["Location"] = job.status_url
+    response.headers["Location"] = status_url
     response.headers["Retry-After"] = str(RETRY_AFTER_ACCEPTED)
     return response
 
@@ -86,6 +93,16 @@ def get_job(job_id: str) -> Response:
 def cancel_job(job_id: str) -> Response:
     """Cancel the job: 200 with its record (status cancelled), 409 when it had finished, 404 unknown."""
     return current_app.json.response(job_system().cancel(job_id).public(_expose()))
+
+
+@blueprint.post("/jobs/<job_id>/rerun")
+def rerun_job(job_id: str) -> Response:
+    """Queue a new job with finished job ``job_id``'s request (its record's ``rerun_of`` says so):
+    202 as a submission; an ``Idempotency-Key`` makes it idempotent as a submission's."""
+    job, _ = job_system().rerun(job_id, lambda new_id: url_for("atoll_jobs.get_job", job_id=new_id,
+                                                               _external=True),
+                                _idempotency({"rerun_of": job_id}), request_id=request_ids.current())
+    return _accepted(job.job_id, job.status_url)
 
 
 @blueprint.get("/jobs")

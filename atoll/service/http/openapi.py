@@ -298,6 +298,27 @@ def build_spec(service: Any) -> dict:
             },
         },
     }
+    paths["/jobs/{job_id}/rerun"] = {"post": {
+        "operationId": "rerun_job", "summary": "Queue a new job with a finished job's request (same "
+                                               "data, kwargs and callback)",
+        "tags": ["jobs"],
+        "parameters": [_JOB_ID_PARAM,
+                       {"name": "Idempotency-Key", "in": "header", "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "description": "the same key (per caller) answers the re-run it created (202, "
+                                       "same job_id) instead of queueing another"}],
+        "responses": {
+            "202": {**_json(_ref("JobAccepted"), "Queued as a new job; its record's rerun_of names "
+                                                 "the job re-run"),
+                    "headers": _RETRY_AFTER},
+            **_COMMON_ERRORS, "404": job_404,
+            "409": _error("The job is queued or running (JobNotFinished), or the Idempotency-Key's job "
+                          "is still being queued"),
+            "410": _error("The job's request is no longer kept (RequestExpired)"),
+            "422": _error("The Idempotency-Key was used with another job's re-run"),
+            "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
+        },
+    }}
     paths["/jobs/{job_id}/results"] = {"get": {
         "operationId": "get_job_results", "summary": "The results of a succeeded job (also when too "
                                                      "large to travel in its record)",

@@ -11,7 +11,8 @@ from typing import Any
 
 from atoll.errors import AtollError
 
-__all__ = ["JobError", "JobNotFound", "JobFinished", "NoResults", "ResultsExpired", "CallbackRefused",
+__all__ = ["JobError", "JobNotFound", "JobFinished", "NoResults", "ResultsExpired", "JobNotFinished",
+           "RequestExpired", "CallbackRefused",
            "IdempotencyKeyReused", "IdempotencyKeyInUse", "BadCursor", "ListingUnsupported",
            "Unavailable", "BrokerUnavailable", "JobStoreUnavailable", "AsyncUnavailable"]
 
@@ -34,6 +35,14 @@ class JobNotFound(JobError, KeyError):
 
 class JobFinished(JobError):
     """The job has finished: it cannot be cancelled."""
+
+
+class JobNotFinished(JobError):
+    """The job is queued or running: it cannot be re-run before it finished."""
+
+
+class RequestExpired(JobError):
+    """The request a finished job was submitted with is no longer kept: it cannot be re-run."""
 
 
 class NoResults(JobError):

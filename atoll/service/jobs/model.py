@@ -388,6 +388,8 @@ class Job:
                                     {"type": ["string", "null"]}, default=None)
     status_url: str | None = _field("where GET answers this record", {"type": ["string", "null"]},
                                     default=None)
+    rerun_of: str | None = _field("the id of the finished job this one re-runs (POST /jobs/<id>/rerun), "
+                                  "or null", {"type": ["string", "null"]}, default=None)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -552,6 +554,22 @@ class JobMessage:
         if self.results_to is None:  # the five arguments earlier workers read
             return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at)
         return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at, self.results_to)
+
+    def request_text(self) -> str:
+        """Return the JSON text of the request (pipeline, data, kwargs, callback) as kept beside the
+        job's record for a re-run (:meth:`from_request_text` reads it)."""
+        import json
+
+        return json.dumps({"pipeline": self.pipeline, "data": self.data, "kwargs": self.kwargs,
+                           "callback": self.callback}, separators=(",", ":"))
+
+    @classmethod
+    def from_request_text(cls, text: str) -> JobMessage:
+        """Return the message of a request kept by :meth:`request_text` (not yet submitted)."""
+        import json
+
+        request = json.loads(text)
+        return cls(request["pipeline"], request["data"], request.get("kwargs") or {}, request.get("callback"))
 
     def headers(self) -> dict[str, Any]:
         """Return the message headers that go with the arguments (the version)."""

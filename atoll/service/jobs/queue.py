@@ -459,11 +459,14 @@ def _finished_job(job: Job, results: Any, error: BaseException | None, context: 
     return None
 
 
-def _store_outcome(store: JobStore, job: Job, aside: str | None) -> bool:
+def _store_outcome(store: JobStore, job: Job, aside: str | None, request: str | None = None) -> bool:
     """Store finished ``job``'s results kept aside, then its record; return False when the stored
-    record had finished already (cancelled while it ran)."""
+    record had finished already (cancelled while it ran). ``request`` (the request's JSON text, for
+    a re-run) is written again: it is kept as long as the finished record."""
     if aside is not None:
         store.put_aside(job.job_id, "results", aside)
+    if request is not None:
+        store.put_aside(job.job_id, "request", request)
     return store.save(job)
 
 
@@ -747,7 +750,8 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         except EncodingError as exc:
             job.fail(ErrorBody.from_exception(exc, pipeline=name, expose=config.expose_tracebacks))
         try:
-            stored = waiting.run(lambda: _store_outcome(store, job, aside), "store its outcome")
+            stored = waiting.run(lambda: _store_outcome(store, job, aside, message.request_text()),
+                                 "store its outcome")
         except StoreWaitOver as over:  # a smaller failed record may fit where the outcome did not
             fallback = _failed_for_the_store(job, over)
             try:
@@ -785,6 +789,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 error = ErrorBody.from_exception(exception or RuntimeError("the job's process was lost"),
                                                  pipeline=job.pipeline, expose=config.expose_tracebacks)
             job.fail(error)
+            context.store.keep_request(task_id)  # kept as long as the finished record
             if context.store.save(job):
                 metrics.observe_job(job.pipeline or "", job.status.value, None)
                 send_outcome(job, context, inline=False)

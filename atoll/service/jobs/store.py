@@ -10,6 +10,9 @@ written again, and a large value should not be read with every record):
 ``<job_id>.results``     the results' JSON text, when larger than ``inline_results_max_bytes``
 ``<job_id>.logs``        what the pipeline printed and logged (JSON lines, at most
                          ``job_log_max_bytes``)
+``<job_id>.request``     the request it was submitted with (pipeline, data, kwargs, callback), for a
+                         re-run (``POST /jobs/<id>/rerun``); written again when the job finishes, so it
+                         is kept as long as the record
 ``idempotency-<hash>``   the job an ``Idempotency-Key`` created, and a hash of its request body
 =======================  =====================================================================
 
@@ -324,6 +327,12 @@ class JobStore:
         meta = self.backend.get_task_meta(f"{job_id}.{kind}", cache=False)
         result = meta.get("result")
         return result if meta.get("status") == ASIDE_STATE and isinstance(result, str) else None
+
+    def keep_request(self, job_id: str) -> None:
+        """Write job ``job_id``'s kept request again (when it finishes): it expires with the record."""
+        text = self.get_aside(job_id, "request")
+        if text is not None:
+            self.put_aside(job_id, "request", text)
 
     # -- idempotency keys ----------------------------------------------------------------------
 

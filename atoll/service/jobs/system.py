@@ -34,9 +34,11 @@ from atoll.service.jobs.errors import (
     IdempotencyKeyReused,
     JobError,
     JobFinished,
+    JobNotFinished,
     JobNotFound,
     JobStoreUnavailable,
     NoResults,
+    RequestExpired,
     ResultsExpired,
 )
 from atoll.service.jobs.model import CallbackState, Job, JobMessage, JobStatus, is_job_id, new_job_id, now
@@ -70,9 +72,12 @@ class JobSystem:
     # -- jobs ----------------------------------------------------------------------------------
 
     def submit(self, message: JobMessage, status_url: Callable[[str], str],
-               idempotency: tuple[str, str] | None = None, request_id: str | None = None) -> tuple[Job, bool]:
+               idempotency: tuple[str, str] | None = None, request_id: str | None = None,
+               rerun_of: str | None = None) -> tuple[Job, bool]:
         """Queue ``message``; return (the job, True) once the broker confirmed it, or (the earlier job,
-        False) for an ``idempotency`` (key id, body hash) already used with the same body.
+        False) for an ``idempotency`` (key id, body hash) already used with the same body. The request
+        is kept beside the record (``<job_id>.request``) for a re-run; ``rerun_of`` names the job
+        this one re-runs.
 
         Raises CallbackRefused, IdempotencyKeyReused, IdempotencyKeyInUse, BrokerUnavailable or
         JobStoreUnavailable.
@@ -87,12 +92,13 @@ class JobSystem:
         job_id = new_job_id()
         job = Job(job_id, message.pipeline, submitted_at=message.submitted_at, request_id=request_id,
                   callback=CallbackState(message.callback) if message.callback is not None else None,
-                  status_url=status_url(job_id))
+                  status_url=status_url(job_id), rerun_of=rerun_of)
         if idempotency is not None:
             earlier = self._claim(idempotency, job_id)
             if earlier is not None:
                 return earlier, False
         try:  # the record first: a job id is known from the moment a worker could start it
+            self.store.put_aside(job_id, "request", message.request_text())
             self.store.save(job)
         except Exception as exc:
             self._release(idempotency)
@@ -171,6 +177,7 @@ class JobSystem:
             job.cancel()
             if not self.store.save(job):  # it finished meanwhile
                 raise _finished(self.get(job_id) or job)
+            self.store.keep_request(job_id)  # kept as long as the finished record
             log.info("job %s: cancelled", job_id)
             metrics.observe_job(job.pipeline or "", job.status.value, None)
             queue.send_outcome(job, self.context, inline=False)
@@ -179,6 +186,25 @@ class JobSystem:
         except Exception as exc:  # the record says cancelled: a worker that starts it skips it
             log.warning("job %s: could not ask the workers to stop it: %s", job_id, exc)
         return job
+
+    def rerun(self, job_id: str, status_url: Callable[[str], str],
+              idempotency: tuple[str, str] | None = None, request_id: str | None = None) -> tuple[Job, bool]:
+        """Queue a new job with finished job ``job_id``'s request (pipeline, data, kwargs, callback);
+        its record's ``rerun_of`` is ``job_id``. Return as :meth:`submit` does; raise JobNotFound,
+        JobNotFinished (queued or running), RequestExpired, or what :meth:`submit` raises."""
+        with _store_errors():
+            job = self.get(job_id)
+            if job is None:
+                raise self._not_found(job_id)
+            if not job.status.finished:
+                raise JobNotFinished(f"job {job_id} is {job.status.value}: only a succeeded, failed or "
+                                     f"cancelled job can be re-run", job_status=job.status.value)
+            text = self.store.get_aside(job_id, "request")
+        if text is None:
+            raise RequestExpired(f"the request of job {job_id} is no longer kept (jobs submitted by an "
+                                 f"earlier version keep none): submit it again")
+        message = JobMessage.from_request_text(text)
+        return self.submit(message, status_url, idempotency, request_id=request_id, rerun_of=job_id)
 
     def list(self, status: JobStatus | None, pipeline: str | None, limit: int,
              cursor: str | None) -> tuple[list[Job], str | None]:

@@ -74,6 +74,20 @@ export async function cancelJob(id) {
   }
 }
 
+/** Re-run a finished job (POST /jobs/<id>/rerun); return the new job's id, or null when refused
+ * (the answer is shown on the old job's page). */
+export async function rerunJob(id) {
+  delete state.rerunErrors[id];
+  try {
+    const { body } = await api("POST", "/jobs/" + encodeURIComponent(id) + "/rerun");
+    return body.job_id;
+  } catch (err) {
+    state.rerunErrors[id] = { status: err.status, error: err.detail || { name: "Error", message: err.message } };
+    await fetchJob(id);
+    return null;
+  }
+}
+
 /** The ids of the jobs the page follows: the job shown (until its callback was delivered or given up
  * too), and jobs started from a try form. */
 export function followed() {
@@ -132,8 +146,9 @@ function logList(record) {
   return list;
 }
 
-/** Draw the page of job ``id`` into ``view``; its Cancel button calls ``cancel(id)``. */
-export function renderJob(view, id, cancel) {
+/** Draw the page of job ``id`` into ``view``; its Cancel button calls ``cancel(id)``, its Re-run
+ * button (on a finished job) ``rerun(id)``. */
+export function renderJob(view, id, cancel, rerun) {
   const record = state.records[id];
   view.append(el("h1", "", "Job"), el("p", "mono small", id));
   if (!record || (!record.status && !record.problem)) {
@@ -166,6 +181,10 @@ export function renderJob(view, id, cancel) {
     facts.append(el("dt", "", "callback"), dd);
   }
   if (record.request_id) facts.append(el("dt", "", "request id"), el("dd", "mono small", record.request_id));
+  if (record.rerun_of) {
+    facts.append(el("dt", "", "re-run of"),
+                 el("dd", "", link("#/jobs/" + encodeURIComponent(record.rerun_of), record.rerun_of, "mono small")));
+  }
   view.append(facts);
   if (!finished(record)) {
     const button = el("button", "danger", "Cancel");
@@ -176,11 +195,27 @@ export function renderJob(view, id, cancel) {
       cancel(id);
     });
     view.append(el("div", "form-row", button));
+  } else if (!record.missing) {
+    const button = el("button", "", "Re-run");
+    button.type = "button";
+    button.id = "job-rerun";
+    button.title = "a new job with the same data, kwargs and callback";
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      rerun(id);
+    });
+    view.append(el("div", "form-row", button));
   }
   const refused = state.cancelErrors[id];
   if (refused) {
     const note = errorBox(refused.error, refused.status);
     note.id = "cancel-error";
+    view.append(note);
+  }
+  const notRerun = state.rerunErrors[id];
+  if (notRerun) {
+    const note = errorBox(notRerun.error, notRerun.status);
+    note.id = "rerun-error";
     view.append(note);
   }
   if (record.problem) view.append(el("p", "muted", "Last poll: " + record.problem));
@@ -195,5 +230,6 @@ export function renderJob(view, id, cancel) {
 export function jobStamp(id) {
   const record = state.records[id] || {};
   const running = record.status === "running" ? Math.floor((jobDuration(record) || 0) / 1000) : 0;
-  return JSON.stringify([record, state.logs[id], state.fullResults[id], state.cancelErrors[id], running]);
+  return JSON.stringify([record, state.logs[id], state.fullResults[id], state.cancelErrors[id],
+                         state.rerunErrors[id], running]);
 }

@@ -5,7 +5,7 @@
 import { api, askToken, readListing } from "./api.js";
 import { refreshDatasets } from "./datasets.js";
 import { refreshHealth } from "./health.js";
-import { cancelJob, fetchJob, followed, jobStamp, renderJob } from "./job.js";
+import { cancelJob, fetchJob, followed, jobStamp, renderJob, rerunJob } from "./job.js";
 import { moreJobs, refreshJobs, renderJobFilters, renderJobList, restartJobs } from "./jobs.js";
 import { renderHome, renderPipeline, renderPipelineList, showOutcome } from "./pipelines.js";
 import { parseRoute, state } from "./state.js";
@@ -18,6 +18,17 @@ async function cancel(id) {
   renderJobList();
   renderView(true);
   refreshJobs();
+}
+
+/** Re-run a finished job from its page; go to the new job's page (or show the refusal). */
+async function rerun(id) {
+  const created = await rerunJob(id);
+  if (created) {
+    location.hash = "#/jobs/" + encodeURIComponent(created);
+    refreshJobs();
+  } else {
+    renderView(true);
+  }
 }
 
 /** Draw the view of the route; unless ``force``, a view that shows the same thing is left alone (a
@@ -39,7 +50,7 @@ function renderView(force) {
   delete view.dataset.stamp;
   if (route.kind === "pipeline") renderPipeline(view, route.id);
   else if (route.kind === "job") {
-    renderJob(view, route.id, cancel);
+    renderJob(view, route.id, cancel, rerun);
     view.dataset.stamp = jobStamp(route.id);
   } else renderHome(view);
 }

@@ -11,6 +11,7 @@ export const state = {
   logs: {},  // job id -> {entries} or {error}, read once the job finished
   fullResults: {},  // job id -> {results} or {error}, read from results_url
   cancelErrors: {},  // job id -> the answer to a refused cancel
+  rerunErrors: {},  // job id -> the answer to a refused re-run
 };
 
 /** Return the route of the page's hash: home, a pipeline or a job. */
