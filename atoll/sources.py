@@ -30,8 +30,7 @@ from atoll.errors import PipelineError
 
 __all__ = ["ByteRange", "FileSource", "read_text", "read_jsonl", "DEFAULT_PARTITION_BYTES"]
 
-#: the byte range each partition reads when neither the call nor the config (``dataset_partition_bytes``)
-#: says otherwise: as Spark's ``spark.files.maxPartitionBytes`` scaled to one machine's workers
+#: the default of the configuration's ``dataset_partition_bytes``: the bytes each partition reads
 DEFAULT_PARTITION_BYTES = 64 * 1024 * 1024
 #: bytes read at once while splitting a range into lines
 _BLOCK = 1 << 20
@@ -187,7 +186,8 @@ class FileSource(Iterable):
                                 f"got {partition_bytes!r}")
         self.kind = kind
         self.storage_options = dict(storage_options or {})
-        self.partition_bytes = partition_bytes or DEFAULT_PARTITION_BYTES
+        #: bytes a partition reads; None: the configuration's ``dataset_partition_bytes``
+        self.partition_bytes = partition_bytes
 
     def __repr__(self) -> str:
         shown = self.paths[0] if len(self.paths) == 1 else self.paths
@@ -226,11 +226,11 @@ class FileSource(Iterable):
         """Return True when every path is on the local file system (which Spark's ``textFile`` reads)."""
         return all(_is_local(_filesystem(raw, self.storage_options)[0]) for raw in self.paths)
 
-    def partitions(self) -> list[ByteRange]:
-        """Return the line-aligned byte ranges of at most ``partition_bytes`` that cover every file (a
-        gzip file whole, an empty file none)."""
+    def partitions(self, partition_bytes: int | None = None) -> list[ByteRange]:
+        """Return the line-aligned byte ranges of at most ``partition_bytes`` (else this source's, else
+        64 MiB) that cover every file (a gzip file whole, an empty file none)."""
         out: list[ByteRange] = []
-        size = self.partition_bytes
+        size = partition_bytes or self.partition_bytes or DEFAULT_PARTITION_BYTES
         for fs, path in self._expand():
             url = path if _is_local(fs) else fs.unstrip_protocol(path)
             if _compressed(path):
@@ -275,7 +275,8 @@ def read_text(url_or_glob: str | os.PathLike | Iterable[str | os.PathLike], *,
               storage_options: dict | None = None, partition_bytes: int | None = None) -> FileSource:
     """Return the lines (without line endings) of text files at fsspec URLs, as an input any executor
     can run on; ``storage_options`` go to the file system (s3fs's ``key``, ``endpoint_url``, ...), and
-    parallel executors read ``partition_bytes`` a partition (default 64 MiB).
+    parallel executors read ``partition_bytes`` a partition (default: the configuration's
+    ``dataset_partition_bytes``, 64 MiB).
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("x y\\nz\\n")

@@ -226,3 +226,16 @@ def test_spark_bad_json_in_a_remote_range_is_a_pipeline_error(s3, spark_local_ex
     with pytest.raises(PipelineError, match="not JSON") as caught:
         LINES.run(read_jsonl(url, storage_options=s3.storage_options), executor=spark_local_executor)
     assert caught.value.item == "{not json}"
+
+
+def test_the_configuration_sets_the_default_range(tmp_path, monkeypatch):
+    from tests.support import write_config
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"x\n" * 5000)  # 10,000 bytes
+    monkeypatch.setenv("ATOLL_CONF", str(write_config(tmp_path, dataset_partition_bytes=3000)))
+    executor = LocalExecutor(2)
+    assert LINES.run(read_text(path), executor=executor) == [1] * 5000
+    assert executor.last_plan.chunks == 4
+    assert LINES.run(read_text(path, partition_bytes=1000), executor=executor) == [1] * 5000
+    assert executor.last_plan.chunks == 10

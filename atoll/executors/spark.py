@@ -486,7 +486,7 @@ class SparkExecutor(Executor):
             return data
         sc = self.context
         if isinstance(data, FileSource):
-            ranges = data.partitions()
+            ranges = self.byte_ranges(data)
             if data.local() and not any(r.end is None for r in ranges):
                 # a local path (shared by the executors): Hadoop's reader, about a range a partition
                 rdd = sc.textFile(data.spark_path(), max(1, len(ranges)))

@@ -133,7 +133,7 @@ class LocalExecutor(SerialExecutor):
     def _byte_ranges(self, data: FileSource, steps, aggregate, run) -> Any:
         """Run the pass with each worker reading its own byte ranges of the files from the store: this
         process sends only their URLs and offsets (:class:`~atoll.sources.ByteRange`)."""
-        ranges = data.partitions()
+        ranges = self.byte_ranges(data)
         self.last_plan = Plan(chunks=len(ranges))
         if run is not None:
             run.add_total(len(ranges))
