@@ -186,7 +186,7 @@ class FileSource(Iterable):
                                 f"got {partition_bytes!r}")
         self.kind = kind
         self.storage_options = dict(storage_options or {})
-        #: bytes a partition reads; None: the configuration's ``dataset_partition_bytes``
+        # the bytes a partition reads; None: the configuration's dataset_partition_bytes
         self.partition_bytes = partition_bytes
 
     def __repr__(self) -> str:
