@@ -239,3 +239,14 @@ def test_the_configuration_sets_the_default_range(tmp_path, monkeypatch):
     assert executor.last_plan.chunks == 4
     assert LINES.run(read_text(path, partition_bytes=1000), executor=executor) == [1] * 5000
     assert executor.last_plan.chunks == 10
+
+
+def test_an_empty_file_gives_what_an_empty_input_gives(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_bytes(b"")
+    total = Pipeline().map(len).reduce(operator.add)
+    for executor in (SerialExecutor(), LocalExecutor(2)):
+        assert LINES.run(read_text(path), executor=executor) == []
+        assert WORD_COUNT.run(read_text(path), executor=executor) == []
+        with pytest.raises(PipelineError, match="nothing to reduce"):
+            total.run(read_text(path), executor=executor)
