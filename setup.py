@@ -19,7 +19,6 @@ extras = {
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
         "prometheus_client>=0.20,<1",
-        "fsspec>=2023.1",
     ],
     "s3": ["s3fs>=2023.1"],
     "client": ["requests>=2.31,<3"],
@@ -31,7 +30,7 @@ extras = {
 }
 extras["test"] = sorted(set(
     extras["spark"] + extras["service"] + extras["numpy"] + extras["docs"] + extras["fast"]
-    + extras["redis"] + [
+    + extras["redis"] + extras["s3"] + [
         "pytest>=7,<10",
         "pytest-timeout>=2.1,<3",
         "hypothesis>=6.80,<7",
@@ -44,7 +43,6 @@ extras["test"] = sorted(set(
         "ruff>=0.4",
         "build>=1.0,<2",
         "import-linter>=2.1,<3",
-        "s3fs>=2023.1",
         "moto[server]>=5,<6",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
@@ -67,6 +65,7 @@ setup(
         "dill>=0.3.6,<0.5",
         "pyyaml>=6,<7",
         "tqdm>=4.60,<5",
+        "fsspec>=2023.1",
     ],
     extras_require=extras,
     entry_points={"console_scripts": ["atoll=atoll.cli:main"]},

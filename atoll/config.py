@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from atoll.errors import ConfigError
 from atoll.parallelism import effective_n_jobs
+from atoll.sources import DEFAULT_PARTITION_BYTES
 
 __all__ = ["Config", "SCHEMA", "load_config", "Key", "env_name", "check_secret", "REDACTED",
            "PIPELINE_LIMITS"]
@@ -124,6 +125,9 @@ SCHEMA: dict[str, Key] = {
                           "mesos://zk://<host>/mesos when spark_master is unset (pyspark 3.5 only)"),
     "spark_log_level": Key((str,), "WARN", "log level of Spark's own logging",
                            choices=("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")),
+    "dataset_partition_bytes": Key((int,), DEFAULT_PARTITION_BYTES, "bytes of a file or dataset each local "
+                                   "worker or Spark partition reads (a line-aligned byte range)",
+                                   minimum=1),
     # -- HTTP service --
     "max_request_bytes": Key((int,), 16 * 1024 * 1024, "largest request body accepted (413 above)",
                              minimum=1),

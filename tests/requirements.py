@@ -1,7 +1,8 @@
 """Skip a test loudly when a service it needs is missing — or fail it when ``ATOLL_REQUIRE`` names it.
 
-``.ci/run`` sets ``ATOLL_REQUIRE=rabbitmq,spark,chromium`` so that CI never passes by skipping (chromium:
-the dashboard's browser tests, Debian's ``chromium`` driven by Playwright).
+``.ci/run`` sets ``ATOLL_REQUIRE=rabbitmq,spark,chromium,s3`` so that CI never passes by skipping (chromium:
+the dashboard's browser tests, Debian's ``chromium`` driven by Playwright; s3: moto's standalone S3 server
+and s3fs, both from the ``test`` extra, see ``tests/support/s3.py``).
 """
 
 from __future__ import annotations

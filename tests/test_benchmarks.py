@@ -34,6 +34,8 @@ def run_script(*args: str) -> str:
     (("bench_encoding.py", "--quick"), ["| json module |", "| orjson |"]),
     (("bench_joins.py", "--quick"), ["### fork(...).join() of two", "| hand-written dict join |",
                                      "| atoll serial join |", "| atoll local n_jobs=2 join |"]),
+    (("bench_datasets_read.py", "--quick", "--no-spark"),
+     ["| plain Python, 1 process |", "| hand-chunked joblib n_jobs=2 |", "| atoll read_text n_jobs=2 |"]),
     (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
     (("bench_datasets.py", "--quick"), ["### upload of 20 MB", "| atoll serve POST /datasets |",
                                         "| atoll job on"]),

@@ -116,6 +116,17 @@ class Executor(ABC):
         list of ``(key, value)`` pairs for ``reduceByKey``.
         """
 
+    @staticmethod
+    def byte_ranges(source: Any) -> list:
+        """Return the byte ranges a parallel executor reads of the file source ``source``: of its own
+        ``partition_bytes``, else of the configuration's ``dataset_partition_bytes``."""
+        size = source.partition_bytes
+        if size is None:
+            from atoll.config import load_config
+
+            size = load_config().dataset_partition_bytes
+        return source.partitions(size)
+
     def is_dataset(self, value: Any) -> bool:
         """Return True when ``value`` is this executor's own distributed collection."""
         return False

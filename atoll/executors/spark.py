@@ -54,7 +54,7 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -263,6 +263,15 @@ class _MergeValues:
         except Exception as exc:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             raise _encoded(stage_failure(exc, self.aggregate.info, NO_ITEM, tb)) from None
+
+
+def _read_ranges(ranges: Iterable) -> Iterator:
+    """Yield the elements of a partition's byte ranges (:class:`~atoll.sources.ByteRange`), read here."""
+    try:
+        for byte_range in ranges:
+            yield from byte_range
+    except PipelineError as exc:
+        raise _encoded(exc) from None
 
 
 def _parse_partition(parse, iterator: Iterable) -> Iterable:
@@ -508,11 +517,16 @@ class SparkExecutor(Executor):
             return data
         sc = self.context
         if isinstance(data, FileSource):
-            rdd = sc.textFile(data.spark_path())
-            parse = data.partition_parser()
-            if parse is not None:
-                rdd = rdd.mapPartitions(partial(_parse_partition, parse))
-            return rdd
+            ranges = self.byte_ranges(data)
+            if data.local() and not any(r.end is None for r in ranges):
+                # a local path (shared by the executors): Hadoop's reader, about a range a partition
+                rdd = sc.textFile(data.spark_path(), max(1, len(ranges)))
+                parse = data.partition_parser()
+                if parse is not None:
+                    rdd = rdd.mapPartitions(partial(_parse_partition, parse))
+                return rdd
+            # anything else: each partition reads its own byte range in the executor, through fsspec
+            return sc.parallelize(ranges, max(1, len(ranges))).mapPartitions(_read_ranges)
         if isinstance(data, tuple):  # e.g. a fork's results, which may be RDDs themselves
             data = list(self.collect(data))
         if isinstance(data, (list, range)):

@@ -11,6 +11,10 @@ from atoll import capture
 from atoll.errors import PipelineError
 from atoll.executors.wire import RESEND, Failed, loads_pass, pack, unpack
 from atoll.operators import run_steps
+from atoll.sources import ByteRange
+
+#: elements of a byte range run at once in a worker (a range is read as it runs, never held whole)
+RANGE_SLICE = 50_000
 
 __all__ = ["run_chunk", "run_here", "any_failed"]
 
@@ -29,6 +33,10 @@ def run_chunk(payload: bytes, serializer: str, chunk, log_settings: tuple[int, i
     except Exception:
         return RESEND
     try:
+        if isinstance(chunk, ByteRange):  # read here, from the store, a slice at a time
+            from atoll.executors.serial import chunks_of, run_chunks
+
+            return pack(run_chunks(chunks_of(chunk, RANGE_SLICE), steps, aggregate))
         return pack(run_steps(steps, chunk, aggregate))
     except PipelineError as exc:  # StageFailure included: it pickles with stage, item, traceback
         return Failed(exc)

@@ -28,6 +28,7 @@ from atoll.executors.serial import SerialExecutor, combine, run_chunks
 from atoll.executors.wire import SERIALIZERS, dumps_pass, pack, unpack
 from atoll.operators import Step, combine_partials, run_steps
 from atoll.parallelism import effective_n_jobs
+from atoll.sources import FileSource
 
 __all__ = ["LocalExecutor"]
 
@@ -78,6 +79,8 @@ class LocalExecutor(SerialExecutor):
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         run = progress.current()
+        if isinstance(data, FileSource) and self.n_jobs > 1:
+            return self._byte_ranges(data, steps, aggregate, run)
         source = Source(data)
         parts, per_item, transfer, per_partial, per_merge = self._probe(source, steps, aggregate)
         plan = self.last_plan = Plan(probe=source.offset)
@@ -125,6 +128,20 @@ class LocalExecutor(SerialExecutor):
         finally:
             # at once, not when the traceback holding it is dropped: if combining raised, the chunks
             # still running are stopped now
+            results.close()
+
+    def _byte_ranges(self, data: FileSource, steps, aggregate, run) -> Any:
+        """Run the pass with each worker reading its own byte ranges of the files from the store: this
+        process sends only their URLs and offsets (:class:`~atoll.sources.ByteRange`)."""
+        ranges = self.byte_ranges(data)
+        self.last_plan = Plan(chunks=len(ranges))
+        if run is not None:
+            run.add_total(len(ranges))
+        results = self._parallel(iter(ranges), steps, aggregate, len(ranges), run)
+        try:
+            return combine(chain([run_steps(steps, (), aggregate)] if aggregate is not None else [],
+                                 results), aggregate)
+        finally:
             results.close()
 
     def _probe(self, source: Source, steps, aggregate) -> tuple[list, float, float, float, float]:

@@ -7,6 +7,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, wait
+from operator import length_hint
 from typing import Any
 
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
@@ -107,7 +108,7 @@ class ReadAhead:
                 return
             packed = pack(chunk)  # kept, not the chunk: smaller, and unpacked here for a resend
             self.window.append((self.submit(packed), packed))
-            self.lengths.append(len(chunk))
+            self.lengths.append(length_hint(chunk))  # a byte range: unknown, 0
             if self.announce:
                 self.run.add_total(1)
 
