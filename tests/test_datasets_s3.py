@@ -1,6 +1,6 @@
 """The dataset store on S3: the same code over ``s3://`` through s3fs.
 
-moto's standalone S3 server (``moto_server``, started here on a loopback port, in memory) stands in
+moto's standalone S3 server (``moto_server``, started once per session by tests.support.s3) stands in
 for a real object store, as it does in s3fs's own test suite: s3fs talks HTTP to it exactly as it
 would to AWS S3 or MinIO.
 """
@@ -9,57 +9,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import inspect
 import json
-import os
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
-import requests
 
 from atoll.config import Config
-from atoll.sources import read_jsonl
 from tests.datasets_service import build_service
-from tests.support import eventually, free_port
-
-s3fs = pytest.importorskip("s3fs")
-pytest.importorskip("moto")
 
 JSONL = "application/x-ndjson"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "AWS_ACCESS_KEY_ID": "test",
-                                    "AWS_SECRET_ACCESS_KEY": "test"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        eventually(lambda: requests.get(url, timeout=1).status_code < 500, 30, what="moto_server",
-                   ignoring=(requests.RequestException,))
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-
-
 @pytest.fixture
-def s3_config(s3_endpoint, tmp_path):
-    options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": s3_endpoint,
-                                                                  "region_name": "us-east-1"}}
-    bucket = f"atoll-{uuid.uuid4().hex[:10]}"
-    assert requests.put(f"{s3_endpoint}/{bucket}", timeout=10).status_code == 200  # a new bucket
-    fs = s3fs.S3FileSystem(**options)
-    config = Config({"state_dir": str(tmp_path / "state"), "datasets_url": f"s3://{bucket}/datasets",
-                     "datasets_storage_options": options})
-    return config, fs, bucket
+def s3_config(s3, tmp_path):
+    """A service whose datasets live in a new bucket of the session's S3 stand-in (tests.support.s3)."""
+    config = Config({"state_dir": str(tmp_path / "state"), "datasets_url": f"s3://{s3.name}/datasets",
+                     "datasets_storage_options": s3.storage_options})
+    return config, s3.server.filesystem(), s3.name
 
 
 def objects(fs, bucket) -> list[str]:
@@ -106,8 +72,6 @@ def test_a_resumable_upload_and_its_expiry_on_s3(s3_config):
     assert objects(fs, bucket) == []
 
 
-@pytest.mark.skipif("storage_options" not in inspect.signature(read_jsonl).parameters,
-                    reason="read_jsonl over fsspec URLs with storage_options is not in this tree yet")
 def test_a_run_reads_an_s3_dataset_where_it_lies(s3_config):
     config, _, _ = s3_config
     client = build_service(config).create_app().test_client()

@@ -13,7 +13,6 @@ is refused -- so a caller can never make the service read an arbitrary path or f
 from __future__ import annotations
 
 import glob
-import inspect
 import os
 import posixpath
 from collections.abc import Mapping
@@ -149,9 +148,7 @@ def _files(pattern: str, config: Config) -> list[str]:
 
 def _reader(kind: str, urls: list[str], options: dict) -> Any:
     read = read_jsonl if kind == "jsonl" else read_text
-    if options and "storage_options" in inspect.signature(read).parameters:
-        return read(urls, storage_options=options)
-    return read(urls)
+    return read(urls, storage_options=options or None)
 
 
 def resolve(ref: DataRef, store: DatasetStore, caller: Any = None) -> Any:
