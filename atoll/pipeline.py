@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from operator import add as ops_add
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import add as ops_add
 from typing import Any
 
 from atoll import operators as ops
