@@ -32,6 +32,8 @@ def run_script(*args: str) -> str:
     (("bench_local.py", "--quick"), ["### W1 tiny chain, list of", "### W2 CPU-bound", "### W3 word count",
                                      "atoll local n_jobs=2", "run by the caller"]),
     (("bench_encoding.py", "--quick"), ["| json module |", "| orjson |"]),
+    (("bench_operators.py", "--quick"), ["### W3 as countByValue", "| atoll local n_jobs=2 |",
+                                         "| top(10): atoll serial |", "| W3 countByValue: atoll Spark |"]),
     (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
     pytest.param(("bench_instructions.py", "--quick"),
                  ["### W1 tiny chain", "### W3 word count", "| atoll serial |"],
