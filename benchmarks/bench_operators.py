@@ -108,7 +108,8 @@ def bench_serial_sets(n: int, repeats: int) -> list[str]:
     rows = []
     for what, t_hand, t_atoll in out:
         rows.append((f"{what}: hand-written", t_hand, ""))
-        rows.append((f"{what}: atoll serial", t_atoll, f"{t_atoll / t_hand:.2f}x hand-written (target <= 1.2x)"))
+        rows.append((f"{what}: atoll serial", t_atoll,
+                     f"{t_atoll / t_hand:.2f}x hand-written (target <= 1.2x)"))
     return table(f"sets, groups and order, serial, {n:,} elements", rows, min(r[1] for r in rows))
 
 
