@@ -29,6 +29,7 @@ from itertools import chain, starmap
 from typing import Any, NamedTuple, Protocol
 
 from atoll import capture
+from atoll.encoding import Counts
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
@@ -789,7 +790,7 @@ class CountByValue(_NoFunction):
         return merge_by_key(operator.add, it, into=next(it, {}))
 
     def finish(self, partial: Any) -> dict:
-        return {} if partial is EMPTY else partial
+        return Counts() if partial is EMPTY else Counts(partial)
 
 
 class Distinct(_NoFunction):
@@ -1078,7 +1079,7 @@ class CombineByKey(Aggregate):
 
     def merge(self, step: Step, partials: Iterable) -> Any:
         merged = self.combined(step, partials)
-        return merged if self.as_dict else list(merged.items())
+        return Counts(merged) if self.as_dict else list(merged.items())
 
     def rows(self, partial: Any) -> Iterable:
         return [partial]

@@ -20,6 +20,7 @@ from typing import Any
 import cloudpickle
 
 from atoll import Pipeline, PipelineError
+from atoll.encoding import Counts
 from atoll.errors import NO_ITEM
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -419,15 +420,15 @@ CASES += [
     Case("stats-empty", P().stats(), [], {"count": 0, "mean": None, "stdev": None, "min": None,
                                           "max": None}),
     Case("countByValue", P().flatMap(tokenize).map(lowercase).countByValue(), CORAL,
-         {"coral": 2, "reefs": 2, "are": 2, "diverse": 1, "underwater": 1, "ecosystems": 1, "built": 1,
-          "by": 1, "colonies": 1, "of": 1, "tiny": 1, "animals": 1}),
+         Counts({"coral": 2, "reefs": 2, "are": 2, "diverse": 1, "underwater": 1, "ecosystems": 1, "built": 1,
+          "by": 1, "colonies": 1, "of": 1, "tiny": 1, "animals": 1})),
     Case("countByValue-flatMap-last", P().flatMap(str.split).countByValue(), ["a b a", "", "b a"],
-         {"a": 3, "b": 2}),
-    Case("countByValue-alone", P().countByValue(), [1, None, 1, (2, 3)], {1: 2, None: 1, (2, 3): 1}),
-    Case("countByValue-empty", P().countByValue(), [], {}),
-    Case("countByValue-generator", P().countByValue(), gen("abca"), {"a": 2, "b": 1, "c": 1}),
-    Case("countByKey", P().countByKey(), [("a", 1), (None, 2), ("a", 3)], {"a": 2, None: 1}),
-    Case("countByKey-dict", P().countByKey(), {"a": 1, "b": 2}, {"a": 1, "b": 1}),
+         Counts({"a": 3, "b": 2})),
+    Case("countByValue-alone", P().countByValue(), [1, None, 1, (2, 3)], Counts({1: 2, None: 1, (2, 3): 1})),
+    Case("countByValue-empty", P().countByValue(), [], Counts()),
+    Case("countByValue-generator", P().countByValue(), gen("abca"), Counts({"a": 2, "b": 1, "c": 1})),
+    Case("countByKey", P().countByKey(), [("a", 1), (None, 2), ("a", 3)], Counts({"a": 2, None: 1})),
+    Case("countByKey-dict", P().countByKey(), {"a": 1, "b": 2}, Counts({"a": 1, "b": 1})),
     Case("distinct", P().distinct(), [3, 1, 3, None, 1], [1, 3, None], unordered=True),
     Case("distinct-empty", P().distinct(), [], []),
     Case("distinct-after-flatMap", P().flatMap(tokenize).distinct(), ["a b", "b c"], ["a", "b", "c"],
@@ -466,7 +467,8 @@ CASES += [
     Case("first", P().filter(is_even).first(), [1, 3, 4, 6], 4),
 
     Case("misuse-countByValue-unhashable", P().map(lambda x: [x]).countByValue(), [1, 2],
-         raises=PipelineError, stage="1", item=[1], message="countByValue needs hashable elements; got list"),
+         raises=PipelineError, stage="1", item=[1],
+         message="countByValue needs hashable elements; got list"),
     Case("misuse-distinct-unhashable", P().distinct(), [1, {"a": 1}], raises=PipelineError, stage="0",
          message="distinct needs hashable elements; got dict"),
     Case("misuse-groupByKey-unhashable", P().groupByKey(), [([1], 2)], raises=PipelineError, stage="0",

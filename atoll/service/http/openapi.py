@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 
 from atoll import __version__
+from atoll.operators import OPERATORS
 from atoll.service.jobs.model import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, JobStatus, openapi_schemas
 
 __all__ = ["blueprint", "build_spec"]
@@ -85,8 +86,14 @@ _SCHEMAS: dict[str, Any] = {
                        "branch's own stages in branches (empty for every other operator).",
         "required": ["operator", "function", "bound", "kwargs", "branches"],
         "properties": {
-            "operator": {"type": "string"},
-            "function": {"type": "string"},
+            "operator": {"type": "string", "enum": sorted(OPERATORS),
+                         "description": "the DSL operator (docs/operators.rst)"},
+            "function": {"type": "string",
+                         "description": "the stage's function; for an operator with parameters "
+                                        "(top, takeOrdered, take, sortBy, sortByKey, foldByKey, "
+                                        "aggregateByKey, combineByKey) those parameters as text, e.g. "
+                                        "'10, key=len'; empty for one with neither (count, distinct, "
+                                        "countByValue, ...)"},
             "bound": {"type": "array", "items": {"type": "string"},
                       "description": "arguments bound when the pipeline was defined, as text"},
             "kwargs": {"type": "array", "items": {"type": "string"},
