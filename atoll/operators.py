@@ -779,7 +779,7 @@ class CountByValue(_NoFunction):
     def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
         return ["acc[x] = acc.get(x, 0) + 1"]
 
-    def absorb(self, expr: str) -> list[str]:
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
         return [f"count_elements(acc, {expr})"]
 
     def close(self) -> list[str]:
@@ -817,7 +817,7 @@ class Distinct(_NoFunction):
     def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
         return ["acc.add(x)"]
 
-    def absorb(self, expr: str) -> list[str]:
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
         return [f"acc.update({expr})"]
 
     def close(self) -> list[str]:
@@ -890,7 +890,7 @@ class SortBy(_Ordered):
 
     name = "sortBy"
 
-    def absorb(self, expr: str) -> list[str]:
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
         return [f"acc.extend({expr})"]
 
     def close(self) -> list[str]:
@@ -925,7 +925,9 @@ class Top(_Ordered):
         self.name = name
         self.pick = pick
 
-    def absorb(self, expr: str) -> list[str]:
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        if many:  # a whole batch: chosen from at once, never copied
+            return [f"acc[:] = {self.pick}(fa.n, chain(acc, {expr}), key=fa.key)"]
         return [f"acc.extend({expr})", "if len(acc) > 65535:",
                 f"    acc[:] = {self.pick}(fa.n, acc, key=fa.key)"]
 
@@ -950,7 +952,7 @@ class Take(_Ordered):
     def __init__(self, name: str = "take"):
         self.name = name
 
-    def absorb(self, expr: str) -> list[str]:
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
         return ["if len(acc) < fa.n:", f"    acc.extend({expr})"]
 
     def close(self) -> list[str]:
@@ -1328,16 +1330,18 @@ def _batched_lines(op: Aggregate, body: Callable[[int], tuple[list[str], int]]) 
     last = inner[-1].strip() if inner else ""
     lines = ["    if acc is EMPTY:", *["        " + line for line in op.start()]]
     if not inner:
-        return lines + ["    " + line for line in [*op.absorb("items"), *op.close()]] + ["    return acc"]
+        return [*lines, *["    " + line for line in [*op.absorb("items", True), *op.close()]],
+                "    return acc"]
     if depth > 2 and last.startswith("for x in ") and last.endswith(":"):
         indent = inner[-1][:len(inner[-1]) - len(inner[-1].lstrip())]
         inner[-1:] = [indent + line for line in op.absorb(last[len("for x in "):-1])]
         return lines + ["    for x in items:", *inner, *["    " + line for line in op.close()],
                         "    return acc"]
     return lines + ["    out = []", "    append = out.append", "    for x in items:",
-                    "        if len(out) > 65535:", *["            " + line for line in op.absorb("out")],
+                    "        if len(out) > 65535:",
+                    *["            " + line for line in op.absorb("out", True)],
                     "            out.clear()", *inner, "    " * depth + "append(x)",
-                    *["    " + line for line in [*op.absorb("out"), *op.close()]], "    return acc"]
+                    *["    " + line for line in [*op.absorb("out", True), *op.close()]], "    return acc"]
 
 
 def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
@@ -1357,7 +1361,7 @@ def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed"
     if found is None:
         namespace: dict[str, Any] = {"EMPTY": EMPTY, "count_elements": count_elements,
                                      "nlargest": heapq.nlargest, "nsmallest": heapq.nsmallest,
-                                     "identity": identity, "defaultdict": defaultdict}
+                                     "identity": identity, "defaultdict": defaultdict, "chain": chain}
         exec(compile(pass_source(steps, aggregate, kind, keys_rare), "<atoll fused pass>", "exec"),
              namespace)
         found = _compiled[key] = namespace["fused_pass"]
