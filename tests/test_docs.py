@@ -56,7 +56,8 @@ def test_api_reference_documents_the_public_names(html):
 def test_every_operator_has_a_checked_example():
     from atoll.pipeline import AGGREGATE, BRANCHING, NARROW
 
-    lines = (DOCS / "pipelines.rst").read_text(encoding="utf-8").splitlines()
+    lines = [ln for page in ("pipelines.rst", "operators.rst")
+             for ln in (DOCS / page).read_text(encoding="utf-8").splitlines()]
     examples = [ln for ln in lines if ln.strip().startswith((">>> ", "... "))]
     for op in (*NARROW, *AGGREGATE, *BRANCHING, "to"):
         assert any(f".{op}(" in ln for ln in examples), f"no doctest example uses {op}"
