@@ -19,7 +19,9 @@ extras = {
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
         "prometheus_client>=0.20,<1",
+        "fsspec>=2023.1",
     ],
+    "s3": ["s3fs>=2023.1"],
     "client": ["requests>=2.31,<3"],
     "flower": ["flower>=2.0,<3"],
     "numpy": ["numpy>=1.24"],
@@ -42,6 +44,8 @@ extras["test"] = sorted(set(
         "ruff>=0.4",
         "build>=1.0,<2",
         "import-linter>=2.1,<3",
+        "s3fs>=2023.1",
+        "moto[server]>=5,<6",
     ]))
 extras["all"] = sorted(set(sum((v for k, v in extras.items() if k != "test"), [])))
 

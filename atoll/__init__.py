@@ -10,7 +10,7 @@ from atoll.sources import read_jsonl, read_text
 
 __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",
-    "Atoll", "Client", "RemoteError", "load_config", "verify_callback", "Job",
+    "Atoll", "Client", "RemoteError", "load_config", "verify_callback", "Job", "Dataset",
     "read_text", "read_jsonl",
     "AtollError", "ConfigError", "MissingKwargsError", "PipelineError", "StageFailure", "StageInfo",
     "__version__",
@@ -30,7 +30,7 @@ def __getattr__(name):
         from atoll.signing import verify_callback
 
         return verify_callback
-    if name in ("Client", "RemoteError", "Job"):
+    if name in ("Client", "RemoteError", "Job", "Dataset"):
         from atoll import client
 
         return getattr(client, name)

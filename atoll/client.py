@@ -10,14 +10,20 @@ item and the HTTP status.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from atoll.errors import AtollError
 
-__all__ = ["Client", "RemoteError", "Job"]
+__all__ = ["Client", "RemoteError", "Job", "Dataset"]
+
+#: bytes sent per part of a resumable upload
+UPLOAD_PART_BYTES = 8 * 1024 * 1024
+#: tries of one part before an upload gives up (the upload can be resumed later by its id)
+UPLOAD_TRIES = 5
 
 
 class RemoteError(AtollError):
@@ -111,23 +117,33 @@ class Client:
 
     # -- the API -----------------------------------------------------------------------------
 
-    def run(self, name: str, data: Any, **kwargs: Any) -> Any:
-        """Run pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results."""
-        body: dict[str, Any] = {"data": data}
+    def run(self, name: str, data: Any, results_to: str | None = None, **kwargs: Any) -> Any:
+        """Run pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` or a list of them: by
+        reference) with runtime ``kwargs``; return its results, or with ``results_to="dataset"`` the
+        :class:`~atoll.client.Dataset` holding them."""
+        body: dict[str, Any] = {"data": _data(data)}
         if kwargs:
             body["kwargs"] = kwargs
+        if results_to is not None:
+            body["results_to"] = results_to
+            answer = self.request("POST", self._pipeline_path(name), body)
+            return Dataset(self, answer["results_dataset"], answer.get("dataset"))
         return self.request("POST", self._pipeline_path(name), body)["results"]
 
     def submit(self, name: str, data: Any, callback: str | None = None, idempotency_key: str | None = None,
-               **kwargs: Any) -> Job:
-        """Queue pipeline ``name`` on ``data`` as an asynchronous job; return its :class:`Job`.
+               results_to: str | None = None, **kwargs: Any) -> Job:
+        """Queue pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` too) as an asynchronous
+        job; return its :class:`Job`.
 
         With ``callback`` the service also POSTs the outcome to that URL. With ``idempotency_key``,
-        submitting again with the same key and body returns the same job instead of a new one.
+        submitting again with the same key and body returns the same job instead of a new one. With
+        ``results_to="dataset"`` the results are stored as a dataset (``Job.result()`` returns it).
         """
-        body: dict[str, Any] = {"data": data}
+        body: dict[str, Any] = {"data": _data(data)}
         if kwargs:
             body["kwargs"] = kwargs
+        if results_to is not None:
+            body["results_to"] = results_to
         if callback is not None:
             body["callback"] = callback
         else:
@@ -171,6 +187,106 @@ class Client:
             if cursor is None:
                 break
         return found
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def upload(self, source: str | os.PathLike | Iterable[Any], format: str | None = None,
+               gzip: bool | None = None, progress: bool = False, resume: str | None = None,
+               name: str | None = None, part_bytes: int = UPLOAD_PART_BYTES) -> Dataset:
+        """Upload a file (JSON lines, text lines or a JSON array; ``.gz`` sent as gzip) or an iterable
+        of records (JSON lines; strings as text lines with ``format="text"``); return its
+        :class:`~atoll.client.Dataset`.
+
+        The body goes in parts of a resumable upload: a part cut off (connection lost) is sent again
+        from the offset the service has; an upload that fails for good raises with its ``upload_id``
+        in the message, and ``resume=upload_id`` continues it with the same file. ``progress`` shows a
+        progress bar (tqdm).
+        """
+        if isinstance(source, str | os.PathLike):
+            path = os.fspath(source)
+            gzip = path.endswith(".gz") if gzip is None else gzip
+            stem = path[:-3] if path.endswith(".gz") else path
+            if format is None:
+                format = "json" if stem.endswith(".json") else "text" if stem.endswith(".txt") else "jsonl"
+            total: int | None = os.path.getsize(path)
+            chunks = _file_parts(path, part_bytes)
+        else:
+            format, gzip, total = format or "jsonl", bool(gzip), None
+            chunks = _record_parts(source, format, part_bytes)
+        if resume is None:
+            upload = self.request("POST", "/datasets/uploads", {"format": format, "gzip": gzip,
+                                                                **({"name": name} if name else {})},
+                                  expect=(201,))
+            upload_id, offset = upload["upload_id"], 0
+        else:
+            upload_id = resume
+            offset = int(self.request("GET", f"/datasets/uploads/{quote(resume, safe='')}")["offset"])
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc="upload")
+        try:
+            sent = 0
+            for part in chunks:
+                if sent + len(part) <= offset:  # resumed: the service has this part already
+                    sent += len(part)
+                    continue
+                if sent < offset:
+                    part, sent = part[offset - sent:], offset
+                offset = self._send_part(upload_id, offset, part)
+                sent = offset
+                if bar is not None:
+                    bar.update(len(part))
+        finally:
+            if bar is not None:
+                bar.close()
+        meta = self.request("POST", f"/datasets/uploads/{quote(upload_id, safe='')}/complete", expect=(201,))
+        return Dataset(self, meta["dataset_id"], meta)
+
+    def _send_part(self, upload_id: str, offset: int, part: bytes) -> int:
+        """Send ``part`` at ``offset``, again after a cut connection from the offset the service has;
+        return the new offset."""
+        import requests
+
+        path = f"{self.url}/datasets/uploads/{quote(upload_id, safe='')}"
+        for attempt in range(UPLOAD_TRIES):
+            try:
+                response = self.session.patch(path, data=part, timeout=self.timeout, headers={
+                    "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+            except requests.RequestException as exc:
+                if attempt + 1 == UPLOAD_TRIES:
+                    raise RemoteError("UploadInterrupted", f"the upload was cut off ({exc}); resume it with "
+                                                           f"upload(..., resume={upload_id!r})") from exc
+                time.sleep(min(2 ** attempt * 0.2, 5))
+                have = int(self.request("GET", f"/datasets/uploads/{quote(upload_id, safe='')}")["offset"])
+                if have == offset + len(part):  # it arrived; only the answer was lost
+                    return have
+                continue
+            if response.status_code == 204:
+                return int(response.headers["Upload-Offset"])
+            payload = response.json() if response.content else {}
+            raise RemoteError.from_error(payload.get("error") or {"name": "HTTPError",
+                                                                  "message": response.text[:300]},
+                                         response.status_code)
+        raise AssertionError("unreachable")
+
+    def datasets(self, limit: int = 500) -> list[Dataset]:
+        """Return up to ``limit`` stored datasets, newest first."""
+        found: list[Dataset] = []
+        cursor = None
+        while len(found) < limit:
+            params = {"limit": min(500, limit - len(found)), **({"cursor": cursor} if cursor else {})}
+            page = self.request("GET", "/datasets", params=params)
+            found.extend(Dataset(self, meta["dataset_id"], meta) for meta in page["datasets"])
+            cursor = page["next"]
+            if cursor is None:
+                break
+        return found
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        """Return the :class:`~atoll.client.Dataset` of an id (its metadata read now)."""
+        return Dataset(self, dataset_id, self.request("GET", f"/datasets/{quote(dataset_id, safe='')}"))
 
     def pipelines(self) -> list[dict]:
         """Return the registered pipelines: name, endpoint, stages, kwargs, sig."""
@@ -268,6 +384,95 @@ class Job:
             raise RemoteError.from_error(record.get("error") or {"name": "JobFailed", "message": ""})
         if record["status"] == "cancelled":
             raise RemoteError("JobCancelled", f"job {self.job_id} was cancelled")
+        if record.get("results_dataset"):  # stored as a dataset: read lazily by iterating it
+            return Dataset(self.client, record["results_dataset"])
         if record.get("results_url"):  # too large to travel in the record
             return self.client.request("GET", self._path("/results"))["results"]
         return record.get("results")
+
+
+def _data(data: Any) -> Any:
+    """Return a run's ``data``: a :class:`~atoll.client.Dataset` (or a list of them) by reference, else
+    as it is."""
+    if isinstance(data, Dataset):
+        return {"dataset": data.dataset_id}
+    if isinstance(data, list | tuple) and data and all(isinstance(d, Dataset) for d in data):
+        return {"dataset": [d.dataset_id for d in data]}
+    return data
+
+
+def _file_parts(path: str, size: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while part := handle.read(size):
+            yield part
+
+
+def _record_parts(records: Iterable[Any], format: str, size: int) -> Iterator[bytes]:
+    """Yield ``records`` as lines (JSON lines, or text lines for ``text``) in parts of about ``size``."""
+    from atoll.encoding import to_json
+
+    lines: list[bytes] = []
+    held = 0
+    for record in records:
+        if format == "text":
+            line = (record if isinstance(record, str) else str(record)).encode("utf-8") + b"\n"
+        else:
+            line = to_json(record).encode("utf-8") + b"\n"
+        lines.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(lines)
+            lines, held = [], 0
+    if lines:
+        yield b"".join(lines)
+
+
+class Dataset:
+    """A dataset stored on the service: ``dataset_id``, its metadata (``meta``: format, bytes,
+    records, sha256, created_at, expires_at), iterated lazily (records streamed from the service),
+    downloaded with :meth:`download`, passed to ``Client.run``/``submit`` by reference."""
+
+    def __init__(self, client: Client, dataset_id: str, meta: dict | None = None):
+        self.client = client
+        self.dataset_id = dataset_id
+        self._meta = meta
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.dataset_id!r})"
+
+    def _path(self, tail: str = "") -> str:
+        return "/datasets/" + quote(self.dataset_id, safe="") + tail
+
+    @property
+    def meta(self) -> dict:
+        """The dataset's metadata (read once)."""
+        if self._meta is None or "format" not in self._meta:
+            self._meta = self.client.request("GET", self._path())
+        return self._meta
+
+    def _stream(self) -> Any:
+        response = self.client.session.get(self.client.url + self._path("/data"), stream=True,
+                                           timeout=self.client.timeout)
+        if response.status_code != 200:
+            payload = response.json()
+            raise RemoteError.from_error(payload.get("error") or {}, response.status_code)
+        return response
+
+    def __iter__(self) -> Iterator[Any]:
+        is_json = self.meta["format"] == "jsonl"
+        with self._stream() as response:
+            for line in response.iter_lines(chunk_size=1024 * 1024):
+                yield json.loads(line) if is_json else line.decode("utf-8")
+
+    def download(self, path: str | os.PathLike) -> str:
+        """Write the dataset's records (one a line) to ``path``; return the path."""
+        with self._stream() as response, open(path, "wb") as handle:
+            for chunk in response.iter_content(chunk_size=1024 * 1024):
+                handle.write(chunk)
+        return os.fspath(path)
+
+    def delete(self) -> None:
+        """Delete the dataset (RemoteError 409 while a queued or running job reads it)."""
+        response = self.client.session.delete(self.client.url + self._path(), timeout=self.client.timeout)
+        if response.status_code != 204:
+            raise RemoteError.from_error(response.json().get("error") or {}, response.status_code)

@@ -84,6 +84,21 @@ SCHEMA: dict[str, Key] = {
                                    "closes the worker's channel and redelivers the job; unset = twice "
                                    "the longest hard time limit + callback_backoff_max + 300, or one "
                                    "day without hard limits; 0 = leave it to the broker", minimum=0),
+    # -- datasets: uploaded data and data by reference --
+    "datasets_url": Key(_OPT_STR, None, "fsspec URL of the folder holding datasets (a local path, "
+                        "s3://bucket/prefix, ...); unset = datasets/ under state_dir"),
+    "datasets_storage_options": Key((dict,), {}, "options for the datasets store's fsspec file system "
+                                    "(for s3://: key, secret, client_kwargs.endpoint_url, ...)"),
+    "dataset_max_bytes": Key((int,), 10 * 1024 ** 3, "largest dataset, as sent (compressed) and as "
+                             "stored (decompressed); 413 above", minimum=1),
+    "datasets_max_total_bytes": Key(_OPT_NUM, None, "bytes all stored datasets may take together "
+                                    "(507 above); unset = no quota", minimum=1),
+    "dataset_expires": Key((int,), 7 * 86400, "seconds a dataset is kept after it was stored (workers "
+                           "remove expired datasets and abandoned uploads)", minimum=1),
+    "data_roots": Key((list,), [], "local folders a run may read by {\"data\": {\"files\": pattern}} "
+                      "(patterns relative to one of them); empty = none"),
+    "data_sources": Key((list,), [], "URL prefixes a run may read by {\"data\": {\"url\": url}} (e.g. "
+                        "s3://bucket/logs/); empty = none"),
     # -- callbacks --
     "callback_secret": Key(_OPT_STR, None, "secret for the webhook-signature HMAC-SHA256 header, best "
                            "whsec_<base64> (`atoll secret` prints one); unset = callbacks are not signed"),
@@ -363,6 +378,8 @@ _NESTED: dict[str, Callable[[str, Any], None]] = {
     "n_jobs": _n_jobs,  # the rule LocalExecutor and register_pipeline apply too
     "pipeline_time_limits": _time_limits,
     "spark_conf": _spark_conf,
+    "data_roots": _strings,
+    "data_sources": _strings,
 }
 
 

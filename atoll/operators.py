@@ -18,6 +18,7 @@ import functools
 import heapq
 import logging
 import operator
+import random
 import time
 import traceback
 import types
@@ -25,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections import _count_elements as count_elements
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from itertools import chain, starmap
+from itertools import chain, count, starmap
 from typing import Any, NamedTuple, Protocol
 
 from atoll import capture
@@ -44,6 +45,10 @@ __all__ = [
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
     "never_rerun",
+    "KEY_BY", "MAP_PARTITIONS", "UNION", "JOIN", "LEFT_OUTER_JOIN", "COGROUP", "TwoInputs",
+    "key_by_partition", "map_partitions_partition", "index_by_key", "check_pairs", "join_pairs",
+    "cogroup_pairs",
+    "union_items", "keyed_input", "SAMPLE", "ZIP_WITH_INDEX", "sample_items", "zip_with_index_items",
 ]
 
 
@@ -298,8 +303,6 @@ class Operator(ABC):
     branching = False
     #: its function may not be None (the identity): an aggregate needs a function of two arguments
     needs_function = False
-    #: it is given a function of the user's (``count()``, ``countByValue()`` take none)
-    takes_function = True
     #: it reads (key, value) pairs: a dict input is read as its items
     pairs = False
     #: what its output elements are, given its input's ("plain", "tuples" or "mixed"; None: the
@@ -307,6 +310,11 @@ class Operator(ABC):
     makes: str | None = "mixed"
     #: its function takes a tuple element spread into arguments (``f(*x)``)
     spreads = False
+    #: it takes a function (``sample``, ``zipWithIndex``, the two-input operators, ``count()``,
+    #: ``countByValue()`` and the other aggregates with no function of the user's take none)
+    takes_function = True
+    #: its function takes a whole partition (``mapPartitions``): the pass runs it between loops
+    whole_partition = False
 
     @abstractmethod
     def partition(self, step: Step, items) -> list:
@@ -1134,6 +1142,15 @@ class Walker(Protocol):
     def bound(self, stage: Any, kwargs: dict) -> Callable:
         """Return the stage's function with its arguments bound."""
 
+    def two_inputs(self, op: Any, left: Any, right: Any, info: StageInfo) -> Any:
+        """Return the two-input operator ``op`` (:class:`TwoInputs`) applied to ``left`` and ``right``."""
+
+    def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
+        """Return ``sample(fraction, seed)`` of ``value``."""
+
+    def indexed(self, value: Any) -> Any:
+        """Return ``zipWithIndex()`` of ``value``."""
+
 
 class Whole(Operator):
     """An operator the interpreter applies to the whole input (:meth:`apply`): it joins no fused pass."""
@@ -1211,11 +1228,329 @@ GROUP_BY_KEY, COUNT_BY_KEY = GroupByKey("groupByKey"), CountByKey("countByKey", 
 FORK, FORK_MAP = Fork("fork", TO), Fork("forkMap", MAP)
 SPLIT, SPLIT_MAP = Split("split", TO), Split("splitMap", MAP)
 
-#: the twelve operators, by their DSL names
+#: the operators, by their DSL names
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
     MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES, REDUCE, REDUCE_BY_KEY, TO, FORK, FORK_MAP, SPLIT,
     SPLIT_MAP, COUNT, SUM, MIN, MAX, MEAN, STATS, COUNT_BY_VALUE, DISTINCT, SORT_BY, SORT_BY_KEY, TOP,
     TAKE_ORDERED, TAKE, FIRST, COMBINE_BY_KEY, AGGREGATE_BY_KEY, FOLD_BY_KEY, GROUP_BY_KEY, COUNT_BY_KEY)}
+
+
+# == partitions and two inputs: keyBy, mapPartitions, union, join, leftOuterJoin, cogroup ==========
+
+def key_by_partition(f: Callable, items) -> list:
+    """Return ``[(f(x), x) for x in items]`` (the element is passed whole, as PySpark's ``keyBy``).
+
+    >>> key_by_partition(len, ["ab", "c"])
+    [(2, 'ab'), (1, 'c')]
+    """
+    it = iter(items)
+    try:
+        return [(f(x), x) for x in it]
+    except Exception as exc:
+        raise ElementFailed(exc, _failed_item(items, it)) from exc
+
+
+def map_partitions_partition(f: Callable, items) -> list:
+    """Return ``list(f(iterator over items))``: ``f`` sees a whole partition at once.
+
+    >>> map_partitions_partition(lambda it: [sum(it)], [1, 2, 3])
+    [6]
+    """
+    return list(f(iter(items)))
+
+
+class KeyBy(Operator):
+    """``keyBy(f)``: ``(f(x), x)`` for each element (``x`` passed whole, never spread)."""
+
+    name = "keyBy"
+    makes = "tuples"
+
+    def partition(self, step: Step, items) -> list:
+        return key_by_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        return [f"x = ({f}(x), x)"], False
+
+
+class MapPartitions(Operator):
+    """``mapPartitions(f)``: ``f(iterator)`` once per partition, its iterable's elements the result.
+
+    It joins a fused pass without being part of its loop: the pass runs the element-wise stages
+    before it as one compiled loop, hands their list to ``f``, and runs the stages after it as another
+    loop, all in the same process (one round per run of narrow stages, as on Spark). What a partition is
+    depends on the executor (a local chunk, a Spark partition, the whole input serially): a function
+    whose result depends on where partitions end gives executor-dependent results, as on Spark."""
+
+    name = "mapPartitions"
+    whole_partition = True
+
+    def partition(self, step: Step, items) -> list:
+        return map_partitions_partition(step.func, items)
+
+    def fuse(self, f: str, spread: str, n: int) -> tuple[list[str], bool]:
+        raise TypeError("mapPartitions runs between compiled loops; it does not join one")
+
+
+def _run_segments(steps: list[Step], items, aggregate: Step | None, acc: Any) -> Any:
+    """Run a pass holding ``mapPartitions`` steps: the element-wise runs between them as compiled
+    loops, each ``mapPartitions`` on the list the loop before it made."""
+    segment: list[Step] = []
+    for step in steps:
+        if not step.op.whole_partition:
+            segment.append(step)
+            continue
+        if segment:
+            items, segment = run_steps(segment, items), []
+        try:
+            items = step.op.partition(step, items)
+        except Exception as exc:
+            raise _locate(exc, step.info) from None
+    return run_steps(segment, items, aggregate, acc)
+
+
+def _side_name(which: int) -> str:
+    return ("left", "right")[which]
+
+
+def _unhashable(op: str, which: int, item: Any) -> PipelineError:
+    key = item[0]
+    return PipelineError(f"{op} needs hashable keys; the {_side_name(which)} input has key "
+                         f"{type(key).__name__} {key!r} in {item!r}", item=item)
+
+
+def _bad_pair(op: str, which: int, items, it, exc: Exception) -> PipelineError:
+    """Return the error for the element of one input of a two-input operator that stopped ``it``."""
+    item = _failed_item(items, it)
+    if item is NO_ITEM or _not_a_pair(item):
+        shown = "" if item is NO_ITEM else f"; got {type(item).__name__} {item!r}"
+        return PipelineError(f"{op} needs (key, value) pairs or a dict as its {_side_name(which)} "
+                             f"input{shown}", item=item)
+    if isinstance(exc, TypeError) and "unhashable" in str(exc):
+        return _unhashable(op, which, item)
+    return PipelineError(f"{op}: {type(exc).__name__}: {exc} at {item!r}", item=item)
+
+
+def keyed_input(value: Any) -> list | tuple:
+    """Return one input of a two-input operator as a sequence: a dict as its items."""
+    if isinstance(value, dict):
+        return list(value.items())
+    return value if isinstance(value, (list, tuple)) else list(value)
+
+
+def index_by_key(op: str, items, which: int = 1) -> dict:
+    """Return ``{key: [values in order]}`` over (key, value) pairs (the indexed side of a join).
+
+    >>> index_by_key("join", [("a", 1), ("b", 2), ("a", 3)])
+    {'a': [1, 3], 'b': [2]}
+    """
+    index: dict = {}
+    it = iter(items)
+    try:
+        for k, w in it:
+            found = index.get(k)
+            if found is None:
+                index[k] = [w]
+            else:
+                found.append(w)
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, which, items, it, exc) from None
+    return index
+
+
+def check_pairs(op: str, items, which: int) -> None:
+    """Raise the PipelineError :func:`index_by_key` would for ``items`` (not pairs, unhashable keys).
+
+    >>> check_pairs("join", [("a", 1), ([2], 3)], 1)
+    Traceback (most recent call last):
+    ...
+    atoll.errors.PipelineError: join needs hashable keys; the right input has key list [2] in ([2], 3)
+    """
+    it = iter(items)
+    try:
+        for k, _ in it:
+            hash(k)
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, which, items, it, exc) from None
+
+
+def join_pairs(left, right, outer: bool = False) -> list:
+    """Return ``(k, (v, w))`` for each pair of the left and right inputs with equal keys, in the left
+    input's order, then the right's; ``outer``: a left pair with no match gives ``(k, (v, None))``.
+
+    >>> join_pairs([("a", 1), ("b", 2), ("a", 3)], [("a", "x"), ("a", "y")])
+    [('a', (1, 'x')), ('a', (1, 'y')), ('a', (3, 'x')), ('a', (3, 'y'))]
+    >>> join_pairs([("b", 2)], [], outer=True)
+    [('b', (2, None))]
+    """
+    op = "leftOuterJoin" if outer else "join"
+    index = index_by_key(op, right)
+    out: list = []
+    append = out.append
+    get = index.get
+    it = iter(left)
+    try:
+        if outer:
+            for k, v in it:
+                ws = get(k)
+                if ws is None:
+                    append((k, (v, None)))
+                else:
+                    for w in ws:
+                        append((k, (v, w)))
+        else:
+            for k, v in it:
+                ws = get(k)
+                if ws is not None:
+                    for w in ws:
+                        append((k, (v, w)))
+    except (TypeError, ValueError) as exc:
+        raise _bad_pair(op, 0, left, it, exc) from None
+    return out
+
+
+def cogroup_pairs(left, right) -> list:
+    """Return ``(k, ([left values], [right values]))`` for each key of either input, keys in order of
+    first appearance (the left input's first).
+
+    >>> cogroup_pairs([("a", 1), ("b", 2), ("a", 3)], [("c", 0), ("a", 9)])
+    [('a', ([1, 3], [9])), ('b', ([2], [])), ('c', ([], [0]))]
+    """
+    lefts, rights = index_by_key("cogroup", left, 0), index_by_key("cogroup", right, 1)
+    return [(k, (lefts.get(k, []), rights.get(k, []))) for k in chain(lefts, (k for k in rights
+                                                                              if k not in lefts))]
+
+
+def union_items(left, right) -> list:
+    """Return the elements of the left input, then those of the right.
+
+    >>> union_items([1, 2], (3,))
+    [1, 2, 3]
+    """
+    return [*left, *right]
+
+
+class TwoInputs(Whole):
+    """An operator over two inputs: the two results of a ``fork`` (or any two-element tuple or list),
+    or the pipeline's input and a keyed *side input*, a runtime keyword argument named at composition
+    (``.join(side="profiles")``, then ``p(data, profiles={...})``).
+
+    :meth:`combine` is the operator on two lists; executors may run it natively (Spark's ``RDD.join``
+    and the rest) through their ``two_inputs``. A dict input is read as its (key, value) items.
+    """
+
+    #: it needs (key, value) pairs on both sides
+    keyed = True
+    takes_function = False
+
+    def __init__(self, name: str, combine: Callable[[Any, Any], list], keyed: bool = True):
+        self.name = name
+        self._combine = combine
+        self.keyed = keyed
+
+    def combine(self, left: Any, right: Any) -> list:
+        """Return the operator's result on two collections (in the executor's process)."""
+        return self._combine(keyed_input(left), keyed_input(right))
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        if stage.runtime_kwargs:  # a side input: the pipeline's value on the left
+            left, right = value, kwargs[stage.runtime_kwargs[0]]
+            if isinstance(right, (str, bytes)) or not isinstance(right, Iterable):
+                raise PipelineError(f"{info.describe()}: the side input {stage.runtime_kwargs[0]!r} "
+                                    f"must be a dict or a collection of (key, value) pairs; got "
+                                    f"{type(right).__name__}", stage=info)
+        else:
+            pair = value if type(value) is tuple else walker.collect(value)  # a fork's: datasets kept
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                got = (f"{type(pair).__name__} of {len(pair)}" if isinstance(pair, (tuple, list))
+                       else type(pair).__name__)
+                raise PipelineError(f"{info.describe()}: needs two inputs (a fork of two branches, or "
+                                    f"side='<runtime kwarg>'); got {got}", stage=info)
+            left, right = pair
+        for side in (left, right):
+            if isinstance(side, (str, bytes)) or not (isinstance(side, Iterable) or
+                                                      _is_dataset(walker, side)):
+                raise PipelineError(f"{info.describe()}: each input must be a collection; got "
+                                    f"{type(side).__name__}", stage=info)
+        try:
+            return walker.two_inputs(self, left, right, info)
+        except PipelineError as exc:
+            raise _locate(exc, info) from None
+
+
+def _is_dataset(walker: Any, value: Any) -> bool:
+    check = getattr(walker, "is_dataset", None)
+    return bool(check and check(value))
+
+
+def sample_items(items: Iterable, fraction: float, seed: int | None) -> list:
+    """Return the elements kept by a Bernoulli draw of probability ``fraction`` each, in order, from
+    one ``random.Random(seed)`` stream over the whole input (the same sample for the same seed).
+
+    >>> sample_items(range(10), 0.5, 3) == sample_items(range(10), 0.5, 3)
+    True
+    """
+    draw = random.Random(seed).random
+    return [x for x in items if draw() < fraction]
+
+
+def zip_with_index_items(items: Iterable) -> list:
+    """Return ``(x, i)`` for the i-th element, counted from 0 in input order.
+
+    >>> zip_with_index_items("ab")
+    [('a', 0), ('b', 1)]
+    """
+    return list(zip(items, count()))
+
+
+class Sample(Whole):
+    """``sample(fraction, seed)``: each element kept with probability ``fraction`` (no replacement).
+
+    Serial and local: one seeded stream over the whole input, read where the input is (the caller's
+    process), so both give the same sample for the same seed whatever the chunks. Spark: its own
+    ``RDD.sample(False, fraction, seed)``, seeded per partition: the same for the same seed and
+    partitioning there, another sample than the serial and local executors'.
+    """
+
+    name = "sample"
+    takes_function = False
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        fraction, seed = stage.args
+        return walker.sampled(_collection(walker, value, info, self.name), fraction, seed)
+
+
+class ZipWithIndex(Whole):
+    """``zipWithIndex()``: ``(x, i)`` with ``i`` the element's position in the input, on every
+    executor (Spark's own ``RDD.zipWithIndex``, which counts each partition first)."""
+
+    name = "zipWithIndex"
+    takes_function = False
+
+    def apply(self, walker: Walker, stage: Any, value: Any, kwargs: dict, info: StageInfo) -> Any:
+        return walker.indexed(_collection(walker, value, info, self.name))
+
+
+def _collection(walker: Any, value: Any, info: StageInfo, op: str) -> Any:
+    """Return ``value`` if a whole-input operator can read it (a dict as its keys, as ``map``)."""
+    if _is_dataset(walker, value):
+        return value
+    if isinstance(value, dict):
+        return list(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise PipelineError(f"{info.describe()}: {op} needs a collection; got {type(value).__name__}",
+                            stage=info)
+    return value
+
+
+KEY_BY, MAP_PARTITIONS = KeyBy(), MapPartitions()
+SAMPLE, ZIP_WITH_INDEX = Sample(), ZipWithIndex()
+UNION = TwoInputs("union", union_items, keyed=False)
+JOIN = TwoInputs("join", join_pairs)
+LEFT_OUTER_JOIN = TwoInputs("leftOuterJoin", functools.partial(join_pairs, outer=True))
+COGROUP = TwoInputs("cogroup", cogroup_pairs)
+OPERATORS.update((op.name, op) for op in (KEY_BY, MAP_PARTITIONS, UNION, JOIN, LEFT_OUTER_JOIN, COGROUP,
+                                          SAMPLE, ZIP_WITH_INDEX))
+# == end of partitions and two inputs ================================================================
 
 
 def operator_named(name: str) -> Operator:
@@ -1396,6 +1731,8 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
+    if any(s.op.whole_partition for s in steps):  # mapPartitions
+        return _run_segments(steps, items, aggregate, acc)
     keyed = aggregate is not None and aggregate.op.keyed
     keys_rare = keyed and _keys_rare(aggregate.info)
     fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)

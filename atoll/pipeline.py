@@ -19,7 +19,9 @@ from typing import Any
 from atoll import operators as ops
 from atoll.errors import MissingKwargsError, PipelineError
 
-__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "RESERVED_KWARGS", "runs_on"]
+__all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "TWO_INPUTS", "WHOLE_NO_FUNCTION",
+           "RESERVED_KWARGS",
+           "runs_on"]
 
 #: element-wise operators: fused into one pass over a partition
 NARROW = tuple(op.name for op in ops.OPERATORS.values()
@@ -28,6 +30,11 @@ NARROW = tuple(op.name for op in ops.OPERATORS.values()
 AGGREGATE = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.Aggregate))
 #: operators whose branches each see the input (fork*) or one element of it (split*)
 BRANCHING = tuple(op.name for op in ops.OPERATORS.values() if op.branching)
+#: operators that take no function (zipWithIndex, sample) and do not branch or take two inputs
+WHOLE_NO_FUNCTION = tuple(op.name for op in ops.OPERATORS.values()
+                          if not op.takes_function and not isinstance(op, ops.TwoInputs))
+#: operators over two inputs (a fork's two results, or the input and a side input)
+TWO_INPUTS = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.TwoInputs))
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
 RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress"})
 
@@ -113,14 +120,20 @@ class Stage:
         """Return the name of the stage's function, or the branch names joined by ``|``."""
         if self.operator.branching:
             return "|".join(_branch_name(b) for b in self.branches)
-        if not self.operator.takes_function and self.func is None:
-            return ""
+        if isinstance(self.operator, ops.TwoInputs):  # what it combines: drawn in the graph
+            return f"input + side {self.runtime_kwargs[0]}" if self.runtime_kwargs else "2 inputs"
+        if not self.operator.takes_function and self.func is None:  # sample, count, ...: their
+            return ""  # arguments, if any, are in bound
         if isinstance(self.func, (ops.Selection, ops.Combiner)):  # the stage's parameters, shown
             return self.func.__qualname__
         return function_name(self.func)
 
     def describe(self) -> str:
         """Return e.g. ``map(tokenize, delimiter=',')``."""
+        if isinstance(self.operator, ops.TwoInputs):
+            return f"{self.op}(side={self.runtime_kwargs[0]!r})" if self.runtime_kwargs else f"{self.op}()"
+        if not self.operator.takes_function:
+            return f"{self.op}({', '.join(map(repr, self.args))})"
         bound = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
         bound += [f"{k}=<runtime>" for k in self.runtime_kwargs]
         named = [self.function] if self.function else []
@@ -424,6 +437,62 @@ class Pipeline:
     def splitMap(self, *branches: Callable | Pipeline | None) -> Pipeline:
         """Like ``split``, but a bare function branch is mapped over its element."""
         return self._branch(ops.SPLIT_MAP, branches)
+
+    # -- partitions and two inputs ---------------------------------------------------------
+
+    def keyBy(self, func: Callable | Pipeline, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also turns each element ``x`` into ``(func(x), x)``."""
+        return self._add(ops.KEY_BY, func, args, kwargs)
+
+    def mapPartitions(self, func: Callable, *args, **kwargs) -> Pipeline:
+        """Return a pipeline that also calls ``func`` once per partition with an iterator over its
+        elements; the elements of what it returns are the result."""
+        return self._add(ops.MAP_PARTITIONS, func, args, kwargs)
+
+    def sample(self, fraction: float, seed: int | None = None) -> Pipeline:
+        """Return a pipeline that also keeps each element with probability ``fraction`` (seeded by
+        ``seed``: the same sample for the same seed and input on one executor)."""
+        where = f"stage {len(self.stages)} sample"
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise PipelineError(f"{where}: fraction must be a number from 0 to 1; got {fraction!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise PipelineError(f"{where}: seed must be an int or None; got {seed!r}")
+        return Pipeline(self._name, self.stages + (Stage(ops.SAMPLE, args=(float(fraction), seed)),))
+
+    def zipWithIndex(self) -> Pipeline:
+        """Return a pipeline that also pairs each element with its position: ``(x, i)``, from 0."""
+        return Pipeline(self._name, self.stages + (Stage(ops.ZIP_WITH_INDEX),))
+
+    def _two(self, operator: ops.TwoInputs, side: str | None) -> Pipeline:
+        if side is None:
+            return Pipeline(self._name, self.stages + (Stage(operator),))
+        where = f"stage {len(self.stages)} {operator.name}"
+        if not isinstance(side, str) or not side.isidentifier():
+            raise PipelineError(f"{where}: side must name a runtime keyword argument (an identifier); "
+                                f"got {side!r}")
+        if side in RESERVED_KWARGS:
+            raise PipelineError(f"{where}: side {side!r} is a reserved name "
+                                f"({', '.join(sorted(RESERVED_KWARGS))})")
+        return Pipeline(self._name, self.stages + (Stage(operator, runtime_kwargs=(side,)),))
+
+    def union(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also concatenates two inputs: the two results of a ``fork`` before
+        it, or its input then the runtime keyword argument named ``side``."""
+        return self._two(ops.UNION, side)
+
+    def join(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also joins two keyed inputs: ``(k, (v, w))`` for each pair of
+        pairs with equal keys (the inputs as for ``union``)."""
+        return self._two(ops.JOIN, side)
+
+    def leftOuterJoin(self, side: str | None = None) -> Pipeline:
+        """Like ``join``, and ``(k, (v, None))`` for a left pair whose key the right input lacks."""
+        return self._two(ops.LEFT_OUTER_JOIN, side)
+
+    def cogroup(self, side: str | None = None) -> Pipeline:
+        """Return a pipeline that also groups two keyed inputs: ``(k, ([left values], [right
+        values]))`` for each key of either (the inputs as for ``union``)."""
+        return self._two(ops.COGROUP, side)
 
     # -- running -----------------------------------------------------------------------------
 

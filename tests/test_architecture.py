@@ -42,9 +42,11 @@ def test_every_operator_of_the_dsl_is_one_object():
     import pickle
 
     from atoll.operators import OPERATORS, Whole
-    from atoll.pipeline import AGGREGATE, BRANCHING, NARROW, Pipeline
+    from atoll.pipeline import AGGREGATE, BRANCHING, NARROW, TWO_INPUTS, WHOLE_NO_FUNCTION, Pipeline
 
-    assert list(OPERATORS) == [*NARROW, *AGGREGATE, "to", *BRANCHING]
+    # each operator in exactly one family (in any order: later families add to each)
+    families = [*NARROW, *AGGREGATE, "to", *BRANCHING, *TWO_INPUTS, *WHOLE_NO_FUNCTION]
+    assert sorted(OPERATORS) == sorted(families) and len(set(families)) == len(families)
     for name, op in OPERATORS.items():
         assert op.name == name and callable(getattr(Pipeline, name))
         assert pickle.loads(pickle.dumps(op)) is op

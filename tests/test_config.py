@@ -142,6 +142,7 @@ SAMPLES = {
     "pipeline_time_limits": {"wordcount": {"soft": 10, "hard": 20.5}, "other": {"hard": 5}},
     "spark_conf": {"spark.executor.memory": "512m", "spark.task.cpus": 1},
     "n_jobs": -2,
+    "datasets_storage_options": {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}},
 }
 
 

@@ -12,9 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = ["quickstart", "getting-started", "pipelines", "executors", "service", "jobs", "reliability",
-         "operating", "configuration", "deployment", "security", "limits", "http-semantics", "choosing",
-         "migrating", "api"]
+PAGES = ["quickstart", "getting-started", "pipelines", "operators", "executors", "service", "jobs",
+         "reliability", "operating", "configuration", "deployment", "security", "limits", "http-semantics",
+         "choosing", "migrating", "api"]
 
 
 def sphinx(builder: str, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -54,12 +54,12 @@ def test_api_reference_documents_the_public_names(html):
 
 
 def test_every_operator_has_a_checked_example():
-    from atoll.pipeline import AGGREGATE, BRANCHING, NARROW
+    from atoll.pipeline import AGGREGATE, BRANCHING, NARROW, TWO_INPUTS, WHOLE_NO_FUNCTION
 
     lines = [ln for page in ("pipelines.rst", "operators.rst")
              for ln in (DOCS / page).read_text(encoding="utf-8").splitlines()]
     examples = [ln for ln in lines if ln.strip().startswith((">>> ", "... "))]
-    for op in (*NARROW, *AGGREGATE, *BRANCHING, "to"):
+    for op in (*NARROW, *AGGREGATE, *BRANCHING, *TWO_INPUTS, *WHOLE_NO_FUNCTION, "to"):
         assert any(f".{op}(" in ln for ln in examples), f"no doctest example uses {op}"
 
 

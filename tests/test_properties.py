@@ -357,6 +357,61 @@ def test_compiled_pass_per_type_and_folded_on_across_chunks(data, stages, aggreg
     assert acc == run_steps(steps, data, agg)
 
 
+# -- partitions and two inputs: keyBy, mapPartitions, union, join, leftOuterJoin, cogroup ---------
+
+def model_two(op: str, left: list, right: list) -> list:
+    """Return what a two-input operator means, by nested loops over the two lists."""
+    if op == "union":
+        return left + right
+    if op in ("join", "leftOuterJoin"):
+        out = []
+        for k, v in left:
+            matches = [(k, (v, w)) for k2, w in right if k2 == k]
+            out += matches or ([(k, (v, None))] if op == "leftOuterJoin" else [])
+        return out
+    keys = list(dict.fromkeys([k for k, _ in left] + [k for k, _ in right]))
+    return [(k, ([v for k2, v in left if k2 == k], [w for k2, w in right if k2 == k])) for k in keys]
+
+
+pairs_lists = st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 4)), st.integers(-9, 9)), max_size=25)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(left=pairs_lists, right=pairs_lists, op=st.sampled_from(["union", "join", "leftOuterJoin", "cogroup"]),
+       side=st.booleans(), as_dict=st.booleans(), max_chunk=st.integers(1, 10))
+def test_two_inputs_agree_with_the_model(left, right, op, side, as_dict, max_chunk):
+    """A fork's two branches, or the input and a side input (a dict or pairs), joined alike serially,
+    on local workers and in the model (in the left input's order, then the right's)."""
+    if as_dict:
+        right = list(dict(right).items())
+    expected = model_two(op, left, right)
+    if side:
+        pipeline = getattr(Pipeline().map(lambda k, v: (k, v)), op)(side="other")
+        runs = [(left, {"other": dict(right) if as_dict else right})]
+    else:
+        tagged = [(0, p) for p in left] + [(1, p) for p in right]
+        branches = [Pipeline().filter(lambda t, side=side: t[0] == side).map(lambda tag, p: p)
+                    for side in (0, 1)]
+        pipeline = getattr(Pipeline().fork(*branches), op)()
+        runs = [(tagged, {})]
+    local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
+    for data, kwargs in runs:
+        assert pipeline.run(data, executor=SerialExecutor(), **kwargs) == expected
+        assert pipeline.run(data, executor=local_executor, **kwargs) == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.lists(st.integers(-20, 20), max_size=40), max_chunk=st.integers(1, 10))
+def test_key_by_and_map_partitions_agree_with_the_model(data, max_chunk):
+    """keyBy then an element-wise mapPartitions, fused with maps around them, on every partitioning."""
+    pipeline = (Pipeline().map(lambda x: x * 3).keyBy(lambda x: x % 5)
+                .mapPartitions(lambda it: ((k, v + 1) for k, v in it)).filter(lambda kv: kv[1] % 2 == 0))
+    expected = [(x * 3 % 5, x * 3 + 1) for x in data if (x * 3 + 1) % 2 == 0]
+    local_executor = LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0, max_chunk=max_chunk)
+    assert pipeline.run(data, executor=SerialExecutor()) == expected
+    assert pipeline.run(data, executor=local_executor) == expected
+
+
 # -- aggregates, sets, groups and order: each against its plain-Python meaning -----------------------
 
 def _stats(items: list) -> dict:

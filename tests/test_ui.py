@@ -514,3 +514,27 @@ def test_the_page_and_its_files_are_open_while_the_api_needs_the_token():
     assert client.get("/pipelines").status_code == 401
     listed = client.get("/pipelines", headers={"Authorization": f"Bearer {TOKEN}"}).get_json()
     assert listed["pipelines"][0]["graph"][0]["function"] == "abs"
+
+
+def test_the_datasets_list_shows_size_records_expiry_and_links_the_jobs(page, service_url):
+    uploaded = requests.post(f"{service_url}/datasets", data=b"1\n2\n3\n", timeout=10,
+                             headers={"Content-Type": "application/x-ndjson"}).json()
+    job_id = requests.post(f"{service_url}/pipelines/double", timeout=10, json={
+        "data": {"dataset": uploaded["dataset_id"]}, "async": True, "results_to": "dataset"}).json()["job_id"]
+
+    def written() -> str | None:
+        return requests.get(f"{service_url}/jobs/{job_id}", timeout=10).json()["results_dataset"]
+
+    results_id = eventually(written, 60, what="the job's results dataset")
+    source = page.locator(f"#dataset-list li[data-id='{uploaded['dataset_id']}']")
+    source.wait_for()
+    assert "3 records" in source.inner_text() and "6 B" in source.inner_text()
+    assert "expires" in source.inner_text()
+    reader = source.locator("a.job-link")
+    assert reader.get_attribute("href") == f"#/jobs/{job_id}"
+    results = page.locator(f"#dataset-list li[data-id='{results_id}']")
+    results.wait_for()
+    assert results.locator(".dataset-writer a").get_attribute("href") == f"#/jobs/{job_id}"
+    reader.click()
+    page.wait_for_function(f"location.hash === '#/jobs/{job_id}'")
+    assert page.errors == []

@@ -20,7 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from atoll.errors import PipelineError, StageInfo
-from atoll.operators import Aggregate, Step, identity
+from atoll.operators import Aggregate, Step, identity, sample_items, zip_with_index_items
 
 if TYPE_CHECKING:  # for the hints only: the description layer sits below this one
     from atoll.pipeline import Pipeline, Stage
@@ -124,6 +124,20 @@ class Executor(ABC):
         if isinstance(value, Iterator):
             return list(value)
         return value
+
+    # -- two inputs (union, join, leftOuterJoin, cogroup), sample, zipWithIndex -------------
+
+    def two_inputs(self, op: Any, left: Any, right: Any, info: StageInfo) -> Any:
+        """Return a two-input operator on ``left`` and ``right``, combined in this process."""
+        return op.combine(self.collect(left), self.collect(right))
+
+    def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
+        """Return ``sample(fraction, seed)``: one seeded stream over the input, in this process."""
+        return sample_items(self.collect(value), fraction, seed)
+
+    def indexed(self, value: Any) -> Any:
+        """Return ``zipWithIndex()``: each element with its position, counted in this process."""
+        return zip_with_index_items(self.collect(value))
 
     # -- the shared walk ---------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ runs; this module only decides where):
 * a fused run of element-wise stages is one ``mapPartitions`` running :func:`~atoll.operators.run_steps`;
 * ``reduceByKey`` combines inside each partition first, then ``RDD.reduceByKey`` merges across them;
 * ``reduce`` folds each partition, and the partials are merged in partition order (``RDD.reduce``);
-* a fork caches the RDD its branches read, and results stay RDDs until the pipeline's end.
+* a fork caches the RDD its branches read, and results stay RDDs until the pipeline's end;
+* ``union``, ``join``, ``leftOuterJoin`` and ``cogroup`` are ``RDD.union`` and the rest (a side input
+  is parallelized first); ``sample`` and ``zipWithIndex`` are ``RDD.sample`` and ``RDD.zipWithIndex``;
+  ``mapPartitions`` and ``keyBy`` run inside the fused ``mapPartitions``.
 
 A failing user function raises, on the driver, its original exception type with the stage, the item and
 the worker traceback: the worker pickles the :class:`~atoll.errors.StageFailure` into the message of the
@@ -60,7 +63,7 @@ from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageF
 from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
 from atoll.executors.wire import dumps_pass, loads_pass
-from atoll.operators import Step, merge_partials, run_steps
+from atoll.operators import Step, check_pairs, keyed_input, merge_partials, run_steps
 
 __all__ = ["SparkExecutor", "SparkUnavailableError", "spark_context", "stop_spark_context"]
 
@@ -267,6 +270,34 @@ def _parse_partition(parse, iterator: Iterable) -> Iterable:
         return parse(iterator)
     except PipelineError as exc:
         raise _encoded(exc) from None
+
+
+# -- two inputs: union, join, leftOuterJoin, cogroup as Spark's own -----------------------------
+
+def _checked_pairs(op_name: str, which: int, info: Any, iterator: Iterable) -> Iterable:
+    """Worker side: pass (key, value) pairs on, failing like the other executors on anything else."""
+    items = list(iterator)
+    try:
+        check_pairs(op_name, items, which)  # the same checks and messages as in one process
+    except PipelineError as exc:
+        exc.stage = info
+        exc.args = (f"{info.describe()}: {exc.message}",)
+        raise _encoded(exc) from None
+    return items
+
+
+def _positioned(index: int, iterator: Iterable) -> Iterable:
+    """Worker side: each pair's value tagged with where it stands (partition, position)."""
+    return ((k, ((index, i), v)) for i, (k, v) in enumerate(iterator))
+
+
+def _in_input_order(groups: tuple) -> tuple:
+    """``cogroup``'s values as lists in input order (Spark's shuffle gives them in its own)."""
+    return tuple([v for _, v in sorted(side, key=_position)] for side in groups)
+
+
+def _position(tagged: tuple) -> tuple:
+    return tagged[0]
 
 
 # -- a run's Spark jobs: progress and cancellation ---------------------------------------------
@@ -505,6 +536,32 @@ class SparkExecutor(Executor):
         if aggregate.op.keyed:
             return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
         return merge_partials(aggregate, self._action(combined.collect))
+
+    def two_inputs(self, op: Any, left: Any, right: Any, info: Any) -> Any:
+        """Run a two-input operator as Spark's own: ``RDD.union``, ``join``, ``leftOuterJoin``,
+        ``cogroup`` (each input checked for (key, value) pairs with hashable keys on the workers)."""
+        sides = [self._rdd(keyed_input(v) if isinstance(v, dict) else v) for v in (left, right)]
+        if op.name == "union":
+            return sides[0].union(sides[1])
+        left_rdd, right_rdd = (rdd.mapPartitions(partial(_checked_pairs, op.name, which, info),
+                                                 preservesPartitioning=True)
+                               for which, rdd in enumerate(sides))
+        if op.name == "join":
+            return left_rdd.join(right_rdd)
+        if op.name == "leftOuterJoin":
+            return left_rdd.leftOuterJoin(right_rdd)
+        # each key's values in input order, as on the other executors: tagged with their position
+        left_rdd, right_rdd = (rdd.mapPartitionsWithIndex(_positioned, preservesPartitioning=True)
+                               for rdd in (left_rdd, right_rdd))
+        return left_rdd.cogroup(right_rdd).mapValues(_in_input_order)
+
+    def sampled(self, value: Any, fraction: float, seed: int | None) -> Any:
+        """Return Spark's own ``RDD.sample(False, fraction, seed)`` (seeded per partition)."""
+        return self._rdd(value).sample(False, fraction, seed)
+
+    def indexed(self, value: Any) -> Any:
+        """Return Spark's own ``RDD.zipWithIndex()`` (indices in partition order: input order)."""
+        return self._rdd(value).zipWithIndex()
 
     def is_dataset(self, value: Any) -> bool:
         try:

@@ -30,6 +30,7 @@ from atoll.service.errors import RegistrationError, UnknownPipeline
 if TYPE_CHECKING:  # the web app's types: a worker builds a service without loading Flask
     from flask import Blueprint, Flask
 
+    from atoll.service.datasets.store import DatasetStore
     from atoll.service.http.run_request import RunRequest
     from atoll.service.jobs.system import JobSystem
 
@@ -141,6 +142,8 @@ class Atoll:
         #: the service's job system, built once per process on first use (see job_system)
         self._job_system: JobSystem | None = None
         self._job_system_lock = threading.Lock()
+        #: the dataset store, built on first use (see datasets)
+        self._datasets: DatasetStore | None = None
         logging.getLogger("atoll").setLevel(self.config.log_level)
 
     def __repr__(self) -> str:
@@ -221,7 +224,40 @@ class Atoll:
     def run_request(self, run: RunRequest) -> Any:
         """Run a request parsed by :meth:`RunRequest.parse
         <atoll.service.http.run_request.RunRequest.parse>`."""
-        return self.run_pipeline(run.pipeline, run.data, run.kwargs, checked=True)  # parse checked them
+        return self.run_pipeline(run.pipeline, self.resolve_data(run.data), run.kwargs,
+                                 checked=True)  # parse checked them
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def datasets(self) -> DatasetStore:
+        """Return the service's dataset store (``datasets_url``), built on first use in this process."""
+        if self._datasets is None:
+            with self._job_system_lock:
+                if self._datasets is None:
+                    from atoll.service.datasets.store import DatasetStore
+
+                    self._datasets = DatasetStore(self.config)
+        return self._datasets
+
+    def keep_results(self, results: Any, job_id: str | None = None, owner: str | None = None) -> Any:
+        """Store a run's ``results`` as a new JSON-lines dataset (one record per element of a list, the
+        value itself otherwise); return its ``Dataset`` (metadata)."""
+        from atoll.encoding import to_json
+
+        records = results if isinstance(results, list | tuple) else [results]
+        return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
+            records, lambda record: to_json(record, path="results").encode("utf-8"))
+
+    def resolve_data(self, data: Any) -> Any:
+        """Return a run's input: ``data`` itself, or what a ``{"dataset"|"files"|"url": ...}``
+        reference names, read lazily where the pipeline runs (DatasetNotFound, DataRefRefused)."""
+        from atoll.service.datasets.refs import is_ref, parse_ref, resolve
+
+        if not is_ref(data):
+            return data
+        ref = parse_ref(data, self.config)
+        assert ref is not None
+        return resolve(ref, self.datasets())
 
     # -- health ------------------------------------------------------------------------------
 
@@ -256,7 +292,18 @@ class Atoll:
 
         from atoll.service import request_ids
         from atoll.service.encoding import AtollJSONProvider
-        from atoll.service.http import auth, errors, health, jobs, metrics, openapi, pipelines, probes, ui
+        from atoll.service.http import (
+            auth,
+            datasets,
+            errors,
+            health,
+            jobs,
+            metrics,
+            openapi,
+            pipelines,
+            probes,
+            ui,
+        )
         from atoll.service.watchdog import CountRequests, Watchdog
 
         unknown = sorted(set(self.config.pipeline_time_limits) - set(self.pipelines))
@@ -287,7 +334,9 @@ class Atoll:
         app.wsgi_app = CountRequests(app.wsgi_app, watchdog)  # type: ignore[method-assign]
         for part in (metrics, request_ids, auth):  # each reads what it needs from app.extensions
             part.install(app)
-        own = [pipelines.blueprint, *([jobs.blueprint] if system is not None else []), health.blueprint,
+        app.config["ATOLL_SERVER"]["streamed"] = datasets.STREAMED  # bodies the web server streams
+        own = [pipelines.blueprint, *([jobs.blueprint] if system is not None else []), datasets.blueprint,
+               health.blueprint,
                probes.blueprint, openapi.blueprint, ui.blueprint]
         for blueprint in (*own, *self.blueprints):
             app.register_blueprint(blueprint)

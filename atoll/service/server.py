@@ -18,6 +18,11 @@ itself, so ``atoll serve`` is safe on its own:
   answer within that many seconds has its connection closed, and the thread is free again.
 - A body longer than the service's ``max_request_bytes`` is not read here: the request goes to a thread
   at once and the service answers 413 without reading it.
+- An upload (the app's ``ATOLL_SERVER["streamed"]`` methods and paths: ``POST /datasets``) goes to a
+  thread once its headers are in, and the app reads the body from the socket as it arrives, each read
+  within ``client_send_timeout``: datasets of any size pass without being held in memory. Such a
+  request holds a thread while its body arrives; put a buffering proxy in front when many slow
+  uploaders are expected.
 - A thread stuck in a synchronous call that the watchdog could not stop (a call blocked in C code, see
   ``atoll.service.watchdog``) is given up: the watchdog has answered its caller 504, a new thread
   takes its place and the process goes on serving the requests queued behind it. Only when
@@ -74,8 +79,11 @@ class ServerLimits:
     has them (``create_app`` puts the service's keys there), else the defaults below."""
 
     def __init__(self, header_timeout: float = 10.0, body_timeout: float = 60.0,
-                 send_timeout: float = 30.0, max_body: int = DEFAULT_MAX_BODY):
+                 send_timeout: float = 30.0, max_body: int = DEFAULT_MAX_BODY,
+                 streamed: tuple = ()):
         self.header_timeout = header_timeout
+        #: (method, path prefix) pairs whose bodies are streamed to the app, not buffered
+        self.streamed = tuple((m.encode("ascii"), p.encode("ascii")) for m, p in streamed)
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
         self.max_body = max_body
@@ -383,13 +391,27 @@ class BufferingWorker(base.Worker):
             if not conn.head_done and conn.buf.find(b"\r\n\r\n") >= 0:
                 conn.head_done = True
                 conn.deadline = time.monotonic() + self.limits.body_timeout
-            if expects and not conn.continued:
+                if self._streamed(conn.buf):  # an upload: the app reads its body as it arrives
+                    end, complete = 0, False
+            if end is None and expects and not conn.continued:
                 conn.continued = True
                 try:
                     conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 except OSError:
                     pass
-            return
+            if end is None:
+                return
+        self._hand_over(conn, end, complete)
+
+    def _streamed(self, buf: bytearray) -> bool:
+        """True when the request at the start of ``buf`` is one whose body the app streams (an upload)."""
+        method, _, rest = bytes(buf[:buf.find(b"\r\n")]).partition(b" ")
+        target = rest.split(b" ", 1)[0]
+        return any(method == m and target.startswith(p) for m, p in self.limits.streamed)
+
+    def _hand_over(self, conn: _Connection, end: int, complete: bool) -> None:
+        """Give ``conn``'s request to a thread: the first ``end`` bytes when complete, else all that is
+        buffered, the rest read from the socket by the thread."""
         self.selector.unregister(conn.sock)
         conn.state = _BUSY
         self.busy += 1
@@ -533,7 +555,7 @@ class BufferingWorker(base.Worker):
             parser = http.RequestParser(self.cfg, _Source(data, None if complete else conn.sock),
                                         conn.client)
             req = next(parser)
-            keep = self._handle(req, conn) and complete
+            keep = self._handle(req, conn, complete) and complete
             if keep:
                 while req.body.read(64 * 1024):  # what the app left unread, from memory
                     pass
@@ -552,9 +574,11 @@ class BufferingWorker(base.Worker):
             self.done.put((conn, keep))
             self._wake()
 
-    def _handle(self, req: Any, conn: _Connection) -> bool:
+    def _handle(self, req: Any, conn: _Connection, complete: bool = True) -> bool:
         """Serve one parsed request (gunicorn's threaded worker does the same); return True to keep
-        the connection open for another."""
+        the connection open for another. A request handed over before its body was all here (an
+        upload, or a body over the limit) is answered with ``Connection: close``: what the app left
+        unread is not drained, so the connection cannot carry another request."""
         environ: dict = {}
         resp = None
         try:
@@ -569,7 +593,7 @@ class BufferingWorker(base.Worker):
                     self.log.info("Autorestarting worker after current request.")
                     self.alive = False
                     self._wake()
-            if not self.alive or not self.cfg.keepalive:
+            if not self.alive or not self.cfg.keepalive or not complete:
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:

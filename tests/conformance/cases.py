@@ -76,7 +76,7 @@ class Case:
     message: str | None = None
     #: compare results as mappings (reduceByKey: key order is not guaranteed)
     as_mapping: bool = False
-    #: compare results as lists whose order is not guaranteed (distinct)
+    #: compare results as multisets (distinct's order and a join's are not guaranteed)
     unordered: bool = False
 
     def input(self) -> Any:
@@ -384,6 +384,92 @@ CASES: list[Case] = [
          stage="0", message="nothing to reduce"),
     Case("misuse-nested", P().fork(None, P().map(double)), 3, raises=PipelineError,
          stage="0/fork[1]/0", message="map needs a collection"),
+]
+
+# -- partitions and two inputs: keyBy, mapPartitions, union, join, leftOuterJoin, cogroup -----------
+
+def by_parity(x):
+    return (x % 2, x)
+
+
+def by_mod3(x):
+    return x % 3
+
+
+def doubled_partition(items):
+    return (x * 2 for x in items)
+
+
+def first_letter(word):
+    return word[:1] or None
+
+
+left_right = P().fork(P().map(by_parity), P().keyBy(by_mod3))
+users = [("u1", 3), ("u2", 5), ("u1", 7), (None, 1)]
+profiles = [("u1", "Ann"), ("u3", "Cy"), ("u1", "Al"), (None, "nobody")]
+
+CASES += [
+    Case("keyBy", P().keyBy(len), ["ab", "c", ""], [(2, "ab"), (1, "c"), (0, "")]),
+    Case("keyBy-tuple-whole", P().keyBy(len), [(1, 2), (3,)], [(2, (1, 2)), (1, (3,))]),
+    Case("keyBy-then-reduceByKey", P().keyBy(first_letter).mapValues(len).reduceByKey(add),
+         ["ab", "a", "b", ""], [("a", 3), ("b", 1), (None, 0)], as_mapping=True),
+    Case("keyBy-empty", P().keyBy(len), [], []),
+    Case("keyBy-fails", P().keyBy(len), ["a", 3], raises=TypeError, stage="0", item=3, failure=True),
+    Case("mapPartitions", P().map(inc).mapPartitions(doubled_partition).filter(is_even), [1, 2, 3],
+         [4, 6, 8]),
+    Case("mapPartitions-lambda-generator", P().mapPartitions(lambda it: (x + 1 for x in it)),
+         gen([1, 2, 3]), [2, 3, 4]),
+    Case("mapPartitions-empty", P().mapPartitions(doubled_partition), [], []),
+    Case("mapPartitions-then-reduce", P().mapPartitions(doubled_partition).reduce(add), [1, 2, 3], 12),
+    Case("mapPartitions-fails", P().mapPartitions(lambda it: [1 / 0 for _ in it]), [1, 2],
+         raises=ZeroDivisionError, stage="0", failure=True),
+    Case("union-fork", P().fork(P().map(double), P().filter(is_even)).union(), [1, 2, 3, 4],
+         [2, 4, 6, 8, 2, 4]),
+    Case("union-side", P().map(inc).union(side="more"), [1, 2], [2, 3, 7], kwargs={"more": [7]}),
+    Case("union-empty", P().fork(None, None).union(), [], []),
+    Case("join-fork", left_right.join(), range(4),
+         [(0, (0, 0)), (0, (0, 3)), (1, (1, 1)), (0, (2, 0)), (0, (2, 3)), (1, (3, 1))], unordered=True),
+    Case("join-duplicate-keys-both-sides", P().split(None, None).join(), (users, profiles),
+         [("u1", (3, "Ann")), ("u1", (3, "Al")), ("u1", (7, "Ann")), ("u1", (7, "Al")),
+          (None, (1, "nobody"))], unordered=True),
+    Case("join-side-dict", P().join(side="names"), [("a", 1), ("b", 2), ("a", 3)],
+         [("a", (1, "A")), ("a", (3, "A"))], kwargs={"names": {"a": "A", "c": "C"}}, unordered=True),
+    Case("join-one-element", P().join(side="names"), [("a", 1)], [("a", (1, "A"))],
+         kwargs={"names": [("a", "A")]}),
+    Case("join-empty", P().fork(None, None).join(), [], []),
+    Case("join-empty-side", P().join(side="names"), [("a", 1)], [], kwargs={"names": []}),
+    Case("leftOuterJoin", P().split(None, None).leftOuterJoin(), (users, profiles),
+         [("u1", (3, "Ann")), ("u1", (3, "Al")), ("u2", (5, None)), ("u1", (7, "Ann")),
+          ("u1", (7, "Al")), (None, (1, "nobody"))], unordered=True),
+    Case("leftOuterJoin-side-empty", P().leftOuterJoin(side="names"), [("a", 1)], [("a", (1, None))],
+         kwargs={"names": {}}),
+    Case("cogroup", P().split(None, None).cogroup(), (users, profiles),
+         [("u1", ([3, 7], ["Ann", "Al"])), ("u2", ([5], [])), (None, ([1], ["nobody"])),
+          ("u3", ([], ["Cy"]))], unordered=True),
+    Case("cogroup-side", P().keyBy(by_mod3).cogroup(side="extra"), [0, 1, 3],
+         [(0, ([0, 3], ["zero"])), (1, ([1], [])), (2, ([], ["two"]))],
+         kwargs={"extra": {0: "zero", 2: "two"}},
+         unordered=True),
+    Case("misuse-join-unhashable-left", P().split(None, None).join(), ([([1], 2)], [("a", 1)]),
+         raises=PipelineError, stage="1", message="join needs hashable keys; the left input has key list"),
+    Case("misuse-join-unhashable-side", P().join(side="names"), [("a", 1)], raises=PipelineError,
+         stage="0", message="the right input has key list", kwargs={"names": [([1], 2)]}),
+    Case("misuse-cogroup-not-pairs", P().fork(None, None).cogroup(), [1], raises=PipelineError,
+         stage="1", message="cogroup needs (key, value) pairs or a dict as its"),
+    Case("misuse-join-one-input", P().join(), [("a", 1)], raises=PipelineError, stage="0",
+         message="needs two inputs"),
+    Case("zipWithIndex", P().filter(is_even).zipWithIndex(), range(7), [(0, 0), (2, 1), (4, 2), (6, 3)]),
+    Case("zipWithIndex-generator", P().zipWithIndex(), gen("abc"), [("a", 0), ("b", 1), ("c", 2)]),
+    Case("zipWithIndex-empty", P().zipWithIndex(), [], []),
+    Case("zipWithIndex-one", P().map(double).zipWithIndex(), [5], [(10, 0)]),
+    Case("zipWithIndex-dict-keys", P().zipWithIndex(), {"k": 1, "j": 2}, [("k", 0), ("j", 1)]),
+    Case("sample-none", P().sample(0.0, 3), range(20), []),
+    Case("sample-all", P().map(inc).sample(1.0, 3), range(5), [1, 2, 3, 4, 5]),
+    Case("sample-empty", P().sample(0.5, 3), [], []),
+    Case("misuse-zipWithIndex-not-collection", P().zipWithIndex(), 5, raises=PipelineError, stage="0",
+         message="zipWithIndex needs a collection"),
+    Case("misuse-join-side-missing", P().join(side="names"), [("a", 1)], raises=KeyError,
+         message="names"),
 ]
 
 

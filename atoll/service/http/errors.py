@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from atoll.encoding import EncodingError, to_json
 from atoll.errors import PipelineError, StageFailure
+from atoll.service.datasets import errors as datasets
 from atoll.service.errors import UnknownPipeline
 from atoll.service.jobs import errors as jobs
 from atoll.service.jobs.model import ErrorBody, shorten_paths
@@ -46,6 +47,17 @@ STATUSES: dict[type[Exception], tuple[int, str, dict[str, str]]] = {
     jobs.BrokerUnavailable: (503, "BrokerUnavailable", {}),
     jobs.JobStoreUnavailable: (503, "ResultStoreUnavailable", {}),
     jobs.AsyncUnavailable: (503, "AsyncUnavailable", {}),
+    datasets.DatasetNotFound: (404, "DatasetNotFound", {}),
+    datasets.UploadNotFound: (404, "UploadNotFound", {}),
+    datasets.DatasetEmpty: (422, "EmptyDataset", {}),
+    datasets.DatasetInvalid: (422, "InvalidDataset", {}),
+    datasets.DatasetTooLarge: (413, "DatasetTooLarge", {}),
+    datasets.DatasetQuotaExceeded: (507, "DatasetQuotaExceeded", {}),
+    datasets.DatasetInUse: (409, "DatasetInUse", {}),
+    datasets.UploadConflict: (409, "UploadOffsetMismatch", {}),
+    datasets.DatasetFormatUnsupported: (415, "UnsupportedMediaType", {}),
+    datasets.DataRefRefused: (400, "DataRefRefused", {}),
+    datasets.DatasetStoreUnavailable: (503, "DatasetStoreUnavailable", {}),
 }
 
 #: the ``name`` given to Werkzeug's HTTP errors, by status
@@ -57,6 +69,7 @@ _HTTP_NAMES = {
     405: "MethodNotAllowed",
     413: "RequestTooLarge",
     415: "UnsupportedMediaType",
+    416: "RangeNotSatisfiable",
     500: "InternalServerError",
     503: "ServiceUnavailable",
 }

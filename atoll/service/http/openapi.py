@@ -83,7 +83,10 @@ _SCHEMAS: dict[str, Any] = {
     "GraphStage": {
         "type": "object",
         "description": "One stage of a pipeline's graph; fork, forkMap, split and splitMap list each "
-                       "branch's own stages in branches (empty for every other operator).",
+                       "branch's own stages in branches (empty for every other operator). union, join, "
+                       "leftOuterJoin and cogroup combine two inputs: the two results of the fork before "
+                       "them (function '2 inputs'), or their input and a side input, the runtime kwarg in "
+                       "kwargs (function 'input + side <name>').",
         "required": ["operator", "function", "bound", "kwargs", "branches"],
         "properties": {
             "operator": {"type": "string", "enum": sorted(OPERATORS),
@@ -116,6 +119,38 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_SCHEMAS["Dataset"] = {
+    "type": "object",
+    "description": "A stored dataset: one record a line, uncompressed.",
+    "required": ["dataset_id", "format", "bytes", "records", "sha256", "created_at", "expires_at"],
+    "properties": {
+        "dataset_id": {"type": "string", "description": "32 hex digits, sorting by creation time"},
+        "format": {"enum": ["jsonl", "text"], "description": "JSON lines or text lines"},
+        "bytes": {"type": "integer", "description": "bytes stored (decompressed)"},
+        "records": {"type": "integer"},
+        "sha256": {"type": "string", "description": "of the stored bytes (GET .../data answers them)"},
+        "created_at": {"type": "string"},
+        "expires_at": {"type": "string", "description": "created_at + dataset_expires"},
+        "owner": {"type": ["string", "null"]},
+        "job_id": {"type": ["string", "null"], "description": "the job whose results it holds"},
+        "name": {"type": ["string", "null"]},
+        "jobs": {"type": "array", "items": {"type": "string"}, "description": "jobs that read it"},
+    },
+    "additionalProperties": True,
+}
+_SCHEMAS["Upload"] = {
+    "type": "object",
+    "description": "A resumable upload under way.",
+    "required": ["upload_id", "format", "gzip", "offset", "upload_url"],
+    "properties": {
+        "upload_id": {"type": "string"}, "format": {"enum": ["jsonl", "text", "json"]},
+        "gzip": {"type": "boolean"}, "offset": {"type": "integer", "description": "bytes received"},
+        "created_at": {"type": "string"}, "expires_at": {"type": "string"},
+        "owner": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+        "upload_url": {"type": "string", "description": "where PATCH sends the next part"},
+    },
+    "additionalProperties": True,
+}
 _SCHEMAS.update(openapi_schemas())  # the job model's components come from its dataclasses
 
 _COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid")}
@@ -147,6 +182,8 @@ def _request_body(kwargs: tuple[str, ...]) -> dict:
                          "description": "URL that gets the results as a POST (makes the call "
                                         "asynchronous: 202); null = no callback"},
             "async": {"type": "boolean", "description": "true: queue a job and answer 202"},
+            "results_to": {"enum": ["dataset", None], "description": '"dataset": store the results as '
+                           "a new dataset; the answer (results_dataset) or the job record carries its id"},
         },
         "additionalProperties": False,
     }
@@ -171,11 +208,16 @@ def _pipeline_path(registered: Any) -> dict:
                                            "created (202, same job_id) instead of queueing another; the "
                                            "same key with another body is refused (422)"}],
             "responses": {
-                "200": _json(_ref("Results"), "The pipeline ran; its results"),
+                "200": _json({"oneOf": [_ref("Results"), {
+                    "type": "object", "required": ["results_dataset", "dataset"],
+                    "properties": {"results_dataset": {"type": "string"}, "dataset": _ref("Dataset")}}]},
+                    "The pipeline ran; its results, or the dataset holding them (results_to)"),
                 "202": {**_json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
                         "headers": _RETRY_AFTER},
-                "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, or data "
-                              "nested deeper than max_json_depth"),
+                "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, data "
+                              "nested deeper than max_json_depth, or a data reference refused "
+                              '({"dataset"|"files"|"url": ...} outside what is allowed)'),
+                "404": _error("A dataset named in data does not exist"),
                 **_COMMON_ERRORS,
                 "413": _error("The body is larger than max_request_bytes"),
                 "415": _error("The body is not JSON"),
@@ -283,6 +325,7 @@ def build_spec(service: Any) -> dict:
             **_COMMON_ERRORS, "404": job_404, "503": store_down,
         },
     }}
+    paths.update(_dataset_paths())
     paths["/health"] = {"get": {
         "operationId": "health", "summary": "Service, broker, job store and worker status",
         "tags": ["service"],
@@ -345,6 +388,126 @@ def build_spec(service: Any) -> dict:
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         spec["security"] = [{"bearer": []}]
     return spec
+
+
+def _dataset_paths() -> dict[str, Any]:
+    """Return the paths of ``/datasets`` (see :mod:`atoll.service.http.datasets`)."""
+    dataset_id = {"name": "dataset_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    upload_id = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    missing = _error("No such dataset (never stored here, deleted or expired)")
+    no_upload = _error("No such upload (never started, completed, aborted or expired)")
+    store_down = _unavailable("The dataset store is unavailable")
+    lines = {"schema": {"type": "string"}}
+    body_answers = {
+        "201": {**_json(_ref("Dataset"), "Stored"),
+                "headers": {"Location": {"schema": {"type": "string"}}}},
+        **_COMMON_ERRORS,
+        "404": no_upload,
+        "413": _error("Larger than dataset_max_bytes, sent or decompressed"),
+        "415": _error("A Content-Type or Content-Encoding that is not a dataset format"),
+        "422": _error("A record that is not what the format says (its line or element named), "
+                      "broken or truncated gzip, or no record at all; nothing was kept"),
+        "503": store_down,
+        "507": _error("The store's quota (datasets_max_total_bytes) would be exceeded"),
+    }
+    return {
+        "/datasets": {
+            "get": {
+                "operationId": "list_datasets", "summary": "Datasets, newest first", "tags": ["datasets"],
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                "maximum": LIST_LIMIT_MAX,
+                                                                "default": LIST_LIMIT_DEFAULT}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "the next of the previous page"}],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["datasets", "next"], "properties": {
+                        "datasets": {"type": "array", "items": _ref("Dataset")},
+                        "next": {"type": ["string", "null"]}}}, "A page of datasets"),
+                    "400": _error("A bad limit or cursor"), **_COMMON_ERRORS, "503": store_down},
+            },
+            "post": {
+                "operationId": "upload_dataset",
+                "summary": "Upload a dataset: JSON lines, text lines or a JSON array, maybe gzip",
+                "description": "The body is streamed and checked as it arrives; it is bounded by "
+                               "dataset_max_bytes, not max_request_bytes.",
+                "tags": ["datasets"],
+                "parameters": [
+                    {"name": "Content-Encoding", "in": "header", "schema": {"enum": ["identity", "gzip"]}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {
+                    "application/x-ndjson": lines, "application/jsonl": lines, "text/plain": lines,
+                    "application/json": {"schema": {"type": "array"}}}},
+                "responses": {k: v for k, v in body_answers.items() if k != "404"},
+            },
+        },
+        "/datasets/{dataset_id}": {
+            "get": {
+                "operationId": "get_dataset", "summary": "A dataset's metadata and the jobs that read it",
+                "tags": ["datasets"], "parameters": [dataset_id],
+                "responses": {"200": _json(_ref("Dataset"), "The dataset"), **_COMMON_ERRORS,
+                              "404": missing, "503": store_down},
+            },
+            "delete": {
+                "operationId": "delete_dataset", "summary": "Delete a dataset", "tags": ["datasets"],
+                "parameters": [dataset_id],
+                "responses": {"204": {"description": "Deleted"}, **_COMMON_ERRORS, "404": missing,
+                              "409": _error("A queued or running job reads it"), "503": store_down},
+            },
+        },
+        "/datasets/{dataset_id}/data": {"get": {
+            "operationId": "get_dataset_data", "summary": "The dataset's records, streamed; Range supported",
+            "tags": ["datasets"],
+            "parameters": [dataset_id, {"name": "Range", "in": "header", "schema": {"type": "string"},
+                                        "description": "bytes=first-last (one range)"}],
+            "responses": {
+                "200": {"description": "The records, one a line",
+                        "content": {"application/x-ndjson": lines, "text/plain": lines}},
+                "206": {"description": "The part of the records asked for",
+                        "content": {"application/x-ndjson": lines, "text/plain": lines}},
+                **_COMMON_ERRORS, "404": missing,
+                "416": _error("The range is outside the dataset"), "503": store_down},
+        }},
+        "/datasets/uploads": {"post": {
+            "operationId": "start_upload", "summary": "Start a resumable upload", "tags": ["datasets"],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"format": {"enum": ["jsonl", "text", "json"]},
+                                                 "gzip": {"type": "boolean"},
+                                                 "name": {"type": "string"}}}}}},
+            "responses": {"201": _json(_ref("Upload"), "Started; PATCH its upload_url with parts"),
+                          "400": _error("A bad format or gzip"), **_COMMON_ERRORS, "503": store_down},
+        }},
+        "/datasets/uploads/{upload_id}": {
+            "get": {
+                "operationId": "get_upload", "summary": "A resumable upload and its offset",
+                "tags": ["datasets"], "parameters": [upload_id],
+                "responses": {"200": {**_json(_ref("Upload"), "The upload"), "headers": {
+                    "Upload-Offset": {"schema": {"type": "integer"}}}}, **_COMMON_ERRORS, "404": no_upload},
+            },
+            "patch": {
+                "operationId": "append_upload", "summary": "Send the part starting at Upload-Offset",
+                "tags": ["datasets"],
+                "parameters": [upload_id, {"name": "Upload-Offset", "in": "header", "required": True,
+                                           "schema": {"type": "integer", "minimum": 0}}],
+                "requestBody": {"required": True, "content": {
+                    "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"204": {"description": "Stored; Upload-Offset is the new offset"},
+                              "400": _error("No Upload-Offset"), **_COMMON_ERRORS, "404": no_upload,
+                              "409": _error("The part does not start at the upload's offset"),
+                              "413": _error("Larger than dataset_max_bytes"), "503": store_down},
+            },
+            "delete": {
+                "operationId": "abort_upload", "summary": "Abandon an upload, removing its parts",
+                "tags": ["datasets"], "parameters": [upload_id],
+                "responses": {"204": {"description": "Removed"}, **_COMMON_ERRORS, "404": no_upload},
+            },
+        },
+        "/datasets/uploads/{upload_id}/complete": {"post": {
+            "operationId": "complete_upload", "summary": "Check the whole upload and store it as a dataset",
+            "tags": ["datasets"], "parameters": [upload_id], "responses": body_answers,
+        }},
+    }
 
 
 @blueprint.get("/openapi.json")

@@ -18,6 +18,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from atoll.encoding import EncodingError, find_surrogate, to_json
 from atoll.errors import PipelineError
+from atoll.service.datasets.errors import DatasetError
+from atoll.service.datasets.refs import parse_ref
 from atoll.service.http import jobs
 from atoll.service.http.errors import ApiError, error_response, exposes_tracebacks
 from atoll.service.http.run_request import RunRequest, json_type
@@ -124,8 +126,15 @@ def run(name: str) -> Response:
     body, raw = _parse_body()
     run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth, raw)
     g.atoll_mode = "async" if run_request.is_job else "sync"  # for the metrics
+    ref = parse_ref(run_request.data, service.config)  # data by reference: checked here, read where it runs
+    reads = ref.dataset_ids if ref is not None else ()
+    for dataset_id in reads:  # 404 now for an unknown (or another caller's) dataset
+        service.datasets().get(dataset_id, getattr(g, "caller", None))
     if run_request.is_job:
-        return jobs.submit_response(run_request, body)
+        response = jobs.submit_response(run_request, body)
+        for dataset_id in reads:  # the job reads them: DELETE answers 409 while it is queued or running
+            service.datasets().add_use(dataset_id, response.get_json()["job_id"])
+        return response
     limit = sync_time_limit(service.config, name)
     try:
         if limit is None:
@@ -135,13 +144,16 @@ def run(name: str) -> Response:
                 name, limit, request.environ, lambda: service.run_request(run_request))
     except SyncTimeLimitExceeded:
         return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
-    except PipelineError:
-        raise  # 422 / 500 by the error handlers, with stage and item
+    except (PipelineError, DatasetError):
+        raise  # 422 / 500 by the error handlers, with stage and item; a refused data reference
     except Exception as exc:  # the executor itself failed: say what, keep serving
         log.exception("pipeline %r failed outside its stages", name)
         error = ErrorBody.from_exception(exc, pipeline=name, expose=exposes_tracebacks())
         error.message = f"pipeline {name!r} failed: {exc}"
         return error_response(500, **error.public(exposes_tracebacks()))
+    if run_request.results_to == "dataset":
+        dataset = service.keep_results(results, owner=getattr(getattr(g, "caller", None), "name", None))
+        return current_app.json.response({"results_dataset": dataset.dataset_id, "dataset": dataset.public()})
     try:
         text = '{"results":' + to_json(results, path="results") + "}"
     except EncodingError as exc:

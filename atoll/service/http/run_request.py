@@ -20,7 +20,7 @@ from atoll.service.jobs.model import JobMessage
 __all__ = ["RunRequest", "BODY_FIELDS", "json_type"]
 
 #: the fields a ``POST /pipelines/<name>`` body may carry
-BODY_FIELDS = ("data", "kwargs", "callback", "async")
+BODY_FIELDS = ("data", "kwargs", "callback", "async", "results_to")
 _BODY_FIELDS = frozenset(BODY_FIELDS)
 _MAX_URL = 2048
 #: characters no URL of an HTTP request line may hold as they are (RFC 3986; http.client refuses them)
@@ -36,6 +36,8 @@ class RunRequest:
     kwargs: dict
     callback: str | None = None
     run_async: bool = False
+    #: ``dataset`` to store the results as a new dataset (the answer or the job carries its id)
+    results_to: str | None = None
 
     @property
     def is_job(self) -> bool:
@@ -44,7 +46,7 @@ class RunRequest:
 
     def job_message(self) -> JobMessage:
         """Return the task message that queues this request as a job."""
-        return JobMessage(self.pipeline, self.data, self.kwargs, self.callback)
+        return JobMessage(self.pipeline, self.data, self.kwargs, self.callback, results_to=self.results_to)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], pipeline: Any, name: str,
@@ -82,11 +84,15 @@ class RunRequest:
         if not isinstance(run_async, bool):
             raise ApiError(400, "InvalidRequest", f'"async" must be true or false, got a '
                                                       f"{json_type(run_async)}")
+        results_to = body.get("results_to")
+        if results_to not in (None, "dataset"):
+            raise ApiError(400, "InvalidRequest", f'"results_to" must be "dataset" or null, got '
+                                                  f"{str(results_to)[:80]!r}")
         if max_depth is not None:
             _check_depth(body["data"], "data", max_depth)
             for key, value in kwargs.items():
                 _check_depth(value, f"kwargs.{key}", max_depth)
-        return cls(name, body["data"], kwargs, callback, run_async)
+        return cls(name, body["data"], kwargs, callback, run_async, results_to)
 
 
 def json_type(value: Any) -> str:

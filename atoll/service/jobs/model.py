@@ -378,6 +378,9 @@ class Job:
     results_url: str | None = _field("where GET answers the results when they are larger than "
                                      "inline_results_max_bytes; null otherwise",
                                      {"type": ["string", "null"]}, default=None)
+    results_dataset: str | None = _field("the id of the dataset holding the results, for a job run with "
+                                         '"results_to": "dataset"; null otherwise',
+                                         {"type": ["string", "null"]}, default=None)
     callback: CallbackState | None = _field(
         "the callback's delivery, or null without a callback URL",
         _nullable({"$ref": "#/components/schemas/CallbackState"}), default=None)
@@ -452,10 +455,14 @@ class Job:
         return record
 
     def callback_payload(self, expose: bool) -> dict:
-        """Return what the callback POSTs: job_id, pipeline, status, results (or results_url) and error."""
-        return {"job_id": self.job_id, "pipeline": self.pipeline, "status": self.status.value,
-                "results": self.results, "results_url": self.results_url,
-                "error": self.error.public(expose) if self.error is not None else None}
+        """Return what the callback POSTs: job_id, pipeline, status, results (or results_url) and error;
+        results_dataset too for a job whose results were stored as a dataset."""
+        payload = {"job_id": self.job_id, "pipeline": self.pipeline, "status": self.status.value,
+                   "results": self.results, "results_url": self.results_url,
+                   "error": self.error.public(expose) if self.error is not None else None}
+        if self.results_dataset is not None:  # only for "results_to": "dataset"
+            payload["results_dataset"] = self.results_dataset
+        return payload
 
     def failure_text(self) -> str:
         """Return one line saying why the job failed (a failing stage's message names the stage,
@@ -528,6 +535,8 @@ class JobMessage:
     kwargs: dict = field(default_factory=dict)
     callback: str | None = None
     submitted_at: str | None = None
+    #: "dataset": store the results as a new dataset; None: in the record (or aside)
+    results_to: str | None = None
 
     #: the layout this version writes and reads
     VERSION = 1
@@ -535,11 +544,14 @@ class JobMessage:
     VERSION_HEADER = "atoll_message_version"
     #: the positional arguments of version 1, their names in errors and the types they may have
     _FIELDS = (("name", (str,)), ("data", None), ("kwargs", (dict, type(None))),
-               ("callback", (str, type(None))), ("submitted_at", (str, type(None))))
+               ("callback", (str, type(None))), ("submitted_at", (str, type(None))),
+               ("results_to", (str, type(None))))
 
     def task_args(self) -> tuple:
         """Return the task's positional arguments."""
-        return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at)
+        if self.results_to is None:  # the five arguments earlier workers read
+            return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at)
+        return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at, self.results_to)
 
     def headers(self) -> dict[str, Any]:
         """Return the message headers that go with the arguments (the version)."""
@@ -571,8 +583,9 @@ class JobMessage:
     @classmethod
     def trusted(cls, args: tuple | list) -> JobMessage:
         """Return the message of task ``args`` that :meth:`from_task` (the worker's guard) accepted."""
-        pipeline, data, kwargs, callback, submitted_at = (*args, *(None,) * (len(cls._FIELDS) - len(args)))
-        return cls(pipeline, data, kwargs or {}, callback, submitted_at)
+        pipeline, data, kwargs, callback, submitted_at, results_to = (
+            *args, *(None,) * (len(cls._FIELDS) - len(args)))
+        return cls(pipeline, data, kwargs or {}, callback, submitted_at, results_to)
 
     @classmethod
     def job_of(cls, job_id: str, args: tuple | list, request_id: str | None) -> Job:
@@ -609,9 +622,9 @@ def openapi_schemas() -> dict[str, dict]:
     error = _object_schema(ErrorBody, "An error: what failed, and where in the pipeline.",
                            required=["name", "message"])
     error["additionalProperties"] = True
-    payload_fields = ("job_id", "pipeline", "status", "results", "results_url", "error")
+    payload_fields = ("job_id", "pipeline", "status", "results", "results_url", "results_dataset", "error")
     payload = {"type": "object", "description": "What a callback POSTs when the job finished.",
-               "required": list(payload_fields),
+               "required": [name for name in payload_fields if name != "results_dataset"],
                "properties": {name: job["properties"][name] for name in payload_fields}}
     return {
         "Job": job,

@@ -292,6 +292,12 @@ class RecordCleanup(bootsteps.StartStopStep):
             app.backend.cleanup()
         except Exception as exc:
             log.warning("could not remove expired job records: %s: %s", type(exc).__name__, exc)
+        sweep = getattr(getattr(app, "atoll_context", None), "sweep", None)
+        if sweep is not None:
+            try:
+                sweep()
+            except Exception as exc:
+                log.warning("could not remove expired datasets: %s: %s", type(exc).__name__, exc)
 
 
 def create_celery(service: Any) -> Celery:
@@ -301,6 +307,9 @@ def create_celery(service: Any) -> Celery:
     app.conf.update(celery_settings(config))
     app.steps["worker"].add(RecordCleanup)
     _register_tasks(app, config, service.run_pipeline)
+    app.atoll_context.resolve = service.resolve_data
+    app.atoll_context.sweep = lambda: service.datasets().sweep()
+    app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
     return app
 
 
@@ -362,7 +371,7 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 progress.using(progress.RunControl(on_progress=running.progress,
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
-                return jsonable(context.run(job.pipeline, data, kwargs)), None
+                return jsonable(context.run(job.pipeline, context.resolve(data), kwargs)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
                 if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
                     log.exception("job %s: pipeline %r failed", job.job_id, job.pipeline)
@@ -389,6 +398,12 @@ class JobContext:
     store: JobStore
     deliver: Any
     run: Callable[[str, Any, dict], Any]
+    #: a run's input from its data: a dataset, file or URL reference read where the job runs
+    resolve: Callable[[Any], Any] = lambda data: data
+    #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
+    sweep: Callable[[], Any] | None = None
+    #: stores a job's results as a new dataset (results, job id); returns the dataset's id
+    keep_results: Callable[[Any, str], str] | None = None
 
 
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
@@ -432,6 +447,9 @@ def _finished_job(job: Job, results: Any, error: BaseException | None, context: 
         soft, _ = time_limits(config, job.pipeline or "")
         job.fail(ErrorBody.from_exception(error, pipeline=job.pipeline, time_limit=soft,
                                           expose=config.expose_tracebacks))
+        return None
+    if job.results_dataset is not None:
+        job.succeed(None)
         return None
     text = to_json(results, path="results")
     if len(text) > config.inline_results_max_bytes and job.status_url:
@@ -717,6 +735,12 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         job.start()
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        if error is None and message.results_to == "dataset":
+            try:  # the results become a dataset; the record carries its id
+                job.results_dataset, results = context.keep_results(results, job.job_id), None
+            except Exception as exc:  # the store refused them (too large, full, down): the job fails
+                log.error("job %s: could not store its results as a dataset: %s", job_id, exc)
+                error = exc
         aside = None
         try:
             aside = _finished_job(job, results, error, context)

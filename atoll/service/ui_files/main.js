@@ -3,6 +3,7 @@
 // graph.js (pipelines drawn), pipelines.js, jobs.js (the list), job.js (one job), health.js.
 
 import { api, askToken, readListing } from "./api.js";
+import { refreshDatasets } from "./datasets.js";
 import { refreshHealth } from "./health.js";
 import { cancelJob, fetchJob, followed, jobStamp, renderJob } from "./job.js";
 import { moreJobs, refreshJobs, renderJobFilters, renderJobList, restartJobs } from "./jobs.js";
@@ -53,7 +54,7 @@ async function tick() {
   document.body.setAttribute("aria-busy", "true");
   try {
     const ids = followed();
-    await Promise.all([refreshJobs(), ...ids.map(fetchJob)]);
+    await Promise.all([refreshJobs(), refreshDatasets(), ...ids.map(fetchJob)]);
   } finally {
     ticking = false;
     document.body.removeAttribute("aria-busy");
