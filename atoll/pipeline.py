@@ -32,7 +32,7 @@ AGGREGATE = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops
 BRANCHING = tuple(op.name for op in ops.OPERATORS.values() if op.branching)
 #: operators that take no function (zipWithIndex, sample) and do not branch or take two inputs
 WHOLE_NO_FUNCTION = tuple(op.name for op in ops.OPERATORS.values()
-                          if not op.takes_function and not isinstance(op, ops.TwoInputs))
+                          if not op.takes_function and not isinstance(op, ops.TwoInputs | ops.Aggregate))
 #: operators over two inputs (a fork's two results, or the input and a side input)
 TWO_INPUTS = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.TwoInputs))
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
