@@ -1099,8 +1099,17 @@ class GroupByKey(CombineByKey):
     """``groupByKey()``: ``[(key, [its values in input order]), ...]`` (Dask bag's ``groupby`` with
     the key taken from pairs; ``foldby`` is ``aggregateByKey``). Memory: every value, once."""
 
+    def start(self) -> list[str]:
+        return ["acc = defaultdict(list)"]  # as a hand-written group: one lookup and an append
+
     def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
-        return ["k, v = x", "try:", "    acc[k].append(v)", "except KeyError:", "    acc[k] = [v]"]
+        return ["k, v = x", "acc[k].append(v)"]
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> dict:
+        return defaultdict(list, super().partition(step, items, acc))
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        return list(self.combined(step, partials).items())
 
 
 class CountByKey(CombineByKey):
