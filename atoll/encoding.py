@@ -29,7 +29,8 @@ from typing import Any
 
 from atoll.errors import AtollError
 
-__all__ = ["EncodingError", "jsonable", "to_json", "refuse_constant", "find_surrogate", "json_depth"]
+__all__ = ["EncodingError", "Counts", "jsonable", "to_json", "refuse_constant", "find_surrogate",
+           "json_depth"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEQUENCES = (list, tuple, deque)
@@ -44,6 +45,21 @@ class EncodingError(AtollError, TypeError):
                          f"numbers, booleans, None (or tuples, sets, NumPy values, dates, decimals)")
         self.path = path
         self.type_name = type_name
+
+
+class Counts(dict):
+    """A dict of counts (``countByValue``'s and ``countByKey``'s result): in Python a plain dict
+    ``{element: count}``; as JSON a list of ``[element, count]`` pairs, so that keys that are not
+    strings (numbers, ``None``, tuples) keep their type.
+
+    >>> to_json(Counts({"a": 2, None: 1, (1, 2): 1}))
+    '[["a",2],[null,1],[[1,2],1]]'
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (Counts, (dict(self),))
 
 
 class _Unencodable(Exception):
@@ -128,6 +144,9 @@ def jsonable(obj: Any, path: str = "results") -> Any:
         return obj
     if isinstance(obj, int | float):
         return _number(float(obj) if isinstance(obj, float) else int(obj))
+    if type(obj) is Counts:
+        return [[jsonable(k, f"{path}[{i}][0]"), jsonable(v, f"{path}[{i}][1]")]
+                for i, (k, v) in enumerate(obj.items())]
     if isinstance(obj, Mapping):
         return {_key(k, _child(path, k)): jsonable(v, _child(path, k)) for k, v in obj.items()}
     if isinstance(obj, _SEQUENCES):
@@ -172,6 +191,8 @@ def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
     """
     dumps_kwargs.setdefault("separators", (",", ":"))
     dumps_kwargs.setdefault("ensure_ascii", False)
+    if _holds_counts(obj):
+        obj = jsonable(obj, path)
     if orjson is not None and dumps_kwargs == _COMPACT:
         try:
             return orjson.dumps(obj, default=_default, option=_ORJSON_OPTIONS).decode()
@@ -181,6 +202,14 @@ def to_json(obj: Any, path: str = "results", **dumps_kwargs: Any) -> str:
     if not text.isascii() and _SURROGATE.search(text):
         text = _dumps(obj, path, {**dumps_kwargs, "ensure_ascii": True})
     return text
+
+
+def _holds_counts(obj: Any) -> bool:
+    """Return True when ``obj`` is :class:`Counts`, or a list or tuple with one among its items (a
+    fork's results, a nested pipeline's per element): the encoders would write them as objects."""
+    if type(obj) is Counts:
+        return True
+    return isinstance(obj, _SEQUENCES) and any(type(x) is Counts for x in obj)
 
 
 def _dumps(obj: Any, path: str, dumps_kwargs: dict) -> str:

@@ -13,7 +13,9 @@ operator's :meth:`Operator.partition`, to name the stage and element that failed
 
 from __future__ import annotations
 
+import copy
 import functools
+import heapq
 import logging
 import operator
 import random
@@ -21,17 +23,24 @@ import time
 import traceback
 import types
 from abc import ABC, abstractmethod
+from collections import _count_elements as count_elements
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import chain, count, starmap
 from typing import Any, NamedTuple, Protocol
 
 from atoll import capture
+from atoll.encoding import Counts
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
 __all__ = [
     "EMPTY", "Operator", "Aggregate", "Whole", "Branching", "Walker", "OPERATORS", "operator_named",
     "MAP", "FLAT_MAP", "FILTER", "MAP_VALUES", "FLAT_MAP_VALUES", "REDUCE", "REDUCE_BY_KEY", "TO", "FORK",
-    "FORK_MAP", "SPLIT", "SPLIT_MAP", "Step", "ElementFailed",
+    "FORK_MAP", "SPLIT", "SPLIT_MAP", "COUNT", "SUM", "MIN", "MAX", "MEAN", "STATS",
+    "COUNT_BY_VALUE", "DISTINCT", "SORT_BY", "SORT_BY_KEY", "TOP", "TAKE_ORDERED", "TAKE", "FIRST",
+    "COMBINE_BY_KEY", "AGGREGATE_BY_KEY", "FOLD_BY_KEY", "GROUP_BY_KEY", "COUNT_BY_KEY", "Selection",
+    "Combiner", "Zero", "identity", "first_of", "one", "plus_one", "listed", "appended", "extended",
+    "Step", "ElementFailed",
     "map_partition", "flat_map_partition", "filter_partition", "map_values_partition",
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
@@ -44,6 +53,11 @@ __all__ = [
 
 
 logger = logging.getLogger(__name__)
+
+
+def identity(x: Any) -> Any:
+    """Return ``x``: the function of a ``None`` stage."""
+    return x
 
 
 class _Empty:
@@ -296,7 +310,8 @@ class Operator(ABC):
     makes: str | None = "mixed"
     #: its function takes a tuple element spread into arguments (``f(*x)``)
     spreads = False
-    #: it takes a function (``sample``, ``zipWithIndex`` and the two-input operators take none)
+    #: it takes a function (``sample``, ``zipWithIndex``, the two-input operators, ``count()``,
+    #: ``countByValue()`` and the other aggregates with no function of the user's take none)
     takes_function = True
     #: its function takes a whole partition (``mapPartitions``): the pass runs it between loops
     whole_partition = False
@@ -464,6 +479,10 @@ class Aggregate(Operator):
     #: inner loop takes it in a loop of its own, so the main loop does not test for it each time
     peels = False
 
+    def prelude(self) -> list[str]:
+        """Return the lines a pass runs before its loop, whether or not it was given a partial."""
+        return []
+
     @abstractmethod
     def start(self) -> list[str]:
         """Return the lines that start the accumulator ``acc`` when the pass was given none
@@ -563,6 +582,565 @@ class ReduceByKey(Aggregate):
         return iter(partial.items())
 
 
+class _NoFunction(Aggregate):
+    """An aggregate that takes no function of the user's (``count``, ``countByValue``, ...)."""
+
+    needs_function = False
+    takes_function = False
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        present = [p for p in partials if p is not EMPTY]
+        if not present:
+            return EMPTY
+        return functools.reduce(self.combine_two, present)
+
+    def combine_two(self, a: Any, b: Any) -> Any:
+        """Return two partial results combined (``a`` may be changed in place)."""
+        return a + b
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        return self.finish(self.combined(step, partials))
+
+    def finish(self, partial: Any) -> Any:
+        """Return the stage's result from the partial result of the whole input."""
+        return partial
+
+    def rows(self, partial: Any) -> Iterable:
+        return [partial]
+
+
+class Count(_NoFunction):
+    """``count()``: the number of elements."""
+
+    name = "count"
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> int:
+        return (0 if acc is EMPTY else acc) + len(items)
+
+    def start(self) -> list[str]:
+        return ["acc = 0"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["acc += 1"]
+
+    def finish(self, partial: Any) -> int:
+        return 0 if partial is EMPTY else partial
+
+
+class Sum(_NoFunction):
+    """``sum()``: the sum of the elements (0 for an empty input, as in PySpark)."""
+
+    name = "sum"
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
+        try:
+            return sum(items, 0 if acc is EMPTY else acc)
+        except TypeError as exc:
+            bad = next((x for x in items if not isinstance(x, (int, float, complex))), NO_ITEM)
+            raise ElementFailed(exc, bad) from exc
+
+    def start(self) -> list[str]:
+        return ["acc = 0"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["acc = acc + x"]
+
+    def finish(self, partial: Any) -> Any:
+        return 0 if partial is EMPTY else partial
+
+
+class _Extreme(_NoFunction):
+    """``min()`` / ``max()``: the smallest / largest element (an error naming the stage when the
+    input is empty, as PySpark's ``min`` raises); of equal elements, the first is kept."""
+
+    peels = True
+
+    def __init__(self, name: str, beats: str, pick: Callable):
+        self.name = name
+        self.beats = beats  # "<" for min, ">" for max
+        self.pick = pick
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
+        try:
+            best = self.pick(items) if len(items) else EMPTY
+        except TypeError as exc:
+            raise ElementFailed(exc, NO_ITEM) from exc
+        if acc is EMPTY or best is EMPTY:
+            return acc if best is EMPTY else best
+        return self.combine_two(acc, best)
+
+    def start(self) -> list[str]:
+        return []
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        if started:
+            return [f"if x {self.beats} acc:", "    acc = x"]
+        return ["if acc is EMPTY:", "    acc = x", f"elif x {self.beats} acc:", "    acc = x"]
+
+    def combine_two(self, a: Any, b: Any) -> Any:
+        return b if (b < a if self.beats == "<" else b > a) else a
+
+    def finish(self, partial: Any) -> Any:
+        if partial is EMPTY:
+            raise PipelineError(f"{self.name} of an empty input")
+        return partial
+
+    def __reduce__(self):
+        return (operator_named, (self.name,))
+
+
+class Stats(_NoFunction):
+    """``stats()``: count, mean, stdev (of the population, as PySpark's), min and max in one pass.
+
+    The partial result is ``[n, mean, m2, min, max]`` (Welford's update per element, Chan's merge of
+    two partials), so the variance does not lose precision as a sum of squares would.
+    """
+
+    name = "stats"
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> Any:
+        it = iter(items)
+        try:
+            for x in it:
+                acc = self._one(acc, x)
+        except TypeError as exc:
+            raise ElementFailed(exc, _failed_item(items, it)) from exc
+        return acc
+
+    @staticmethod
+    def one(acc: Any, x: Any) -> list:
+        if acc is EMPTY:
+            return [1, x + 0.0, 0.0, x, x]
+        n = acc[0] + 1
+        delta = x - acc[1]
+        mean = acc[1] + delta / n
+        acc[0], acc[1], acc[2] = n, mean, acc[2] + delta * (x - mean)
+        if x < acc[3]:
+            acc[3] = x
+        if x > acc[4]:
+            acc[4] = x
+        return acc
+
+    def start(self) -> list[str]:
+        return []
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        first = ["acc = [1, x + 0.0, 0.0, x, x]"]
+        update = ["n_, mean_, m2_, lo_, hi_ = acc", "n_ += 1", "delta_ = x - mean_",
+                  "mean_ += delta_ / n_", "m2_ += delta_ * (x - mean_)",
+                  "if x < lo_:", "    lo_ = x", "if x > hi_:", "    hi_ = x",
+                  "acc[0] = n_; acc[1] = mean_; acc[2] = m2_; acc[3] = lo_; acc[4] = hi_"]
+        if started:
+            return update
+        return ["if acc is EMPTY:", *["    " + line for line in first], "else:",
+                *["    " + line for line in update]]
+
+    def combine_two(self, a: list, b: list) -> list:
+        n = a[0] + b[0]
+        delta = b[1] - a[1]
+        mean = a[1] + delta * b[0] / n
+        m2 = a[2] + b[2] + delta * delta * a[0] * b[0] / n
+        return [n, mean, m2, min(a[3], b[3]), max(a[4], b[4])]
+
+    def finish(self, partial: Any) -> dict:
+        if partial is EMPTY:
+            return {"count": 0, "mean": None, "stdev": None, "min": None, "max": None}
+        n, mean, m2, lo, hi = partial
+        return {"count": n, "mean": mean, "stdev": (m2 / n) ** 0.5, "min": lo, "max": hi}
+
+
+class Mean(Stats):
+    """``mean()``: the arithmetic mean of the elements (an error naming the stage when empty)."""
+
+    name = "mean"
+
+    def finish(self, partial: Any) -> float:
+        if partial is EMPTY:
+            raise PipelineError("mean of an empty input")
+        return partial[1]
+
+
+class CountByValue(_NoFunction):
+    """``countByValue()``: a dict ``{element: how many times it occurs}`` (PySpark's
+    ``countByValue``, Dask bag's ``frequencies``), in order of first occurrence on the serial executor.
+
+    Counted in C (``collections.Counter``'s counting loop): a fused pass collects the elements its
+    stages make into a buffer of at most 65536 and counts the buffer at once; when its last stage is a
+    ``flatMap``, each element's iterable is counted as it is made, with no buffer. Its memory is one
+    entry per distinct element. Over HTTP the dict is sent as a list of ``[element, count]`` pairs.
+    """
+
+    name = "countByValue"
+    batched = True
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> dict:
+        acc = {} if acc is EMPTY else dict(acc)
+        try:
+            count_elements(acc, items)
+        except TypeError as exc:
+            _raise_unhashable(self.name, items, exc)
+        return acc
+
+    def start(self) -> list[str]:
+        return ["acc = {}"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["acc[x] = acc.get(x, 0) + 1"]
+
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        return [f"count_elements(acc, {expr})"]
+
+    def close(self) -> list[str]:
+        return []
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        it = iter(partials)
+        return merge_by_key(operator.add, it, into=next(it, {}))
+
+    def finish(self, partial: Any) -> dict:
+        return Counts() if partial is EMPTY else Counts(partial)
+
+
+class Distinct(_NoFunction):
+    """``distinct()``: each element once, as a list in no guaranteed order (as PySpark's).
+
+    A partial result is a partition's set of elements, taken in C (``set.update``); the sets of the
+    partitions are merged. Its memory is one entry per distinct element, in the process that merges.
+    """
+
+    name = "distinct"
+    batched = True
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> set:
+        acc = set() if acc is EMPTY else set(acc)
+        try:
+            acc.update(items)
+        except TypeError as exc:
+            _raise_unhashable(self.name, items, exc)
+        return acc
+
+    def start(self) -> list[str]:
+        return ["acc = set()"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["acc.add(x)"]
+
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        return [f"acc.update({expr})"]
+
+    def close(self) -> list[str]:
+        return []
+
+    def combine_two(self, a: set, b: set) -> set:
+        a |= b
+        return a
+
+    def finish(self, partial: Any) -> list:
+        return [] if partial is EMPTY else list(partial)
+
+
+class Selection:
+    """The parameters of a selection or order stage (``sortBy``, ``top``, ``takeOrdered``, ``take``):
+    how many elements (``n``, None: all), the key function (None: the elements themselves) and the
+    direction. It is the stage's function, called as the key."""
+
+    __slots__ = ("n", "key", "reverse", "__qualname__")
+
+    def __init__(self, n: int | None, key: Callable | None, reverse: bool, shown: str):
+        self.n, self.key, self.reverse = n, key, reverse
+        self.__qualname__ = shown
+
+    def __call__(self, x: Any) -> Any:
+        return x if self.key is None else self.key(x)
+
+    def __reduce__(self):
+        return (Selection, (self.n, self.key, self.reverse, self.__qualname__))
+
+
+class _Ordered(_NoFunction):
+    """A list-valued aggregate over a :class:`Selection`: partials are lists, closed at the end of
+    each pass (sorted, or cut to the ``n`` that matter)."""
+
+    takes_function = True
+    batched = True
+
+    def start(self) -> list[str]:
+        return ["acc = []"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["acc.append(x)"]
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> list:
+        acc = [] if acc is EMPTY else list(acc)
+        acc.extend(items)
+        try:
+            return self.closed(step.func, acc)
+        except TypeError as exc:
+            raise ElementFailed(exc, NO_ITEM) from exc
+
+    def closed(self, sel: Selection, acc: list) -> list:
+        """Return the list ``acc`` closed as a pass closes it."""
+        namespace = {"acc": acc, "fa": sel, "nlargest": heapq.nlargest, "nsmallest": heapq.nsmallest}
+        exec("\n".join(self.close()), namespace)  # the very lines a compiled pass ends with
+        return namespace["acc"]
+
+    def finish(self, partial: Any) -> list:
+        return [] if partial is EMPTY else partial
+
+
+class SortBy(_Ordered):
+    """``sortBy(key, ascending)``: the elements sorted by ``key(x)`` (the elements themselves when
+    None). The sort is stable: elements with equal keys keep their input order, on every executor.
+
+    Each partition's pass ends with its run sorted (``list.sort``); the sorted runs are merged with
+    ``heapq.merge`` in the process that asks for the result. Memory: the whole input, once, there.
+    """
+
+    name = "sortBy"
+
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        return [f"acc.extend({expr})"]
+
+    def close(self) -> list[str]:
+        return ["acc.sort(key=fa.key, reverse=fa.reverse)"]
+
+    def combine_two(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError  # merged all at once, below
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        runs = [p for p in partials if p is not EMPTY]
+        if len(runs) <= 1:
+            return runs[0] if runs else EMPTY
+        sel = step.func
+        return list(heapq.merge(*runs, key=sel.key, reverse=sel.reverse))
+
+
+class SortByKey(SortBy):
+    """``sortByKey(ascending)``: (key, value) pairs sorted by key, stably."""
+
+    name = "sortByKey"
+    pairs = True
+
+
+class Top(_Ordered):
+    """``top(n, key)``: the ``n`` largest elements, largest first (``takeOrdered``: the ``n``
+    smallest, smallest first); of equal elements, the first met comes first. Memory: ``n`` elements
+    per partition, plus a buffer of at most 65536 in a pass."""
+
+    name = "top"
+
+    def __init__(self, name: str = "top", pick: str = "nlargest"):
+        self.name = name
+        self.pick = pick
+
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        if many:  # a whole batch: chosen from at once, never copied
+            return [f"acc[:] = {self.pick}(fa.n, chain(acc, {expr}), key=fa.key)"]
+        return [f"acc.extend({expr})", "if len(acc) > 65535:",
+                f"    acc[:] = {self.pick}(fa.n, acc, key=fa.key)"]
+
+    def close(self) -> list[str]:
+        return [f"acc[:] = {self.pick}(fa.n, acc, key=fa.key)"]
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        present = [p for p in partials if p is not EMPTY]
+        if not present:
+            return EMPTY
+        sel = step.func
+        pick = heapq.nlargest if self.pick == "nlargest" else heapq.nsmallest
+        return pick(sel.n, chain.from_iterable(present), key=sel.key)
+
+
+class Take(_Ordered):
+    """``take(n)``: the first ``n`` elements, in input order (``first()``: the first element, an
+    error naming the stage when there is none). The pass reads its whole input."""
+
+    name = "take"
+
+    def __init__(self, name: str = "take"):
+        self.name = name
+
+    def absorb(self, expr: str, many: bool = False) -> list[str]:
+        return ["if len(acc) < fa.n:", f"    acc.extend({expr})"]
+
+    def close(self) -> list[str]:
+        return ["del acc[fa.n:]"]
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        out: list = []
+        for p in partials:
+            if p is not EMPTY and len(out) < step.func.n:
+                out.extend(p)
+        del out[step.func.n:]
+        return out
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        result = self.combined(step, partials)
+        if self.name == "first":
+            if not result:
+                raise PipelineError("first of an empty input")
+            return result[0]
+        return result
+
+
+class Combiner:
+    """The functions of a keyed fold (``combineByKey``, ``aggregateByKey``, ``foldByKey``,
+    ``groupByKey``, ``countByKey``): make a key's first combiner from a value, fold a value into a
+    combiner, merge two combiners. It is the stage's function (called, it merges two combiners)."""
+
+    __slots__ = ("create", "merge_value", "merge_combiners", "__qualname__")
+
+    def __init__(self, create: Callable, merge_value: Callable, merge_combiners: Callable, shown: str):
+        self.create, self.merge_value, self.merge_combiners = create, merge_value, merge_combiners
+        self.__qualname__ = shown
+
+    def __call__(self, a: Any, b: Any) -> Any:
+        return self.merge_combiners(a, b)
+
+    def __reduce__(self):
+        return (Combiner, (self.create, self.merge_value, self.merge_combiners, self.__qualname__))
+
+
+class Zero:
+    """``aggregateByKey``'s first combiner of a key: a fresh copy of the zero value folded with the
+    key's first value (a copy per key, as PySpark: a mutable zero is never shared)."""
+
+    __slots__ = ("zero", "seq")
+
+    def __init__(self, zero: Any, seq: Callable):
+        self.zero, self.seq = zero, seq
+
+    def __call__(self, v: Any) -> Any:
+        return self.seq(copy.deepcopy(self.zero), v)
+
+
+def first_of(pair: Any) -> Any:
+    """Return a pair's key (``sortByKey``'s key)."""
+    return pair[0]
+
+
+def one(v: Any) -> int:
+    return 1
+
+
+def plus_one(c: int, v: Any) -> int:
+    return c + 1
+
+
+def listed(v: Any) -> list:
+    return [v]
+
+
+def appended(c: list, v: Any) -> list:
+    c.append(v)
+    return c
+
+
+def extended(a: list, b: list) -> list:
+    a.extend(b)
+    return a
+
+
+class CombineByKey(Aggregate):
+    """``combineByKey(create, merge_value, merge_combiners)`` and the keyed folds made of it:
+    ``aggregateByKey(zero, seq, comb)``, ``foldByKey(zero, f)``, ``groupByKey()`` (each key's values
+    in a list, in input order) and ``countByKey()`` (a dict ``{key: number of pairs}``, as PySpark's).
+    Partials are dicts of combiners, one per key; memory is one combiner per distinct key (for
+    ``groupByKey``, every value)."""
+
+    keyed = False
+    pairs = True
+    needs_function = False
+
+    def __init__(self, name: str, as_dict: bool = False):
+        self.name = name
+        self.as_dict = as_dict
+
+    def prelude(self) -> list[str]:
+        return ["create_ = fa.create", "merge_ = fa.merge_value"]
+
+    def start(self) -> list[str]:
+        return ["acc = {}"]
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["k, v = x", "if k in acc:", "    acc[k] = merge_(acc[k], v)", "else:",
+                "    acc[k] = create_(v)"]
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> dict:
+        acc = {} if acc is EMPTY else dict(acc)
+        comb = step.func
+        it = iter(items)
+        try:
+            for k, v in it:
+                acc[k] = comb.merge_value(acc[k], v) if k in acc else comb.create(v)
+        except Exception as exc:
+            item = _failed_item(items, it)
+            if _not_a_pair(item):
+                raise _pair_error(self.name, item) from None
+            if item is not NO_ITEM and isinstance(exc, TypeError) and not _hashable(item[0]):
+                raise PipelineError(f"{self.name} needs hashable keys; got {type(item[0]).__name__} "
+                                    f"{item[0]!r}", item=item) from None
+            raise ElementFailed(exc, item) from exc
+        return acc
+
+    def combined(self, step: Step, partials: Iterable) -> Any:
+        it = iter(partials)
+        return merge_by_key(step.func.merge_combiners, it, into=next(it, {}))
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        merged = self.combined(step, partials)
+        return Counts(merged) if self.as_dict else list(merged.items())
+
+    def rows(self, partial: Any) -> Iterable:
+        return [partial]
+
+
+class GroupByKey(CombineByKey):
+    """``groupByKey()``: ``[(key, [its values in input order]), ...]`` (Dask bag's ``groupby`` with
+    the key taken from pairs; ``foldby`` is ``aggregateByKey``). Memory: every value, once."""
+
+    def start(self) -> list[str]:
+        return ["acc = defaultdict(list)"]  # as a hand-written group: one lookup and an append
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["k, v = x", "acc[k].append(v)"]
+
+    def partition(self, step: Step, items, acc: Any = EMPTY) -> dict:
+        return defaultdict(list, super().partition(step, items, acc))
+
+    def merge(self, step: Step, partials: Iterable) -> Any:
+        return list(self.combined(step, partials).items())
+
+
+class CountByKey(CombineByKey):
+    """``countByKey()``: a dict ``{key: how many pairs have it}``."""
+
+    def fold(self, add: bool, started: bool = False, keys_rare: bool = True) -> list[str]:
+        return ["k, v = x", "acc[k] = acc.get(k, 0) + 1"]
+
+
+def _raise_unhashable(op: str, items, exc: BaseException) -> None:
+    bad = next((x for x in items if not _hashable(x)), NO_ITEM)
+    if bad is not NO_ITEM:
+        raise PipelineError(f"{op} needs hashable elements; got {type(bad).__name__} {bad!r}",
+                            item=bad) from None
+    raise ElementFailed(exc, NO_ITEM) from exc
+
+
+def _add_counts(acc: dict, part: dict) -> None:
+    """Add the counts of ``part`` into ``acc``."""
+    for k, n in part.items():
+        acc[k] = acc.get(k, 0) + n
+
+
+def _hashable(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
 class Walker(Protocol):
     """What a :class:`Whole` operator asks of the interpreter that applies it (an executor)."""
 
@@ -654,13 +1232,22 @@ class Split(Branching):
 
 MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES = Map(), FlatMap(), Filter(), MapValues(), FlatMapValues()
 REDUCE, REDUCE_BY_KEY, TO = Reduce(), ReduceByKey(), To()
+COUNT, SUM, STATS, MEAN, COUNT_BY_VALUE = Count(), Sum(), Stats(), Mean(), CountByValue()
+MIN, MAX = _Extreme("min", "<", min), _Extreme("max", ">", max)
+DISTINCT, SORT_BY, SORT_BY_KEY = Distinct(), SortBy(), SortByKey()
+TOP, TAKE_ORDERED = Top("top", "nlargest"), Top("takeOrdered", "nsmallest")
+TAKE, FIRST = Take(), Take("first")
+COMBINE_BY_KEY, AGGREGATE_BY_KEY, FOLD_BY_KEY = (CombineByKey("combineByKey"), CombineByKey("aggregateByKey"),
+                                                 CombineByKey("foldByKey"))
+GROUP_BY_KEY, COUNT_BY_KEY = GroupByKey("groupByKey"), CountByKey("countByKey", as_dict=True)
 FORK, FORK_MAP = Fork("fork", TO), Fork("forkMap", MAP)
 SPLIT, SPLIT_MAP = Split("split", TO), Split("splitMap", MAP)
 
 #: the operators, by their DSL names
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
     MAP, FLAT_MAP, FILTER, MAP_VALUES, FLAT_MAP_VALUES, REDUCE, REDUCE_BY_KEY, TO, FORK, FORK_MAP, SPLIT,
-    SPLIT_MAP)}
+    SPLIT_MAP, COUNT, SUM, MIN, MAX, MEAN, STATS, COUNT_BY_VALUE, DISTINCT, SORT_BY, SORT_BY_KEY, TOP,
+    TAKE_ORDERED, TAKE, FIRST, COMBINE_BY_KEY, AGGREGATE_BY_KEY, FOLD_BY_KEY, GROUP_BY_KEY, COUNT_BY_KEY)}
 
 
 # == partitions and two inputs: keyBy, mapPartitions, union, join, leftOuterJoin, cogroup ==========
@@ -1067,6 +1654,9 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
         lines += ["    out = []", "    append = out.append", "    for x in items:", *folded(["append(x)"]),
                   "    return out"]
         return "\n".join(lines)
+    lines += ["    " + line for line in aggregate.op.prelude()]
+    if getattr(aggregate.op, "batched", False):
+        return "\n".join(lines + _batched_lines(aggregate.op, body, steps, spreads))
     op, add, start = aggregate.op, aggregate.func is operator.add, aggregate.op.start()
     lines += ["    if acc is EMPTY:", *["        " + line for line in start]] if start else []
     if op.peels and body(2)[1] == 2:  # no inner loop: the first element is folded in a loop of its own
@@ -1078,6 +1668,41 @@ def pass_source(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
         lines += ["    for x in items:", *folded(op.fold(add, keys_rare=keys_rare))]
     lines.append("    return acc")
     return "\n".join(lines)
+
+
+def _batched_lines(op: Aggregate, body: Callable[[int], tuple[list[str], int]], steps: list[Step],
+                   spreads: list[str]) -> list[str]:
+    """Return the loop of a pass whose aggregate takes elements many at a time, in C (``countByValue``
+    counts them with ``collections.Counter``'s loop, ``distinct`` adds them to a set, ...): the
+    elements go to a buffer taken every 65536 of them, or, when the last stage opens a loop over an
+    iterable (a ``flatMap``), that iterable is taken whole where the loop would be, and with no stage
+    at all the input is taken whole."""
+    inner, depth = body(2)
+    last = inner[-1].strip() if inner else ""
+    lines = ["    if acc is EMPTY:", *["        " + line for line in op.start()]]
+    if not inner:
+        return [*lines, *["    " + line for line in [*op.absorb("items", True), *op.close()]],
+                "    return acc"]
+    if op is COUNT_BY_VALUE and len(steps) == 1 and steps[0].op is FLAT_MAP and spreads[0] in ("no", "try"):
+        # W3's flatMap(str.split).countByValue(): no Python loop at all, the parts counted as ``map``
+        # makes them. A method of str refuses a tuple with a TypeError before doing anything: then the
+        # counts made so far are dropped and the loop below spreads the tuples.
+        fast = ["    part = {}", "    count_elements(part, chain.from_iterable(map(f0, items)))",
+                "    if acc:", "        add_counts(acc, part)", "    else:", "        acc = part",
+                "    return acc"]
+        if spreads[0] == "no":
+            return lines + fast
+        lines += ["    try:", *["    " + line for line in fast], "    except TypeError:", "        pass"]
+    if depth > 2 and last.startswith("for x in ") and last.endswith(":"):
+        indent = inner[-1][:len(inner[-1]) - len(inner[-1].lstrip())]
+        inner[-1:] = [indent + line for line in op.absorb(last[len("for x in "):-1])]
+        return lines + ["    for x in items:", *inner, *["    " + line for line in op.close()],
+                        "    return acc"]
+    return lines + ["    out = []", "    append = out.append", "    for x in items:",
+                    "        if len(out) > 65535:",
+                    *["            " + line for line in op.absorb("out", True)],
+                    "            out.clear()", *inner, "    " * depth + "append(x)",
+                    *["    " + line for line in [*op.absorb("out", True), *op.close()]], "    return acc"]
 
 
 def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed",
@@ -1095,7 +1720,10 @@ def compiled_pass(steps: list[Step], aggregate: Step | None, kind: str = "mixed"
                                            aggregate.op.keyed and keys_rare))
     found = _compiled.get(key)
     if found is None:
-        namespace: dict[str, Any] = {"EMPTY": EMPTY}
+        namespace: dict[str, Any] = {"EMPTY": EMPTY, "count_elements": count_elements,
+                                     "nlargest": heapq.nlargest, "nsmallest": heapq.nsmallest,
+                                     "identity": identity, "defaultdict": defaultdict, "chain": chain,
+                                     "add_counts": _add_counts}
         exec(compile(pass_source(steps, aggregate, kind, keys_rare), "<atoll fused pass>", "exec"),
              namespace)
         found = _compiled[key] = namespace["fused_pass"]

@@ -13,6 +13,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import add as ops_add
 from typing import Any
 
 from atoll import operators as ops
@@ -31,7 +32,7 @@ AGGREGATE = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops
 BRANCHING = tuple(op.name for op in ops.OPERATORS.values() if op.branching)
 #: operators that take no function (zipWithIndex, sample) and do not branch or take two inputs
 WHOLE_NO_FUNCTION = tuple(op.name for op in ops.OPERATORS.values()
-                          if not op.takes_function and not isinstance(op, ops.TwoInputs))
+                          if not op.takes_function and not isinstance(op, ops.TwoInputs | ops.Aggregate))
 #: operators over two inputs (a fork's two results, or the input and a side input)
 TWO_INPUTS = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.TwoInputs))
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
@@ -121,8 +122,10 @@ class Stage:
             return "|".join(_branch_name(b) for b in self.branches)
         if isinstance(self.operator, ops.TwoInputs):  # what it combines: drawn in the graph
             return f"input + side {self.runtime_kwargs[0]}" if self.runtime_kwargs else "2 inputs"
-        if not self.operator.takes_function:  # sample, zipWithIndex: their arguments are in bound
-            return ""
+        if not self.operator.takes_function and self.func is None:  # sample, count, ...: their
+            return ""  # arguments, if any, are in bound
+        if isinstance(self.func, (ops.Selection, ops.Combiner)):  # the stage's parameters, shown
+            return self.func.__qualname__
         return function_name(self.func)
 
     def describe(self) -> str:
@@ -133,7 +136,8 @@ class Stage:
             return f"{self.op}({', '.join(map(repr, self.args))})"
         bound = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs]
         bound += [f"{k}=<runtime>" for k in self.runtime_kwargs]
-        return f"{self.op}({', '.join([self.function, *bound])})"
+        named = [self.function] if self.function else []
+        return f"{self.op}({', '.join([*named, *bound])})"
 
     def fingerprint(self) -> str:
         """Return the text hashed into the pipeline's ``sig``."""
@@ -300,6 +304,119 @@ class Pipeline:
     def reduceByKey(self, func: Callable, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also folds the values of each key: ``[(key, folded), ...]``."""
         return self._add(ops.REDUCE_BY_KEY, func, args, kwargs)
+
+    def count(self) -> Pipeline:
+        """Return a pipeline that also counts the elements."""
+        return self._add(ops.COUNT, None, (), {})
+
+    def sum(self) -> Pipeline:
+        """Return a pipeline that also sums the elements (0 for an empty input)."""
+        return self._add(ops.SUM, None, (), {})
+
+    def min(self) -> Pipeline:
+        """Return a pipeline that also gives the smallest element (the first of equal ones)."""
+        return self._add(ops.MIN, None, (), {})
+
+    def max(self) -> Pipeline:
+        """Return a pipeline that also gives the largest element (the first of equal ones)."""
+        return self._add(ops.MAX, None, (), {})
+
+    def mean(self) -> Pipeline:
+        """Return a pipeline that also gives the mean of the elements."""
+        return self._add(ops.MEAN, None, (), {})
+
+    def stats(self) -> Pipeline:
+        """Return a pipeline that also gives ``{"count", "mean", "stdev", "min", "max"}`` in one pass
+        (``stdev`` of the population, as PySpark's ``stats().stdev()``)."""
+        return self._add(ops.STATS, None, (), {})
+
+    def countByValue(self) -> Pipeline:
+        """Return a pipeline that also counts each distinct element: ``{element: count}``."""
+        return self._add(ops.COUNT_BY_VALUE, None, (), {})
+
+    def distinct(self) -> Pipeline:
+        """Return a pipeline that also keeps each element once (a list, in no guaranteed order)."""
+        return self._add(ops.DISTINCT, None, (), {})
+
+    def sortBy(self, key: Callable | None = None, ascending: bool = True) -> Pipeline:
+        """Return a pipeline that also sorts the elements by ``key`` (stable: ties keep input order)."""
+        return self._select(ops.SORT_BY, None, key, not ascending, f"ascending={bool(ascending)}")
+
+    def sortByKey(self, ascending: bool = True) -> Pipeline:
+        """Return a pipeline that also sorts (key, value) pairs by key (stable)."""
+        return self._select(ops.SORT_BY_KEY, None, ops.first_of, not ascending,
+                            f"ascending={bool(ascending)}")
+
+    def top(self, n: int, key: Callable | None = None) -> Pipeline:
+        """Return a pipeline that also gives the ``n`` largest elements, largest first."""
+        return self._select(ops.TOP, n, key, True)
+
+    def takeOrdered(self, n: int, key: Callable | None = None) -> Pipeline:
+        """Return a pipeline that also gives the ``n`` smallest elements, smallest first."""
+        return self._select(ops.TAKE_ORDERED, n, key, False)
+
+    def take(self, n: int) -> Pipeline:
+        """Return a pipeline that also gives the first ``n`` elements, in input order."""
+        return self._select(ops.TAKE, n, None, False)
+
+    def first(self) -> Pipeline:
+        """Return a pipeline that also gives the first element (an error when there is none)."""
+        return self._select(ops.FIRST, 1, None, False, "")
+
+    def _select(self, operator: ops.Operator, n: int | None, key: Callable | None, reverse: bool,
+                more: str = "") -> Pipeline:
+        where = f"stage {len(self.stages)} {operator.name}"
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise PipelineError(f"{where}: n must be a whole number >= 0, got {n!r}")
+        if key is not None and not callable(key):
+            raise PipelineError(f"{where}: key must be callable or None, got {type(key).__name__} {key!r}")
+        shown = [] if n is None or operator is ops.FIRST else [str(n)]
+        if key is not None and key is not ops.first_of:
+            shown.append(f"key={function_name(key)}")
+        shown += [more] if more else []
+        sel = ops.Selection(n, key, reverse, ", ".join(shown))
+        return Pipeline(self._name, self.stages + (Stage(operator, sel),))
+
+    def groupByKey(self) -> Pipeline:
+        """Return a pipeline that also gathers each key's values: ``[(key, [values]), ...]``."""
+        return self._keyed(ops.GROUP_BY_KEY, ops.Combiner(ops.listed, ops.appended, ops.extended, ""))
+
+    def countByKey(self) -> Pipeline:
+        """Return a pipeline that also counts the pairs of each key: ``{key: count}``."""
+        return self._keyed(ops.COUNT_BY_KEY, ops.Combiner(ops.one, ops.plus_one, ops_add, ""))
+
+    def combineByKey(self, createCombiner: Callable, mergeValue: Callable,
+                     mergeCombiners: Callable) -> Pipeline:
+        """Return a pipeline that also folds each key's values into a combiner (PySpark's
+        ``combineByKey``): ``[(key, combiner), ...]``."""
+        self._callables("combineByKey", createCombiner, mergeValue, mergeCombiners)
+        shown = "|".join(map(function_name, (createCombiner, mergeValue, mergeCombiners)))
+        return self._keyed(ops.COMBINE_BY_KEY, ops.Combiner(createCombiner, mergeValue, mergeCombiners,
+                                                            shown))
+
+    def aggregateByKey(self, zeroValue: Any, seqFunc: Callable, combFunc: Callable) -> Pipeline:
+        """Return a pipeline that also folds each key's values from a copy of ``zeroValue`` with
+        ``seqFunc``, partials merged with ``combFunc``: ``[(key, folded), ...]``."""
+        self._callables("aggregateByKey", seqFunc, combFunc)
+        shown = f"{zeroValue!r}, {function_name(seqFunc)}, {function_name(combFunc)}"
+        return self._keyed(ops.AGGREGATE_BY_KEY,
+                           ops.Combiner(ops.Zero(zeroValue, seqFunc), seqFunc, combFunc, shown))
+
+    def foldByKey(self, zeroValue: Any, func: Callable) -> Pipeline:
+        """Return a pipeline that also folds each key's values from a copy of ``zeroValue`` with
+        ``func``: ``[(key, folded), ...]``."""
+        self._callables("foldByKey", func)
+        shown = f"{zeroValue!r}, {function_name(func)}"
+        return self._keyed(ops.FOLD_BY_KEY, ops.Combiner(ops.Zero(zeroValue, func), func, func, shown))
+
+    def _callables(self, op: str, *funcs: Any) -> None:
+        for f in funcs:
+            if not callable(f):
+                raise PipelineError(f"stage {len(self.stages)} {op}: needs functions, got "
+                                    f"{type(f).__name__} {f!r}")
+
+    def _keyed(self, operator: ops.Operator, combiner: ops.Combiner) -> Pipeline:
+        return Pipeline(self._name, self.stages + (Stage(operator, combiner),))
 
     def to(self, func: Callable | Pipeline | None, *args, **kwargs) -> Pipeline:
         """Return a pipeline that also calls ``func`` on the whole input (a tuple is spread)."""

@@ -36,6 +36,8 @@ def run_script(*args: str) -> str:
                                      "| atoll serial join |", "| atoll local n_jobs=2 join |"]),
     (("bench_datasets_read.py", "--quick", "--no-spark"),
      ["| plain Python, 1 process |", "| hand-chunked joblib n_jobs=2 |", "| atoll read_text n_jobs=2 |"]),
+    (("bench_operators.py", "--quick"), ["### W3 as countByValue", "| atoll local n_jobs=2 |",
+                                         "| top(10): atoll serial |", "| W3 countByValue: atoll Spark |"]),
     (("bench_jobs_list.py", "--records", "300", "--repeat", "2"), ["one job: GET /jobs/<id>"]),
     (("bench_datasets.py", "--quick"), ["### upload of 20 MB", "| atoll serve POST /datasets |",
                                         "| atoll job on"]),

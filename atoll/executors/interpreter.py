@@ -20,17 +20,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from atoll.errors import PipelineError, StageInfo
-from atoll.operators import Aggregate, Step, sample_items, zip_with_index_items
+from atoll.operators import Aggregate, Step, identity, sample_items, zip_with_index_items
 
 if TYPE_CHECKING:  # for the hints only: the description layer sits below this one
     from atoll.pipeline import Pipeline, Stage
 
 __all__ = ["Executor", "bind", "identity", "NestedPipeline", "BoundArgs"]
-
-def identity(x: Any) -> Any:
-    """Return ``x``: the function of a ``None`` stage."""
-    return x
-
 
 class BoundArgs:
     """``f(x, *args, **kwargs)``: positional arguments bound at composition go after the element."""

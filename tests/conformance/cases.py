@@ -20,6 +20,7 @@ from typing import Any
 import cloudpickle
 
 from atoll import Pipeline, PipelineError
+from atoll.encoding import Counts
 from atoll.errors import NO_ITEM
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -75,7 +76,7 @@ class Case:
     message: str | None = None
     #: compare results as mappings (reduceByKey: key order is not guaranteed)
     as_mapping: bool = False
-    #: compare results as multisets (a join's order is not guaranteed on Spark)
+    #: compare results as multisets (distinct's order and a join's are not guaranteed)
     unordered: bool = False
 
     def input(self) -> Any:
@@ -469,6 +470,106 @@ CASES += [
          message="zipWithIndex needs a collection"),
     Case("misuse-join-side-missing", P().join(side="names"), [("a", 1)], raises=KeyError,
          message="names"),
+]
+
+
+def by_len(word):
+    return len(word)
+
+
+def second(pair_):
+    return pair_[1]
+
+
+def append_to(acc, v):
+    return acc + [v]
+
+
+SCORES = [("ann", 3), ("bob", 5), ("cy", 3), ("dee", 5), ("ed", 1)]
+
+CASES += [
+    # aggregates, sets, groups and order: empty input, one element, ties, None keys, unhashables
+    Case("count", P().filter(is_even).count(), range(10), 5),
+    Case("count-empty", P().count(), [], 0),
+    Case("count-generator", P().flatMap(tokenize).count(), gen(CORAL), 15),
+    Case("sum", P().map(double).sum(), [1, 2, 3], 12),
+    Case("sum-empty", P().sum(), [], 0),
+    Case("sum-floats", P().sum(), [0.5, 0.25], 0.75),
+    Case("min", P().min(), [3, 1, 4, 1, 5], 1),
+    Case("max-strings", P().flatMap(tokenize).max(), CORAL, "underwater"),
+    Case("max-one", P().max(), [7], 7),
+    Case("max-ties-keep-first", P().max(), [(1, "a"), (2, "b"), (2, "b")], (2, "b")),
+    Case("mean", P().mean(), [1, 2, 3, 4], 2.5),
+    Case("stats", P().stats(), [2, 4, 4, 4, 5, 5, 7, 9],
+         {"count": 8, "mean": 5.0, "stdev": 2.0, "min": 2, "max": 9}),
+    Case("stats-one", P().stats(), [3], {"count": 1, "mean": 3.0, "stdev": 0.0, "min": 3, "max": 3}),
+    Case("stats-empty", P().stats(), [], {"count": 0, "mean": None, "stdev": None, "min": None,
+                                          "max": None}),
+    Case("countByValue", P().flatMap(tokenize).map(lowercase).countByValue(), CORAL,
+         Counts({"coral": 2, "reefs": 2, "are": 2, "diverse": 1, "underwater": 1, "ecosystems": 1, "built": 1,
+          "by": 1, "colonies": 1, "of": 1, "tiny": 1, "animals": 1})),
+    Case("countByValue-flatMap-last", P().flatMap(str.split).countByValue(), ["a b a", "", "b a"],
+         Counts({"a": 3, "b": 2})),
+    Case("countByValue-alone", P().countByValue(), [1, None, 1, (2, 3)], Counts({1: 2, None: 1, (2, 3): 1})),
+    Case("countByValue-empty", P().countByValue(), [], Counts()),
+    Case("countByValue-generator", P().countByValue(), gen("abca"), Counts({"a": 2, "b": 1, "c": 1})),
+    Case("countByKey", P().countByKey(), [("a", 1), (None, 2), ("a", 3)], Counts({"a": 2, None: 1})),
+    Case("countByKey-dict", P().countByKey(), {"a": 1, "b": 2}, Counts({"a": 1, "b": 1})),
+    Case("distinct", P().distinct(), [3, 1, 3, None, 1], [1, 3, None], unordered=True),
+    Case("distinct-empty", P().distinct(), [], []),
+    Case("distinct-after-flatMap", P().flatMap(tokenize).distinct(), ["a b", "b c"], ["a", "b", "c"],
+         unordered=True),
+    Case("groupByKey", P().groupByKey(), [("a", 1), ("b", 2), ("a", 3), (None, 4), ("a", 5)],
+         [("a", [1, 3, 5]), ("b", [2]), (None, [4])], as_mapping=True),
+    Case("groupByKey-empty", P().groupByKey(), [], []),
+    Case("foldByKey", P().foldByKey(0, add), [("a", 1), ("b", 2), ("a", 3)], [("a", 4), ("b", 2)],
+         as_mapping=True),
+    Case("foldByKey-mutable-zero-copied", P().foldByKey([], add),
+         [("a", [1]), ("b", [2]), ("a", [3])], [("a", [1, 3]), ("b", [2])], as_mapping=True),
+    Case("aggregateByKey", P().aggregateByKey([], append_to, add), [("a", 1), ("b", 2), ("a", 3)],
+         [("a", [1, 3]), ("b", [2])], as_mapping=True),
+    Case("combineByKey", P().combineByKey(str, lambda c, v: c + str(v), add),
+         [("a", 1), ("b", 2), ("a", 3)], [("a", "13"), ("b", "2")], as_mapping=True),
+    Case("sortBy", P().sortBy(), [3, 1, 2], [1, 2, 3]),
+    Case("sortBy-ties-stable", P().sortBy(second), SCORES,
+         [("ed", 1), ("ann", 3), ("cy", 3), ("bob", 5), ("dee", 5)]),
+    Case("sortBy-descending-ties-stable", P().sortBy(second, ascending=False), SCORES,
+         [("bob", 5), ("dee", 5), ("ann", 3), ("cy", 3), ("ed", 1)]),
+    Case("sortBy-empty", P().sortBy(), [], []),
+    Case("sortBy-one", P().sortBy(by_len), ["x"], ["x"]),
+    Case("sortBy-key-flatMap", P().flatMap(tokenize).sortBy(by_len), ["ccc a", "bb dd"],
+         ["a", "bb", "dd", "ccc"]),
+    Case("sortByKey", P().sortByKey(), [("b", 1), ("a", 2), ("b", 0)], [("a", 2), ("b", 1), ("b", 0)]),
+    Case("sortByKey-descending", P().sortByKey(ascending=False), {"a": 1, "c": 2, "b": 3},
+         [("c", 2), ("b", 3), ("a", 1)]),
+    Case("top", P().top(2), [3, 9, 1, 7], [9, 7]),
+    Case("top-key-ties-first-met", P().top(2, key=second), SCORES, [("bob", 5), ("dee", 5)]),
+    Case("top-more-than-input", P().top(10), [2, 1], [2, 1]),
+    Case("top-empty", P().top(3), [], []),
+    Case("takeOrdered", P().takeOrdered(3, key=second), SCORES, [("ed", 1), ("ann", 3), ("cy", 3)]),
+    Case("take", P().map(double).take(3), range(10), [0, 2, 4]),
+    Case("take-zero", P().take(0), [1, 2], []),
+    Case("take-generator", P().take(2), gen([5, 6, 7]), [5, 6]),
+    Case("first", P().filter(is_even).first(), [1, 3, 4, 6], 4),
+
+    Case("misuse-countByValue-unhashable", P().map(lambda x: [x]).countByValue(), [1, 2],
+         raises=PipelineError, stage="1", item=[1],
+         message="countByValue needs hashable elements; got list"),
+    Case("misuse-distinct-unhashable", P().distinct(), [1, {"a": 1}], raises=PipelineError, stage="0",
+         message="distinct needs hashable elements; got dict"),
+    Case("misuse-groupByKey-unhashable", P().groupByKey(), [([1], 2)], raises=PipelineError, stage="0",
+         message="groupByKey needs hashable keys; got list"),
+    Case("misuse-groupByKey-not-pairs", P().groupByKey(), [1], raises=PipelineError, stage="0",
+         message="groupByKey needs (key, value) pairs"),
+    Case("misuse-countByKey-unhashable", P().countByKey(), [({}, 2)], raises=PipelineError, stage="0",
+         message="countByKey needs hashable keys; got dict"),
+    Case("misuse-max-empty", P().filter(is_even).max(), [1], raises=PipelineError, stage="1",
+         message="max of an empty input"),
+    Case("misuse-mean-empty", P().mean(), [], raises=PipelineError, stage="0",
+         message="mean of an empty input"),
+    Case("misuse-first-empty", P().first(), [], raises=PipelineError, stage="0",
+         message="first of an empty input"),
+    Case("misuse-sum-strings", P().sum(), [1, "a"], raises=TypeError, stage="0", failure=True),
 ]
 
 

@@ -89,8 +89,14 @@ _SCHEMAS: dict[str, Any] = {
                        "kwargs (function 'input + side <name>').",
         "required": ["operator", "function", "bound", "kwargs", "branches"],
         "properties": {
-            "operator": {"type": "string", "enum": sorted(OPERATORS)},
-            "function": {"type": "string"},
+            "operator": {"type": "string", "enum": sorted(OPERATORS),
+                         "description": "the DSL operator (docs/operators.rst)"},
+            "function": {"type": "string",
+                         "description": "the stage's function; for an operator with parameters "
+                                        "(top, takeOrdered, take, sortBy, sortByKey, foldByKey, "
+                                        "aggregateByKey, combineByKey) those parameters as text, e.g. "
+                                        "'10, key=len'; empty for one with neither (count, distinct, "
+                                        "countByValue, ...)"},
             "bound": {"type": "array", "items": {"type": "string"},
                       "description": "arguments bound when the pipeline was defined, as text"},
             "kwargs": {"type": "array", "items": {"type": "string"},
