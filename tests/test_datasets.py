@@ -107,6 +107,15 @@ def test_a_json_array_with_a_bad_element_names_it(tmp_path):
     assert stored(tmp_path) == []
 
 
+def test_a_lone_surrogate_is_a_422_in_every_format_it_cannot_be_stored_in(tmp_path):
+    # "\ud800" is valid JSON syntax but no UTF-8 string: Python's parser takes it, the store cannot
+    _, client = app_of(tmp_path)
+    answer = upload(client, b'[{"n": 1}, {"t": "\\ud800"}]', "application/json")
+    assert answer.status_code == 422 and answer.get_json()["error"]["element"] == 1
+    assert upload(client, b'{"t": "\\udfff"}\n', "application/x-ndjson").status_code == 422
+    assert stored(tmp_path) == []
+
+
 def test_unsupported_type_or_encoding_is_415(tmp_path):
     _, client = app_of(tmp_path)
     assert upload(client, b"x", "image/png").status_code == 415

@@ -271,7 +271,12 @@ def _check_array(data: Iterable[bytes], sink: _Sink, max_bytes: int) -> None:
             if end >= len(buf) and more():
                 continue  # a number or literal may go on in the next chunk
             break
-        sink.add(_dumps(value) + b"\n")
+        try:
+            line = _dumps(value)
+        except (TypeError, UnicodeEncodeError, ValueError) as exc:  # a lone surrogate: "\\ud800"
+            raise DatasetInvalid(f"element {index} of the array cannot be stored as UTF-8 JSON ({exc}); "
+                                 f"nothing was kept", element=index) from None
+        sink.add(line + b"\n")
         pos = end
         index += 1
     if not started:
