@@ -255,8 +255,9 @@ class JobStore:
 
     @_storage
     def forget(self, job_id: str) -> None:
-        """Remove job ``job_id``'s record (a job the broker refused never existed)."""
+        """Remove job ``job_id``'s record and its kept request (a job the broker refused never existed)."""
         self.backend.forget(job_id)
+        self.backend.forget(f"{job_id}.request")
 
     # -- can it be written? --------------------------------------------------------------------
 
