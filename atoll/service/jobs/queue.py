@@ -67,6 +67,7 @@ from atoll.service.jobs.model import (
     now,
     time_limit_message,
 )
+from atoll.service.jobs.retries import RetryPolicy
 from atoll.service.jobs.store import JobStore, StoreUnavailable
 from atoll.service.log_format import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
@@ -310,6 +311,7 @@ def create_celery(service: Any) -> Celery:
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
     app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
+    app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
 
@@ -404,6 +406,8 @@ class JobContext:
     sweep: Callable[[], Any] | None = None
     #: stores a job's results as a new dataset (results, job id); returns the dataset's id
     keep_results: Callable[[Any, str], str] | None = None
+    #: the retries policy of a registered pipeline (its name), or None
+    retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
 
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
@@ -736,8 +740,29 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 send_outcome(job, context)  # its worker died after storing it, before the callback
             return
         job.start()
+        if job.attempts > 1:
+            log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        policy = context.retries(name) if error is not None else None
+        if policy is not None and not isinstance(error, SoftTimeLimitExceeded) and policy.retries(error) \
+                and job.attempts < policy.max:
+            delay = policy.delay(job.attempts)
+            soft, _ = time_limits(config, name)
+            job.wait_retry(ErrorBody.from_exception(error, pipeline=name, time_limit=soft,
+                                                    expose=config.expose_tracebacks))
+            try:
+                stored = waiting.run(lambda: store.save(job), "store its retrying record")
+            except StoreWaitOver as over:
+                raise _requeue(job_id, over, "store its retrying record") from None
+            if not stored:  # cancelled while it ran: never retried
+                log.info("job %s: pipeline %r cancelled", job_id, name)
+                return
+            log.warning("job %s: attempt %d of %d failed (%s); retrying in %.2f s", job_id, job.attempts,
+                        policy.max, job.attempt_errors[-1].name, delay)
+            # Celery's retry: the same task id and arguments, queued again with a countdown
+            raise self.retry(countdown=delay, max_retries=None, queue=config.worker_queue,
+                             headers={REQUEST_ID_HEADER: job.request_id, **message.headers()})
         if error is None and message.results_to == "dataset":
             try:  # the results become a dataset; the record carries its id
                 job.results_dataset, results = context.keep_results(results, job.job_id), None
