@@ -98,12 +98,12 @@ def build_service(config: Config) -> Atoll:
     service.register_pipeline("/big", Pipeline(name="big").flatMap(_big))
     service.register_pipeline("/saynap", Pipeline(name="saynap").map(_say_and_nap, kwargs=["seconds"]))
     # job retries: up to 3 attempts on ConnectionError (and its subclasses), 0.1 s backoff with jitter;
-    # "flakyslow" waits 30 s (no jitter) before its retry, long enough to be cancelled meanwhile
+    # "flakyslow" waits 3 s (no jitter) before its retry, long enough to be cancelled meanwhile
     flaky = Pipeline(name="flaky").map(_flaky, kwargs=["folder", "fails", "error"])
     service.register_pipeline("/flaky", flaky, executor="serial",
                               retries={"max": 3, "on": ["ConnectionError"], "backoff": 0.1})
     service.register_pipeline("/flakyslow", flaky, executor="serial",
-                              retries={"max": 3, "on": ["ConnectionError"], "backoff": 30, "jitter": False})
+                              retries={"max": 3, "on": ["ConnectionError"], "backoff": 3, "jitter": False})
     # Spark in the worker's pool process (spark_master in the config), started on first use only
     service.register_pipeline("/sparknap", Pipeline(name="sparknap").map(_nap_and_mark,
                                                                          kwargs=["seconds", "folder"]),

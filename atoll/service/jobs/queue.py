@@ -706,6 +706,33 @@ def guarded_strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> An
     return on_message
 
 
+def _retry(task: Any, job: Job, policy: RetryPolicy, error: BaseException, message: JobMessage,
+           waiting: StoreWait, context: JobContext) -> bool:
+    """Store ``job`` ``retrying`` with its attempt's ``error`` and raise Celery's Retry, which queues
+    the job's message again after the policy's backoff. Return True when the job was cancelled while
+    it ran (its stored record is final: nothing more to do), False for a time limit (or a cancel's
+    ``SIGUSR1``), which is never retried: the job fails as without a policy."""
+    config, store, name = context.config, context.store, job.pipeline or ""
+    soft, _ = time_limits(config, name)
+    body = ErrorBody.from_exception(error, pipeline=name, time_limit=soft, expose=config.expose_tracebacks)
+    if body.name == "TimeLimitExceeded":
+        return False
+    delay = policy.delay(job.attempts)
+    job.wait_retry(body)
+    try:
+        stored = waiting.run(lambda: store.save(job), "store its retrying record")
+    except StoreWaitOver as over:
+        raise _requeue(job.job_id, over, "store its retrying record") from None
+    if not stored:
+        log.info("job %s: pipeline %r cancelled", job.job_id, name)
+        return True
+    log.warning("job %s: attempt %d of %d failed (%s); retrying in %.2f s", job.job_id, job.attempts,
+                policy.max, body.name, delay)
+    # Celery's retry: the same task id and arguments, queued again with a countdown
+    raise task.retry(countdown=delay, max_retries=None, queue=config.worker_queue,
+                     headers={REQUEST_ID_HEADER: job.request_id, **message.headers()})
+
+
 def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict], Any]) -> None:
     deliver = callbacks.make_delivery_task(app, lambda: config, Strategy=GUARDED_STRATEGY)
     context = JobContext(config, JobStore(app), deliver, run)
@@ -745,24 +772,9 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
         policy = context.retries(name) if error is not None else None
-        if policy is not None and not isinstance(error, SoftTimeLimitExceeded) and policy.retries(error) \
-                and job.attempts < policy.max:
-            delay = policy.delay(job.attempts)
-            soft, _ = time_limits(config, name)
-            job.wait_retry(ErrorBody.from_exception(error, pipeline=name, time_limit=soft,
-                                                    expose=config.expose_tracebacks))
-            try:
-                stored = waiting.run(lambda: store.save(job), "store its retrying record")
-            except StoreWaitOver as over:
-                raise _requeue(job_id, over, "store its retrying record") from None
-            if not stored:  # cancelled while it ran: never retried
-                log.info("job %s: pipeline %r cancelled", job_id, name)
-                return
-            log.warning("job %s: attempt %d of %d failed (%s); retrying in %.2f s", job_id, job.attempts,
-                        policy.max, job.attempt_errors[-1].name, delay)
-            # Celery's retry: the same task id and arguments, queued again with a countdown
-            raise self.retry(countdown=delay, max_retries=None, queue=config.worker_queue,
-                             headers={REQUEST_ID_HEADER: job.request_id, **message.headers()})
+        if policy is not None and job.attempts < policy.max and policy.retries(error):
+            if _retry(self, job, policy, error, message, waiting, context):
+                return  # cancelled while it ran: never retried
         if error is None and message.results_to == "dataset":
             try:  # the results become a dataset; the record carries its id
                 job.results_dataset, results = context.keep_results(results, job.job_id), None
