@@ -17,8 +17,8 @@ Each status is also a Celery state, so Flower, task events and ``AsyncResult(job
 service: queued is ``QUEUED``, running ``STARTED``, retrying (waiting for its next attempt, see
 :mod:`atoll.service.jobs.retries`) ``RETRYING`` (a state of its own: Celery's ``RETRY`` holds an
 exception), succeeded ``SUCCESS``, failed ``FAILURE`` and cancelled ``REVOKED``. A failed or cancelled
-job is stored the way Celery stores an exception (:meth:`Job.celery_result`), so ``AsyncResult(job_id).failed()`` is true and ``.result`` is a
-:class:`JobFailed` whose ``args`` are ``(message, record)``.
+job is stored the way Celery stores an exception (:meth:`Job.celery_result`), so
+``AsyncResult(job_id).failed()`` is true and ``.result`` is a :class:`JobFailed` whose ``args`` are ``(message, record)``.
 """
 
 from __future__ import annotations
