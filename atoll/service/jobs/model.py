@@ -18,7 +18,8 @@ service: queued is ``QUEUED``, running ``STARTED``, retrying (waiting for its ne
 :mod:`atoll.service.jobs.retries`) ``RETRYING`` (a state of its own: Celery's ``RETRY`` holds an
 exception), succeeded ``SUCCESS``, failed ``FAILURE`` and cancelled ``REVOKED``. A failed or cancelled
 job is stored the way Celery stores an exception (:meth:`Job.celery_result`), so
-``AsyncResult(job_id).failed()`` is true and ``.result`` is a :class:`JobFailed` whose ``args`` are ``(message, record)``.
+``AsyncResult(job_id).failed()`` is true and ``.result`` is a :class:`JobFailed` whose ``args`` are
+``(message, record)``.
 """
 
 from __future__ import annotations
