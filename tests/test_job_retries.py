@@ -4,6 +4,7 @@ on a real broker (the embedded one and RabbitMQ): attempts counted, each attempt
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -115,3 +116,31 @@ def test_a_worker_killed_mid_job_redelivers_it_and_the_lost_run_counts_as_an_att
         assert "attempt 1" in record["attempt_errors"][0]["message"]
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("retries, key", [
+    ({"max": 0}, "retries.max"), ({"max": True}, "retries.max"),
+    ({"on": "ConnectionError", "max": "3"}, "retries.max"), ({"on": [1]}, "retries.on"),
+    ({"backoff": -1}, "retries.backoff"), ({"backoff_max": "1"}, "retries.backoff_max"),
+    ({"jitter": 1}, "retries.jitter"), ({"retry_on": ["X"]}, "unknown key(s) ['retry_on']"),
+    ([3], "a mapping")])
+def test_a_bad_retries_policy_is_refused_at_registration_naming_the_key(retries, key):
+    from atoll import Pipeline
+    from atoll.service import Atoll
+    from atoll.service.errors import RegistrationError
+
+    service = Atoll()
+    with pytest.raises(RegistrationError, match=r"'/p': .*" + re.escape(key)):
+        service.register_pipeline("/p", Pipeline().map(str), retries=retries)
+    assert "p" not in service.pipelines
+
+
+def test_the_backoff_doubles_up_to_its_maximum_with_full_jitter():
+    from atoll.service.jobs.retries import RetryPolicy
+
+    policy = RetryPolicy.parse({"backoff": 2, "backoff_max": 10, "jitter": False, "on": ["OSError"]})
+    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+    jittered = RetryPolicy.parse({"backoff": 2, "backoff_max": 10})
+    waits = [jittered.delay(3) for _ in range(200)]
+    assert all(0 <= w <= 8.0 for w in waits) and len(set(waits)) > 100
+    assert policy.retries(ConnectionRefusedError()) and not policy.retries(ValueError())
