@@ -551,8 +551,9 @@ def _failed_for_the_store(job: Job, over: StoreWaitOver) -> Job:
     """Return finished ``job`` failed, naming the store's failure: a record smaller than an outcome
     the store could not take (large results kept aside, say), stored in its place when it fits."""
     outcome = job.status.value if job.error is None else f"{job.status.value} ({job.failure_text()})"
+    tried = job.attempt_errors[:-1] if job.error is not None else job.attempt_errors  # fail() adds it
     failed = replace(job, status=JobStatus.RUNNING, results=None, results_url=None, error=None,
-                     finished_at=None)
+                     finished_at=None, attempt_errors=list(tried))
     failed.fail(ErrorBody("StoreUnavailable", f"pipeline {job.pipeline!r} ran and {outcome}, but its "
                                               f"outcome could not be stored within {over.waited:.0f} s: "
                                               f"{over.failure}"))
