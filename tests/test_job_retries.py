@@ -144,3 +144,12 @@ def test_the_backoff_doubles_up_to_its_maximum_with_full_jitter():
     waits = [jittered.delay(3) for _ in range(200)]
     assert all(0 <= w <= 8.0 for w in waits) and len(set(waits)) > 100
     assert policy.retries(ConnectionRefusedError()) and not policy.retries(ValueError())
+
+
+def test_get_pipelines_lists_each_pipelines_retries_policy(stack):
+    _, client, _ = stack
+    body = client.get("/pipelines").get_json()
+    listed = {p["name"]: p for p in (body["pipelines"] if isinstance(body, dict) else body)}
+    assert listed["flaky"]["retries"] == {"max": 3, "on": ["ConnectionError"], "backoff": 0.1,
+                                          "backoff_max": 600.0, "jitter": True}
+    assert listed["double"]["retries"] is None
