@@ -322,7 +322,7 @@ class Job:
     """An asynchronous job on the service, polled through ``GET /jobs/<id>``: the client's handle
     (``atoll.Job``). The record it reads is the service's :class:`atoll.service.jobs.model.Job`.
 
-    ``status()`` is ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``;
+    ``status()`` is ``queued``, ``running``, ``retrying``, ``succeeded``, ``failed`` or ``cancelled``;
     ``result(timeout)`` waits for the results (raising the job's :class:`RemoteError` when it failed
     or was cancelled); ``cancel()``, ``logs()`` and ``progress`` do what they say.
     """
@@ -352,7 +352,7 @@ class Job:
         return self._record
 
     def status(self) -> str:
-        """Return ``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        """Return ``queued``, ``running``, ``retrying``, ``succeeded``, ``failed`` or ``cancelled``."""
         return self.record()["status"]
 
     def done(self) -> bool:

@@ -6,6 +6,7 @@ with :func:`build_service` to submit jobs.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import sys
@@ -55,6 +56,20 @@ def _say_and_nap(x: Any, seconds: float) -> Any:
     return x
 
 
+def _flaky(x: Any, folder: str, fails: int, error: str) -> Any:
+    """Raise ``error`` (a builtin exception's name) on the first ``fails`` attempts of the job, then
+    return ``x``; each attempt leaves a file ``attempt-<n>`` in ``folder``. The attempt is Celery's
+    retry count of the running task (an element may be called again within one attempt: the pass that
+    locates a failing stage runs it a second time)."""
+    from celery import current_task
+
+    attempt = current_task.request.retries + 1
+    Path(folder, f"attempt-{attempt}").write_text(str(os.getpid()))
+    if attempt <= fails:
+        raise getattr(builtins, error)(f"attempt {attempt} failed on purpose")
+    return x
+
+
 def _big(n: int) -> list:
     return ["x" * 100] * n
 
@@ -82,6 +97,13 @@ def build_service(config: Config) -> Atoll:
                                                      max_chunk=1))
     service.register_pipeline("/big", Pipeline(name="big").flatMap(_big))
     service.register_pipeline("/saynap", Pipeline(name="saynap").map(_say_and_nap, kwargs=["seconds"]))
+    # job retries: up to 3 attempts on ConnectionError (and its subclasses), 0.1 s backoff with jitter;
+    # "flakyslow" waits 3 s (no jitter) before its retry, long enough to be cancelled meanwhile
+    flaky = Pipeline(name="flaky").map(_flaky, kwargs=["folder", "fails", "error"])
+    service.register_pipeline("/flaky", flaky, executor="serial",
+                              retries={"max": 3, "on": ["ConnectionError"], "backoff": 0.1})
+    service.register_pipeline("/flakyslow", flaky, executor="serial",
+                              retries={"max": 3, "on": ["ConnectionError"], "backoff": 3, "jitter": False})
     # Spark in the worker's pool process (spark_master in the config), started on first use only
     service.register_pipeline("/sparknap", Pipeline(name="sparknap").map(_nap_and_mark,
                                                                          kwargs=["seconds", "folder"]),

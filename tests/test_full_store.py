@@ -203,6 +203,7 @@ def test_results_that_cannot_be_stored_end_failed_naming_the_full_disk(tmp_path)
             assert error["name"] == "StoreUnavailable", error
             assert "ran and succeeded" in error["message"] and "no space left on device" in error["message"]
             assert "permission" not in error["message"] and str(state) not in error["message"]
+            assert record["attempts"] == 1 and record["attempt_errors"] == [error]  # one attempt, one error
         finally:
             worker.stop()
 

@@ -62,7 +62,8 @@ def test_every_registered_pipeline_is_a_path_with_its_kwargs(spec):
 def test_the_whole_api_is_described(spec):
     assert {"/pipelines", "/jobs/{job_id}", "/health", "/openapi.json"} <= set(spec["paths"])
     job = spec["components"]["schemas"]["Job"]
-    assert job["properties"]["status"]["enum"] == ["queued", "running", "succeeded", "failed", "cancelled"]
+    assert job["properties"]["status"]["enum"] == ["queued", "running", "retrying", "succeeded", "failed",
+                                                        "cancelled"]
     assert spec["paths"]["/health"]["get"]["responses"]["503"]
     assert "security" not in spec  # no tokens configured
 

@@ -87,6 +87,8 @@ def test_every_status_of_a_job_fits_the_schemas_generated_from_the_model(tmp_pat
             job.fail(ErrorBody.from_exception(ValueError("bad"), pipeline="double"))
         elif status is JobStatus.CANCELLED:
             job.cancel()
+        elif status is JobStatus.RETRYING:  # an attempt failed; it waits for the next
+            job.wait_retry(ErrorBody.from_exception(ConnectionError("refused"), pipeline="double"))
         store.save(job)
         jobs.append(job)
         answer = client.get(f"/jobs/{job.job_id}").get_json()

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
 from atoll.service.errors import RegistrationError, UnknownPipeline
+from atoll.service.jobs.retries import InvalidRetryPolicy, RetryPolicy
 
 if TYPE_CHECKING:  # the web app's types: a worker builds a service without loading Flask
     from flask import Blueprint, Flask
@@ -86,13 +87,16 @@ class Registered:
     endpoint: str
     pipeline: Pipeline
     executor: Callable[[], Executor] = field(repr=False)
+    #: how its asynchronous jobs are retried (see :mod:`atoll.service.jobs.retries`), or None
+    retries: RetryPolicy | None = None
 
     def describe(self) -> dict:
         """Return the JSON form listed by ``GET /pipelines`` (``graph`` is :meth:`~atoll.Pipeline.graph`)."""
         return {"name": self.name, "endpoint": self.endpoint, "stages": self.pipeline.describe(),
                 "graph": self.pipeline.graph(),
                 "kwargs": list(self.pipeline.expected_kwargs), "sig": self.pipeline.sig,
-                "executor": getattr(self.executor, "description", "custom")}
+                "executor": getattr(self.executor, "description", "custom"),
+                "retries": self.retries.describe() if self.retries is not None else None}
 
 
 def _spark(config: Config) -> Callable[[], Executor]:
@@ -152,11 +156,15 @@ class Atoll:
     # -- registry ----------------------------------------------------------------------------
 
     def register_pipeline(self, endpoint: str, pipeline: Pipeline, executor: Executor | str | None = None,
-                          n_jobs: int | None = None, distributed: bool = False) -> None:
+                          n_jobs: int | None = None, distributed: bool = False,
+                          retries: RetryPolicy | Mapping[str, Any] | None = None) -> None:
         """Register ``pipeline`` at ``/pipelines/<name>`` where name is ``endpoint`` without slashes.
 
         ``executor`` (an Executor or "serial"/"local"/"spark"), ``n_jobs`` (local processes) or
         ``distributed=True`` (Spark) choose how it runs; none of them means ``default_executor``.
+        ``retries`` (a :class:`~atoll.service.jobs.retries.RetryPolicy` or a mapping of its keys
+        ``max``, ``on``, ``backoff``, ``backoff_max``, ``jitter``) retries its asynchronous jobs that
+        fail with one of the exceptions named in ``on``.
         """
         if self._apps:
             raise RegistrationError(f"register {endpoint!r} before create_app(): the app already "
@@ -172,8 +180,12 @@ class Atoll:
                                     f"letters, digits, '_', '-', '.' or '~' (like '/wordcount')")
         if name in self.pipelines:
             raise RegistrationError(f"a pipeline is already registered as {name!r}")
+        try:
+            policy = RetryPolicy.parse(retries)
+        except InvalidRetryPolicy as exc:
+            raise RegistrationError(f"{endpoint!r}: {exc}") from None
         factory = self._executor_factory(name, executor, n_jobs, distributed)
-        self.pipelines[name] = Registered(name, f"/pipelines/{name}", pipeline, factory)
+        self.pipelines[name] = Registered(name, f"/pipelines/{name}", pipeline, factory, policy)
         log.debug("registered pipeline %r (%s)", name, factory.description)
 
     def _executor_factory(self, name: str, executor: Executor | str | None, n_jobs: int | None,

@@ -115,6 +115,12 @@ _SCHEMAS: dict[str, Any] = {
             "kwargs": {"type": "array", "items": {"type": "string"}},
             "sig": {"type": "string"},
             "executor": {"type": "string"},
+            "retries": {"type": ["object", "null"], "description": "how its asynchronous jobs are retried "
+                        "(max attempts, the exception names retried, backoff, backoff_max, jitter), or null",
+                        "properties": {"max": {"type": "integer", "minimum": 1},
+                                       "on": {"type": "array", "items": {"type": "string"}},
+                                       "backoff": {"type": "number"}, "backoff_max": {"type": "number"},
+                                       "jitter": {"type": "boolean"}}},
         },
     },
 }

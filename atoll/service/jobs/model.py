@@ -7,14 +7,19 @@ Everything the service says about a job is derived from these classes: the recor
 A job moves through :class:`JobStatus`::
 
     queued ──> running ──> succeeded | failed | cancelled
+       │          │  ^
+       │          v  │
+       │        retrying ──> failed | cancelled
        └───────────────────> succeeded | failed | cancelled
 
 ``running`` may be written again (progress, a re-run after a worker died); a finished job never changes.
 Each status is also a Celery state, so Flower, task events and ``AsyncResult(job_id)`` agree with the
-service: queued is ``QUEUED``, running ``STARTED``, succeeded ``SUCCESS``, failed ``FAILURE`` and
-cancelled ``REVOKED``. A failed or cancelled job is stored the way Celery stores an exception
-(:meth:`Job.celery_result`), so ``AsyncResult(job_id).failed()`` is true and ``.result`` is a
-:class:`JobFailed` whose ``args`` are ``(message, record)``.
+service: queued is ``QUEUED``, running ``STARTED``, retrying (waiting for its next attempt, see
+:mod:`atoll.service.jobs.retries`) ``RETRYING`` (a state of its own: Celery's ``RETRY`` holds an
+exception), succeeded ``SUCCESS``, failed ``FAILURE`` and cancelled ``REVOKED``. A failed or cancelled
+job is stored the way Celery stores an exception (:meth:`Job.celery_result`), so
+``AsyncResult(job_id).failed()`` is true and ``.result`` is a :class:`JobFailed` whose ``args`` are
+``(message, record)``.
 """
 
 from __future__ import annotations
@@ -113,6 +118,7 @@ class JobStatus(str, Enum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -133,14 +139,17 @@ class JobStatus(str, Enum):
         return _FROM_CELERY.get(state)
 
 
-_CELERY_STATES = {JobStatus.QUEUED: "QUEUED", JobStatus.RUNNING: "STARTED", JobStatus.SUCCEEDED: "SUCCESS",
+_CELERY_STATES = {JobStatus.QUEUED: "QUEUED", JobStatus.RUNNING: "STARTED", JobStatus.RETRYING: "RETRYING",
+                  JobStatus.SUCCEEDED: "SUCCESS",
                   JobStatus.FAILED: "FAILURE", JobStatus.CANCELLED: "REVOKED"}
 _FROM_CELERY = {v: k for k, v in _CELERY_STATES.items()}
 
 #: the statuses a job may move to from each status
 _NEXT = {
     JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
-    JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED},
+    JobStatus.RUNNING: {JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.SUCCEEDED, JobStatus.FAILED,
+                        JobStatus.CANCELLED},
+    JobStatus.RETRYING: {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED},
     JobStatus.SUCCEEDED: set(), JobStatus.FAILED: set(), JobStatus.CANCELLED: set(),
 }
 
@@ -363,7 +372,7 @@ class Job:
 
     job_id: str = _field("the job's id (a UUID that sorts by submission time)", _STRING)
     pipeline: str | None = _field("the registered pipeline's name", {"type": ["string", "null"]})
-    status: JobStatus = _field("queued, running, succeeded, failed or cancelled",
+    status: JobStatus = _field("queued, running, retrying, succeeded, failed or cancelled",
                                {"enum": [s.value for s in JobStatus]}, default=JobStatus.QUEUED)
     submitted_at: str | None = _field("when the service accepted it (ISO 8601, UTC)", _TIME, default=None)
     started_at: str | None = _field("when a worker started it", _TIME, default=None)
@@ -388,6 +397,11 @@ class Job:
                                     {"type": ["string", "null"]}, default=None)
     status_url: str | None = _field("where GET answers this record", {"type": ["string", "null"]},
                                     default=None)
+    attempts: int = _field("runs of the job started so far (a retry is one more; so is a run whose "
+                           "worker was killed)", {"type": "integer", "minimum": 0}, default=0)
+    attempt_errors: list = _field(
+        "the error of each failed attempt, oldest first (the last one is also error when it failed)",
+        {"type": "array", "items": {"$ref": "#/components/schemas/ErrorDetail"}}, default_factory=list)
     rerun_of: str | None = _field("the id of the finished job this one re-runs (POST /jobs/<id>/rerun), "
                                   "or null", {"type": ["string", "null"]}, default=None)
 
@@ -400,9 +414,21 @@ class Job:
         self.status = status
 
     def start(self) -> None:
-        """A worker took the job (again, after a worker died)."""
+        """A worker took the job: a new attempt (a retry, or a run again after a worker died, whose
+        attempt is recorded as lost)."""
+        if self.status is JobStatus.RUNNING and self.attempts >= 1:  # its worker died mid-run
+            self.attempt_errors.append(ErrorBody("WorkerLost", f"attempt {self.attempts}: the worker "
+                                                               f"running it was lost (killed or stopped)"))
         self._move(JobStatus.RUNNING)
+        self.attempts += 1
         self.started_at = now()
+
+    def wait_retry(self, error: ErrorBody) -> None:
+        """The attempt failed with ``error``, which the pipeline's retries policy retries: the job
+        waits for its next attempt."""
+        self._move(JobStatus.RETRYING)
+        self.attempt_errors.append(error)
+        self.progress = None
 
     def succeed(self, results: Any, results_url: str | None = None) -> None:
         """The pipeline returned ``results`` (JSON values), or stored them aside at ``results_url``."""
@@ -412,6 +438,8 @@ class Job:
 
     def fail(self, error: ErrorBody) -> None:
         """The pipeline (or the worker running it) failed with ``error``."""
+        if self.status is JobStatus.RUNNING and self.attempts >= 1:  # the error of its last attempt
+            self.attempt_errors.append(error)
         self._move(JobStatus.FAILED)
         self.error = error
         self._finish()
@@ -452,6 +480,7 @@ class Job:
         record = self.to_record()
         if self.error is not None:
             record["error"] = self.error.public(expose)
+        record["attempt_errors"] = [error.public(expose) for error in self.attempt_errors]
         if not with_results:
             del record["results"]
         return record
@@ -498,9 +527,15 @@ class Job:
         return cls.from_record(result)
 
 
+def _read_errors(value: Any) -> list:
+    return [e for e in (ErrorBody.from_dict(v) for v in value) if e is not None] \
+        if isinstance(value, list) else []
+
+
 #: the fields of a job record that are objects of their own, and how each is read back
 _READ_NESTED = {"progress": Progress.from_dict, "error": ErrorBody.from_dict,
-                "callback": CallbackState.from_dict}
+                "callback": CallbackState.from_dict, "attempts": lambda v: v if isinstance(v, int) else 0,
+                "attempt_errors": _read_errors}
 
 
 def _exception_meta(cls: type[JobFailed], message: str, record: dict) -> dict:

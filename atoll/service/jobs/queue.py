@@ -67,6 +67,7 @@ from atoll.service.jobs.model import (
     now,
     time_limit_message,
 )
+from atoll.service.jobs.retries import RetryPolicy
 from atoll.service.jobs.store import JobStore, StoreUnavailable
 from atoll.service.log_format import REQUEST_ID_HEADER
 from atoll.service.transport import RESULT_BACKEND, TRANSPORT, embedded_options
@@ -310,6 +311,7 @@ def create_celery(service: Any) -> Celery:
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
     app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
+    app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
 
@@ -404,6 +406,8 @@ class JobContext:
     sweep: Callable[[], Any] | None = None
     #: stores a job's results as a new dataset (results, job id); returns the dataset's id
     keep_results: Callable[[Any, str], str] | None = None
+    #: the retries policy of a registered pipeline (its name), or None
+    retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
 
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
@@ -547,8 +551,9 @@ def _failed_for_the_store(job: Job, over: StoreWaitOver) -> Job:
     """Return finished ``job`` failed, naming the store's failure: a record smaller than an outcome
     the store could not take (large results kept aside, say), stored in its place when it fits."""
     outcome = job.status.value if job.error is None else f"{job.status.value} ({job.failure_text()})"
+    tried = job.attempt_errors[:-1] if job.error is not None else job.attempt_errors  # fail() adds it
     failed = replace(job, status=JobStatus.RUNNING, results=None, results_url=None, error=None,
-                     finished_at=None)
+                     finished_at=None, attempt_errors=list(tried))
     failed.fail(ErrorBody("StoreUnavailable", f"pipeline {job.pipeline!r} ran and {outcome}, but its "
                                               f"outcome could not be stored within {over.waited:.0f} s: "
                                               f"{over.failure}"))
@@ -702,6 +707,33 @@ def guarded_strategy(task: Any, app: Celery, consumer: Any, **kwargs: Any) -> An
     return on_message
 
 
+def _retry(task: Any, job: Job, policy: RetryPolicy, error: BaseException, message: JobMessage,
+           waiting: StoreWait, context: JobContext) -> bool:
+    """Store ``job`` ``retrying`` with its attempt's ``error`` and raise Celery's Retry, which queues
+    the job's message again after the policy's backoff. Return True when the job was cancelled while
+    it ran (its stored record is final: nothing more to do), False for a time limit (or a cancel's
+    ``SIGUSR1``), which is never retried: the job fails as without a policy."""
+    config, store, name = context.config, context.store, job.pipeline or ""
+    soft, _ = time_limits(config, name)
+    body = ErrorBody.from_exception(error, pipeline=name, time_limit=soft, expose=config.expose_tracebacks)
+    if body.name == "TimeLimitExceeded":
+        return False
+    delay = policy.delay(job.attempts)
+    job.wait_retry(body)
+    try:
+        stored = waiting.run(lambda: store.save(job), "store its retrying record")
+    except StoreWaitOver as over:
+        raise _requeue(job.job_id, over, "store its retrying record") from None
+    if not stored:
+        log.info("job %s: pipeline %r cancelled", job.job_id, name)
+        return True
+    log.warning("job %s: attempt %d of %d failed (%s); retrying in %.2f s", job.job_id, job.attempts,
+                policy.max, body.name, delay)
+    # Celery's retry: the same task id and arguments, queued again with a countdown
+    raise task.retry(countdown=delay, max_retries=None, queue=config.worker_queue,
+                     headers={REQUEST_ID_HEADER: job.request_id, **message.headers()})
+
+
 def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict], Any]) -> None:
     deliver = callbacks.make_delivery_task(app, lambda: config, Strategy=GUARDED_STRATEGY)
     context = JobContext(config, JobStore(app), deliver, run)
@@ -736,8 +768,14 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 send_outcome(job, context)  # its worker died after storing it, before the callback
             return
         job.start()
+        if job.attempts > 1:
+            log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        policy = context.retries(name) if error is not None else None
+        if policy is not None and job.attempts < policy.max and policy.retries(error):
+            if _retry(self, job, policy, error, message, waiting, context):
+                return  # cancelled while it ran: never retried
         if error is None and message.results_to == "dataset":
             try:  # the results become a dataset; the record carries its id
                 job.results_dataset, results = context.keep_results(results, job.job_id), None

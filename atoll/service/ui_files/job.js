@@ -169,6 +169,13 @@ export function renderJob(view, id, cancel, rerun) {
   if (bar) facts.append(el("dt", "", "progress"), el("dd", "", bar));
   facts.append(el("dt", "", record.status === "running" ? "running for" : "duration"),
                el("dd", "", duration === null ? "not started" : seconds(duration)));
+  if (record.attempts > 1 || (record.attempt_errors && record.attempt_errors.length)) {
+    const dd = el("dd", "attempts", el("span", "", String(record.attempts)));
+    (record.attempt_errors || []).forEach((error, index) => {
+      dd.append(el("div", "small muted", `attempt ${index + 1}: ${error.name}: ${error.message}`));
+    });
+    facts.append(el("dt", "", "attempts"), dd);
+  }
   for (const key of ["submitted_at", "started_at", "finished_at"]) {
     if (record[key]) facts.append(el("dt", "", key.replace("_at", "")), el("dd", "mono small", record[key]));
   }
