@@ -405,7 +405,7 @@ def build_spec(service: Any) -> dict:
         "paths": paths,
         "components": {"schemas": _SCHEMAS},
     }
-    if service.config.auth_tokens:
+    if service.config.auth_tokens or service.config.callers:
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         spec["security"] = [{"bearer": []}]
     return spec
