@@ -119,8 +119,8 @@ def test_callers_see_cancel_and_rerun_only_their_own_jobs(served, callback_recei
 
 def test_a_missing_scope_is_a_403_naming_it_and_a_bad_token_a_401(served):
     url, _ = served
-    answer = requests.post(f"{url}/pipelines/double", json={"data": [1], "async": True}, headers=auth("reader"),
-                           timeout=10)
+    answer = requests.post(f"{url}/pipelines/double", json={"data": [1], "async": True},
+                           headers=auth("reader"), timeout=10)
     assert answer.status_code == 403
     assert "'run'" in answer.json()["error"]["message"] and "reader" in answer.json()["error"]["message"]
     assert requests.get(f"{url}/jobs", headers=auth("reader"), timeout=10).status_code == 200
@@ -138,7 +138,7 @@ def test_no_token_is_in_the_logs_or_the_state_dir(served):
     finished(url, "bob", job_id)
     requests.get(f"{url}/jobs/{job_id}/logs", headers=auth("bob"), timeout=10)
     log = (folder / "serve.log").read_text()
-    assert f"caller=bob" in log and f"GET /jobs/{job_id}/logs" in log  # the access log names the caller
+    assert "caller=bob" in log and f"GET /jobs/{job_id}/logs" in log  # the access log names the caller
     files = [folder / "serve.log", *(p for p in (folder / "state").rglob("*") if p.is_file())]
     assert len(files) > 3
     for path in files:
@@ -165,8 +165,8 @@ def test_two_tokens_of_one_caller_work_during_a_rotation(tmp_path):
 
 
 def test_atoll_token_prints_a_token_and_the_line_with_its_hash(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "atoll", "token", "--name", "reporting", "--scopes", "run,read"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "atoll", "token", "--name", "reporting", "--scopes",
+                           "run,read"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     token, line = done.stdout.splitlines()
     assert line.strip() == f"reporting: {{tokens: [{sha(token)}], scopes: [run, read]}}"

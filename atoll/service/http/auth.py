@@ -68,7 +68,7 @@ def token_hash(token: str) -> str:
     """Return the SHA-256 (hex) of ``token``, as the configuration's ``callers`` hold it.
 
     >>> token_hash("s3cret")[:16]
-    '4e738ca5563c06cf'
+    '1ec1c26b50d5d3c5'
     """
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, url_for

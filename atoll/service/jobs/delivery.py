@@ -318,7 +318,7 @@ def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[
         return False
     delay = backoff_delay(0, config)
     log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
-    task.apply_async((job_id, url, body, 1), {"request_id": request_id, **({"caller": caller} if caller else {})},
-                     countdown=delay,
+    extra = {"caller": caller} if caller else {}  # workers of earlier versions take no such keyword
+    task.apply_async((job_id, url, body, 1), {"request_id": request_id, **extra}, countdown=delay,
                      queue=queue)
     return True

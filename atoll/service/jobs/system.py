@@ -218,7 +218,8 @@ class JobSystem:
                            owner=getattr(caller, "name", None))
 
     def list(self, status: JobStatus | None, pipeline: str | None, limit: int,
-             cursor: str | None, caller: Any = None, owner: str | None = None) -> tuple[list[Job], str | None]:
+             cursor: str | None, caller: Any = None,
+             owner: str | None = None) -> tuple[list[Job], str | None]:
         """Return a page of jobs, newest first, and the cursor of the next one: ``caller``'s own (all
         for an admin or without callers), of caller ``owner`` only when given; raise BadCursor,
         ListingUnsupported or JobStoreUnavailable."""
