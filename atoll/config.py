@@ -148,7 +148,10 @@ SCHEMA: dict[str, Key] = {
     # -- callers (named tokens with scopes) --
     "callers": Key((dict,), {}, "named callers: {name: {tokens: [sha256 hex of a token, at most 2], "
                    "scopes: [run, read, admin]}} (`atoll token` prints a token and its line); "
-                   "auth_tokens are an admin caller named default; empty = none"),
+                   "auth_tokens are an admin caller named default; empty = none. A caller's max_jobs "
+                   "overrides caller_max_jobs"),
+    "caller_max_jobs": Key((int, type(None)), None, "jobs one caller may have queued plus running (429 above); a "
+                           "caller's own max_jobs overrides it; null = no limit", minimum=1),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
                              "message"),
@@ -316,9 +319,13 @@ def _callers(where: str, value: dict) -> None:
         if not isinstance(entry, dict):
             raise ConfigError(f"{at} must be a mapping like {{tokens: [<sha256 hex>], scopes: [run, read]}}; "
                               f"got {type(entry).__name__}")
-        unknown = sorted(set(map(str, entry)) - {"tokens", "scopes"})
+        unknown = sorted(set(map(str, entry)) - {"tokens", "scopes", "max_jobs"})
         if unknown:
-            raise ConfigError(f"{at}: unknown keys {unknown}; a caller has tokens and scopes")
+            raise ConfigError(f"{at}: unknown keys {unknown}; a caller has tokens, scopes and max_jobs")
+        limit = entry.get("max_jobs")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"{at[:-1]}.max_jobs' must be a whole number of at least 1, or null; got "
+                              f"{limit!r}")
         tokens, scopes = entry.get("tokens"), entry.get("scopes")
         if not isinstance(tokens, list) or not 1 <= len(tokens) <= CALLER_TOKENS_MAX:
             raise ConfigError(f"{at[:-1]}.tokens' must be a list of 1 to {CALLER_TOKENS_MAX} token hashes")

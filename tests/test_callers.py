@@ -21,7 +21,8 @@ from tests.support.serving import ROOT
 pytestmark = pytest.mark.slow
 
 TOKENS = {"ann": "ann-token-4f1d0c", "bob": "bob-token-9a7e22", "root": "root-token-51b3aa",
-          "reader": "reader-token-0d6c9e", "legacy": "legacy-token-77c1f0", "ann-new": "ann-rotated-e3b8d1"}
+          "reader": "reader-token-0d6c9e", "legacy": "legacy-token-77c1f0", "ann-new": "ann-rotated-e3b8d1",
+          "capped": "capped-token-2b9f41"}
 
 
 def sha(token: str) -> str:
@@ -36,14 +37,15 @@ def callers(ann_tokens: tuple[str, ...] = ("ann",)) -> dict:
     return {"ann": {"tokens": [sha(TOKENS[t]) for t in ann_tokens], "scopes": ["run", "read"]},
             "bob": {"tokens": [sha(TOKENS["bob"])], "scopes": ["run", "read"]},
             "root": {"tokens": [sha(TOKENS["root"])], "scopes": ["admin"]},
-            "reader": {"tokens": [sha(TOKENS["reader"])], "scopes": ["read"]}}
+            "reader": {"tokens": [sha(TOKENS["reader"])], "scopes": ["read"]},
+            "capped": {"tokens": [sha(TOKENS["capped"])], "scopes": ["run", "read"], "max_jobs": 1}}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(url, folder) of ``atoll serve async_service:service`` with four callers and a legacy token."""
     folder = tmp_path_factory.mktemp("callers")
-    path, _ = job_config(folder, callers=callers(), auth_tokens=[TOKENS["legacy"]])
+    path, _ = job_config(folder, callers=callers(), auth_tokens=[TOKENS["legacy"]], caller_max_jobs=50)
     def ready(url: str) -> bool:
         health = requests.get(f"{url}/health", headers=auth("root"), timeout=2).json()
         return health["checks"]["workers"]["ok"]
@@ -130,6 +132,21 @@ def test_a_missing_scope_is_a_403_naming_it_and_a_bad_token_a_401(served):
     wrong = requests.get(f"{url}/jobs", headers={"Authorization": "Bearer " + sha(TOKENS["ann"])}, timeout=10)
     assert wrong.status_code == 401  # the hash in the configuration is not a token
     assert requests.get(f"{url}/jobs", timeout=10).status_code == 401
+
+
+def test_a_caller_over_its_job_quota_gets_a_429_until_a_job_finishes(served):
+    url, _ = served
+    first = submit(url, "capped", "nap", [1], kwargs={"seconds": 4})
+    refused = requests.post(f"{url}/pipelines/double", json={"data": [1], "async": True},
+                            headers=auth("capped"), timeout=10)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    error = refused.json()["error"]
+    assert error["name"] == "QuotaExceeded" and error["limit"] == "max_jobs" and "max_jobs = 1" in error["message"]
+    assert listed(url, "capped") == {first}  # nothing half-submitted
+    assert submit(url, "bob", "double")  # another caller's quota (caller_max_jobs: 50) is its own
+    finished(url, "capped", first)
+    second = submit(url, "capped", "double")
+    assert finished(url, "capped", second)["results"] == [2, 4]
 
 
 def test_no_token_is_in_the_logs_or_the_state_dir(served):

@@ -39,6 +39,7 @@ from atoll.service.jobs.errors import (
     JobNotFound,
     JobStoreUnavailable,
     NoResults,
+    QuotaExceeded,
     RequestExpired,
     ResultsExpired,
 )
@@ -99,6 +100,11 @@ class JobSystem:
             earlier = self._claim(idempotency, job_id)
             if earlier is not None:
                 return earlier, False
+        try:
+            self._check_quota(owner)
+        except JobError:
+            self._release(idempotency)
+            raise
         try:  # the record first: a job id is known from the moment a worker could start it
             self.store.put_aside(job_id, "request", message.request_text())
             self.store.save(job)
@@ -120,6 +126,24 @@ class JobSystem:
             raise BrokerUnavailable(f"the job broker ({broker}) did not accept the job, nothing was "
                                     f"queued; retry later ({type(exc).__name__}: {exc})") from None
         return job, True
+
+    def _check_quota(self, owner: str | None) -> None:
+        """Raise QuotaExceeded when caller ``owner`` has its ``max_jobs`` (or ``caller_max_jobs``) jobs
+        queued or running already (checked before queuing: two submissions at once may both pass)."""
+        if owner is None:
+            return
+        config = self.config
+        limit = config.callers.get(owner, {}).get("max_jobs") or config.caller_max_jobs
+        if limit is None:
+            return
+        with _store_errors():
+            busy = sum(len(self.store.list(status, None, limit, None, owner)[0])
+                       for status in (JobStatus.QUEUED, JobStatus.RUNNING))
+        if busy >= limit:
+            key = "max_jobs" if config.callers.get(owner, {}).get("max_jobs") else "caller_max_jobs"
+            raise QuotaExceeded(f"caller {owner!r} has {busy} jobs queued or running, its limit "
+                                f"({key} = {limit}); nothing was queued: retry when one has finished",
+                                limit=key, caller=owner, max_jobs=limit)
 
     def _claim(self, idempotency: tuple[str, str], job_id: str) -> Job | None:
         key_id, body_hash = idempotency
