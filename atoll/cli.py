@@ -435,9 +435,10 @@ def token(args: argparse.Namespace) -> int:
 #: the gunicorn worker of ``atoll serve``: reads whole requests before a thread serves them
 WORKER_CLASS = "atoll.service.server.BufferingWorker"
 
-#: gunicorn's default access log line, followed by the request id atoll answered
+#: gunicorn's default access log line, followed by the caller's name (``-`` without one; never its
+#: token) and the request id atoll answered
 ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss '
-                     'id=%({x-request-id}o)s caller=%({atoll.caller}e)s')
+                     'caller=%({atoll.caller}e)s id=%({x-request-id}o)s')
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
