@@ -134,6 +134,7 @@ def serve(args: argparse.Namespace) -> int:
         import flask  # noqa: F401 -- a service loads without Flask (a worker does): report it here
         configure_logs(service)
         host, port = parse_bind(args.bind)
+        warn_open_bind(service.config, host)
         if not args.dev:
             import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
         supervisor = start_embedded_worker(service, args.target)
@@ -151,6 +152,24 @@ def serve(args: argparse.Namespace) -> int:
                 supervisor.stop()
             forget_metrics_dir(metrics_dir)
     return 0
+
+
+def warn_open_bind(config: Any, host: str) -> bool:
+    """Print a warning (and return True) when ``atoll serve`` binds a non-loopback ``host`` while no
+    token is configured: anyone who reaches the address may run, read and cancel every job."""
+    import ipaddress
+
+    if config.callers or config.auth_tokens or host == "localhost":
+        return False
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return False
+    except ValueError:  # a host name: it may resolve anywhere
+        pass
+    print(f"atoll serve: WARNING: listening on {host}, not a loopback address, with no callers or "
+          f"auth_tokens configured: anyone who reaches it may run, read and cancel every job. "
+          f"Configure callers (`atoll token` prints a token and its line).", file=sys.stderr, flush=True)
+    return True
 
 
 def configure_logs(service: Any) -> None:
@@ -382,12 +401,44 @@ def secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_token(subparsers: Any) -> None:
+    """Add ``atoll token``."""
+    parser = subparsers.add_parser(
+        "token", help="print a new caller token and the callers line holding its SHA-256",
+        description="Print a fresh random bearer token, then the configuration line that names a caller "
+                    "with the token's SHA-256 (the configuration never holds the token itself). Give the "
+                    "token to the caller; paste the line under callers: (for a rotation, add the hash "
+                    "beside the old one, then remove the old one once the caller uses the new token).")
+    parser.add_argument("--name", default="caller", help="the caller's name (default: caller)")
+    parser.add_argument("--scopes", default="run,read",
+                        help="comma-separated scopes among run, read, admin (default: run,read)")
+    parser.set_defaults(func=token)
+
+
+def token(args: argparse.Namespace) -> int:
+    """Run ``atoll token``."""
+    import hashlib
+    import secrets
+
+    from atoll.config import validate
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    new = "atoll_" + secrets.token_urlsafe(32)  # the prefix lets secret scanners find it
+    digest = hashlib.sha256(new.encode("utf-8")).hexdigest()
+    entry = {args.name: {"tokens": [digest], "scopes": scopes}}
+    validate("callers", entry, "atoll token")  # a bad name or scope is a ConfigError, as in a file
+    print(new)
+    print(f"  {args.name}: {{tokens: [{digest}], scopes: [{', '.join(scopes)}]}}")
+    return 0
+
+
 #: the gunicorn worker of ``atoll serve``: reads whole requests before a thread serves them
 WORKER_CLASS = "atoll.service.server.BufferingWorker"
 
-#: gunicorn's default access log line, followed by the request id atoll answered
+#: gunicorn's default access log line, followed by the caller's name (``-`` without one; never its
+#: token) and the request id atoll answered
 ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss '
-                     'id=%({x-request-id}o)s')
+                     'caller=%({atoll.caller}e)s id=%({x-request-id}o)s')
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
@@ -667,7 +718,7 @@ def _signal(pid: int, signum: int, group: bool) -> None:
 # -- the command -------------------------------------------------------------------------------
 
 #: functions adding one subcommand each; other modules of atoll append theirs
-SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret, add_config, add_workers]
+SUBCOMMANDS = [add_serve, add_worker, add_status, add_secret, add_token, add_config, add_workers]
 
 
 def build_parser() -> argparse.ArgumentParser:

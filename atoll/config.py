@@ -145,6 +145,13 @@ SCHEMA: dict[str, Key] = {
     "client_send_timeout": Key(_NUM, 30.0, "seconds a client may take to receive each 64 KiB of an "
                                "answer before atoll serve closes the connection", minimum=0.1),
     "auth_tokens": Key((list,), [], "bearer tokens accepted; empty = no authentication"),
+    # -- callers (named tokens with scopes) --
+    "callers": Key((dict,), {}, "named callers: {name: {tokens: [sha256 hex of a token, at most 2], "
+                   "scopes: [run, read, admin]}} (`atoll token` prints a token and its line); "
+                   "auth_tokens are an admin caller named default; empty = none. A caller's max_jobs "
+                   "overrides caller_max_jobs"),
+    "caller_max_jobs": Key((int, type(None)), None, "jobs one caller may have queued plus running (429 above); a "
+                           "caller's own max_jobs overrides it; null = no limit", minimum=1),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
                              "message"),
@@ -295,6 +302,42 @@ def _strings(where: str, value: list) -> None:
                               f"{type(entry).__name__}{shown}")
 
 
+#: the scopes a caller may have: ``run`` (submit), ``read`` (its own jobs and data), ``admin`` (all)
+CALLER_SCOPES = ("run", "read", "admin")
+#: most token hashes one caller may have at once (the old and the new during a rotation)
+CALLER_TOKENS_MAX = 2
+_CALLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _callers(where: str, value: dict) -> None:
+    for name, entry in value.items():
+        if not isinstance(name, str) or not _CALLER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a caller's name must be 1 to 64 letters, digits, '_', '.' or '-' "
+                              f"(starting with a letter or digit); got {name!r}")
+        at = f"{where[:-1]}.{name}'"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at} must be a mapping like {{tokens: [<sha256 hex>], scopes: [run, read]}}; "
+                              f"got {type(entry).__name__}")
+        unknown = sorted(set(map(str, entry)) - {"tokens", "scopes", "max_jobs"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown keys {unknown}; a caller has tokens, scopes and max_jobs")
+        limit = entry.get("max_jobs")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"{at[:-1]}.max_jobs' must be a whole number of at least 1, or null; got "
+                              f"{limit!r}")
+        tokens, scopes = entry.get("tokens"), entry.get("scopes")
+        if not isinstance(tokens, list) or not 1 <= len(tokens) <= CALLER_TOKENS_MAX:
+            raise ConfigError(f"{at[:-1]}.tokens' must be a list of 1 to {CALLER_TOKENS_MAX} token hashes")
+        for i, digest in enumerate(tokens):  # never echoed: a token pasted by mistake is still a secret
+            if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest):
+                raise ConfigError(f"{at[:-1]}.tokens' entry {i} is not the SHA-256 of a token (64 lower-case "
+                                  f"hex digits); `atoll token` prints a token and its hash")
+        if not isinstance(scopes, list) or not scopes or any(s not in CALLER_SCOPES for s in scopes):
+            raise ConfigError(f"{at[:-1]}.scopes' must be a non-empty list of {', '.join(CALLER_SCOPES)}; "
+                              f"got {scopes!r}")
+
+
 def _n_jobs(where: str, value: int) -> None:
     try:
         effective_n_jobs(value, cores=1)
@@ -378,6 +421,7 @@ def _callback_secret(where: str, value: str | None) -> None:
 _NESTED: dict[str, Callable[[str, Any], None]] = {
     "callback_allowed_hosts": _strings,
     "auth_tokens": _strings,
+    "callers": _callers,
     "callback_secret": _callback_secret,
     "n_jobs": _n_jobs,  # the rule LocalExecutor and register_pipeline apply too
     "pipeline_time_limits": _time_limits,

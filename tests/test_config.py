@@ -143,6 +143,7 @@ SAMPLES = {
     "spark_conf": {"spark.executor.memory": "512m", "spark.task.cpus": 1},
     "n_jobs": -2,
     "datasets_storage_options": {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}},
+    "callers": {"ann": {"tokens": ["0" * 64, "f" * 64], "scopes": ["run", "read"]}},
 }
 
 

@@ -45,6 +45,7 @@ STATUSES: dict[type[Exception], tuple[int, str, dict[str, str]]] = {
     jobs.IdempotencyKeyReused: (422, "IdempotencyKeyReused", {}),
     jobs.CallbackRefused: (400, "CallbackRefused", {}),
     jobs.BadCursor: (400, "InvalidCursor", {}),
+    jobs.QuotaExceeded: (429, "QuotaExceeded", {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}),
     jobs.ListingUnsupported: (501, "ListingUnsupported", {}),
     jobs.BrokerUnavailable: (503, "BrokerUnavailable", {}),
     jobs.JobStoreUnavailable: (503, "ResultStoreUnavailable", {}),

@@ -2,8 +2,9 @@
 cancel, and fetch a job's large results and its output.
 
 =====================================  ==========================================================
-``GET /jobs``                          newest first; ``status=``, ``pipeline=``, ``limit=`` (50, at
-                                       most 500), ``cursor=``; ``{"jobs": [...], "next": cursor}``
+``GET /jobs``                          newest first; ``status=``, ``pipeline=``, ``caller=`` (an
+                                       admin's filter), ``limit=`` (50, at most 500), ``cursor=``;
+                                       ``{"jobs": [...], "next": cursor}``
 ``GET /jobs/<id>``                     the job (:class:`~atoll.service.jobs.model.Job`)
 ``DELETE /jobs/<id>``                  cancel: 200 with the cancelled job, 409 when it had finished
 ``GET /jobs/<id>/results``             ``{"results": ...}`` of a job whose record has ``results_url``
@@ -11,6 +12,9 @@ cancel, and fetch a job's large results and its output.
 ``POST /jobs/<id>/rerun``              a new job with a finished job's request: 202 as a submission,
                                        409 before it finished, 410 when its request is not kept
 =====================================  ==========================================================
+
+With named callers (:mod:`atoll.service.http.auth`), a caller sees, cancels and re-runs only its own
+jobs: another caller's job id answers 404, as an unknown one. An admin sees every job.
 
 The work is the job system's (:class:`~atoll.service.jobs.system.JobSystem`, in
 ``app.extensions["atoll.jobs"]``); its refusals are answered by the table of
@@ -21,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 
 from atoll.service import request_ids
 from atoll.service.http.errors import RETRY_AFTER_ACCEPTED, ApiError
@@ -47,6 +52,16 @@ def job_system() -> JobSystem:
     return system
 
 
+def _caller() -> Any:
+    """Return the request's caller: None without named callers."""
+    return getattr(g, "caller", None)
+
+
+def _owner() -> str | None:
+    caller = _caller()
+    return caller.name if caller is not None else None
+
+
 def _expose() -> bool:
     return bool(current_app.extensions["atoll"].config.expose_tracebacks)
 
@@ -59,7 +74,8 @@ def _idempotency(body: dict) -> tuple[str, str] | None:
     if not key or len(key) > _MAX_KEY:
         raise ApiError(400, "InvalidIdempotencyKey", f"{IDEMPOTENCY_HEADER} must be 1 to {_MAX_KEY} "
                                                      f"characters")
-    caller = request.headers.get("Authorization", "")  # the same key of two callers: two jobs
+    # the same key of two callers: two jobs (a named caller's name: its old and new token share keys)
+    caller = f"caller {_owner()}" if _owner() is not None else request.headers.get("Authorization", "")
     key_id = hashlib.sha256(f"{caller}\0{request.path}\0{key}".encode()).hexdigest()
     body_hash = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return key_id, body_hash
@@ -70,7 +86,7 @@ def submit_response(run: RunRequest, body: dict) -> Response:
     system = job_system()
     job, _ = system.submit(run.job_message(),
                            lambda job_id: url_for("atoll_jobs.get_job", job_id=job_id, _external=True),
-                           _idempotency(body), request_id=request_ids.current())
+                           _idempotency(body), request_id=request_ids.current(), owner=_owner())
     return _accepted(job.job_id, job.status_url)
 
 
@@ -86,13 +102,13 @@ def _accepted(job_id: str, status_url: str | None) -> Response:
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """Answer the job's record, or 404 for an id this service never issued (or whose record expired)."""
-    return current_app.json.response(job_system().job(job_id).public(_expose()))
+    return current_app.json.response(job_system().job(job_id, _caller()).public(_expose()))
 
 
 @blueprint.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
     """Cancel the job: 200 with its record (status cancelled), 409 when it had finished, 404 unknown."""
-    return current_app.json.response(job_system().cancel(job_id).public(_expose()))
+    return current_app.json.response(job_system().cancel(job_id, _caller()).public(_expose()))
 
 
 @blueprint.post("/jobs/<job_id>/rerun")
@@ -101,7 +117,8 @@ def rerun_job(job_id: str) -> Response:
     202 as a submission; an ``Idempotency-Key`` makes it idempotent as a submission's."""
     job, _ = job_system().rerun(job_id, lambda new_id: url_for("atoll_jobs.get_job", job_id=new_id,
                                                                _external=True),
-                                _idempotency({"rerun_of": job_id}), request_id=request_ids.current())
+                                _idempotency({"rerun_of": job_id}), request_id=request_ids.current(),
+                                caller=_caller())
     return _accepted(job.job_id, job.status_url)
 
 
@@ -109,10 +126,10 @@ def rerun_job(job_id: str) -> Response:
 def list_jobs() -> Response:
     """Answer ``{"jobs": [...], "next": cursor or null}``, newest first (items without results)."""
     args = request.args
-    unknown = sorted(set(args) - {"status", "pipeline", "limit", "cursor"})
+    unknown = sorted(set(args) - {"status", "pipeline", "caller", "limit", "cursor"})
     if unknown:
         raise ApiError(400, "InvalidQuery", f"unknown query parameters {unknown}; GET /jobs takes status, "
-                                            f"pipeline, limit and cursor")
+                                            f"pipeline, caller, limit and cursor")
     status = None
     if "status" in args:
         try:
@@ -128,7 +145,8 @@ def list_jobs() -> Response:
             raise ApiError(400, "InvalidQuery", f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}; "
                                                 f"got {text[:40]!r}")
         limit = int(text)
-    found, after = job_system().list(status, args.get("pipeline"), limit, args.get("cursor"))
+    found, after = job_system().list(status, args.get("pipeline"), limit, args.get("cursor"), _caller(),
+                                     args.get("caller"))
     expose = _expose()
     return current_app.json.response({"jobs": [job.public(expose, with_results=False) for job in found],
                                       "next": after})
@@ -137,7 +155,7 @@ def list_jobs() -> Response:
 @blueprint.get("/jobs/<job_id>/results")
 def get_results(job_id: str) -> Response:
     """Answer ``{"results": ...}`` of a succeeded job (inline or kept aside); 409 before it succeeded."""
-    job, text = job_system().results(job_id)
+    job, text = job_system().results(job_id, _caller())
     if text is None:
         return current_app.json.response({"results": job.results})
     return Response('{"results":' + text + "}", mimetype="application/json")
@@ -148,4 +166,4 @@ def get_logs(job_id: str) -> Response:
     """Answer what the job's pipeline printed and logged: JSON lines (``application/x-ndjson``), one
     ``{"time", "stream", "message"}`` object per line (``level`` and ``logger`` for log records);
     empty while the job runs and when it printed nothing."""
-    return Response(job_system().logs(job_id), mimetype="application/x-ndjson")
+    return Response(job_system().logs(job_id, _caller()), mimetype="application/x-ndjson")

@@ -159,7 +159,8 @@ _SCHEMAS["Upload"] = {
 }
 _SCHEMAS.update(openapi_schemas())  # the job model's components come from its dataclasses
 
-_COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid")}
+_COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid"),
+                  "403": _error("The caller lacks the scope (run, read, admin) the request needs")}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before polling or retrying",
                                 "schema": {"type": "integer"}}}
 _JOB_ID_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -232,6 +233,8 @@ def _pipeline_path(registered: Any) -> dict:
                               "Idempotency-Key was used with another body"),
                 "500": _error("A stage failed (name, message, traceback, stage, item) or the "
                               "results are not JSON"),
+                "429": _unavailable("The caller has its max_jobs (caller_max_jobs) jobs queued or "
+                                    "running (QuotaExceeded; limit names the key)"),
                 "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
                 "504": _error("The synchronous call ran past its sync_time_limit and was stopped"),
             },
@@ -328,6 +331,8 @@ def build_spec(service: Any) -> dict:
                           "is still being queued"),
             "410": _error("The job's request is no longer kept (RequestExpired)"),
             "422": _error("The Idempotency-Key was used with another job's re-run"),
+            "429": _unavailable("The caller has its max_jobs (caller_max_jobs) jobs queued or running "
+                                "(QuotaExceeded)"),
             "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
         },
     }}
@@ -411,7 +416,7 @@ def build_spec(service: Any) -> dict:
         "paths": paths,
         "components": {"schemas": _SCHEMAS},
     }
-    if service.config.auth_tokens:
+    if service.config.auth_tokens or service.config.callers:
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         spec["security"] = [{"bearer": []}]
     return spec

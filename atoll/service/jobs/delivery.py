@@ -200,17 +200,24 @@ def _drop(target: Target) -> None:
         conn.close()
 
 
+#: the callback header naming the caller that submitted the job (never its token)
+CALLER_HEADER = "X-Atoll-Caller"
+
+
 def post_callback(url: str, body: bytes, msg_id: str, config: Mapping[str, Any],
-                  request_id: str | None = None) -> int:
+                  request_id: str | None = None, caller: str | None = None) -> int:
     """POST ``body`` to ``url`` once; return the 2xx status or raise DeliveryError / CallbackURLError.
 
-    ``request_id``, the id of the request that submitted the job, is sent as ``X-Request-ID``.
+    ``request_id``, the id of the request that submitted the job, is sent as ``X-Request-ID``;
+    ``caller``, the name of the caller that submitted it, as ``X-Atoll-Caller``.
     """
     target = check_callback_url(url, config)
     headers = {"Content-Type": "application/json", "User-Agent": "atoll-callback",
                **signature_headers(config["callback_secret"], msg_id, body)}
     if request_id:
         headers["X-Request-ID"] = request_id
+    if caller:
+        headers[CALLER_HEADER] = caller
     for reuse in (True, False):
         conn = _connection(target, float(config["callback_timeout"]))
         fresh = conn.sock is None
@@ -275,12 +282,12 @@ def make_delivery_task(app: Any, get_config: Any, **options: Any) -> Any:
     @app.task(name="atoll.deliver_callback", bind=True, acks_late=True, reject_on_worker_lost=True,
               ignore_result=True, max_retries=None, shared=False, **options)
     def deliver_callback(self: Any, job_id: str, url: str, body: str, attempts_before: int = 1,
-                         request_id: str | None = None) -> None:
+                         request_id: str | None = None, caller: str | None = None) -> None:
         """Deliver one job's callback, retrying with backoff until callback_max_retries is used up."""
         config = get_config()
         attempt = attempts_before + self.request.retries
         try:
-            post_callback(url, body.encode("utf-8"), job_id, config, request_id=request_id)
+            post_callback(url, body.encode("utf-8"), job_id, config, request_id=request_id, caller=caller)
         except CallbackURLError as exc:
             log.error("job %s: callback refused at delivery: %s", job_id, exc)
             record_callback(store, job_id, CallbackState(url, "failed", attempt + 1, str(exc)))
@@ -303,12 +310,15 @@ def make_delivery_task(app: Any, get_config: Any, **options: Any) -> Any:
 
 
 def schedule_retry(task: Any, job_id: str, url: str, body: str, config: Mapping[str, Any],
-                   error: Exception, queue: str | None = None, request_id: str | None = None) -> bool:
+                   error: Exception, queue: str | None = None, request_id: str | None = None,
+                   caller: str | None = None) -> bool:
     """Queue the first retry of a callback whose in-job attempt failed; return False if none are allowed."""
     if config["callback_max_retries"] < 1:
         log.error("job %s: callback failed and callback_max_retries is 0: %s", job_id, error)
         return False
     delay = backoff_delay(0, config)
     log.warning("job %s: %s; retry 1 of %d in %.2fs", job_id, error, config["callback_max_retries"], delay)
-    task.apply_async((job_id, url, body, 1), {"request_id": request_id}, countdown=delay, queue=queue)
+    extra = {"caller": caller} if caller else {}  # workers of earlier versions take no such keyword
+    task.apply_async((job_id, url, body, 1), {"request_id": request_id, **extra}, countdown=delay,
+                     queue=queue)
     return True

@@ -13,7 +13,7 @@ from atoll.errors import AtollError
 
 __all__ = ["JobError", "JobNotFound", "JobFinished", "NoResults", "ResultsExpired", "JobNotFinished",
            "RequestExpired", "CallbackRefused",
-           "IdempotencyKeyReused", "IdempotencyKeyInUse", "BadCursor", "ListingUnsupported",
+           "IdempotencyKeyReused", "IdempotencyKeyInUse", "QuotaExceeded", "BadCursor", "ListingUnsupported",
            "Unavailable", "BrokerUnavailable", "JobStoreUnavailable", "AsyncUnavailable"]
 
 
@@ -63,6 +63,10 @@ class IdempotencyKeyReused(JobError):
 
 class IdempotencyKeyInUse(JobError):
     """An ``Idempotency-Key`` belongs to a job whose record is not there (still being queued, or expired)."""
+
+
+class QuotaExceeded(JobError):
+    """The caller has as many jobs queued or running as its quota allows; nothing was queued."""
 
 
 class BadCursor(JobError, ValueError):

@@ -404,6 +404,8 @@ class Job:
         {"type": "array", "items": {"$ref": "#/components/schemas/ErrorDetail"}}, default_factory=list)
     rerun_of: str | None = _field("the id of the finished job this one re-runs (POST /jobs/<id>/rerun), "
                                   "or null", {"type": ["string", "null"]}, default=None)
+    owner: str | None = _field("the name of the caller that submitted it (configured callers), or null "
+                               "without authentication", {"type": ["string", "null"]}, default=None)
 
     # -- transitions ---------------------------------------------------------------------------
 

@@ -410,6 +410,12 @@ class JobContext:
     retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
 
+def _caller_kwarg(owner: str | None) -> dict:
+    """Return the delivery task's ``caller`` keyword, left out without one (workers of earlier
+    versions take no such keyword)."""
+    return {"caller": owner} if owner else {}
+
+
 def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
     """POST finished ``job``'s callback, if it has one: the first attempt here when ``inline`` (in the
     job's own task), otherwise queued; failed attempts are retried by delivery tasks."""
@@ -419,13 +425,15 @@ def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
     url = job.callback.url
     body = to_json(job.callback_payload(config.expose_tracebacks))
     if not inline:  # queued first: a recorded state always has a delivery behind it
-        context.deliver.apply_async((job.job_id, url, body, 0), {"request_id": job.request_id},
+        context.deliver.apply_async((job.job_id, url, body, 0), {"request_id": job.request_id,
+                                                                 **_caller_kwarg(job.owner)},
                                     queue=config.worker_queue)
         callbacks.record_callback(context.store, job.job_id, CallbackState(url, "pending", 0))
         return
     retry_for: Exception | None = None
     try:  # the record is stored first: a receiver that reads the job on delivery finds it done
-        callbacks.post_callback(url, body.encode("utf-8"), job.job_id, config, request_id=job.request_id)
+        callbacks.post_callback(url, body.encode("utf-8"), job.job_id, config, request_id=job.request_id,
+                                caller=job.owner)
         state = CallbackState(url, "delivered", 1)
     except callbacks.CallbackURLError as exc:
         log.error("job %s: callback refused at delivery: %s", job.job_id, exc)
@@ -439,7 +447,7 @@ def send_outcome(job: Job, context: JobContext, inline: bool = True) -> None:
             state = CallbackState(url, "abandoned", 1, str(exc))
     if retry_for is not None:  # queued first: a recorded state always has a delivery behind it
         callbacks.schedule_retry(context.deliver, job.job_id, url, body, config, retry_for,
-                                 queue=config.worker_queue, request_id=job.request_id)
+                                 queue=config.worker_queue, request_id=job.request_id, caller=job.owner)
     callbacks.record_callback(context.store, job.job_id, state)
 
 

@@ -171,7 +171,7 @@ class JobStore:
         self.app = app
         #: status and pipeline of finished jobs seen by a listing (they never change): a filter skips
         #: them without reading their records again
-        self._finished: OrderedDict[str, tuple[JobStatus, str | None]] = OrderedDict()
+        self._finished: OrderedDict[str, tuple[JobStatus, str | None, str | None]] = OrderedDict()
         self._lock = threading.Lock()
         self._probe_lock = threading.Lock()
         self._probed: tuple[float, StoreUnavailable | None] = (float("-inf"), None)
@@ -390,15 +390,17 @@ class JobStore:
 
     @_storage
     def list(self, status: JobStatus | None = None, pipeline: str | None = None,
-             limit: int = LIST_LIMIT_DEFAULT, after: str | None = None) -> tuple[list[Job], str | None]:
-        """Return up to ``limit`` jobs, newest first, after job id ``after``, with the cursor of the
-        next page (None on the last one)."""
+             limit: int = LIST_LIMIT_DEFAULT, after: str | None = None,
+             owner: str | None = None) -> tuple[list[Job], str | None]:
+        """Return up to ``limit`` jobs (of caller ``owner`` only, when given), newest first, after job
+        id ``after``, with the cursor of the next page (None on the last one)."""
         found: list[Job] = []
-        filtered = status is not None or pipeline is not None
+        filtered = status is not None or pipeline is not None or owner is not None
         for job_id in self.iter_after(after):
             known = self._finished.get(job_id) if filtered else None
             if known is not None and ((status is not None and known[0] is not status) or (
-                    pipeline is not None and known[1] != pipeline)):
+                    pipeline is not None and known[1] != pipeline) or (
+                    owner is not None and known[2] != owner)):
                 continue
             job = self.load_plain(job_id)
             if job is None:
@@ -406,7 +408,8 @@ class JobStore:
             if job.status.finished:
                 self._remember(job)
             if (status is not None and job.status is not status) or (
-                    pipeline is not None and job.pipeline != pipeline):
+                    pipeline is not None and job.pipeline != pipeline) or (
+                    owner is not None and job.owner != owner):
                 continue
             if len(found) == limit:
                 return self._with_callbacks(found), encode_cursor(found[-1].job_id)
@@ -422,7 +425,7 @@ class JobStore:
 
     def _remember(self, job: Job) -> None:
         with self._lock:
-            self._finished[job.job_id] = (job.status, job.pipeline)
+            self._finished[job.job_id] = (job.status, job.pipeline, job.owner)
             while len(self._finished) > FINISHED_CACHE:
                 self._finished.popitem(last=False)
 

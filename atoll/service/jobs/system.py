@@ -25,6 +25,7 @@ from typing import Any
 
 from atoll.config import Config
 from atoll.service import metrics
+from atoll.service.datasets.store import visible_to
 from atoll.service.jobs import queue
 from atoll.service.jobs.delivery import CallbackURLError, check_callback_url
 from atoll.service.jobs.errors import (
@@ -38,6 +39,7 @@ from atoll.service.jobs.errors import (
     JobNotFound,
     JobStoreUnavailable,
     NoResults,
+    QuotaExceeded,
     RequestExpired,
     ResultsExpired,
 )
@@ -73,11 +75,12 @@ class JobSystem:
 
     def submit(self, message: JobMessage, status_url: Callable[[str], str],
                idempotency: tuple[str, str] | None = None, request_id: str | None = None,
-               rerun_of: str | None = None) -> tuple[Job, bool]:
+               rerun_of: str | None = None, owner: str | None = None) -> tuple[Job, bool]:
         """Queue ``message``; return (the job, True) once the broker confirmed it, or (the earlier job,
         False) for an ``idempotency`` (key id, body hash) already used with the same body. The request
         is kept beside the record (``<job_id>.request``) for a re-run; ``rerun_of`` names the job
-        this one re-runs.
+        this one re-runs; ``owner`` is the name of the caller that submitted it (None without
+        callers).
 
         Raises CallbackRefused, IdempotencyKeyReused, IdempotencyKeyInUse, BrokerUnavailable or
         JobStoreUnavailable.
@@ -92,11 +95,16 @@ class JobSystem:
         job_id = new_job_id()
         job = Job(job_id, message.pipeline, submitted_at=message.submitted_at, request_id=request_id,
                   callback=CallbackState(message.callback) if message.callback is not None else None,
-                  status_url=status_url(job_id), rerun_of=rerun_of)
+                  status_url=status_url(job_id), rerun_of=rerun_of, owner=owner)
         if idempotency is not None:
             earlier = self._claim(idempotency, job_id)
             if earlier is not None:
                 return earlier, False
+        try:
+            self._check_quota(owner)
+        except JobError:
+            self._release(idempotency)
+            raise
         try:  # the record first: a job id is known from the moment a worker could start it
             self.store.put_aside(job_id, "request", message.request_text())
             self.store.save(job)
@@ -118,6 +126,24 @@ class JobSystem:
             raise BrokerUnavailable(f"the job broker ({broker}) did not accept the job, nothing was "
                                     f"queued; retry later ({type(exc).__name__}: {exc})") from None
         return job, True
+
+    def _check_quota(self, owner: str | None) -> None:
+        """Raise QuotaExceeded when caller ``owner`` has its ``max_jobs`` (or ``caller_max_jobs``) jobs
+        queued or running already (checked before queuing: two submissions at once may both pass)."""
+        if owner is None:
+            return
+        config = self.config
+        limit = config.callers.get(owner, {}).get("max_jobs") or config.caller_max_jobs
+        if limit is None:
+            return
+        with _store_errors():
+            busy = sum(len(self.store.list(status, None, limit, None, owner)[0])
+                       for status in (JobStatus.QUEUED, JobStatus.RUNNING))
+        if busy >= limit:
+            key = "max_jobs" if config.callers.get(owner, {}).get("max_jobs") else "caller_max_jobs"
+            raise QuotaExceeded(f"caller {owner!r} has {busy} jobs queued or running, its limit "
+                                f"({key} = {limit}); nothing was queued: retry when one has finished",
+                                limit=key, caller=owner, max_jobs=limit)
 
     def _claim(self, idempotency: tuple[str, str], job_id: str) -> Job | None:
         key_id, body_hash = idempotency
@@ -153,23 +179,29 @@ class JobSystem:
         """Return job ``job_id``, or None for an id this service never issued (or whose record expired)."""
         return self.store.load(job_id) if is_job_id(job_id) else None
 
-    def job(self, job_id: str) -> Job:
-        """Return job ``job_id``; raise JobNotFound or JobStoreUnavailable."""
+    def job(self, job_id: str, caller: Any = None) -> Job:
+        """Return job ``job_id``; raise JobNotFound (also for another caller's job: ``caller`` is None
+        without callers, else an object with ``name`` and ``is_admin``) or JobStoreUnavailable."""
         with _store_errors():
-            job = self.get(job_id)
+            job = self._visible(job_id, caller)
         if job is None:
             raise self._not_found(job_id)
         return job
+
+    def _visible(self, job_id: str, caller: Any) -> Job | None:
+        """Return job ``job_id`` when ``caller`` may see it (its own, or an admin), else None."""
+        job = self.get(job_id)
+        return job if job is not None and visible_to(job.owner, caller) else None
 
     def _not_found(self, job_id: str) -> JobNotFound:
         return JobNotFound(f"no job {job_id!r}: never submitted here, or its record expired "
                            f"(result_expires = {self.config.result_expires} s)")
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel job ``job_id`` and return it; raise JobNotFound, JobFinished (also when it finished
-        while being cancelled: the stored outcome stands) or JobStoreUnavailable."""
+    def cancel(self, job_id: str, caller: Any = None) -> Job:
+        """Cancel job ``job_id`` (``caller``'s own) and return it; raise JobNotFound, JobFinished (also
+        when it finished while being cancelled: the stored outcome stands) or JobStoreUnavailable."""
         with _store_errors():
-            job = self.get(job_id)
+            job = self._visible(job_id, caller)
             if job is None:
                 raise self._not_found(job_id)
             if job.status.finished:
@@ -188,12 +220,14 @@ class JobSystem:
         return job
 
     def rerun(self, job_id: str, status_url: Callable[[str], str],
-              idempotency: tuple[str, str] | None = None, request_id: str | None = None) -> tuple[Job, bool]:
+              idempotency: tuple[str, str] | None = None, request_id: str | None = None,
+              caller: Any = None) -> tuple[Job, bool]:
         """Queue a new job with finished job ``job_id``'s request (pipeline, data, kwargs, callback);
-        its record's ``rerun_of`` is ``job_id``. Return as :meth:`submit` does; raise JobNotFound,
-        JobNotFinished (queued or running), RequestExpired, or what :meth:`submit` raises."""
+        its record's ``rerun_of`` is ``job_id``, its owner ``caller`` (who must see ``job_id``).
+        Return as :meth:`submit` does; raise JobNotFound, JobNotFinished (queued or running),
+        RequestExpired, or what :meth:`submit` raises."""
         with _store_errors():
-            job = self.get(job_id)
+            job = self._visible(job_id, caller)
             if job is None:
                 raise self._not_found(job_id)
             if not job.status.finished:
@@ -204,20 +238,27 @@ class JobSystem:
             raise RequestExpired(f"the request of job {job_id} is no longer kept (jobs submitted by an "
                                  f"earlier version keep none): submit it again")
         message = JobMessage.from_request_text(text)
-        return self.submit(message, status_url, idempotency, request_id=request_id, rerun_of=job_id)
+        return self.submit(message, status_url, idempotency, request_id=request_id, rerun_of=job_id,
+                           owner=getattr(caller, "name", None))
 
     def list(self, status: JobStatus | None, pipeline: str | None, limit: int,
-             cursor: str | None) -> tuple[list[Job], str | None]:
-        """Return a page of jobs, newest first, and the cursor of the next one; raise BadCursor,
+             cursor: str | None, caller: Any = None,
+             owner: str | None = None) -> tuple[list[Job], str | None]:
+        """Return a page of jobs, newest first, and the cursor of the next one: ``caller``'s own (all
+        for an admin or without callers), of caller ``owner`` only when given; raise BadCursor,
         ListingUnsupported or JobStoreUnavailable."""
         after = decode_cursor(cursor) if cursor else None
+        if caller is not None and not getattr(caller, "is_admin", False):
+            if owner is not None and owner != caller.name:
+                return [], None
+            owner = caller.name
         with _store_errors():
-            return self.store.list(status, pipeline, limit, after)
+            return self.store.list(status, pipeline, limit, after, owner)
 
-    def results(self, job_id: str) -> tuple[Job, str | None]:
-        """Return succeeded job ``job_id`` and its results' JSON text when kept aside (None when inline);
-        raise JobNotFound, NoResults, ResultsExpired or JobStoreUnavailable."""
-        job = self.job(job_id)
+    def results(self, job_id: str, caller: Any = None) -> tuple[Job, str | None]:
+        """Return succeeded job ``job_id`` (``caller``'s own) and its results' JSON text when kept aside
+        (None when inline); raise JobNotFound, NoResults, ResultsExpired or JobStoreUnavailable."""
+        job = self.job(job_id, caller)
         if job.status is not JobStatus.SUCCEEDED:
             raise NoResults(f"job {job_id} is {job.status.value}: results exist once it succeeded",
                             job_status=job.status.value)
@@ -229,9 +270,10 @@ class JobSystem:
             raise ResultsExpired(f"the results of job {job_id} are no longer kept")
         return job, text
 
-    def logs(self, job_id: str) -> str:
-        """Return what job ``job_id``'s pipeline printed and logged (JSON lines; empty while it runs)."""
-        self.job(job_id)
+    def logs(self, job_id: str, caller: Any = None) -> str:
+        """Return what job ``job_id``'s pipeline (``caller``'s own) printed and logged (JSON lines;
+        empty while it runs)."""
+        self.job(job_id, caller)
         with _store_errors():
             return self.store.get_aside(job_id, "logs") or ""
 
