@@ -129,7 +129,8 @@ class JobSystem:
 
     def _check_quota(self, owner: str | None) -> None:
         """Raise QuotaExceeded when caller ``owner`` has its ``max_jobs`` (or ``caller_max_jobs``) jobs
-        queued or running already (checked before queuing: two submissions at once may both pass)."""
+        queued, running or waiting to retry already (checked before queuing: two submissions at once
+        may both pass)."""
         if owner is None:
             return
         config = self.config
@@ -138,10 +139,10 @@ class JobSystem:
             return
         with _store_errors():
             busy = sum(len(self.store.list(status, None, limit, None, owner)[0])
-                       for status in (JobStatus.QUEUED, JobStatus.RUNNING))
+                       for status in JobStatus if not status.finished)
         if busy >= limit:
             key = "max_jobs" if config.callers.get(owner, {}).get("max_jobs") else "caller_max_jobs"
-            raise QuotaExceeded(f"caller {owner!r} has {busy} jobs queued or running, its limit "
+            raise QuotaExceeded(f"caller {owner!r} has {busy} jobs queued, running or retrying, its limit "
                                 f"({key} = {limit}); nothing was queued: retry when one has finished",
                                 limit=key, caller=owner, max_jobs=limit)
 
