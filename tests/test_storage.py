@@ -38,13 +38,25 @@ def test_an_expired_file_record_reads_as_missing_and_cleanup_removes_it(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["celery-task-meta-new"]
 
 
-def _stored_records(config) -> int:
-    """Return how many job records the result backend of ``config`` holds."""
+def _stored_ids(config) -> list[str]:
+    """Return the ids of everything the result backend of ``config`` holds (records and what is kept
+    beside them, such as ``<job_id>.request``)."""
     url = config.worker_backend
     if url and url.startswith("db+sqlite:///"):
         with sqlite3.connect(url[len("db+sqlite:///"):]) as db:
-            return db.execute("SELECT count(*) FROM celery_taskmeta").fetchone()[0]
-    return len(list((Path(config.state_dir) / "results").glob("celery-task-meta-*")))
+            return [row[0] for row in db.execute("SELECT task_id FROM celery_taskmeta")]
+    prefix = "celery-task-meta-"
+    return [p.name[len(prefix):] for p in (Path(config.state_dir) / "results").glob(prefix + "*")]
+
+
+def _stored_records(config) -> int:
+    """Return how many job records the result backend of ``config`` holds."""
+    return sum("." not in task_id for task_id in _stored_ids(config))
+
+
+def _kept_requests(config) -> int:
+    """Return how many kept requests (for re-runs) lie beside the job records."""
+    return sum(task_id.endswith(".request") for task_id in _stored_ids(config))
 
 
 @pytest.mark.slow
@@ -61,10 +73,10 @@ def test_job_records_expire_and_then_answer_404(tmp_path, backend):
                for i in range(20)]
         for job_id in ids:
             assert wait_for_job(client, job_id)["status"] == "succeeded"
-        assert _stored_records(config) == 20
+        assert _stored_records(config) == 20 and _kept_requests(config) == 20
         # removed within result_expires + one cleanup interval; generous for a busy machine
-        eventually(lambda: _stored_records(config) == 0, 2 + cleanup_interval(2) + 30, 0.2,
-                   what="expired records to be removed")
+        eventually(lambda: _stored_ids(config) == [], 2 + cleanup_interval(2) + 30, 0.2,
+                   what="expired records and their kept requests to be removed")
         answer = client.get(f"/jobs/{ids[0]}")
         assert answer.status_code == 404
         message = answer.get_json()["error"]["message"]
