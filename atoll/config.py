@@ -150,8 +150,9 @@ SCHEMA: dict[str, Key] = {
                    "scopes: [run, read, admin]}} (`atoll token` prints a token and its line); "
                    "auth_tokens are an admin caller named default; empty = none. A caller's max_jobs "
                    "overrides caller_max_jobs"),
-    "caller_max_jobs": Key((int, type(None)), None, "jobs one caller may have queued, running or retrying (429 above); a "
-                           "caller's own max_jobs overrides it; null = no limit", minimum=1),
+    "caller_max_jobs": Key((int, type(None)), None, "jobs one caller may have queued, running or "
+                           "retrying (429 above); a caller's own max_jobs overrides it; null = no limit",
+                           minimum=1),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
                              "message"),

@@ -141,7 +141,8 @@ def test_a_caller_over_its_job_quota_gets_a_429_until_a_job_finishes(served):
                             headers=auth("capped"), timeout=10)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     error = refused.json()["error"]
-    assert error["name"] == "QuotaExceeded" and error["limit"] == "max_jobs" and "max_jobs = 1" in error["message"]
+    assert error["name"] == "QuotaExceeded" and error["limit"] == "max_jobs"
+    assert "max_jobs = 1" in error["message"]
     assert listed(url, "capped") == {first}  # nothing half-submitted
     assert submit(url, "bob", "double")  # another caller's quota (caller_max_jobs: 50) is its own
     finished(url, "capped", first)
