@@ -904,10 +904,8 @@ class SortBy(_Ordered):
     def close(self) -> list[str]:
         return ["acc.sort(key=fa.key, reverse=fa.reverse)"]
 
-    def combine_two(self, a: Any, b: Any) -> Any:
-        raise NotImplementedError  # merged all at once, below
-
     def combined(self, step: Step, partials: Iterable) -> Any:
+        """Merge the sorted runs all at once (``heapq.merge``), never two by two."""
         runs = [p for p in partials if p is not EMPTY]
         if len(runs) <= 1:
             return runs[0] if runs else EMPTY
