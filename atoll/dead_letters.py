@@ -17,16 +17,17 @@ under every policy: a fold that failed on one element cannot be told apart from 
 and on the parallel executors the same function also merges whole partitions' partial results, so
 dropping anything there would silently change a sum.
 
-**Where it is kept.** A :class:`Salvage` is the record of one run: entered with :func:`salvaging` in the
-process that runs the pipeline (a :class:`contextvars.ContextVar`, as :mod:`atoll.capture`), filled by
-:func:`atoll.operators.run_steps` when a pass fails under ``skip`` or ``collect``. The local executor's
-workers run each chunk in a salvage of their own (:func:`settings`, :func:`run_salvaging`) and return it
-with the chunk's result, merged here in input order (:func:`merged_into`); the Spark executor's partitions
+**Where it is kept.** A ``Salvage`` is the record of one run: entered with ``salvaging`` in the
+process that runs the pipeline (a ``contextvars.ContextVar``, as ``atoll.capture``), filled by
+``atoll.operators.run_steps`` when a pass fails under ``skip`` or ``collect``. The local executor's
+workers run each chunk in a salvage of their own (``settings``, ``run_salvaging``) and return it
+with the chunk's result, merged here in input order (``merged_into``); the Spark executor's partitions
 return theirs through an accumulator. Dead letters are in the order of the passes, then of the input,
 on every executor.
 
-The cost when nothing fails is nothing: the compiled pass runs as under ``fail``, and only a part of the
-input whose pass raised is run again, one element at a time, to drop the failing elements.
+When nothing fails, the compiled pass runs as under ``fail`` (what that costs is measured by
+``benchmarks/bench_errors.py``); only a part of the input whose pass raised is run again, one element at
+a time, to drop the failing elements.
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ from typing import Any
 from atoll.errors import PipelineError, StageInfo
 
 __all__ = ["POLICIES", "ErrorPolicy", "DeadLetter", "Salvage", "RunResult", "TooManyErrors", "salvaging",
-           "current", "settings", "run_salvaging", "merged_into", "unmerged", "policy_of"]
+           "current", "settings", "run_salvaging", "merged_into", "unmerged", "policy_of", "json_lines",
+           "SAMPLE"]
 
 #: the values of ``on_error``
 POLICIES = ("fail", "skip", "collect")
+
+#: the dead letters a job record carries as its sample (all of them: GET /jobs/<id>/errors)
+SAMPLE = 5
 
 #: the longest message and traceback a dead letter keeps (characters; the traceback keeps its end)
 MAX_MESSAGE = 1000
@@ -63,7 +68,7 @@ _short.maxother = 200
 
 @dataclass(frozen=True)
 class ErrorPolicy:
-    """What a run does with an element whose stage raises: ``on_error`` (one of :data:`POLICIES`),
+    """What a run does with an element whose stage raises: ``on_error`` (one of ``POLICIES``),
     ``max_errors`` (None: no bound; an int: at most that many failures; a float in (0, 1): at most
     that share of a pass's elements) and ``keep`` (the most dead letters kept by ``collect``; None: all).
 
@@ -98,6 +103,10 @@ class ErrorPolicy:
     def salvages(self) -> bool:
         """Return True when failing elements are dropped rather than failing the run."""
         return self.on_error != "fail"
+
+    def to_dict(self) -> dict:
+        """Return the JSON form: ``{"on_error": ..., "max_errors": ...}``."""
+        return {"on_error": self.on_error, "max_errors": self.max_errors}
 
 
 def policy_of(on_error: str | ErrorPolicy | None, max_errors: int | float | None = None,
@@ -159,13 +168,18 @@ class TooManyErrors(PipelineError):
     ``errors`` holds the dead letters kept (``collect``), ``stage`` is where the last one failed."""
 
     def __init__(self, message: str, skipped: int = 0, errors: list | None = None,
-                 stage: StageInfo | None = None):
+                 stage: StageInfo | None = None, by_stage: dict | None = None):
         super().__init__(message, stage)
         self.skipped = skipped
         self.errors = list(errors or [])
+        self.by_stage = dict(by_stage or {})
 
     def __reduce__(self):
-        return (TooManyErrors, (self.message, self.skipped, self.errors, self.stage))
+        return (TooManyErrors, (self.message, self.skipped, self.errors, self.stage, self.by_stage))
+
+    def result(self) -> RunResult:
+        """Return what the run dropped before it failed, as a :class:`RunResult` without results."""
+        return RunResult(None, self.errors, self.skipped, self.by_stage)
 
 
 @dataclass
@@ -248,7 +262,7 @@ class Salvage:
 
     def too_many(self, message: str, stage: StageInfo | None = None) -> TooManyErrors:
         """Return the error of a run that failed too often."""
-        return TooManyErrors(message, self.skipped, self.errors, stage)
+        return TooManyErrors(message, self.skipped, self.errors, stage, self.by_stage)
 
     def result(self, results: Any) -> RunResult:
         """Return ``results`` with this record's dead letters and counts."""
@@ -269,6 +283,25 @@ class RunResult:
 
     def __iter__(self) -> Iterator:
         return iter((self.results, self.errors, self.skipped))
+
+    def summary(self, sample: int = SAMPLE) -> dict:
+        """Return the counts and the first ``sample`` dead letters (JSON): ``{"skipped", "by_stage",
+        "sample"}``, as a job record carries them."""
+        return {"skipped": self.skipped, "by_stage": dict(self.by_stage),
+                "sample": [letter.to_dict() for letter in self.errors[:sample]]}
+
+
+def json_lines(letters: list, max_bytes: int) -> tuple[str, int]:
+    """Return the first dead letters as JSON lines of at most ``max_bytes`` bytes (UTF-8, newlines
+    included), and how many of them that is."""
+    lines, size = [], 0
+    for letter in letters:
+        line = json.dumps(letter.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        size += len(line.encode("utf-8"))
+        if size > max_bytes:
+            break
+        lines.append(line)
+    return "".join(lines), len(lines)
 
 
 _current: ContextVar[Salvage | None] = ContextVar("atoll_salvage", default=None)

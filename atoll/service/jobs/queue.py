@@ -49,6 +49,7 @@ from kombu import Queue
 
 from atoll import capture, progress
 from atoll.config import Config
+from atoll.dead_letters import ErrorPolicy, RunResult, TooManyErrors, json_lines
 from atoll.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
@@ -361,9 +362,12 @@ class RunningRecord:
             self._finished = True
 
 
-def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float) -> tuple[Any, Any]:
+def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float,
+             errors: dict | None = None) -> tuple[Any, Any]:
     """Run ``job``'s pipeline; return (results, None) or (None, the exception), with what it printed
-    and logged kept beside the record and its progress written while it runs."""
+    and logged kept beside the record and its progress written while it runs. ``errors`` is the call's
+    error policy (``{"on_error", "max_errors"}``); what a policy dropped goes in the record
+    (``element_errors``) and its dead letters beside it."""
     config = context.config
     running = RunningRecord(context.store, job, delay)
     captured = None
@@ -373,14 +377,34 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 progress.using(progress.RunControl(on_progress=running.progress,
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
-                return jsonable(context.run(job.pipeline, context.resolve(data), kwargs)), None
+                policy = {} if errors is None else {"errors": ErrorPolicy(**errors)}
+                outcome = context.run(job.pipeline, context.resolve(data), kwargs, **policy)
+                if isinstance(outcome, RunResult):
+                    _keep_dead_letters(context, job, outcome)
+                    outcome = outcome.results
+                return jsonable(outcome), None
             except (Exception, SoftTimeLimitExceeded) as exc:
+                if isinstance(exc, TooManyErrors):  # what it dropped before it failed is kept too
+                    _keep_dead_letters(context, job, exc.result())
                 if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
                     log.exception("job %s: pipeline %r failed", job.job_id, job.pipeline)
                 return None, exc
     finally:
         running.finish()
         _keep_logs(context.store, job.job_id, captured)
+
+
+def _keep_dead_letters(context: JobContext, job: Job, outcome: RunResult) -> None:
+    """Put what ``outcome`` dropped in ``job``'s record (counts and a sample) and its dead letters beside
+    it (``<job_id>.errors``, JSON lines within ``dead_letters_max_bytes``)."""
+    job.element_errors = outcome.summary()
+    if not outcome.errors:
+        return
+    text, _ = json_lines(outcome.errors, context.config.dead_letters_max_bytes)
+    try:
+        context.store.put_aside(job.job_id, "errors", text)
+    except Exception as exc:  # the outcome matters more than the dead letters
+        log.warning("job %s: could not store its dead letters: %s", job.job_id, exc)
 
 
 def _keep_logs(store: JobStore, job_id: str, output: Any) -> None:
@@ -779,7 +803,8 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         if job.attempts > 1:
             log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
-        results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after,
+                                  message.errors)
         policy = context.retries(name) if error is not None else None
         if policy is not None and job.attempts < policy.max and policy.retries(error):
             if _retry(self, job, policy, error, message, waiting, context):
