@@ -1766,7 +1766,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
         return combine_partials(aggregate, [acc, run_steps(steps, items, aggregate, rerun=rerun)])
     if any(s.op.whole_partition for s in steps):  # mapPartitions
         return _run_segments(steps, items, aggregate, acc)
-    if salvage is not None:
+    if salvage is not None and (steps or aggregate is not None):
         return _run_salvaging(salvage, steps, items, aggregate)
     try:
         return _fused(steps, items, aggregate, acc)
