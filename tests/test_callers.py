@@ -208,6 +208,10 @@ def test_atoll_token_prints_a_token_and_the_line_with_its_hash(tmp_path):
     ({"ann": {"tokens": [sha("a")], "scopes": ["root"]}}, ["callers.ann.scopes", "run, read, admin"]),
     ({"ann": {"tokens": [sha("a")], "scope": ["run"]}}, ["unknown keys", "scope"]),
     ({"a b": {"tokens": [sha("a")], "scopes": ["run"]}}, ["caller's name"]),
+    ({"ann": {"tokens": [sha("a")], "scopes": ["run"], "rate_limit": "fast"}},
+     ["callers.ann.rate_limit", "50/second"]),
+    ({"ann": {"tokens": [sha("a")], "scopes": ["run"], "max_stored_bytes": -1}},
+     ["callers.ann.max_stored_bytes", "at least 0"]),
 ])
 def test_bad_callers_are_config_errors_that_never_echo_a_token(callers_value, words):
     from atoll.config import load_config
@@ -216,6 +220,16 @@ def test_bad_callers_are_config_errors_that_never_echo_a_token(callers_value, wo
     for word in words:
         assert word in str(error.value)
     assert "plain-token" not in str(error.value)
+
+
+@pytest.mark.parametrize("rate", ["50/second", "10 per 5 seconds", "20/second;600/minute", "1/day"])
+def test_rate_limits_are_what_flask_limiter_reads(rate):
+    from limits import parse_many
+
+    from atoll.config import load_config
+    assert load_config(caller_rate_limit=rate).caller_rate_limit == rate and parse_many(rate)
+    with pytest.raises(ConfigError, match="caller_rate_limit"):
+        load_config(caller_rate_limit=rate + " please")
 
 
 def test_serving_a_public_address_without_tokens_warns(tmp_path):
