@@ -232,6 +232,19 @@ def test_rate_limits_are_what_flask_limiter_reads(rate):
         load_config(caller_rate_limit=rate + " please")
 
 
+def test_rate_limits_counted_in_each_of_several_web_processes_warn(capsys):
+    from atoll.cli import warn_rates_per_process
+    from atoll.config import load_config
+
+    assert not warn_rates_per_process(load_config(), 4)  # no rate limit
+    assert not warn_rates_per_process(load_config(caller_rate_limit="5/second"), 1)
+    assert not warn_rates_per_process(load_config(caller_rate_limit="5/second",
+                                                  rate_limit_storage_url="redis://127.0.0.1:6379/0"), 4)
+    limited = {"ann": {**callers()["ann"], "rate_limit": "1/second"}}
+    assert warn_rates_per_process(load_config(callers=limited), 2)
+    assert "2 times its rate" in capsys.readouterr().err
+
+
 def test_serving_a_public_address_without_tokens_warns(tmp_path):
     from atoll.cli import warn_open_bind
     from atoll.config import load_config
