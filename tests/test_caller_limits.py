@@ -193,3 +193,25 @@ def test_the_rate_limit_holds_across_web_processes_and_services_sharing_redis(tm
         counted = sum(eventually(lambda u=u: rejected(u).get(("ann", "rate_limit")), 10, what="the counter")
                       for u in (first, second))
         assert counted == sum(a.status_code == 429 for a in answers)
+
+
+def test_without_callers_each_client_address_has_the_rate_and_counts_as_anonymous(tmp_path):
+    from atoll import Atoll, Pipeline
+    from atoll.config import load_config
+    from atoll.service.metrics import REJECTED
+
+    service = Atoll(load_config(state_dir=str(tmp_path / "state"), embedded_worker=False,
+                                caller_rate_limit="3 per 10 seconds"))
+    service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
+    client = service.create_app().test_client()
+    before = REJECTED.labels("anonymous", "rate_limit")._value.get()
+
+    def run(address: str):
+        return client.post("/pipelines/double", json={"data": [1]}, environ_base={"REMOTE_ADDR": address})
+
+    assert [run("10.0.0.1").status_code for _ in range(5)] == [200, 200, 200, 429, 429]
+    refused = run("10.0.0.1")
+    assert refused.json["error"]["caller"] == "anonymous" and "10.0.0.1" in refused.json["error"]["message"]
+    assert [run("10.0.0.2").status_code for _ in range(3)] == [200] * 3  # another address, another count
+    assert client.get("/livez", environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 200
+    assert REJECTED.labels("anonymous", "rate_limit")._value.get() - before == 3

@@ -144,6 +144,8 @@ def test_a_caller_over_its_job_quota_gets_a_429_until_a_job_finishes(served):
     assert error["name"] == "QuotaExceeded" and error["limit"] == "max_jobs"
     assert "max_jobs = 1" in error["message"]
     assert listed(url, "capped") == {first}  # nothing half-submitted
+    metrics = requests.get(f"{url}/metrics", headers=auth("root"), timeout=10).text
+    assert 'atoll_rejected_total{caller="capped",reason="max_jobs"} 1.0' in metrics
     assert submit(url, "bob", "double")  # another caller's quota (caller_max_jobs: 50) is its own
     finished(url, "capped", first)
     second = submit(url, "capped", "double")
