@@ -215,3 +215,27 @@ def test_without_callers_each_client_address_has_the_rate_and_counts_as_anonymou
     assert [run("10.0.0.2").status_code for _ in range(3)] == [200] * 3  # another address, another count
     assert client.get("/livez", environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 200
     assert REJECTED.labels("anonymous", "rate_limit")._value.get() - before == 3
+
+
+def test_a_jobs_results_dataset_belongs_to_its_caller_and_counts_in_its_stored_bytes(served):
+    url = served
+    answer = requests.post(f"{url}/pipelines/double", json={"data": [1, 2, 3], "async": True,
+                                                            "results_to": "dataset"},
+                           headers=auth("bob"), timeout=30)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+
+    def done():
+        record = requests.get(f"{url}/jobs/{job_id}", headers=auth("bob"), timeout=10).json()
+        return record if record["status"] in ("succeeded", "failed") else None
+
+    record = eventually(done, 60, what="the job to finish")
+    assert record["status"] == "succeeded", record
+    dataset = requests.get(f"{url}/datasets/{record['results_dataset']}", headers=auth("bob"), timeout=10)
+    assert dataset.status_code == 200 and dataset.json()["owner"] == "bob"
+    assert requests.get(f"{url}/datasets/{record['results_dataset']}", headers=auth("hoarder"),
+                        timeout=10).status_code == 404
+    # the hoarder, over its bytes, cannot have a synchronous run's results stored either
+    refused = requests.post(f"{url}/pipelines/double", json={"data": [1], "results_to": "dataset"},
+                            headers=auth("hoarder"), timeout=30)
+    assert refused.status_code == 429 and refused.json()["error"]["limit"] == "max_stored_bytes"
