@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -182,8 +183,8 @@ def test_the_rate_limit_holds_across_web_processes_and_services_sharing_redis(tm
     cut to its one rate, not four times it as four separate counts would allow."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with serve(tmp_path / "a", rate_limit_storage_url=redis_url) as (first, _), \
-            serve(tmp_path / "b", rate_limit_storage_url=redis_url) as (second, _):
+    shared = {"rate_limit_storage_url": redis_url, "worker_queue": f"atoll-test-{uuid.uuid4().hex[:12]}"}
+    with serve(tmp_path / "a", **shared) as (first, _), serve(tmp_path / "b", **shared) as (second, _):
         started = time.monotonic()
         answers = burst([first, second], "ann", 6 * RATE, threads=12)
         check_burst(answers, time.monotonic() - started)

@@ -76,7 +76,9 @@ def install(app: Flask) -> None:
 
     limiter = Limiter(
         _key, application_limits=[ApplicationLimit(limit, key_function=_key, scope="caller")],
-        strategy="moving-window", storage_uri=config.rate_limit_storage_url, key_prefix="atoll",
+        # one service's web processes share worker_queue: another service on the same Redis counts apart
+        strategy="moving-window", storage_uri=config.rate_limit_storage_url,
+        key_prefix=f"atoll:{config.worker_queue}",
         in_memory_fallback_enabled=True, swallow_errors=True, headers_enabled=False)
     limiter.request_filter(lambda: request.endpoint in EXEMPT_ENDPOINTS)
     limiter.init_app(app)
