@@ -311,7 +311,8 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
-    app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
+    app.atoll_context.keep_results = lambda results, job_id, owner: service.keep_results(
+        results, job_id, owner).dataset_id
     app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
@@ -428,8 +429,8 @@ class JobContext:
     resolve: Callable[[Any], Any] = lambda data: data
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
-    #: stores a job's results as a new dataset (results, job id); returns the dataset's id
-    keep_results: Callable[[Any, str], str] | None = None
+    #: stores a job's results as a new dataset (results, job id, owner); returns the dataset's id
+    keep_results: Callable[[Any, str, str | None], str] | None = None
     #: the retries policy of a registered pipeline (its name), or None
     retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
@@ -811,7 +812,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
                 return  # cancelled while it ran: never retried
         if error is None and message.results_to == "dataset":
             try:  # the results become a dataset; the record carries its id
-                job.results_dataset, results = context.keep_results(results, job.job_id), None
+                job.results_dataset, results = context.keep_results(results, job.job_id, job.owner), None
             except Exception as exc:  # the store refused them (too large, full, down): the job fails
                 log.error("job %s: could not store its results as a dataset: %s", job_id, exc)
                 error = exc
