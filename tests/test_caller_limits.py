@@ -27,7 +27,7 @@ from tests.support import serve as serve_target
 pytestmark = pytest.mark.slow
 
 TOKENS = {"ann": "ann-token-6c02f1", "bob": "bob-token-1e9b7d", "root": "root-token-a40c55",
-          "hoarder": "hoarder-token-3f8e0a"}
+          "hoarder": "hoarder-token-3f8e0a", "capped": "capped-token-9d1b44"}
 REDIS_URL = os.environ.get("ATOLL_TEST_REDIS_LIMITS", "redis://127.0.0.1:6379/14")
 #: ann's rate: RATE requests in any PERIOD seconds
 RATE, PERIOD = 10, 6
@@ -46,7 +46,8 @@ CALLERS = {"ann": {"tokens": [sha(TOKENS["ann"])], "scopes": ["run", "read"],
            "bob": {"tokens": [sha(TOKENS["bob"])], "scopes": ["run", "read"]},
            "root": {"tokens": [sha(TOKENS["root"])], "scopes": ["admin"], "rate_limit": "1000/second"},
            "hoarder": {"tokens": [sha(TOKENS["hoarder"])], "scopes": ["run", "read"],
-                       "max_stored_bytes": 100}}
+                       "max_stored_bytes": 100},
+           "capped": {"tokens": [sha(TOKENS["capped"])], "scopes": ["run", "read"], "max_jobs": 3}}
 
 
 def serve(folder, web_processes: int = 2, **overrides):
@@ -66,11 +67,12 @@ def served(tmp_path_factory):
         yield url
 
 
-def burst(urls: list[str], who: str, count: int, threads: int = 8, **body) -> list[requests.Response]:
-    """POST ``count`` asynchronous runs of ``double`` as ``who`` from ``threads`` threads, spread over
+def burst(urls: list[str], who: str, count: int, threads: int = 8, pipeline: str = "double",
+          **body) -> list[requests.Response]:
+    """POST ``count`` asynchronous runs of ``pipeline`` as ``who`` from ``threads`` threads, spread over
     ``urls``; return the answers."""
     def one(i: int) -> requests.Response:
-        return requests.post(f"{urls[i % len(urls)]}/pipelines/double",
+        return requests.post(f"{urls[i % len(urls)]}/pipelines/{pipeline}",
                              json={"data": [i], "async": True, **body}, headers=auth(who), timeout=30)
 
     with ThreadPoolExecutor(threads) as pool:
@@ -240,3 +242,16 @@ def test_a_jobs_results_dataset_belongs_to_its_caller_and_counts_in_its_stored_b
     refused = requests.post(f"{url}/pipelines/double", json={"data": [1], "results_to": "dataset"},
                             headers=auth("hoarder"), timeout=30)
     assert refused.status_code == 429 and refused.json()["error"]["limit"] == "max_stored_bytes"
+
+
+def test_the_job_quota_holds_under_a_burst_across_web_processes(tmp_path):
+    """Twelve submissions at once from twelve threads, over two web processes, by a caller whose
+    max_jobs is 3: exactly three jobs are queued (the count and the new record are one step under the
+    caller's lock in the shared job store), the nine others get 429, and nothing of them is kept."""
+    with serve(tmp_path, web_processes=2) as (url, _):
+        answers = burst([url], "capped", 12, threads=12, pipeline="nap", kwargs={"seconds": 3})
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [202] * 3 + [429] * 9, [a.text for a in answers if a.status_code != 429]
+        accepted = {a.json()["job_id"] for a in answers if a.status_code == 202}
+        assert jobs_of(url, "capped") == accepted
+        assert all(a.json()["error"]["limit"] == "max_jobs" for a in answers if a.status_code == 429)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import fcntl
 import functools
@@ -230,21 +231,28 @@ class JobStore:
         meta["task_id"] = task_id
         backend._set_with_state(backend.get_key_for_task(task_id), backend.encode(meta), state)
 
+    def caller_lock(self, caller: str) -> contextlib.AbstractContextManager:
+        """Return a lock of caller ``caller`` held across the processes sharing this store (and hosts,
+        on Redis): a quota's count and the record it lets in are one step under it. On a store that
+        is neither the embedded one nor Redis it locks this process's threads only."""
+        return self._exclusive(caller, "callers")
+
     @contextmanager
-    def _exclusive(self, job_id: str) -> Iterator[None]:
-        """Hold the lock of ``job_id``'s record across processes (see :meth:`save`)."""
+    def _exclusive(self, name: str, space: str = "records") -> Iterator[None]:
+        """Hold the lock of ``name`` (a job's record, see :meth:`save`, or a caller) across processes."""
         backend = self.backend
-        stripe = zlib.crc32(job_id.encode()) % LOCK_STRIPES
-        with _thread_locks[stripe]:
+        stripe = zlib.crc32(name.encode()) % LOCK_STRIPES
+        with _thread_locks[space][stripe]:
             if hasattr(backend, "path") and hasattr(backend, "_filename"):
-                fd = _lock_file(os.fsdecode(backend.path))
+                fd = _lock_file(os.fsdecode(backend.path), space)
                 fcntl.lockf(fd, fcntl.LOCK_EX, 1, stripe)  # one byte of the lock file per stripe
                 try:
                     yield
                 finally:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, stripe)
             elif hasattr(backend, "client") and hasattr(backend.client, "lock"):
-                with backend.client.lock(f"atoll-job-lock-{job_id}", timeout=10, blocking_timeout=10):
+                kind = "job" if space == "records" else space
+                with backend.client.lock(f"atoll-{kind}-lock-{name}", timeout=10, blocking_timeout=10):
                     yield
             else:
                 yield
@@ -448,17 +456,18 @@ class JobStore:
 #: of one lock file on the embedded store, locked with POSIX record locks (held by a process, dropped
 #: by the kernel when it dies), and a thread lock each for the threads of one process
 LOCK_STRIPES = 64
-_thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-_lock_files: dict[tuple[int, str], int] = {}
+#: per lock space (records, callers), a thread lock per stripe
+_thread_locks = {space: [threading.Lock() for _ in range(LOCK_STRIPES)] for space in ("records", "callers")}
+_lock_files: dict[tuple[int, str, str], int] = {}
 
 
-def _lock_file(folder: str) -> int:
-    """Return this process's descriptor of the lock file in ``folder``, kept open: closing any
-    descriptor of the file would drop the process's record locks on it."""
-    key = (os.getpid(), folder)
+def _lock_file(folder: str, space: str = "records") -> int:
+    """Return this process's descriptor of the lock file of ``space`` in ``folder``, kept open: closing
+    any descriptor of the file would drop the process's locks on it."""
+    key = (os.getpid(), folder, space)
     fd = _lock_files.get(key)
     if fd is None:
-        fd = _lock_files[key] = os.open(os.path.join(folder, ".records.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _lock_files[key] = os.open(os.path.join(folder, f".{space}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
     return fd
 
 

@@ -16,6 +16,7 @@ group).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from typing import Any
 
 from atoll.config import Config
 from atoll.service import metrics
+from atoll.service.datasets.errors import DatasetError
 from atoll.service.datasets.store import visible_to
 from atoll.service.jobs import queue
 from atoll.service.jobs.delivery import CallbackURLError, check_callback_url
@@ -102,16 +104,19 @@ class JobSystem:
             if earlier is not None:
                 return earlier, False
         try:
-            self._check_quota(owner)
-        except Exception:  # a quota, or the store that counts it, refused: the key is free again
+            with self._quota_lock(owner):  # the count and the record it lets in: one step
+                self._check_quota(owner)
+                try:  # the record first: a job id is known from the moment a worker could start it
+                    self.store.put_aside(job_id, "request", message.request_text())
+                    self.store.save(job)
+                except Exception as exc:
+                    log.error("job store unavailable: %s", exc)
+                    raise JobStoreUnavailable(f"the job was not queued: {_store_reason(exc)}") from None
+        except (JobError, DatasetError):  # a quota, or the store that counts it, refused: the key is free
             self._release(idempotency)
             raise
-        try:  # the record first: a job id is known from the moment a worker could start it
-            self.store.put_aside(job_id, "request", message.request_text())
-            self.store.save(job)
-        except Exception as exc:
+        except Exception as exc:  # the caller's lock could not be taken (Redis down)
             self._release(idempotency)
-            log.error("job store unavailable: %s", exc)
             raise JobStoreUnavailable(f"the job was not queued: {_store_reason(exc)}") from None
         soft, hard = queue.time_limits(config, message.pipeline)
         try:
@@ -128,11 +133,22 @@ class JobSystem:
                                     f"queued; retry later ({type(exc).__name__}: {exc})") from None
         return job, True
 
+    def _quota_lock(self, owner: str | None) -> contextlib.AbstractContextManager:
+        """Return the lock under which caller ``owner``'s quotas are counted and its new record written
+        (held across web processes on the embedded store and across hosts on Redis), or no lock for a
+        request without a caller or a caller without a quota."""
+        config = self.config
+        own = config.callers.get(owner, {}) if owner is not None else {}
+        limited = owner is not None and (own.get("max_jobs") or config.caller_max_jobs
+                                         or own.get("max_stored_bytes") or config.caller_max_stored_bytes)
+        return self.store.caller_lock(owner) if limited else contextlib.nullcontext()
+
     def _check_quota(self, owner: str | None) -> None:
         """Raise QuotaExceeded when caller ``owner`` has its ``max_jobs`` (or ``caller_max_jobs``) jobs
         queued, running or waiting to retry already, StoredBytesExceeded when it keeps its
-        ``max_stored_bytes`` (or ``caller_max_stored_bytes``) of datasets (checked before queuing: two
-        submissions at once may both pass)."""
+        ``max_stored_bytes`` (or ``caller_max_stored_bytes``) of datasets. Called under
+        :meth:`_quota_lock`, so two submissions at once cannot both take the last job of a quota; an
+        upload meanwhile may still add bytes (datasets are counted as stored)."""
         if owner is None:
             return
         config = self.config
