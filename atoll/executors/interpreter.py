@@ -85,6 +85,16 @@ def _materialized(value: Any) -> Any:
     return value
 
 
+def _tail_pass(stages: list[Stage]) -> int | None:
+    """Return the index of the first stage of the element-wise pass that ends ``stages``, or None when
+    they end in anything else (an aggregate, ``to``, a fork, ...) or there are none."""
+    start = len(stages)
+    while start > 0 and stages[start - 1].operator.joins_pass and not isinstance(
+            stages[start - 1].operator, Aggregate):
+        start -= 1
+    return start if start < len(stages) else None
+
+
 class Executor(ABC):
     """Runs pipelines. Subclasses say how a fused pass runs and what their datasets are."""
 
@@ -101,6 +111,34 @@ class Executor(ABC):
             pipeline.check_kwargs(kwargs)
         return _materialized(self.collect(self.walk(pipeline, data, kwargs)))
 
+    def stream(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *,
+               checked: bool = False) -> Iterator:
+        """Yield ``pipeline``'s result on ``data`` element by element: a list or tuple result's
+        elements, any other result as one element (what ``"results_to": "dataset"`` stores).
+
+        A pipeline that ends in element-wise stages (``map``, ``flatMap``, ``filter``, ``mapValues``,
+        ...) yields that last pass's results as the executor produces them (:meth:`stream_pass`),
+        never holding them whole; the stages before that pass run as in :meth:`run`. Any other
+        pipeline (one ending in ``reduce``, ``to``, ``sortBy``, ...) is run whole first."""
+        kwargs = dict(kwargs or {})
+        if not checked:
+            pipeline.check_kwargs(kwargs)
+        start = _tail_pass(pipeline.stages)
+        if start is None:
+            result = self.run(pipeline, data, kwargs, checked=True)
+            yield from result if isinstance(result, list | tuple) else [result]
+            return
+        stages = pipeline.stages
+        value = self.walk(pipeline, data, kwargs, stop=start)
+        steps = [self._step(stages[i], kwargs, _stage_info(i, stages[i], None, None))
+                 for i in range(start, len(stages))]
+        parts = self.stream_pass(self._as_collection(value, stages[start], steps[0].info), steps)
+        try:
+            for part in parts:
+                yield from part
+        finally:
+            parts.close()
+
     # -- what a subclass provides ------------------------------------------------------------
 
     @abstractmethod
@@ -110,6 +148,12 @@ class Executor(ABC):
         Returns a dataset (or list) for a plain run, the merged value for ``reduce``, and a dataset or
         list of ``(key, value)`` pairs for ``reduceByKey``.
         """
+
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the results of fused element-wise ``steps`` over a collection in order, a list at a
+        time, as they are produced (here: all at once; executors that can, a chunk or partition at a
+        time)."""
+        yield self.collect(self.run_pass(data, steps, None))
 
     @staticmethod
     def byte_ranges(source: Any) -> list:
@@ -165,9 +209,10 @@ class Executor(ABC):
         return value
 
     def walk(self, pipeline: Pipeline, value: Any, kwargs: dict,
-             outer: StageInfo | None = None, branch: int | None = None) -> Any:
-        """Run every stage of ``pipeline`` on ``value``; datasets may remain in the result."""
-        stages = pipeline.stages
+             outer: StageInfo | None = None, branch: int | None = None, stop: int | None = None) -> Any:
+        """Run every stage of ``pipeline`` (those before index ``stop``) on ``value``; datasets may
+        remain in the result."""
+        stages = pipeline.stages[:stop]
         i = 0
         while i < len(stages):
             stage = stages[i]

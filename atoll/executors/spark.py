@@ -55,6 +55,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -305,6 +306,10 @@ def _in_input_order(groups: tuple) -> tuple:
     return tuple([v for _, v in sorted(side, key=_position)] for side in groups)
 
 
+def _as_list(iterator: Iterable) -> list:
+    return list(iterator)
+
+
 def _position(tagged: tuple) -> tuple:
     return tagged[0]
 
@@ -477,6 +482,18 @@ class SparkExecutor(Executor):
 
     def run(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
         """Return ``pipeline``'s result on ``data``; RDDs cached for forks are released after."""
+        with self._run_scope():
+            return self._decoding(super().run, pipeline, data, kwargs, checked=checked)
+
+    def stream(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Iterator:
+        """Yield ``pipeline``'s result element by element (see :meth:`Executor.stream`), an element-wise
+        last pass a partition at a time; RDDs cached for forks are released after."""
+        with self._run_scope():
+            yield from super().stream(pipeline, data, kwargs, checked=checked)
+
+    @contextmanager
+    def _run_scope(self) -> Iterator[None]:
+        """A run: the workers' PYTHONPATH set, its own job group, RDDs it cached released after."""
         sc = self.context
         path = _worker_pythonpath()
         if sc.environment.get("PYTHONPATH") != path:
@@ -485,7 +502,7 @@ class SparkExecutor(Executor):
         self._local.cached = []
         self._local.jobs = _RunJobs(sc, progress.current())
         try:
-            return self._decoding(super().run, pipeline, data, kwargs, checked=checked)
+            yield
         finally:
             for rdd in self._local.cached:
                 rdd.unpersist()
@@ -550,6 +567,13 @@ class SparkExecutor(Executor):
         if aggregate.op.keyed:
             return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
         return merge_partials(aggregate, self._action(combined.collect))
+
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the pass's results a partition at a time, each partition a Spark job of the run (as
+        ``RDD.toLocalIterator`` runs them), so the driver holds one partition's results at a time."""
+        rdd = self.run_pass(data, steps, None)
+        for index in range(rdd.getNumPartitions()):
+            yield self._action(partial(rdd.context.runJob, rdd, _as_list, [index]))
 
     def two_inputs(self, op: Any, left: Any, right: Any, info: Any) -> Any:
         """Run a two-input operator as Spark's own: ``RDD.union``, ``join``, ``leftOuterJoin``,
