@@ -457,3 +457,76 @@ def test_datasets_record_their_owner_and_another_callers_is_a_404(tmp_path):
     assert client.get(f"/datasets/{mine['dataset_id']}", headers=admin).status_code == 200
     run = client.post("/pipelines/wordcount", headers=ann, json={"data": {"dataset": mine["dataset_id"]}})
     assert run.get_json()["results"] == [["a", 1], ["b", 1]]
+
+
+# -- results written as they are produced ----------------------------------------------------------------
+
+@pytest.fixture(params=["serial", "local", "spark"])
+def executor(request):
+    """Each executor, cutting 1,000 elements into many chunks (Spark: into its partitions)."""
+    from atoll.executors import LocalExecutor, SerialExecutor
+
+    if request.param == "serial":
+        return SerialExecutor(chunk_size=100)
+    if request.param == "local":  # every chunk of 10 to the two workers
+        return LocalExecutor(n_jobs=2, probe_seconds=0, min_parallel_seconds=0, max_chunk=10)
+    return request.getfixturevalue("spark_local_executor")
+
+
+def test_element_wise_results_are_in_the_store_before_the_last_element_is_made(tmp_path, executor):
+    # Each record says how many bytes of results the store held when its function ran. Were the results
+    # collected before being written, every record would say 0 (the data file is opened empty first).
+    from atoll import Pipeline
+    from atoll.service import Atoll
+    from tests.datasets_service import results_seen
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    pipeline = Pipeline(name="seen").map(results_seen, kwargs=["store"]).filter(lambda r: r["n"] % 7)
+    service.register_pipeline("/seen", pipeline, executor=executor)
+    store = str(tmp_path / "state" / "datasets")
+    data = range(1000) if executor.name == "spark" else (n for n in range(1000))  # Spark: its partitions
+    dataset = service.run_to_dataset("seen", data, {"store": store})
+    records = [json.loads(line) for line in service.datasets().open(dataset.dataset_id).read().splitlines()]
+    assert [r["n"] for r in records] == [n for n in range(1000) if n % 7]
+    assert dataset.records == len(records)
+    assert records[0]["seen"] == 0 and records[-1]["seen"] > 100_000  # the first half (or more) written
+    assert pipeline.run(range(1000), executor, {"store": store})[-1]["n"] == 999  # run() still a list
+
+
+@pytest.mark.parametrize("pipeline", ["keyed-then-element-wise", "reduce", "sortBy", "to", "no stages"])
+def test_streamed_results_equal_run_results_on_every_executor(executor, pipeline):
+    from operator import add
+
+    from atoll import Pipeline
+
+    pipelines = {
+        "keyed-then-element-wise": Pipeline().map(lambda n: (n % 5, n)).reduceByKey(add).mapValues(str),
+        "reduce": Pipeline().map(lambda n: n * n).reduce(add),
+        "sortBy": Pipeline().flatMap(lambda n: [n, -n]).sortBy(abs),
+        "to": Pipeline().map(lambda n: n + 1).to(lambda xs: (min(xs), max(xs))),
+        "no stages": Pipeline(),
+    }
+    data = list(range(300))
+    expected = pipelines[pipeline].run(data, executor)
+    streamed = list(executor.stream(pipelines[pipeline], data))
+    if pipeline == "keyed-then-element-wise":  # key order not guaranteed across executors
+        assert sorted(streamed) == sorted(expected)
+    else:
+        assert streamed == (list(expected) if isinstance(expected, list | tuple) else [expected])
+
+
+def test_a_failure_half_way_through_streamed_results_keeps_nothing(tmp_path, executor):
+    from atoll import Pipeline
+    from atoll.service import Atoll
+
+    def fails_late(n):
+        if n == 900:
+            raise KeyError(n)
+        return n
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    service.register_pipeline("/late", Pipeline().map(fails_late), executor=executor)
+    data = range(1000) if executor.name == "spark" else (n for n in range(1000))
+    with pytest.raises(KeyError):
+        service.run_to_dataset("late", data)
+    assert stored(tmp_path) == []

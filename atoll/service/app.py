@@ -233,11 +233,14 @@ class Atoll:
         finally:
             _observe_run(name, registered, time.perf_counter() - started)
 
-    def run_request(self, run: RunRequest) -> Any:
+    def run_request(self, run: RunRequest, owner: str | None = None) -> Any:
         """Run a request parsed by :meth:`RunRequest.parse
-        <atoll.service.http.run_request.RunRequest.parse>`."""
-        return self.run_pipeline(run.pipeline, self.resolve_data(run.data), run.kwargs,
-                                 checked=True)  # parse checked them
+        <atoll.service.http.run_request.RunRequest.parse>`; return its results, or with
+        ``"results_to": "dataset"`` the ``Dataset`` holding them (owned by ``owner``)."""
+        data = self.resolve_data(run.data)
+        if run.results_to == "dataset":
+            return self.run_to_dataset(run.pipeline, data, run.kwargs, owner=owner, checked=True)
+        return self.run_pipeline(run.pipeline, data, run.kwargs, checked=True)  # parse checked them
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -251,14 +254,26 @@ class Atoll:
                     self._datasets = DatasetStore(self.config)
         return self._datasets
 
-    def keep_results(self, results: Any, job_id: str | None = None, owner: str | None = None) -> Any:
-        """Store a run's ``results`` as a new JSON-lines dataset (one record per element of a list, the
-        value itself otherwise); return its ``Dataset`` (metadata)."""
+    def run_to_dataset(self, name: str, data: Any, kwargs: dict | None = None, *, job_id: str | None = None,
+                       owner: str | None = None, checked: bool = False) -> Any:
+        """Run the registered pipeline ``name`` on ``data`` and store its results as a new JSON-lines
+        dataset; return its ``Dataset`` (metadata).
+
+        One record per element of a list result, the value itself otherwise. A pipeline ending in
+        element-wise stages is written as its results are produced, never held whole (see
+        :meth:`Executor.stream <atoll.executors.interpreter.Executor.stream>`); any other is run whole
+        first. Nothing is kept when the run or the store fails."""
         from atoll.encoding import to_json
 
-        records = results if isinstance(results, list | tuple) else [results]
-        return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
-            records, lambda record: to_json(record, path="results").encode("utf-8"))
+        registered = self.get(name)
+        started = time.perf_counter()
+        records = registered.executor().stream(registered.pipeline, data, kwargs or {}, checked=checked)
+        try:
+            return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
+                records, lambda record: to_json(record, path="results").encode("utf-8"))
+        finally:
+            records.close()  # a run stopped half-way stops its workers now
+            _observe_run(name, registered, time.perf_counter() - started)
 
     def resolve_data(self, data: Any) -> Any:
         """Return a run's input: ``data`` itself, or what a ``{"dataset"|"files"|"url": ...}``

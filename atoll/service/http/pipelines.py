@@ -136,12 +136,13 @@ def run(name: str) -> Response:
             service.datasets().add_use(dataset_id, response.get_json()["job_id"])
         return response
     limit = sync_time_limit(service.config, name)
+    owner = getattr(getattr(g, "caller", None), "name", None)
     try:
         if limit is None:
-            results = service.run_request(run_request)
+            results = service.run_request(run_request, owner)
         else:  # the watchdog stops the call past its limit
             results = current_app.extensions["atoll.watchdog"].run(
-                name, limit, request.environ, lambda: service.run_request(run_request))
+                name, limit, request.environ, lambda: service.run_request(run_request, owner))
     except SyncTimeLimitExceeded:
         return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
     except (PipelineError, DatasetError):
@@ -151,8 +152,8 @@ def run(name: str) -> Response:
         error = ErrorBody.from_exception(exc, pipeline=name, expose=exposes_tracebacks())
         error.message = f"pipeline {name!r} failed: {exc}"
         return error_response(500, **error.public(exposes_tracebacks()))
-    if run_request.results_to == "dataset":
-        dataset = service.keep_results(results, owner=getattr(getattr(g, "caller", None), "name", None))
+    if run_request.results_to == "dataset":  # written while it ran
+        dataset = results
         return current_app.json.response({"results_dataset": dataset.dataset_id, "dataset": dataset.public()})
     try:
         text = '{"results":' + to_json(results, path="results") + "}"

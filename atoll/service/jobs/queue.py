@@ -310,7 +310,8 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
-    app.atoll_context.keep_results = lambda results, job_id: service.keep_results(results, job_id).dataset_id
+    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id: service.run_to_dataset(
+        name, data, kwargs, job_id=job_id).dataset_id
     app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
@@ -361,9 +362,12 @@ class RunningRecord:
             self._finished = True
 
 
-def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float) -> tuple[Any, Any]:
+def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float,
+             to_dataset: bool = False) -> tuple[Any, Any]:
     """Run ``job``'s pipeline; return (results, None) or (None, the exception), with what it printed
-    and logged kept beside the record and its progress written while it runs."""
+    and logged kept beside the record and its progress written while it runs. ``to_dataset``: the
+    results are stored as a new dataset as they are produced, and the dataset's id returned instead
+    (a store that refuses them, too large, full or down, fails the job)."""
     config = context.config
     running = RunningRecord(context.store, job, delay)
     captured = None
@@ -373,6 +377,9 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 progress.using(progress.RunControl(on_progress=running.progress,
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
+                if to_dataset:
+                    return context.run_to_dataset(job.pipeline, context.resolve(data), kwargs,
+                                                  job.job_id), None
                 return jsonable(context.run(job.pipeline, context.resolve(data), kwargs)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
                 if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
@@ -404,8 +411,9 @@ class JobContext:
     resolve: Callable[[Any], Any] = lambda data: data
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
-    #: stores a job's results as a new dataset (results, job id); returns the dataset's id
-    keep_results: Callable[[Any, str], str] | None = None
+    #: runs a pipeline and stores its results as a new dataset as they are produced (name, data,
+    #: kwargs, job id); returns the dataset's id
+    run_to_dataset: Callable[[str, Any, dict, str], str] | None = None
     #: the retries policy of a registered pipeline (its name), or None
     retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
@@ -779,17 +787,14 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
         if job.attempts > 1:
             log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
-        results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after)
+        results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after,
+                                  to_dataset=message.results_to == "dataset")
         policy = context.retries(name) if error is not None else None
         if policy is not None and job.attempts < policy.max and policy.retries(error):
             if _retry(self, job, policy, error, message, waiting, context):
                 return  # cancelled while it ran: never retried
-        if error is None and message.results_to == "dataset":
-            try:  # the results become a dataset; the record carries its id
-                job.results_dataset, results = context.keep_results(results, job.job_id), None
-            except Exception as exc:  # the store refused them (too large, full, down): the job fails
-                log.error("job %s: could not store its results as a dataset: %s", job_id, exc)
-                error = exc
+        if error is None and message.results_to == "dataset":  # stored while it ran: the record
+            job.results_dataset, results = results, None  # carries the dataset's id
         aside = None
         try:
             aside = _finished_job(job, results, error, context)
