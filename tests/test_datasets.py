@@ -131,6 +131,61 @@ def test_quota_of_the_store_is_507_and_keeps_nothing(tmp_path):
     assert len([f for f in stored(tmp_path) if f.endswith("/data")]) == 1
 
 
+def _store_when_told(root: str, limit: int, start_at: float, size: int) -> str:
+    """(in a process of its own) Store a dataset of ``size`` bytes from ``start_at`` on, its body read
+    slowly; return "stored" or the error's name."""
+    from atoll.service.datasets.store import DatasetStore
+
+    store = DatasetStore(Config({"datasets_url": root, "datasets_max_total_bytes": limit}))
+
+    def body():
+        time.sleep(0.3)  # the others have all started: a check made before this is stale now
+        yield b"x" * (size - 1) + b"\n"
+
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        store.create(body(), "text", False)
+        return "stored"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def test_concurrent_uploads_never_exceed_the_quota_together(tmp_path):
+    import multiprocessing
+
+    root = str(tmp_path / "datasets")
+    start_at = time.time() + 3  # the processes have started by then
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        outcomes = pool.starmap(_store_when_told, [(root, 1000, start_at, 600)] * 4)
+    assert sorted(outcomes) == ["DatasetQuotaExceeded"] * 3 + ["stored"], outcomes
+    files = [p for p in Path(root).rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["data", "meta.json", "quota.lock"]  # no reservation left
+    assert sum(p.stat().st_size for p in files if p.name == "data") == 600
+
+
+def test_a_live_reservation_holds_room_and_a_lapsed_one_is_swept(tmp_path):
+    from atoll.service.datasets.store import RESERVATION_SECONDS
+
+    service, client = app_of(tmp_path, datasets_max_total_bytes=1000)
+    reservation = tmp_path / "state" / "datasets" / "reservations" / ("0" * 32)
+    reservation.parent.mkdir(parents=True)
+    reservation.write_text(json.dumps({"bytes": 900, "at": time.time()}))  # a writer under way
+    answer = upload(client, b"y" * 200 + b"\n", "text/plain")
+    assert answer.status_code == 507 and answer.get_json()["error"]["available"] == 100
+    reservation.write_text(json.dumps({"bytes": 900, "at": time.time() - RESERVATION_SECONDS - 1}))
+    assert upload(client, b"y" * 200 + b"\n", "text/plain").status_code == 201  # its writer died
+    service.datasets().sweep()
+    assert not reservation.exists()
+
+
+def test_results_count_against_the_quota(tmp_path):
+    _, client = app_of(tmp_path, datasets_max_total_bytes=1500)
+    source = upload(client, b'{"n": 1}\n' * 100).get_json()["dataset_id"]  # 900 bytes, and as many
+    answer = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset"})
+    assert answer.status_code == 507 and answer.get_json()["error"]["name"] == "DatasetQuotaExceeded"
+    assert [f for f in stored(tmp_path) if f.endswith("/data")] == [f"{source}/data"]
+
+
 def test_list_is_newest_first_with_a_cursor_and_delete_removes(tmp_path):
     _, client = app_of(tmp_path)
     ids = [upload(client, f"{i}\n".encode(), "text/plain").get_json()["dataset_id"] for i in range(5)]
