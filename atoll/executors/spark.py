@@ -306,10 +306,6 @@ def _in_input_order(groups: tuple) -> tuple:
     return tuple([v for _, v in sorted(side, key=_position)] for side in groups)
 
 
-def _as_list(iterator: Iterable) -> list:
-    return list(iterator)
-
-
 def _position(tagged: tuple) -> tuple:
     return tagged[0]
 
@@ -486,7 +482,7 @@ class SparkExecutor(Executor):
             return self._decoding(super().run, pipeline, data, kwargs, checked=checked)
 
     def stream(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Iterator:
-        """Yield ``pipeline``'s result element by element (see :meth:`Executor.stream`), an element-wise
+        """Yield ``pipeline``'s result element by element (see :meth:`atoll.Executor.stream`), an element-wise
         last pass a partition at a time; RDDs cached for forks are released after."""
         with self._run_scope():
             yield from super().stream(pipeline, data, kwargs, checked=checked)
@@ -573,7 +569,7 @@ class SparkExecutor(Executor):
         ``RDD.toLocalIterator`` runs them), so the driver holds one partition's results at a time."""
         rdd = self.run_pass(data, steps, None)
         for index in range(rdd.getNumPartitions()):
-            yield self._action(partial(rdd.context.runJob, rdd, _as_list, [index]))
+            yield self._action(partial(rdd.context.runJob, rdd, list, [index]))
 
     def two_inputs(self, op: Any, left: Any, right: Any, info: Any) -> Any:
         """Run a two-input operator as Spark's own: ``RDD.union``, ``join``, ``leftOuterJoin``,

@@ -261,7 +261,7 @@ class Atoll:
 
         One record per element of a list result, the value itself otherwise. A pipeline ending in
         element-wise stages is written as its results are produced, never held whole (see
-        :meth:`Executor.stream <atoll.executors.interpreter.Executor.stream>`); any other is run whole
+        :meth:`Executor.stream <atoll.Executor.stream>`); any other is run whole
         first. Nothing is kept when the run or the store fails."""
         from atoll.encoding import to_json
 

@@ -243,7 +243,7 @@ class DatasetStore:
 
     def reserve(self, dataset_id: str, size: int) -> int:
         """Reserve room for dataset ``dataset_id`` being written: at least ``size`` bytes, more while
-        there is room (see :data:`RESERVE_BYTES`); return the bytes reserved. Raises
+        there is room (see ``RESERVE_BYTES``); return the bytes reserved. Raises
         DatasetQuotaExceeded when the stored datasets and the others' reservations leave less."""
         limit = int(self.config.datasets_max_total_bytes)
         with self._quota_locked():
@@ -473,7 +473,7 @@ class DatasetStore:
     def sweep(self) -> int:
         """Remove expired datasets, data without metadata older than ``dataset_expires`` (an upload
         whose process died) and expired resumable uploads; return how many were removed. Lapsed
-        reservations (:data:`RESERVATION_SECONDS`) are dropped too, uncounted."""
+        reservations (older than ``RESERVATION_SECONDS``) are dropped too, uncounted."""
         removed = 0
         now = time.time()
         for dataset_id in self._ids():
