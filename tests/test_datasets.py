@@ -545,7 +545,7 @@ def test_element_wise_results_are_in_the_store_before_the_last_element_is_made(t
     assert [r["n"] for r in records] == [n for n in range(1000) if n % 7]
     assert dataset.records == len(records)
     assert records[0]["seen"] == 0 and records[-1]["seen"] > 100_000  # the first half (or more) written
-    assert pipeline.run(range(1000), executor, {"store": store})[-1]["n"] == 999  # run() still a list
+    assert pipeline.run(range(1000), executor, store=store)[-1]["n"] == 999  # run() still a list
 
 
 @pytest.mark.parametrize("pipeline", ["keyed-then-element-wise", "reduce", "sortBy", "to", "no stages"])
