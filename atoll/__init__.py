@@ -3,6 +3,7 @@ Spark, and served over HTTP."""
 
 from atoll._version import __version__
 from atoll.config import load_config
+from atoll.dead_letters import DeadLetter, ErrorPolicy, RunResult, TooManyErrors
 from atoll.errors import AtollError, ConfigError, MissingKwargsError, PipelineError, StageFailure, StageInfo
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.pipeline import Pipeline
@@ -11,7 +12,7 @@ from atoll.sources import read_jsonl, read_text
 __all__ = [
     "Pipeline", "Executor", "SerialExecutor", "LocalExecutor", "SparkExecutor",
     "Atoll", "Client", "RemoteError", "load_config", "verify_callback", "Job", "Dataset",
-    "read_text", "read_jsonl",
+    "read_text", "read_jsonl", "RunResult", "DeadLetter", "ErrorPolicy", "TooManyErrors",
     "AtollError", "ConfigError", "MissingKwargsError", "PipelineError", "StageFailure", "StageInfo",
     "__version__",
 ]

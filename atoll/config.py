@@ -73,6 +73,10 @@ SCHEMA: dict[str, Key] = {
                              "and logged) kept for GET /jobs/<id>/logs, the tail; 0 = none, at least "
                              "1024 otherwise",
                              minimum=0),
+    "dead_letters_max": Key((int,), 10000, "dead letters a run with on_error: collect keeps (the first "
+                            "ones); more failing elements are still counted and skipped", minimum=0),
+    "dead_letters_max_bytes": Key((int,), 8 * 1024 * 1024, "bytes of a job's dead letters kept for "
+                                  "GET /jobs/<id>/errors (JSON lines, the first ones)", minimum=0),
     "inline_results_max_bytes": Key((int,), 256 * 1024, "results larger than this (as JSON) are not "
                                     "put in the job record and the callback: both carry results_url, "
                                     "GET /jobs/<id>/results answers them", minimum=0),

@@ -29,7 +29,8 @@ from collections.abc import Callable, Iterable
 from itertools import chain, count, starmap
 from typing import Any, NamedTuple, Protocol
 
-from atoll import capture
+from atoll import capture, dead_letters
+from atoll.dead_letters import Salvage, TooManyErrors
 from atoll.encoding import Counts
 from atoll.errors import NO_ITEM, PipelineError, StageFailure, StageInfo, stage_failure
 
@@ -40,7 +41,7 @@ __all__ = [
     "COUNT_BY_VALUE", "DISTINCT", "SORT_BY", "SORT_BY_KEY", "TOP", "TAKE_ORDERED", "TAKE", "FIRST",
     "COMBINE_BY_KEY", "AGGREGATE_BY_KEY", "FOLD_BY_KEY", "GROUP_BY_KEY", "COUNT_BY_KEY", "Selection",
     "Combiner", "Zero", "identity", "first_of", "one", "plus_one", "listed", "appended", "extended",
-    "Step", "ElementFailed",
+    "Step", "ElementFailed", "SALVAGE_SLICE",
     "map_partition", "flat_map_partition", "filter_partition", "map_values_partition",
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
@@ -1742,7 +1743,10 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     ``KeyError`` of each new key would cost more than a twentieth of the pass (keys mostly distinct:
     2.5x faster there). Its first pass, with nothing learnt, uses ``dict.get``.
 
-    If anything raises, the partition is run again stage by stage (each operator's
+    Under a ``skip`` or ``collect`` error policy (:mod:`atoll.dead_letters`), a pass that raises is
+    run again one element at a time and the failing elements are dropped (:func:`_salvaged`).
+
+    Otherwise, if anything raises, the partition is run again stage by stage (each operator's
     :meth:`Operator.partition`) to name the stage and the element that failed (so on failure,
     functions before the failing one may run twice on that partition), or by ``rerun()`` when given
     (which must raise the located error when the failure recurs). A failure that does not recur in
@@ -1756,18 +1760,16 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     steps = list(steps)
     if not isinstance(items, (list, tuple, range)):
         items = list(items)
+    salvage = dead_letters.current()
+    if salvage is not None and aggregate is not None and acc is not EMPTY:
+        # from nothing, then combined: a pass that fails must leave the partial before it as it was
+        return combine_partials(aggregate, [acc, run_steps(steps, items, aggregate, rerun=rerun)])
     if any(s.op.whole_partition for s in steps):  # mapPartitions
         return _run_segments(steps, items, aggregate, acc)
-    keyed = aggregate is not None and aggregate.op.keyed
-    keys_rare = keyed and _keys_rare(aggregate.info)
-    fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)
-    known = len(acc) if keyed and acc is not EMPTY else 0  # a pass folds into ``acc`` in place
-    started = time.perf_counter() if keyed else 0.0  # what a fold by key learns from
+    if salvage is not None:
+        return _run_salvaging(salvage, steps, items, aggregate)
     try:
-        result = fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
-        if keyed:
-            _learn_keys(aggregate.info, len(result) - known, time.perf_counter() - started)
-        return result
+        return _fused(steps, items, aggregate, acc)
     except _interruptions:
         raise
     except Exception as exc:
@@ -1786,7 +1788,109 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
     raise _locate(first, step.info) from None
 
 
+def _fused(steps: list[Step], items, aggregate: Step | None, acc: Any) -> Any:
+    """Return the compiled pass's result over ``items`` (see :func:`run_steps`)."""
+    keyed = aggregate is not None and aggregate.op.keyed
+    keys_rare = keyed and _keys_rare(aggregate.info)
+    fused = compiled_pass(steps, aggregate, "plain" if type(items) is range else "mixed", keys_rare)
+    known = len(acc) if keyed and acc is not EMPTY else 0  # a pass folds into ``acc`` in place
+    started = time.perf_counter() if keyed else 0.0  # what a fold by key learns from
+    result = fused(items, tuple(s.func for s in steps), aggregate and aggregate.func, EMPTY, acc)
+    if keyed:
+        _learn_keys(aggregate.info, len(result) - known, time.perf_counter() - started)
+    return result
+
+
 _interruptions: tuple[type[BaseException], ...] = ()
+
+#: elements run at once when a failed pass is run again element by element (its intermediates)
+SALVAGE_SLICE = 65536
+
+
+def _pass_path(steps: list[Step], aggregate: Step | None) -> str:
+    """Return the path of a pass's first stage: the name its elements are counted under."""
+    info = (steps[0] if steps else aggregate).info
+    return info.path or str(info.index)
+
+
+def _run_salvaging(salvage: Salvage, steps: list[Step], items, aggregate: Step | None) -> Any:
+    """Run the pass as :func:`run_steps` does under ``skip`` or ``collect``: the compiled pass first,
+    and only if it raises, :func:`_salvaged`. What nested pipelines dropped during a compiled pass that
+    failed is forgotten: the element-by-element run meets those failures again."""
+    where = _pass_path(steps, aggregate)
+    salvage.entered(where, len(items))
+    with dead_letters.salvaging(salvage.policy) as inner:
+        try:
+            result = _fused(steps, items, aggregate, EMPTY)
+        except (*_interruptions, TooManyErrors):
+            raise
+        except Exception:
+            result = inner = None
+    if inner is not None:
+        if inner.skipped or inner.passes:
+            salvage.merge(inner.export())
+        return result
+    return _salvaged(salvage, where, steps, items, aggregate)
+
+
+def _salvaged(salvage: Salvage, where: str, steps: list[Step], items, aggregate: Step | None) -> Any:
+    """Return the pass's result with the elements whose element-wise stage (or sort key) raises dropped
+    and given to ``salvage``: a slice of the input at a time, one stage at a time, each element alone.
+    A failure of the aggregate's own function is raised, located at its stage."""
+    out: list = []
+    acc = EMPTY
+    for at in range(0, max(len(items), 1), SALVAGE_SLICE):
+        part = items[at:at + SALVAGE_SLICE]
+        for step in steps:
+            part = _each_salvaged(salvage, where, step, part)
+        if aggregate is None:
+            out += part
+            continue
+        part = _keys_salvaged(salvage, where, aggregate, part)
+        try:
+            acc = aggregate.op.partition(aggregate, part, acc)
+        except ElementFailed as failed:
+            raise _locate(failed.original, aggregate.info, failed.item) from None
+        except Exception as exc:
+            raise _locate(exc, aggregate.info) from None
+    return out if aggregate is None else acc
+
+
+def _each_salvaged(salvage: Salvage, where: str, step: Step, items) -> list:
+    """Return ``step`` run over ``items`` one element at a time, the failing ones given to ``salvage``."""
+    out: list = []
+    extend = out.extend
+    partition = step.op.partition
+    for x in items:
+        try:
+            extend(partition(step, [x]))
+        except (*_interruptions, TooManyErrors):
+            raise
+        except ElementFailed as failed:
+            if isinstance(failed.original, TooManyErrors):  # from a nested pipeline's own salvage
+                raise failed.original from None
+            salvage.failed(where, step.info, x if failed.item is NO_ITEM else failed.item, failed.original)
+        except Exception as exc:
+            salvage.failed(where, step.info, x, exc)
+    return out
+
+
+def _keys_salvaged(salvage: Salvage, where: str, aggregate: Step, items) -> list:
+    """Return ``items`` without those whose sort key (``sortBy``, ``top``, ``takeOrdered``) raises."""
+    key = getattr(aggregate.func, "key", None) if isinstance(aggregate.op, _Ordered) else None
+    if key is None:
+        return items
+    out = []
+    for x in items:
+        try:
+            key(x)
+        except (*_interruptions, TooManyErrors):
+            raise
+        except Exception as exc:
+            salvage.failed(where, aggregate.info, x, exc)
+            continue
+        out.append(x)
+    return out
 
 #: per reduceByKey stage: what its recent passes' new keys would cost folded with KeyErrors, and
 #: how long those passes took (seconds both; see :func:`run_steps`)

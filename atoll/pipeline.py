@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from operator import add as ops_add
 from typing import Any
 
+from atoll import dead_letters
 from atoll import operators as ops
+from atoll.dead_letters import ErrorPolicy
 from atoll.errors import MissingKwargsError, PipelineError
 
 __all__ = ["Pipeline", "Stage", "NARROW", "AGGREGATE", "BRANCHING", "TWO_INPUTS", "WHOLE_NO_FUNCTION",
@@ -36,7 +38,8 @@ WHOLE_NO_FUNCTION = tuple(op.name for op in ops.OPERATORS.values()
 #: operators over two inputs (a fork's two results, or the input and a side input)
 TWO_INPUTS = tuple(op.name for op in ops.OPERATORS.values() if isinstance(op, ops.TwoInputs))
 #: names a runtime keyword argument cannot take: they choose how a pipeline runs
-RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress"})
+RESERVED_KWARGS = frozenset({"n_jobs", "serial", "distributed", "executor", "progress", "on_error",
+                             "max_errors"})
 
 #: returns the executor that ``Pipeline.__call__``'s keyword arguments ask for; set by
 #: :mod:`atoll.executors` when it is imported (importing ``atoll`` always imports it), so that this
@@ -524,14 +527,30 @@ class Pipeline:
                 found.append(stage)
         return found
 
-    def run(self, data: Any, executor: Any = None, **kwargs) -> Any:
-        """Run on ``executor`` (serial when None) and return the result."""
-        return (executor or _choose_executor()).run(self, data, kwargs)
+    def run(self, data: Any, executor: Any = None, *, on_error: str | ErrorPolicy | None = None,
+            max_errors: int | float | None = None, **kwargs) -> Any:
+        """Run on ``executor`` (serial when None) and return the result.
+
+        With ``on_error`` (``"fail"``, ``"skip"`` or ``"collect"``, see :mod:`atoll.dead_letters`) the
+        answer is a :class:`~atoll.dead_letters.RunResult` ``(results, errors, skipped)``::
+
+            >>> from atoll import Pipeline
+            >>> tens = Pipeline().map(lambda x: 10 // x)
+            >>> results, errors, skipped = tens.run([1, 0, 5], on_error="collect")
+            >>> results, skipped, errors[0].error, errors[0].element
+            ([10, 2], 1, 'ZeroDivisionError', 0)
+        """
+        chosen = executor or _choose_executor()
+        if on_error is None and max_errors is None:
+            return chosen.run(self, data, kwargs)
+        return chosen.run(self, data, kwargs, errors=dead_letters.policy_of(on_error, max_errors))
 
     def __call__(self, data: Any, *, n_jobs: int | None = None, serial: bool = False,
                  distributed: bool = False, executor: Any = None, progress: bool = False,
+                 on_error: str | ErrorPolicy | None = None, max_errors: int | float | None = None,
                  **kwargs) -> Any:
-        """Run the pipeline on ``data``; the keyword arguments choose the executor (see class doc)."""
+        """Run the pipeline on ``data``; the keyword arguments choose the executor (see class doc).
+        ``on_error`` and ``max_errors`` as in :meth:`run` (a :class:`~atoll.dead_letters.RunResult`)."""
         chosen = _choose_executor(n_jobs=n_jobs, serial=serial, distributed=distributed,
                                  executor=executor, progress=progress)
-        return chosen.run(self, data, kwargs)
+        return self.run(data, chosen, on_error=on_error, max_errors=max_errors, **kwargs)

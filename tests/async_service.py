@@ -70,13 +70,18 @@ def _flaky(x: Any, folder: str, fails: int, error: str) -> Any:
     return x
 
 
+def _text_length(comment: dict) -> int:
+    return len(comment["text"])
+
+
 def _big(n: int) -> list:
     return ["x" * 100] * n
 
 
 def build_service(config: Config) -> Atoll:
-    """Return the test service: double, scale (runtime kwarg), explode, wordcount, nap (slow), and
-    divide (a lambda run on worker processes of the local executor, so it travels by value)."""
+    """Return the test service: double, scale (runtime kwarg), explode, wordcount, nap (slow), divide (a
+    lambda run on worker processes of the local executor, so it travels by value), comments (on_error
+    collect), and the pipelines of the retries, progress and Spark tests."""
     service = Atoll(config)
     service.register_pipeline("/double", Pipeline(name="double").map(lambda x: 2 * x))
     service.register_pipeline("/scale", Pipeline(name="scale").map(lambda x, factor: x * factor,
@@ -104,6 +109,10 @@ def build_service(config: Config) -> Atoll:
                               retries={"max": 3, "on": ["ConnectionError"], "backoff": 0.1})
     service.register_pipeline("/flakyslow", flaky, executor="serial",
                               retries={"max": 3, "on": ["ConnectionError"], "backoff": 3, "jitter": False})
+    # dirty data: a comment without "text" is dropped and kept as a dead letter, unless a call says
+    # otherwise; more than half of them failing fails the run
+    service.register_pipeline("/comments", Pipeline(name="comments").map(_text_length), executor="serial",
+                              on_error="collect", max_errors=0.5)
     # Spark in the worker's pool process (spark_master in the config), started on first use only
     service.register_pipeline("/sparknap", Pipeline(name="sparknap").map(_nap_and_mark,
                                                                          kwargs=["seconds", "folder"]),

@@ -15,10 +15,12 @@ Pipelines and their stages are read by their attributes (``stages``, ``operator`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from atoll import dead_letters
+from atoll.dead_letters import ErrorPolicy, Salvage
 from atoll.errors import PipelineError, StageInfo
 from atoll.operators import Aggregate, Step, identity, sample_items, zip_with_index_items
 
@@ -42,27 +44,37 @@ class BoundArgs:
 class NestedPipeline:
     """A pipeline used as a stage's function: runs serially wherever the element is (a worker)."""
 
-    __slots__ = ("pipeline", "kwargs")
+    __slots__ = ("pipeline", "kwargs", "info")
 
-    def __init__(self, pipeline: Pipeline, kwargs: dict):
+    def __init__(self, pipeline: Pipeline, kwargs: dict, info: StageInfo | None = None):
         self.pipeline = pipeline
         self.kwargs = {k: kwargs[k] for k in pipeline.expected_kwargs}
+        #: the stage it is the function of: what the stages of what it drops are seen from
+        self.info = info
 
     def __call__(self, x):
         from atoll.executors.serial import SerialExecutor
 
         executor = SerialExecutor()
         executor.report_progress = False  # once per element: not a pass of the run
-        return executor.run(self.pipeline, x, self.kwargs)
+        salvage = dead_letters.current()
+        if salvage is None or self.info is None:
+            return executor.run(self.pipeline, x, self.kwargs)
+        with dead_letters.salvaging(salvage.policy) as inner:
+            try:
+                return executor.run(self.pipeline, x, self.kwargs)
+            finally:  # what it dropped counts also when the element then fails here as a whole
+                salvage.merge(inner.nested_in(self.info))
 
 
-def bind(stage: Stage, kwargs: dict) -> Any:
-    """Return the stage's function with its composition-time and runtime arguments bound."""
+def bind(stage: Stage, kwargs: dict, info: StageInfo | None = None) -> Any:
+    """Return the stage's function with its composition-time and runtime arguments bound (``info``:
+    where the stage is, for a nested pipeline's dropped elements)."""
     func = stage.func
     if func is None:
         return identity
     if stage.nested is not None:
-        return NestedPipeline(stage.nested, kwargs)
+        return NestedPipeline(stage.nested, kwargs, info)
     bound = dict(stage.kwargs)
     bound.update((k, kwargs[k]) for k in stage.runtime_kwargs)
     if stage.args:
@@ -101,31 +113,61 @@ class Executor(ABC):
     #: short name used in logs, benchmarks and the service's pipeline listing
     name = "executor"
 
-    def run(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
+    def run(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False,
+            errors: ErrorPolicy | None = None) -> Any:
         """Return ``pipeline``'s result on ``data`` with runtime ``kwargs``.
 
         ``checked=True`` says the caller has checked ``kwargs`` against the pipeline already (the
-        service's run request does, once, at its edge); otherwise they are checked here."""
+        service's run request does, once, at its edge); otherwise they are checked here.
+
+        With an error policy (``errors``, see :mod:`atoll.dead_letters`) the answer is a
+        :class:`~atoll.dead_letters.RunResult`: the result, the dead letters and the counts; past its
+        ``max_errors`` the run raises :class:`~atoll.dead_letters.TooManyErrors`."""
         kwargs = dict(kwargs or {})
         if not checked:
             pipeline.check_kwargs(kwargs)
-        return _materialized(self.collect(self.walk(pipeline, data, kwargs)))
+        if errors is None:
+            return _materialized(self.collect(self.walk(pipeline, data, kwargs)))
+        with dead_letters.salvaging(errors) as salvage:
+            results = _materialized(self.collect(self.walk(pipeline, data, kwargs)))
+            self.salvaged(salvage)
+        salvage.check()
+        return salvage.result(results)
+
+    def salvaged(self, salvage: Salvage) -> None:
+        """Add to ``salvage`` what the run's passes dropped elsewhere than in this process's context
+        (the Spark executor's partitions); the other executors' chunks are merged as they come back."""
+        return None
 
     def stream(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *,
-               checked: bool = False) -> Iterator:
+               checked: bool = False, errors: ErrorPolicy | None = None) -> Generator:
         """Yield ``pipeline``'s result on ``data`` element by element: a list or tuple result's
         elements, any other result as one element (what ``"results_to": "dataset"`` stores).
 
         A pipeline that ends in element-wise stages (``map``, ``flatMap``, ``filter``, ``mapValues``,
         ...) yields that last pass's results as the executor produces them (:meth:`stream_pass`),
         never holding them whole; the stages before that pass run as in :meth:`run`. Any other
-        pipeline (one ending in ``reduce``, ``to``, ``sortBy``, ...) is run whole first."""
+        pipeline (one ending in ``reduce``, ``to``, ``sortBy``, ...) is run whole first.
+
+        With an error policy (``errors``) the generator returns (the value of ``yield from``) a
+        :class:`~atoll.dead_letters.RunResult` without results once the last element is out; past its
+        ``max_errors`` the last step raises :class:`~atoll.dead_letters.TooManyErrors` instead."""
         kwargs = dict(kwargs or {})
         if not checked:
             pipeline.check_kwargs(kwargs)
+        if errors is None:
+            yield from self._stream(pipeline, data, kwargs)
+            return None
+        with dead_letters.salvaging(errors) as salvage:
+            yield from self._stream(pipeline, data, kwargs)
+            self.salvaged(salvage)
+        salvage.check()
+        return salvage.result(None)
+
+    def _stream(self, pipeline: Pipeline, data: Any, kwargs: dict) -> Iterator:
         start = _tail_pass(pipeline.stages)
         if start is None:
-            result = self.run(pipeline, data, kwargs, checked=True)
+            result = _materialized(self.collect(self.walk(pipeline, data, kwargs)))
             yield from result if isinstance(result, list | tuple) else [result]
             return
         stages = pipeline.stages
@@ -239,7 +281,7 @@ class Executor(ABC):
     def _step(self, stage: Stage, kwargs: dict, info: StageInfo) -> Step:
         # a nested pipeline or the identity takes a tuple element whole; a function gets it spread
         unpack = stage.func is not None and stage.nested is None
-        return Step(stage.operator, bind(stage, kwargs), info, unpack)
+        return Step(stage.operator, bind(stage, kwargs, info), info, unpack)
 
     def _as_collection(self, value: Any, stage: Stage, info: StageInfo) -> Any:
         """Return ``value`` as something a pass can iterate, or raise a PipelineError."""

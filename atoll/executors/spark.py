@@ -54,12 +54,12 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from atoll import progress
+from atoll import dead_letters, progress
 from atoll.errors import NO_ITEM, AtollError, ConfigError, PipelineError, StageFailure, stage_failure
 from atoll.executors.interpreter import Executor
 from atoll.executors.serial import chunks_of
@@ -216,12 +216,23 @@ def _decoded(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _run_partition(payload: bytes, iterator: Iterable) -> Iterable:
-    """Worker side: run a fused pass over one partition (see :func:`run_steps`)."""
+def _run_partition(payload: bytes, iterator: Iterable, salvage: tuple | None = None) -> Iterable:
+    """Worker side: run a fused pass over one partition (see :func:`run_steps`). Under an error policy
+    that drops failing elements, ``salvage`` is ``(policy, accumulator, pass number)``: what the
+    partition dropped is added to the accumulator under (pass number, partition index), so a partition
+    Spark computes twice still counts once."""
     steps, aggregate = loads_pass(payload)
     items = iterator if isinstance(iterator, (list, range)) else list(iterator)
     try:
-        result = run_steps(steps, items, aggregate)
+        if salvage is None:
+            result = run_steps(steps, items, aggregate)
+        else:
+            from pyspark import TaskContext
+
+            policy, dropped, number = salvage
+            done = dead_letters.run_salvaging(policy, run_steps, steps, items, aggregate)
+            dropped.add({(number, TaskContext.get().partitionId()): done.exported})
+            result = done.value
     except PipelineError as exc:  # StageFailure included
         raise _encoded(exc) from None
     return result if aggregate is None else aggregate.op.rows(result)
@@ -239,6 +250,18 @@ def _pickled(steps: list[Step], aggregate: Step | None) -> bytes:
                 raise PipelineError(f"{step.info.describe()}: its function cannot be sent to Spark "
                                     f"workers ({type(exc).__name__}: {exc})", stage=step.info) from None
         raise
+
+
+class _Dropped:
+    """The parameter (pyspark's ``AccumulatorParam`` protocol) of an accumulator of what partitions
+    dropped: ``{(pass number, partition index): exported}``."""
+
+    def zero(self, value: dict) -> dict:
+        return {}
+
+    def addInPlace(self, a: dict, b: dict) -> dict:
+        a.update(b)
+        return a
 
 
 class _MergeValues:
@@ -476,16 +499,18 @@ class SparkExecutor(Executor):
 
     # -- running --------------------------------------------------------------------------
 
-    def run(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
+    def run(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False,
+            errors: dead_letters.ErrorPolicy | None = None) -> Any:
         """Return ``pipeline``'s result on ``data``; RDDs cached for forks are released after."""
         with self._run_scope():
-            return self._decoding(super().run, pipeline, data, kwargs, checked=checked)
+            return self._decoding(super().run, pipeline, data, kwargs, checked=checked, errors=errors)
 
-    def stream(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Iterator:
-        """Yield ``pipeline``'s result element by element (see :meth:`atoll.Executor.stream`), an element-wise
-        last pass a partition at a time; RDDs cached for forks are released after."""
+    def stream(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False,
+               errors: dead_letters.ErrorPolicy | None = None) -> Generator:
+        """Yield ``pipeline``'s result element by element (see :meth:`atoll.Executor.stream`), an
+        element-wise last pass a partition at a time; RDDs cached for forks are released after."""
         with self._run_scope():
-            yield from super().stream(pipeline, data, kwargs, checked=checked)
+            return (yield from super().stream(pipeline, data, kwargs, checked=checked, errors=errors))
 
     @contextmanager
     def _run_scope(self) -> Iterator[None]:
@@ -494,15 +519,17 @@ class SparkExecutor(Executor):
         path = _worker_pythonpath()
         if sc.environment.get("PYTHONPATH") != path:
             sc.environment["PYTHONPATH"] = path
-        outer = getattr(self._local, "cached", None), getattr(self._local, "jobs", None)
+        outer = (getattr(self._local, "cached", None), getattr(self._local, "jobs", None),
+                 getattr(self._local, "dropped", None))
         self._local.cached = []
         self._local.jobs = _RunJobs(sc, progress.current())
+        self._local.dropped = None
         try:
             yield
         finally:
             for rdd in self._local.cached:
                 rdd.unpersist()
-            self._local.cached, self._local.jobs = outer
+            self._local.cached, self._local.jobs, self._local.dropped = outer
 
     def _action(self, call: Callable[[], Any]) -> Any:
         """Return ``call()``, a Spark action, run in the run's job group (see :class:`_RunJobs`)."""
@@ -556,7 +583,7 @@ class SparkExecutor(Executor):
         # pickled here with cloudpickle (not pyspark's copy of it), so modules registered by value
         # and exception types travel as they do on the local executor
         payload = _pickled(steps, aggregate)
-        runner = partial(_run_partition, payload)
+        runner = partial(_run_partition, payload, salvage=self._salvage_of_pass())
         if aggregate is None:
             return rdd.mapPartitions(runner) if steps else rdd
         combined = rdd.mapPartitions(runner)
@@ -570,6 +597,26 @@ class SparkExecutor(Executor):
         rdd = self.run_pass(data, steps, None)
         for index in range(rdd.getNumPartitions()):
             yield self._action(partial(rdd.context.runJob, rdd, list, [index]))
+
+    def _salvage_of_pass(self) -> tuple | None:
+        """Return what a pass's partitions need to drop failing elements (see :func:`_run_partition`),
+        or None under ``fail``; the accumulator is the run's, each pass numbered in the order it ran."""
+        policy = dead_letters.settings()
+        if policy is None:
+            return None
+        passes = getattr(self._local, "dropped", None)
+        if passes is None:  # outside run(): the accumulator is read by no one
+            passes = self._local.dropped = [self.context.accumulator({}, _Dropped()), 0]
+        passes[1] += 1
+        return policy, passes[0], passes[1]
+
+    def salvaged(self, salvage: dead_letters.Salvage) -> None:
+        dropped = getattr(self._local, "dropped", None)
+        if dropped is None:
+            return
+        found = dropped[0].value
+        for key in sorted(found):  # in the order of the passes, then of the input
+            salvage.merge(found[key])
 
     def two_inputs(self, op: Any, left: Any, right: Any, info: Any) -> Any:
         """Run a two-input operator as Spark's own: ``RDD.union``, ``join``, ``leftOuterJoin``,

@@ -17,11 +17,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from atoll.config import Config, load_config
+from atoll.dead_letters import ErrorPolicy, TooManyErrors, policy_of
 from atoll.executors import Executor, LocalExecutor, SerialExecutor
 from atoll.parallelism import effective_n_jobs
 from atoll.pipeline import Pipeline
@@ -89,6 +90,8 @@ class Registered:
     executor: Callable[[], Executor] = field(repr=False)
     #: how its asynchronous jobs are retried (see :mod:`atoll.service.jobs.retries`), or None
     retries: RetryPolicy | None = None
+    #: what its runs do with failing elements (see :mod:`atoll.dead_letters`) unless a call says; None: fail
+    on_error: ErrorPolicy | None = None
 
     def describe(self) -> dict:
         """Return the JSON form listed by ``GET /pipelines`` (``graph`` is :meth:`~atoll.Pipeline.graph`)."""
@@ -96,7 +99,8 @@ class Registered:
                 "graph": self.pipeline.graph(),
                 "kwargs": list(self.pipeline.expected_kwargs), "sig": self.pipeline.sig,
                 "executor": getattr(self.executor, "description", "custom"),
-                "retries": self.retries.describe() if self.retries is not None else None}
+                "retries": self.retries.describe() if self.retries is not None else None,
+                "on_error": self.on_error.to_dict() if self.on_error is not None else None}
 
 
 def _spark(config: Config) -> Callable[[], Executor]:
@@ -123,6 +127,14 @@ def _run_observer() -> Callable[[str, str, float], None] | None:
     except ImportError:
         return None
     return observe_run
+
+
+def _observe_failures(name: str, by_stage: Mapping[str, int]) -> None:
+    """Count a run's failing elements per stage in the metrics, when they are available."""
+    if by_stage and _run_observer() is not None:
+        from atoll.service.metrics import observe_failed_elements
+
+        observe_failed_elements(name, by_stage)
 
 
 def _observe_run(name: str, registered: Registered, seconds: float) -> None:
@@ -157,14 +169,17 @@ class Atoll:
 
     def register_pipeline(self, endpoint: str, pipeline: Pipeline, executor: Executor | str | None = None,
                           n_jobs: int | None = None, distributed: bool = False,
-                          retries: RetryPolicy | Mapping[str, Any] | None = None) -> None:
+                          retries: RetryPolicy | Mapping[str, Any] | None = None,
+                          on_error: str | None = None, max_errors: int | float | None = None) -> None:
         """Register ``pipeline`` at ``/pipelines/<name>`` where name is ``endpoint`` without slashes.
 
         ``executor`` (an Executor or "serial"/"local"/"spark"), ``n_jobs`` (local processes) or
         ``distributed=True`` (Spark) choose how it runs; none of them means ``default_executor``.
         ``retries`` (a :class:`~atoll.service.jobs.retries.RetryPolicy` or a mapping of its keys
         ``max``, ``on``, ``backoff``, ``backoff_max``, ``jitter``) retries its asynchronous jobs that
-        fail with one of the exceptions named in ``on``.
+        fail with one of the exceptions named in ``on``. ``on_error`` (``"fail"``, ``"skip"`` or
+        ``"collect"``) and ``max_errors`` say what its runs do with elements whose stage raises, unless a
+        call says otherwise (see :mod:`atoll.dead_letters`).
         """
         if self._apps:
             raise RegistrationError(f"register {endpoint!r} before create_app(): the app already "
@@ -184,8 +199,12 @@ class Atoll:
             policy = RetryPolicy.parse(retries)
         except InvalidRetryPolicy as exc:
             raise RegistrationError(f"{endpoint!r}: {exc}") from None
+        try:
+            errors = None if on_error is None and max_errors is None else policy_of(on_error, max_errors)
+        except ValueError as exc:
+            raise RegistrationError(f"{endpoint!r}: {exc}") from None
         factory = self._executor_factory(name, executor, n_jobs, distributed)
-        self.pipelines[name] = Registered(name, f"/pipelines/{name}", pipeline, factory, policy)
+        self.pipelines[name] = Registered(name, f"/pipelines/{name}", pipeline, factory, policy, errors)
         log.debug("registered pipeline %r (%s)", name, factory.description)
 
     def _executor_factory(self, name: str, executor: Executor | str | None, n_jobs: int | None,
@@ -220,27 +239,54 @@ class Atoll:
         except KeyError:
             raise UnknownPipeline(name, list(self.pipelines)) from None
 
-    def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None, *, checked: bool = False) -> Any:
+    def run_pipeline(self, name: str, data: Any, kwargs: dict | None = None, *, checked: bool = False,
+                     errors: ErrorPolicy | None = None) -> Any:
         """Run the registered pipeline ``name`` on ``data`` with runtime ``kwargs``; return its results.
 
         The executor checks ``kwargs`` unless ``checked`` says the caller did. Raises
         :class:`~atoll.service.app.UnknownPipeline`, or the pipeline's own PipelineError / StageFailure.
+
+        Under an error policy (``errors``, else the one registered with the pipeline) the answer is a
+        :class:`~atoll.dead_letters.RunResult`, keeping at most ``dead_letters_max`` dead letters; the
+        failing elements are counted in the metrics (``atoll_elements_failed_total``).
         """
+        def run(registered: Registered, policy: dict) -> Any:
+            return registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked,
+                                             **policy)
+
+        return self._run(name, errors, run)
+
+    def _run(self, name: str, errors: ErrorPolicy | None, run: Callable[[Registered, dict], Any]) -> Any:
+        """Return ``run(registered, policy)`` for the registered pipeline ``name``, ``policy`` the keyword
+        ``errors`` (that policy, else the pipeline's, with ``dead_letters_max``) or none; the run and
+        its failing elements are counted in the metrics."""
         registered = self.get(name)
+        policy = errors or registered.on_error
         started = time.perf_counter()
         try:
-            return registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked)
+            if policy is None:
+                return run(registered, {})
+            policy = ErrorPolicy(policy.on_error, policy.max_errors, self.config.dead_letters_max)
+            try:
+                outcome = run(registered, {"errors": policy})
+            except TooManyErrors as exc:
+                _observe_failures(name, exc.by_stage)
+                raise
+            _observe_failures(name, outcome.by_stage)
+            return outcome
         finally:
             _observe_run(name, registered, time.perf_counter() - started)
 
     def run_request(self, run: RunRequest, owner: str | None = None) -> Any:
         """Run a request parsed by :meth:`RunRequest.parse
         <atoll.service.http.run_request.RunRequest.parse>`; return its results, or with
-        ``"results_to": "dataset"`` the ``Dataset`` holding them (owned by ``owner``)."""
+        ``"results_to": "dataset"`` the ``Dataset`` holding them (owned by ``owner``); under an error
+        policy, in a :class:`~atoll.dead_letters.RunResult`."""
         data = self.resolve_data(run.data)
-        if run.results_to == "dataset":
-            return self.run_to_dataset(run.pipeline, data, run.kwargs, owner=owner, checked=True)
-        return self.run_pipeline(run.pipeline, data, run.kwargs, checked=True)  # parse checked them
+        if run.results_to == "dataset":  # parse checked the kwargs
+            return self.run_to_dataset(run.pipeline, data, run.kwargs, owner=owner, checked=True,
+                                       errors=run.errors)
+        return self.run_pipeline(run.pipeline, data, run.kwargs, checked=True, errors=run.errors)
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -255,25 +301,34 @@ class Atoll:
         return self._datasets
 
     def run_to_dataset(self, name: str, data: Any, kwargs: dict | None = None, *, job_id: str | None = None,
-                       owner: str | None = None, checked: bool = False) -> Any:
+                       owner: str | None = None, checked: bool = False,
+                       errors: ErrorPolicy | None = None) -> Any:
         """Run the registered pipeline ``name`` on ``data`` and store its results as a new JSON-lines
-        dataset; return its ``Dataset`` (metadata).
+        dataset; return its ``Dataset`` (metadata), under an error policy (as :meth:`run_pipeline`) in
+        a :class:`~atoll.dead_letters.RunResult`.
 
         One record per element of a list result, the value itself otherwise. A pipeline ending in
         element-wise stages is written as its results are produced, never held whole (see
-        :meth:`Executor.stream <atoll.Executor.stream>`); any other is run whole
-        first. Nothing is kept when the run or the store fails."""
+        :meth:`Executor.stream <atoll.Executor.stream>`); any other is run whole first. Nothing is
+        kept when the run or the store fails, or more elements fail than ``max_errors`` allows."""
         from atoll.encoding import to_json
 
-        registered = self.get(name)
-        started = time.perf_counter()
-        records = registered.executor().stream(registered.pipeline, data, kwargs or {}, checked=checked)
-        try:
-            return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
-                records, lambda record: to_json(record, path="results").encode("utf-8"))
-        finally:
-            records.close()  # a run stopped half-way stops its workers now
-            _observe_run(name, registered, time.perf_counter() - started)
+        def run(registered: Registered, policy: dict) -> Any:
+            ended: list = []
+
+            def records() -> Iterator:  # what the stream returns at its end: a RunResult, or None
+                ended.append((yield from registered.executor().stream(
+                    registered.pipeline, data, kwargs or {}, checked=checked, **policy)))
+
+            stream = records()
+            try:
+                dataset = self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
+                    stream, lambda record: to_json(record, path="results").encode("utf-8"))
+            finally:
+                stream.close()  # a run stopped half-way stops its workers now
+            return dataset if ended[0] is None else replace(ended[0], results=dataset)
+
+        return self._run(name, errors, run)
 
     def resolve_data(self, data: Any) -> Any:
         """Return a run's input: ``data`` itself, or what a ``{"dataset"|"files"|"url": ...}``

@@ -45,7 +45,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 __all__ = ["REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS",
-           "QueueDepth", "registry", "render", "observe_run", "observe_job", "observe_request"]
+           "ELEMENTS_FAILED", "QueueDepth", "registry", "render", "observe_run", "observe_job",
+           "observe_request",
+           "observe_failed_elements"]
 
 REQUESTS = Counter("atoll_requests", "HTTP requests by pipeline, mode and status code",
                    ["pipeline", "mode", "status"])
@@ -57,6 +59,8 @@ JOBS = Counter("atoll_jobs", "Finished jobs by pipeline and status", ["pipeline"
 JOB_SECONDS = Histogram("atoll_job_duration_seconds", "Job duration in the worker by pipeline",
                         ["pipeline"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600))
 CALLBACKS = Counter("atoll_callback_deliveries", "Callback delivery attempts by outcome", ["outcome"])
+ELEMENTS_FAILED = Counter("atoll_elements_failed", "Elements dropped by on_error skip or collect, by "
+                          "pipeline and the path of the stage that failed", ["pipeline", "stage"])
 
 #: seconds a queue depth read from the broker is reused
 QUEUE_DEPTH_SECONDS = 2.0
@@ -125,6 +129,13 @@ class QueueDepth:
         if depth is not None:
             family.add_metric([self.queue], depth)
         yield family
+
+
+def observe_failed_elements(pipeline: str, by_stage: dict[str, int]) -> None:
+    """Count the elements a run of ``pipeline`` dropped, per stage path (a pipeline's stages are few:
+    the label's values are bounded by the registered pipelines)."""
+    for stage, n in by_stage.items():
+        ELEMENTS_FAILED.labels(pipeline, stage).inc(n)
 
 
 def observe_run(pipeline: str, executor: str, seconds: float) -> None:

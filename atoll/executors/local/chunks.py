@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from atoll import capture
+from atoll import capture, dead_letters
 from atoll.errors import PipelineError
 from atoll.executors.wire import RESEND, Failed, loads_pass, pack, unpack
 from atoll.operators import run_steps
@@ -16,17 +16,22 @@ from atoll.sources import ByteRange
 #: elements of a byte range run at once in a worker (a range is read as it runs, never held whole)
 RANGE_SLICE = 50_000
 
-__all__ = ["run_chunk", "run_here", "any_failed"]
+__all__ = ["run_chunk", "run_here", "run_apart", "taken", "unwrapped", "any_failed"]
 
 
-def run_chunk(payload: bytes, serializer: str, chunk, log_settings: tuple[int, int] | None = None) -> Any:
+def run_chunk(payload: bytes, serializer: str, chunk, log_settings: tuple[int, int] | None = None,
+              policy: dead_letters.ErrorPolicy | None = None) -> Any:
     """Worker side: run the fused pass over one chunk; return its result packed.
 
     ``log_settings`` (those of a job-log capture active where the pass started) captures what the
-    chunk prints and logs and returns it with the result (:func:`atoll.capture.run_captured`).
+    chunk prints and logs and returns it with the result (:func:`atoll.capture.run_captured`); an error
+    ``policy`` that drops failing elements returns what it dropped with it
+    (:func:`atoll.dead_letters.run_salvaging`).
     """
     if log_settings is not None:
-        return capture.run_captured(log_settings, run_chunk, payload, serializer, chunk)
+        return capture.run_captured(log_settings, run_chunk, payload, serializer, chunk, None, policy)
+    if policy is not None:
+        return dead_letters.run_salvaging(policy, run_chunk, payload, serializer, chunk)
     steps, aggregate = loads_pass(payload, serializer)
     try:
         chunk = unpack(chunk)
@@ -60,6 +65,29 @@ def run_here(seq, start: int, end: int, steps, aggregate, every: int, between: C
         return acc
     except PipelineError as exc:
         return Failed(exc)
+
+
+def run_apart(function: Callable, *args: Any) -> Any:
+    """Run ``function(*args)`` in this process with a capture and a salvage of its own (those of this
+    context's settings), so that what it prints and drops joins the pass's in input order when its
+    result is :func:`taken`."""
+    log_settings, policy = capture.settings(), dead_letters.settings()
+    if policy is not None:
+        function, args = dead_letters.run_salvaging, (policy, function, *args)
+    if log_settings is not None:
+        function, args = capture.run_captured, (log_settings, function, *args)
+    return function(*args)
+
+
+def taken(log: capture.JobLog | None, salvage: dead_letters.Salvage | None, result: Any) -> Any:
+    """Return a chunk's result, its captured output added to ``log`` and its dropped elements to
+    ``salvage`` (see :func:`run_chunk`, :func:`run_apart`)."""
+    return dead_letters.merged_into(salvage, capture.merged_into(log, result))
+
+
+def unwrapped(result: Any) -> Any:
+    """Return a chunk's result without taking its output or dropped elements."""
+    return dead_letters.unmerged(capture.unmerged(result))
 
 
 def any_failed(values: list) -> bool:

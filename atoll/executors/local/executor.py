@@ -9,7 +9,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from atoll import capture, progress
+from atoll import capture, dead_letters, progress
 from atoll.errors import PipelineError
 from atoll.executors.local.chunks import run_chunk
 from atoll.executors.local.plan import (
@@ -215,7 +215,7 @@ class LocalExecutor(SerialExecutor):
                 total: int | None = None) -> ReadAhead:
         """Return the :class:`ReadAhead` that submits ``chunks`` to the pool of ``workers``."""
         task = partial(run_chunk, dumps_pass((steps, aggregate), self.serializer), self.serializer,
-                       log_settings=capture.settings())
+                       log_settings=capture.settings(), policy=dead_letters.settings())
         reader = ReadAhead(chunks, workers, task, run, announce=announce)
         if self.progress:
             from tqdm.auto import tqdm

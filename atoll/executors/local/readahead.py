@@ -12,7 +12,8 @@ from typing import Any
 
 from joblib.externals.loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from atoll import capture, progress
+from atoll import capture, dead_letters, progress
+from atoll.executors.local.chunks import taken, unwrapped
 from atoll.executors.local.pool import enter_pool, leave_pool, worker_pool
 from atoll.executors.wire import RESEND, Failed, pack, unpack
 
@@ -69,6 +70,8 @@ class ReadAhead:
         #: the capture of the context that reads the chunks, where their output goes (also when their
         #: results are taken inside another capture, see :class:`~atoll.executors.local.shared.SharedPass`)
         self.log = capture.current()
+        #: the salvage of that context, where the elements the chunks dropped go (see atoll.dead_letters)
+        self.salvage = dead_letters.current()
 
     def submit(self, chunk: Any) -> Any:
         """Return the future of ``chunk`` (as it is, or packed) running on the pool."""
@@ -155,9 +158,9 @@ class ReadAhead:
     def _value(self, future, chunk) -> Any:
         """Return a finished chunk's result unpacked, its captured output merged here: a chunk's own
         failure as the :class:`Failed` it returned."""
-        result = capture.merged_into(self.log, future.result())  # its captured output joins the job's
+        result = taken(self.log, self.salvage, future.result())  # its output joins the job's
         if type(result) is str and result == RESEND:
-            result = capture.merged_into(self.log, self.submit(unpack(chunk)).result())
+            result = taken(self.log, self.salvage, self.submit(unpack(chunk)).result())
         if self.bar is not None:
             self.bar.update(1)
         return result if isinstance(result, Failed) else unpack(result)
@@ -168,7 +171,7 @@ class ReadAhead:
             if future.done() and not future.cancelled():
                 if future.exception() is not None:
                     return True
-                if isinstance(capture.unmerged(future.result()), Failed):
+                if isinstance(unwrapped(future.result()), Failed):
                     return True
         return False
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from atoll import capture, progress
-from atoll.executors.local.chunks import any_failed, run_here
+from atoll import progress
+from atoll.executors.local.chunks import any_failed, run_apart, run_here, taken, unwrapped
 from atoll.executors.local.plan import (
     MAX_ROUNDS,
     MAX_STEPS,
@@ -129,23 +129,19 @@ class SharedPass:
                 self.here += 1
                 if run is not None:
                     run.add_total(1)
-                log_settings = capture.settings()
-                if log_settings is None:
-                    result = run_here(seq, start, end, steps, aggregate, every, self._ran)
-                else:  # captured on its own, so that the output joins the job's in input order
-                    result = capture.run_captured(log_settings, run_here, seq, start, end, steps, aggregate,
-                                                  every, self._ran)
+                # captured on its own, so that its output joins the job's in input order
+                result = run_apart(run_here, seq, start, end, steps, aggregate, every, self._ran)
                 here.append(result)
                 if run is not None:
                     run.advance(1)
                 if reader.bar is not None:
                     reader.bar.update(1)
-                if isinstance(capture.unmerged(result), Failed):
+                if isinstance(unwrapped(result), Failed):
                     break
         except BaseException:  # an interruption, a worker that died: the chunks running are killed
             reader.close(kill=True)
             raise
         # stopped by a failure, the rest goes to the workers: a chunk before the failing one may fail first
         self.working = False
-        mine = (capture.merged_into(reader.log, result) for result in reversed(here))
+        mine = (taken(reader.log, reader.salvage, result) for result in reversed(here))
         yield from delivered(reader, chain(self.theirs, reader.values(), mine))

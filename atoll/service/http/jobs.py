@@ -9,6 +9,7 @@ cancel, and fetch a job's large results and its output.
 ``DELETE /jobs/<id>``                  cancel: 200 with the cancelled job, 409 when it had finished
 ``GET /jobs/<id>/results``             ``{"results": ...}`` of a job whose record has ``results_url``
 ``GET /jobs/<id>/logs``                what the pipeline printed and logged, JSON lines
+``GET /jobs/<id>/errors``              the dead letters of ``on_error: collect``, JSON lines
 ``POST /jobs/<id>/rerun``              a new job with a finished job's request: 202 as a submission,
                                        409 before it finished, 410 when its request is not kept
 =====================================  ==========================================================
@@ -159,6 +160,12 @@ def get_results(job_id: str) -> Response:
     if text is None:
         return current_app.json.response({"results": job.results})
     return Response('{"results":' + text + "}", mimetype="application/json")
+
+
+@blueprint.get("/jobs/<job_id>/errors")
+def get_errors(job_id: str) -> Response:
+    """The dead letters of a job run with ``on_error: collect``, JSON lines."""
+    return Response(job_system().dead_letters(job_id, _caller()), mimetype="application/x-ndjson")
 
 
 @blueprint.get("/jobs/<job_id>/logs")

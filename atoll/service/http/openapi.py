@@ -121,6 +121,33 @@ _SCHEMAS: dict[str, Any] = {
                                        "on": {"type": "array", "items": {"type": "string"}},
                                        "backoff": {"type": "number"}, "backoff_max": {"type": "number"},
                                        "jitter": {"type": "boolean"}}},
+            "on_error": {"type": ["object", "null"], "description": "what its runs do with elements whose "
+                         "stage raises unless a call says (on_error: fail, skip or collect; max_errors), "
+                         "or null (fail)",
+                         "properties": {"on_error": {"enum": ["fail", "skip", "collect"]},
+                                        "max_errors": {"type": ["number", "null"]}}},
+        },
+    },
+    "DeadLetter": {
+        "type": "object",
+        "description": "An element dropped by on_error collect: the element (its repr, with element_repr, "
+                       "when it is not JSON), the stage that failed, the error's name, message and the "
+                       "end of its traceback.",
+        "required": ["element", "stage", "error", "message", "traceback"],
+        "properties": {
+            "element": {}, "element_repr": {"type": "boolean"}, "stage": _ref("Stage"),
+            "error": {"type": "string"}, "message": {"type": "string"}, "traceback": {"type": "string"},
+        },
+    },
+    "ElementErrors": {
+        "type": "object",
+        "description": "What a synchronous run under on_error skip or collect dropped: how many elements, "
+                       "per stage path, and (collect) the first dead letters, within dead_letters_max_bytes.",
+        "required": ["skipped", "by_stage", "dead_letters"],
+        "properties": {
+            "skipped": {"type": "integer", "minimum": 0},
+            "by_stage": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "dead_letters": {"type": "array", "items": _ref("DeadLetter")},
         },
     },
 }
@@ -191,6 +218,12 @@ def _request_body(kwargs: tuple[str, ...]) -> dict:
             "async": {"type": "boolean", "description": "true: queue a job and answer 202"},
             "results_to": {"enum": ["dataset", None], "description": '"dataset": store the results as '
                            "a new dataset; the answer (results_dataset) or the job record carries its id"},
+            "on_error": {"enum": ["fail", "skip", "collect", None], "description": "what to do with an "
+                         "element whose stage raises: fail the run, skip it, or skip it and keep a dead "
+                         "letter; null = the pipeline's own policy (fail unless registered otherwise)"},
+            "max_errors": {"type": ["number", "null"], "minimum": 0, "description": "an integer: fail the "
+                           "run when more elements fail; a number below 1: when more than that share of "
+                           "a pass's elements fail; null = the pipeline's own"},
         },
         "additionalProperties": False,
     }
@@ -215,10 +248,15 @@ def _pipeline_path(registered: Any) -> dict:
                                            "created (202, same job_id) instead of queueing another; the "
                                            "same key with another body is refused (422)"}],
             "responses": {
-                "200": _json({"oneOf": [_ref("Results"), {
-                    "type": "object", "required": ["results_dataset", "dataset"],
-                    "properties": {"results_dataset": {"type": "string"}, "dataset": _ref("Dataset")}}]},
-                    "The pipeline ran; its results, or the dataset holding them (results_to)"),
+                "200": _json({"oneOf": [
+                    {"type": "object", "required": ["results"],
+                     "properties": {"results": {"description": "the pipeline's results as JSON"},
+                                    "element_errors": _ref("ElementErrors")}},
+                    {"type": "object", "required": ["results_dataset", "dataset"],
+                     "properties": {"results_dataset": {"type": "string"}, "dataset": _ref("Dataset"),
+                                    "element_errors": _ref("ElementErrors")}}]},
+                    "The pipeline ran; its results, or the dataset holding them (results_to); under "
+                    "on_error skip or collect, what it dropped (element_errors)"),
                 "202": {**_json(_ref("JobAccepted"), "Queued as a job (callback or async was given)"),
                         "headers": _RETRY_AFTER},
                 "400": _error("Malformed JSON, missing data, wrong kwargs/callback/async, data "
@@ -353,6 +391,17 @@ def build_spec(service: Any) -> dict:
             "200": {"description": 'JSON lines: {"time", "stream": stdout|stderr|log|atoll, "message"} '
                                    'and "level", "logger" for log records; at most job_log_max_bytes, '
                                    "the tail kept; empty while it runs",
+                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+            **_COMMON_ERRORS, "404": job_404, "503": store_down,
+        },
+    }}
+    paths["/jobs/{job_id}/errors"] = {"get": {
+        "operationId": "get_job_errors", "summary": "The dead letters of a job run with on_error collect",
+        "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+        "responses": {
+            "200": {"description": "JSON lines, one DeadLetter a line, in the order the elements failed "
+                                   "(by pass, then input); the first ones, at most dead_letters_max of them "
+                                   "and dead_letters_max_bytes; empty while it runs or without collect",
                     "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
             **_COMMON_ERRORS, "404": job_404, "503": store_down,
         },

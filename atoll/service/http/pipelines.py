@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from atoll.dead_letters import RunResult, json_lines
 from atoll.encoding import EncodingError, find_surrogate, to_json
 from atoll.errors import PipelineError
 from atoll.service.datasets.errors import DatasetError
@@ -118,13 +119,22 @@ def _read_body(limit: int | None) -> bytes:
             raise RequestEntityTooLarge()
 
 
+def _element_errors(outcome: RunResult, config: Any) -> dict:
+    """Return what a synchronous run dropped: ``{"skipped", "by_stage", "dead_letters"}``, the dead letters
+    (``collect``) as many of the first ones as ``dead_letters_max_bytes`` holds as JSON lines."""
+    _, kept = json_lines(outcome.errors, config.dead_letters_max_bytes)
+    return {"skipped": outcome.skipped, "by_stage": outcome.by_stage,
+            "dead_letters": [letter.to_dict() for letter in outcome.errors[:kept]]}
+
+
 @blueprint.post("/pipelines/<name>")
 def run(name: str) -> Response:
     """Run pipeline ``name`` on the posted data: 200 ``{"results": ...}``, or 202 for a job."""
     service = current_app.extensions["atoll"]
     registered = service.get(name)  # UnknownPipeline: 404 PipelineNotFound
     body, raw = _parse_body()
-    run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth, raw)
+    run_request = RunRequest.parse(body, registered.pipeline, name, service.config.max_json_depth, raw,
+                                   registered.on_error)
     g.atoll_mode = "async" if run_request.is_job else "sync"  # for the metrics
     ref = parse_ref(run_request.data, service.config)  # data by reference: checked here, read where it runs
     reads = ref.dataset_ids if ref is not None else ()
@@ -152,11 +162,15 @@ def run(name: str) -> Response:
         error = ErrorBody.from_exception(exc, pipeline=name, expose=exposes_tracebacks())
         error.message = f"pipeline {name!r} failed: {exc}"
         return error_response(500, **error.public(exposes_tracebacks()))
-    if run_request.results_to == "dataset":  # written while it ran
-        dataset = results
-        return current_app.json.response({"results_dataset": dataset.dataset_id, "dataset": dataset.public()})
+    dropped = ""
+    if isinstance(results, RunResult):  # an on_error policy: what it dropped goes with the results
+        dropped = ',"element_errors":' + to_json(_element_errors(results, service.config))
+        results = results.results
+    if run_request.results_to == "dataset":  # written while it ran: results is the Dataset
+        text = to_json({"results_dataset": results.dataset_id, "dataset": results.public()})
+        return Response(text[:-1] + dropped + "}", mimetype="application/json")
     try:
-        text = '{"results":' + to_json(results, path="results") + "}"
+        text = '{"results":' + to_json(results, path="results") + dropped + "}"
     except EncodingError as exc:
         return error_response(500, "EncodingError", f"pipeline {name!r} returned a result that is not "
                                                     f"JSON: {exc}", path=exc.path, type=exc.type_name)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from atoll.dead_letters import POLICIES, ErrorPolicy
 from atoll.encoding import json_depth
 from atoll.errors import PipelineError
 from atoll.service.http.errors import ApiError
@@ -20,7 +21,7 @@ from atoll.service.jobs.model import JobMessage
 __all__ = ["RunRequest", "BODY_FIELDS", "json_type"]
 
 #: the fields a ``POST /pipelines/<name>`` body may carry
-BODY_FIELDS = ("data", "kwargs", "callback", "async", "results_to")
+BODY_FIELDS = ("data", "kwargs", "callback", "async", "results_to", "on_error", "max_errors")
 _BODY_FIELDS = frozenset(BODY_FIELDS)
 _MAX_URL = 2048
 #: characters no URL of an HTTP request line may hold as they are (RFC 3986; http.client refuses them)
@@ -38,6 +39,8 @@ class RunRequest:
     run_async: bool = False
     #: ``dataset`` to store the results as a new dataset (the answer or the job carries its id)
     results_to: str | None = None
+    #: the call's own error policy (``on_error``, ``max_errors``); None: the pipeline's
+    errors: ErrorPolicy | None = None
 
     @property
     def is_job(self) -> bool:
@@ -46,17 +49,20 @@ class RunRequest:
 
     def job_message(self) -> JobMessage:
         """Return the task message that queues this request as a job."""
-        return JobMessage(self.pipeline, self.data, self.kwargs, self.callback, results_to=self.results_to)
+        return JobMessage(self.pipeline, self.data, self.kwargs, self.callback, results_to=self.results_to,
+                          errors=self.errors.to_dict() if self.errors is not None else None)
 
     @classmethod
     def parse(cls, body: Mapping[str, Any], pipeline: Any, name: str,
-              max_depth: int | None, raw: bytes | None = None) -> RunRequest:
+              max_depth: int | None, raw: bytes | None = None,
+              pipeline_policy: ErrorPolicy | None = None) -> RunRequest:
         """Return the request of JSON object ``body`` for registered ``pipeline`` (an atoll Pipeline)
         called ``name``; raise :class:`~atoll.service.http.errors.ApiError` naming the field that is wrong.
 
         ``data`` and each kwarg may nest arrays and objects ``max_depth`` levels deep; None skips
         that check. ``raw``, the body's bytes, skips it too when they hold no more ``[`` and ``{``
-        than the limit: such a body cannot nest deeper."""
+        than the limit: such a body cannot nest deeper. ``on_error`` and ``max_errors`` override the
+        pipeline's registered policy (``pipeline_policy``), each alone too."""
         if raw is not None and max_depth is not None and raw.count(b"[") + raw.count(b"{") <= max_depth:
             max_depth = None
         if not body.keys() <= _BODY_FIELDS:
@@ -88,11 +94,29 @@ class RunRequest:
         if results_to not in (None, "dataset"):
             raise ApiError(400, "InvalidRequest", f'"results_to" must be "dataset" or null, got '
                                                   f"{str(results_to)[:80]!r}")
+        errors = _error_policy(body, pipeline_policy)
         if max_depth is not None:
             _check_depth(body["data"], "data", max_depth)
             for key, value in kwargs.items():
                 _check_depth(value, f"kwargs.{key}", max_depth)
-        return cls(name, body["data"], kwargs, callback, run_async, results_to)
+        return cls(name, body["data"], kwargs, callback, run_async, results_to, errors)
+
+
+def _error_policy(body: Mapping[str, Any], registered: ErrorPolicy | None) -> ErrorPolicy | None:
+    """Return the call's error policy: its ``on_error`` and ``max_errors``, each in place of the
+    pipeline's own; None when the body has neither."""
+    if body.get("on_error") is None and body.get("max_errors") is None:
+        return None
+    base = registered or ErrorPolicy()
+    on_error = body.get("on_error", base.on_error) or base.on_error
+    if on_error not in POLICIES:
+        raise ApiError(400, "InvalidRequest", f'"on_error" must be one of {", ".join(POLICIES)}, got '
+                                              f"{str(on_error)[:80]!r}", field="on_error")
+    max_errors = body.get("max_errors", base.max_errors)
+    try:
+        return ErrorPolicy(on_error, max_errors)
+    except ValueError as exc:
+        raise ApiError(400, "InvalidRequest", f'"max_errors": {exc}', field="max_errors") from None
 
 
 def json_type(value: Any) -> str:

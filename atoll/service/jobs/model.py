@@ -406,6 +406,14 @@ class Job:
                                   "or null", {"type": ["string", "null"]}, default=None)
     owner: str | None = _field("the name of the caller that submitted it (configured callers), or null "
                                "without authentication", {"type": ["string", "null"]}, default=None)
+    element_errors: dict | None = _field(
+        "under on_error skip or collect: the elements dropped (skipped), per stage path (by_stage), and the "
+        "first dead letters (sample; all of them at GET /jobs/<id>/errors); null under fail",
+        {"type": ["object", "null"], "properties": {
+            "skipped": {"type": "integer", "minimum": 0},
+            "by_stage": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "sample": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}}},
+        default=None)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -495,6 +503,8 @@ class Job:
                    "error": self.error.public(expose) if self.error is not None else None}
         if self.results_dataset is not None:  # only for "results_to": "dataset"
             payload["results_dataset"] = self.results_dataset
+        if self.element_errors is not None:  # only under on_error skip or collect: the counts
+            payload["element_errors"] = {key: self.element_errors[key] for key in ("skipped", "by_stage")}
         return payload
 
     def failure_text(self) -> str:
@@ -576,6 +586,8 @@ class JobMessage:
     submitted_at: str | None = None
     #: "dataset": store the results as a new dataset; None: in the record (or aside)
     results_to: str | None = None
+    #: the call's error policy, ``{"on_error", "max_errors"}``; None: the pipeline's
+    errors: dict | None = None
 
     #: the layout this version writes and reads
     VERSION = 1
@@ -584,21 +596,27 @@ class JobMessage:
     #: the positional arguments of version 1, their names in errors and the types they may have
     _FIELDS = (("name", (str,)), ("data", None), ("kwargs", (dict, type(None))),
                ("callback", (str, type(None))), ("submitted_at", (str, type(None))),
-               ("results_to", (str, type(None))))
+               ("results_to", (str, type(None))), ("errors", (dict, type(None))))
 
     def task_args(self) -> tuple:
         """Return the task's positional arguments."""
-        if self.results_to is None:  # the five arguments earlier workers read
+        if self.results_to is None and self.errors is None:  # the five arguments earlier workers read
             return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at)
-        return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at, self.results_to)
+        if self.errors is None:
+            return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at, self.results_to)
+        return (self.pipeline, self.data, self.kwargs, self.callback, self.submitted_at, self.results_to,
+                self.errors)
 
     def request_text(self) -> str:
         """Return the JSON text of the request (pipeline, data, kwargs, callback) as kept beside the
         job's record for a re-run (:meth:`from_request_text` reads it)."""
         import json
 
-        return json.dumps({"pipeline": self.pipeline, "data": self.data, "kwargs": self.kwargs,
-                           "callback": self.callback}, separators=(",", ":"))
+        request = {"pipeline": self.pipeline, "data": self.data, "kwargs": self.kwargs,
+                   "callback": self.callback}
+        if self.errors is not None:
+            request["errors"] = self.errors
+        return json.dumps(request, separators=(",", ":"))
 
     @classmethod
     def from_request_text(cls, text: str) -> JobMessage:
@@ -606,7 +624,8 @@ class JobMessage:
         import json
 
         request = json.loads(text)
-        return cls(request["pipeline"], request["data"], request.get("kwargs") or {}, request.get("callback"))
+        return cls(request["pipeline"], request["data"], request.get("kwargs") or {}, request.get("callback"),
+                   errors=request.get("errors"))
 
     def headers(self) -> dict[str, Any]:
         """Return the message headers that go with the arguments (the version)."""
@@ -638,9 +657,9 @@ class JobMessage:
     @classmethod
     def trusted(cls, args: tuple | list) -> JobMessage:
         """Return the message of task ``args`` that :meth:`from_task` (the worker's guard) accepted."""
-        pipeline, data, kwargs, callback, submitted_at, results_to = (
+        pipeline, data, kwargs, callback, submitted_at, results_to, errors = (
             *args, *(None,) * (len(cls._FIELDS) - len(args)))
-        return cls(pipeline, data, kwargs or {}, callback, submitted_at, results_to)
+        return cls(pipeline, data, kwargs or {}, callback, submitted_at, results_to, errors)
 
     @classmethod
     def job_of(cls, job_id: str, args: tuple | list, request_id: str | None) -> Job:
@@ -681,6 +700,10 @@ def openapi_schemas() -> dict[str, dict]:
     payload = {"type": "object", "description": "What a callback POSTs when the job finished.",
                "required": [name for name in payload_fields if name != "results_dataset"],
                "properties": {name: job["properties"][name] for name in payload_fields}}
+    payload["properties"]["element_errors"] = {
+        "type": "object", "description": "under on_error skip or collect: the elements dropped, per stage",
+        "properties": {"skipped": {"type": "integer", "minimum": 0},
+                       "by_stage": {"type": "object", "additionalProperties": {"type": "integer"}}}}
     return {
         "Job": job,
         "JobSummary": summary,

@@ -49,6 +49,7 @@ from kombu import Queue
 
 from atoll import capture, progress
 from atoll.config import Config
+from atoll.dead_letters import ErrorPolicy, RunResult, TooManyErrors, json_lines
 from atoll.encoding import EncodingError, json_depth, jsonable, to_json
 from atoll.errors import ConfigError, PipelineError
 from atoll.operators import never_rerun
@@ -310,8 +311,8 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
-    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id: service.run_to_dataset(
-        name, data, kwargs, job_id=job_id).dataset_id
+    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id, **policy: service.run_to_dataset(
+        name, data, kwargs, job_id=job_id, **policy)
     app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
@@ -363,11 +364,13 @@ class RunningRecord:
 
 
 def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float,
-             to_dataset: bool = False) -> tuple[Any, Any]:
+             errors: dict | None = None, to_dataset: bool = False) -> tuple[Any, Any]:
     """Run ``job``'s pipeline; return (results, None) or (None, the exception), with what it printed
-    and logged kept beside the record and its progress written while it runs. ``to_dataset``: the
-    results are stored as a new dataset as they are produced, and the dataset's id returned instead
-    (a store that refuses them, too large, full or down, fails the job)."""
+    and logged kept beside the record and its progress written while it runs. ``errors`` is the call's
+    error policy (``{"on_error", "max_errors"}``); what a policy dropped goes in the record
+    (``element_errors``) and its dead letters beside it. ``to_dataset``: the results are stored as a
+    new dataset as they are produced, and the dataset's id returned instead (a store that refuses
+    them, too large, full or down, fails the job)."""
     config = context.config
     running = RunningRecord(context.store, job, delay)
     captured = None
@@ -377,17 +380,38 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 progress.using(progress.RunControl(on_progress=running.progress,
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
+                policy = {} if errors is None else {"errors": ErrorPolicy(**errors)}
                 if to_dataset:
-                    return context.run_to_dataset(job.pipeline, context.resolve(data), kwargs,
-                                                  job.job_id), None
-                return jsonable(context.run(job.pipeline, context.resolve(data), kwargs)), None
+                    outcome = context.run_to_dataset(job.pipeline, context.resolve(data), kwargs,
+                                                     job.job_id, **policy)
+                else:
+                    outcome = context.run(job.pipeline, context.resolve(data), kwargs, **policy)
+                if isinstance(outcome, RunResult):
+                    _keep_dead_letters(context, job, outcome)
+                    outcome = outcome.results
+                return (outcome.dataset_id if to_dataset else jsonable(outcome)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
+                if isinstance(exc, TooManyErrors):  # what it dropped before it failed is kept too
+                    _keep_dead_letters(context, job, exc.result())
                 if not isinstance(exc, PipelineError | EncodingError | SoftTimeLimitExceeded):
                     log.exception("job %s: pipeline %r failed", job.job_id, job.pipeline)
                 return None, exc
     finally:
         running.finish()
         _keep_logs(context.store, job.job_id, captured)
+
+
+def _keep_dead_letters(context: JobContext, job: Job, outcome: RunResult) -> None:
+    """Put what ``outcome`` dropped in ``job``'s record (counts and a sample) and its dead letters beside
+    it (``<job_id>.errors``, JSON lines within ``dead_letters_max_bytes``)."""
+    job.element_errors = outcome.summary()
+    if not outcome.errors:
+        return
+    text, _ = json_lines(outcome.errors, context.config.dead_letters_max_bytes)
+    try:
+        context.store.put_aside(job.job_id, "errors", text)
+    except Exception as exc:  # the outcome matters more than the dead letters
+        log.warning("job %s: could not store its dead letters: %s", job.job_id, exc)
 
 
 def _keep_logs(store: JobStore, job_id: str, output: Any) -> None:
@@ -412,8 +436,8 @@ class JobContext:
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
     #: runs a pipeline and stores its results as a new dataset as they are produced (name, data,
-    #: kwargs, job id); returns the dataset's id
-    run_to_dataset: Callable[[str, Any, dict, str], str] | None = None
+    #: kwargs, job id, errors=policy); returns the Dataset (in a RunResult under a policy)
+    run_to_dataset: Callable[..., Any] | None = None
     #: the retries policy of a registered pipeline (its name), or None
     retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
@@ -788,7 +812,7 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
             log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after,
-                                  to_dataset=message.results_to == "dataset")
+                                  message.errors, to_dataset=message.results_to == "dataset")
         policy = context.retries(name) if error is not None else None
         if policy is not None and job.attempts < policy.max and policy.retries(error):
             if _retry(self, job, policy, error, message, waiting, context):

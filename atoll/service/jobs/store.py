@@ -10,6 +10,8 @@ written again, and a large value should not be read with every record):
 ``<job_id>.results``     the results' JSON text, when larger than ``inline_results_max_bytes``
 ``<job_id>.logs``        what the pipeline printed and logged (JSON lines, at most
                          ``job_log_max_bytes``)
+``<job_id>.errors``      the dead letters of a run with ``on_error: collect`` (JSON lines, the first
+                         ones, at most ``dead_letters_max_bytes``)
 ``<job_id>.request``     the request it was submitted with (pipeline, data, kwargs, callback), for a
                          re-run (``POST /jobs/<id>/rerun``); written again when the job finishes, so it
                          is kept as long as the record

@@ -278,6 +278,13 @@ class JobSystem:
         with _store_errors():
             return self.store.get_aside(job_id, "logs") or ""
 
+    def dead_letters(self, job_id: str, caller: Any = None) -> str:
+        """Return the dead letters of job ``job_id`` (``caller``'s own), run with ``on_error: collect``
+        (JSON lines; empty while it runs, or when nothing was dropped or kept)."""
+        self.job(job_id, caller)
+        with _store_errors():
+            return self.store.get_aside(job_id, "errors") or ""
+
     # -- health --------------------------------------------------------------------------------
 
     def health_checks(self) -> list[HealthCheck]:
