@@ -585,3 +585,31 @@ def test_a_failure_half_way_through_streamed_results_keeps_nothing(tmp_path, exe
     with pytest.raises(KeyError):
         service.run_to_dataset("late", data)
     assert stored(tmp_path) == []
+
+
+def _fails_on_sevens(n):
+    if n % 7 == 0:
+        raise ValueError(n)
+    return {"n": n}
+
+
+def test_streamed_results_under_an_error_policy_keep_their_dead_letters(tmp_path, executor):
+    from atoll import Pipeline
+    from atoll.dead_letters import ErrorPolicy, TooManyErrors
+    from atoll.service import Atoll
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    pipeline = Pipeline().map(_fails_on_sevens)
+    service.register_pipeline("/sevens", pipeline, executor=executor)
+    data = list(range(1000))
+    outcome = service.run_to_dataset("sevens", data, errors=ErrorPolicy("collect"))
+    expected = pipeline.run(data, executor, on_error="collect")
+    assert outcome.skipped == expected.skipped == 143 and len(outcome.errors) == 143
+    lines = service.datasets().open(outcome.results.dataset_id).read().splitlines()
+    assert [json.loads(line) for line in lines] == expected.results
+    with pytest.raises(TooManyErrors):  # found out after the last element: nothing is kept
+        service.run_to_dataset("sevens", data, errors=ErrorPolicy("skip", max_errors=10))
+    assert [f for f in stored(tmp_path) if f.endswith("/data")] == [f"{outcome.results.dataset_id}/data"]
+    answer = service.create_app().test_client().post("/pipelines/sevens", json={
+        "data": data, "results_to": "dataset", "on_error": "skip"}).get_json()
+    assert answer["dataset"]["records"] == 857 and answer["element_errors"]["skipped"] == 143
