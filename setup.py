@@ -19,6 +19,7 @@ extras = {
         "kombu>=5.4,<6",
         "requests>=2.31,<3",
         "prometheus_client>=0.20,<1",
+        "flask-limiter>=4.0,<5",
     ],
     "s3": ["s3fs>=2023.1"],
     "client": ["requests>=2.31,<3"],

@@ -135,6 +135,7 @@ def serve(args: argparse.Namespace) -> int:
         configure_logs(service)
         host, port = parse_bind(args.bind)
         warn_open_bind(service.config, host)
+        warn_rates_per_process(service.config, 1 if args.dev else args.workers)
         if not args.dev:
             import gunicorn  # noqa: F401 -- a missing extra is reported before a worker is started
         supervisor = start_embedded_worker(service, args.target)
@@ -169,6 +170,19 @@ def warn_open_bind(config: Any, host: str) -> bool:
     print(f"atoll serve: WARNING: listening on {host}, not a loopback address, with no callers or "
           f"auth_tokens configured: anyone who reaches it may run, read and cancel every job. "
           f"Configure callers (`atoll token` prints a token and its line).", file=sys.stderr, flush=True)
+    return True
+
+
+def warn_rates_per_process(config: Any, workers: int) -> bool:
+    """Print a warning (and return True) when rate limits are configured, counted in memory, and
+    ``workers`` web processes each count their own: a caller then gets up to ``workers`` times its rate."""
+    limited = config.caller_rate_limit or any(entry.get("rate_limit") for entry in config.callers.values())
+    if not limited or workers < 2 or not config.rate_limit_storage_url.startswith("memory://"):
+        return False
+    print(f"atoll serve: WARNING: rate limits are counted in memory (rate_limit_storage_url = memory://) "
+          f"by each of the {workers} web processes: a caller may make up to {workers} times its rate. "
+          f"Set rate_limit_storage_url to a redis:// URL to count them in one place.", file=sys.stderr,
+          flush=True)
     return True
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from atoll.dead_letters import RunResult
 from atoll.errors import AtollError
 
 __all__ = ["Client", "RemoteError", "Job", "Dataset"]
@@ -117,29 +118,42 @@ class Client:
 
     # -- the API -----------------------------------------------------------------------------
 
-    def run(self, name: str, data: Any, results_to: str | None = None, **kwargs: Any) -> Any:
+    def run(self, name: str, data: Any, results_to: str | None = None, on_error: str | None = None,
+            max_errors: int | float | None = None, **kwargs: Any) -> Any:
         """Run pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` or a list of them: by
         reference) with runtime ``kwargs``; return its results, or with ``results_to="dataset"`` the
-        :class:`~atoll.client.Dataset` holding them."""
-        body: dict[str, Any] = {"data": _data(data)}
+        :class:`~atoll.client.Dataset` holding them.
+
+        With ``on_error`` (and ``max_errors``, see :mod:`atoll.dead_letters`) the answer is a
+        :class:`~atoll.dead_letters.RunResult` whose ``errors`` are the dead letters as JSON objects; a
+        run whose pipeline was registered with a policy answers one too."""
+        body: dict[str, Any] = {"data": _data(data), **_policy(on_error, max_errors)}
         if kwargs:
             body["kwargs"] = kwargs
         if results_to is not None:
             body["results_to"] = results_to
-            answer = self.request("POST", self._pipeline_path(name), body)
-            return Dataset(self, answer["results_dataset"], answer.get("dataset"))
-        return self.request("POST", self._pipeline_path(name), body)["results"]
+        answer = self.request("POST", self._pipeline_path(name), body)
+        results = answer["results"] if results_to is None else Dataset(
+            self, answer["results_dataset"], answer.get("dataset"))
+        dropped = answer.get("element_errors")
+        if dropped is None and on_error is None and max_errors is None:
+            return results
+        dropped = dropped or {"dead_letters": [], "skipped": 0, "by_stage": {}}
+        return RunResult(results, dropped["dead_letters"], dropped["skipped"], dropped["by_stage"])
 
     def submit(self, name: str, data: Any, callback: str | None = None, idempotency_key: str | None = None,
-               results_to: str | None = None, **kwargs: Any) -> Job:
+               results_to: str | None = None, on_error: str | None = None,
+               max_errors: int | float | None = None, **kwargs: Any) -> Job:
         """Queue pipeline ``name`` on ``data`` (a :class:`~atoll.client.Dataset` too) as an asynchronous
         job; return its :class:`Job`.
 
         With ``callback`` the service also POSTs the outcome to that URL. With ``idempotency_key``,
         submitting again with the same key and body returns the same job instead of a new one. With
         ``results_to="dataset"`` the results are stored as a dataset (``Job.result()`` returns it).
+        ``on_error`` and ``max_errors`` as for :meth:`run`; the job's dead letters are
+        :meth:`Job.dead_letters`.
         """
-        body: dict[str, Any] = {"data": _data(data)}
+        body: dict[str, Any] = {"data": _data(data), **_policy(on_error, max_errors)}
         if kwargs:
             body["kwargs"] = kwargs
         if results_to is not None:
@@ -383,6 +397,12 @@ class Job:
         text = self.client.request("GET", self._path("/logs"), raw=True)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
+    def dead_letters(self) -> list[dict]:
+        """Return the dead letters of a job run with ``on_error="collect"`` (``GET /jobs/<id>/errors``),
+        each a JSON object: element, stage, error, message, traceback."""
+        text = self.client.request("GET", self._path("/errors"), raw=True)
+        return [json.loads(line) for line in text.splitlines() if line]
+
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job; return its results, raise its RemoteError (failed or cancelled), or
         TimeoutError after ``timeout``."""
@@ -405,6 +425,12 @@ class Job:
         if record.get("results_url"):  # too large to travel in the record
             return self.client.request("GET", self._path("/results"))["results"]
         return record.get("results")
+
+
+def _policy(on_error: str | None, max_errors: int | float | None) -> dict:
+    """Return the body fields of a call's error policy (none when both are None)."""
+    fields = {"on_error": on_error, "max_errors": max_errors}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _data(data: Any) -> Any:

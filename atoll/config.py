@@ -152,11 +152,21 @@ SCHEMA: dict[str, Key] = {
     # -- callers (named tokens with scopes) --
     "callers": Key((dict,), {}, "named callers: {name: {tokens: [sha256 hex of a token, at most 2], "
                    "scopes: [run, read, admin]}} (`atoll token` prints a token and its line); "
-                   "auth_tokens are an admin caller named default; empty = none. A caller's max_jobs "
-                   "overrides caller_max_jobs"),
+                   "auth_tokens are an admin caller named default; empty = none. A caller's max_jobs, "
+                   "max_stored_bytes and rate_limit override caller_max_jobs, caller_max_stored_bytes "
+                   "and caller_rate_limit"),
     "caller_max_jobs": Key((int, type(None)), None, "jobs one caller may have queued, running or "
                            "retrying (429 above); a caller's own max_jobs overrides it; null = no limit",
                            minimum=1),
+    "caller_max_stored_bytes": Key((int, type(None)), None, "bytes of datasets (uploaded, or a job's "
+                                   "results stored as one) one caller may keep (429 above); a caller's "
+                                   "own max_stored_bytes overrides it; null or 0 = no limit", minimum=0),
+    "caller_rate_limit": Key(_OPT_STR, None, "requests one caller may make, e.g. \"50/second\" or "
+                             "\"20/second;600/minute\" (429 above); a caller's own rate_limit overrides "
+                             "it; without callers, each client address has it; null = no limit"),
+    "rate_limit_storage_url": Key((str,), "memory://", "where the rate limits count: memory:// (each web "
+                                  "process its own count) or redis://host:6379/0, shared by every web "
+                                  "process and host"),
     "expose_tracebacks": Key((bool,), True, "error answers, failed job records and failure callbacks "
                              "carry the traceback and the failing item; false = only name, stage and "
                              "message"),
@@ -243,7 +253,7 @@ def redact(name: str, value: Any) -> Any:
         return REDACTED
     if name == "auth_tokens":
         return [REDACTED for _ in value]
-    if name in ("worker_broker", "worker_backend") and isinstance(value, str):
+    if name in ("worker_broker", "worker_backend", "rate_limit_storage_url") and isinstance(value, str):
         return ";".join(_redact_url(url) for url in value.split(";"))  # kombu's failover list
     if name == "spark_conf":
         return {k: REDACTED if _SECRET_NAME.search(str(k)) else v for k, v in value.items()}
@@ -311,6 +321,10 @@ def _strings(where: str, value: list) -> None:
 CALLER_SCOPES = ("run", "read", "admin")
 #: most token hashes one caller may have at once (the old and the new during a rotation)
 CALLER_TOKENS_MAX = 2
+#: what a ``callers`` entry may hold
+CALLER_KEYS = ("tokens", "scopes", "max_jobs", "max_stored_bytes", "rate_limit")
+#: one rate limit as flask-limiter (the ``limits`` package) reads it: ``50/second``, ``10 per 2 minutes``
+_RATE = re.compile(r"\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day|month|year)s?\s*", re.I)
 _CALLER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -324,13 +338,16 @@ def _callers(where: str, value: dict) -> None:
         if not isinstance(entry, dict):
             raise ConfigError(f"{at} must be a mapping like {{tokens: [<sha256 hex>], scopes: [run, read]}}; "
                               f"got {type(entry).__name__}")
-        unknown = sorted(set(map(str, entry)) - {"tokens", "scopes", "max_jobs"})
+        unknown = sorted(set(map(str, entry)) - set(CALLER_KEYS))
         if unknown:
-            raise ConfigError(f"{at}: unknown keys {unknown}; a caller has tokens, scopes and max_jobs")
-        limit = entry.get("max_jobs")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ConfigError(f"{at[:-1]}.max_jobs' must be a whole number of at least 1, or null; got "
-                              f"{limit!r}")
+            raise ConfigError(f"{at}: unknown keys {unknown}; a caller has {', '.join(CALLER_KEYS)}")
+        for key, least in (("max_jobs", 1), ("max_stored_bytes", 0)):
+            limit = entry.get(key)
+            if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < least):
+                raise ConfigError(f"{at[:-1]}.{key}' must be a whole number of at least {least}, or null; "
+                                  f"got {limit!r}")
+        if entry.get("rate_limit") is not None:
+            _rate_limit(f"{at[:-1]}.rate_limit'", entry["rate_limit"])
         tokens, scopes = entry.get("tokens"), entry.get("scopes")
         if not isinstance(tokens, list) or not 1 <= len(tokens) <= CALLER_TOKENS_MAX:
             raise ConfigError(f"{at[:-1]}.tokens' must be a list of 1 to {CALLER_TOKENS_MAX} token hashes")
@@ -341,6 +358,14 @@ def _callers(where: str, value: dict) -> None:
         if not isinstance(scopes, list) or not scopes or any(s not in CALLER_SCOPES for s in scopes):
             raise ConfigError(f"{at[:-1]}.scopes' must be a non-empty list of {', '.join(CALLER_SCOPES)}; "
                               f"got {scopes!r}")
+
+
+def _rate_limit(where: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not all(_RATE.fullmatch(part) for part in re.split(r"[;,]", value)):
+        raise ConfigError(f"{where} must be a rate like \"50/second\", \"600 per minute\" or several "
+                          f"joined by ';' (\"20/second;600/minute\"); got {value!r}")
 
 
 def _n_jobs(where: str, value: int) -> None:
@@ -427,6 +452,7 @@ _NESTED: dict[str, Callable[[str, Any], None]] = {
     "callback_allowed_hosts": _strings,
     "auth_tokens": _strings,
     "callers": _callers,
+    "caller_rate_limit": _rate_limit,
     "callback_secret": _callback_secret,
     "n_jobs": _n_jobs,  # the rule LocalExecutor and register_pipeline apply too
     "pipeline_time_limits": _time_limits,

@@ -22,8 +22,8 @@ process that runs the pipeline (a ``contextvars.ContextVar``, as ``atoll.capture
 ``atoll.operators.run_steps`` when a pass fails under ``skip`` or ``collect``. The local executor's
 workers run each chunk in a salvage of their own (``settings``, ``run_salvaging``) and return it
 with the chunk's result, merged here in input order (``merged_into``); the Spark executor's partitions
-return theirs through an accumulator. Dead letters are in the order of the passes, then of the input,
-on every executor.
+return theirs through an accumulator. Dead letters are in the order of the passes, then of the input
+elements they came from, then of the stages, on every executor.
 
 When nothing fails, the compiled pass runs as under ``fail`` (what that costs is measured by
 ``benchmarks/bench_errors.py``); only a part of the input whose pass raised is run again, one element at

@@ -1766,7 +1766,7 @@ def run_steps(steps: Iterable[Step], items, aggregate: Step | None = None, acc: 
         return combine_partials(aggregate, [acc, run_steps(steps, items, aggregate, rerun=rerun)])
     if any(s.op.whole_partition for s in steps):  # mapPartitions
         return _run_segments(steps, items, aggregate, acc)
-    if salvage is not None:
+    if salvage is not None and (steps or aggregate is not None):
         return _run_salvaging(salvage, steps, items, aggregate)
     try:
         return _fused(steps, items, aggregate, acc)
@@ -1835,18 +1835,26 @@ def _run_salvaging(salvage: Salvage, steps: list[Step], items, aggregate: Step |
 
 def _salvaged(salvage: Salvage, where: str, steps: list[Step], items, aggregate: Step | None) -> Any:
     """Return the pass's result with the elements whose element-wise stage (or sort key) raises dropped
-    and given to ``salvage``: a slice of the input at a time, one stage at a time, each element alone.
-    A failure of the aggregate's own function is raised, located at its stage."""
+    and given to ``salvage``: each input element alone through every stage, so the failures come in
+    input order (then stage order) however the input is cut into chunks and partitions; an aggregate
+    folds a slice of the results at a time. A failure of the aggregate's own function is raised,
+    located at its stage."""
     out: list = []
     acc = EMPTY
     for at in range(0, max(len(items), 1), SALVAGE_SLICE):
-        part = items[at:at + SALVAGE_SLICE]
-        for step in steps:
-            part = _each_salvaged(salvage, where, step, part)
+        part: list = []
+        for x in items[at:at + SALVAGE_SLICE]:
+            each = [x]
+            for step in steps:
+                each = _each_salvaged(salvage, where, step, each)
+                if not each:
+                    break
+            if aggregate is not None and each:
+                each = _keys_salvaged(salvage, where, aggregate, each)
+            part += each
         if aggregate is None:
             out += part
             continue
-        part = _keys_salvaged(salvage, where, aggregate, part)
         try:
             acc = aggregate.op.partition(aggregate, part, acc)
         except ElementFailed as failed:

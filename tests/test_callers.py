@@ -144,6 +144,8 @@ def test_a_caller_over_its_job_quota_gets_a_429_until_a_job_finishes(served):
     assert error["name"] == "QuotaExceeded" and error["limit"] == "max_jobs"
     assert "max_jobs = 1" in error["message"]
     assert listed(url, "capped") == {first}  # nothing half-submitted
+    metrics = requests.get(f"{url}/metrics", headers=auth("root"), timeout=10).text
+    assert 'atoll_rejected_total{caller="capped",reason="max_jobs"} 1.0' in metrics
     assert submit(url, "bob", "double")  # another caller's quota (caller_max_jobs: 50) is its own
     finished(url, "capped", first)
     second = submit(url, "capped", "double")
@@ -208,6 +210,10 @@ def test_atoll_token_prints_a_token_and_the_line_with_its_hash(tmp_path):
     ({"ann": {"tokens": [sha("a")], "scopes": ["root"]}}, ["callers.ann.scopes", "run, read, admin"]),
     ({"ann": {"tokens": [sha("a")], "scope": ["run"]}}, ["unknown keys", "scope"]),
     ({"a b": {"tokens": [sha("a")], "scopes": ["run"]}}, ["caller's name"]),
+    ({"ann": {"tokens": [sha("a")], "scopes": ["run"], "rate_limit": "fast"}},
+     ["callers.ann.rate_limit", "50/second"]),
+    ({"ann": {"tokens": [sha("a")], "scopes": ["run"], "max_stored_bytes": -1}},
+     ["callers.ann.max_stored_bytes", "at least 0"]),
 ])
 def test_bad_callers_are_config_errors_that_never_echo_a_token(callers_value, words):
     from atoll.config import load_config
@@ -216,6 +222,29 @@ def test_bad_callers_are_config_errors_that_never_echo_a_token(callers_value, wo
     for word in words:
         assert word in str(error.value)
     assert "plain-token" not in str(error.value)
+
+
+@pytest.mark.parametrize("rate", ["50/second", "10 per 5 seconds", "20/second;600/minute", "1/day"])
+def test_rate_limits_are_what_flask_limiter_reads(rate):
+    from limits import parse_many
+
+    from atoll.config import load_config
+    assert load_config(caller_rate_limit=rate).caller_rate_limit == rate and parse_many(rate)
+    with pytest.raises(ConfigError, match="caller_rate_limit"):
+        load_config(caller_rate_limit=rate + " please")
+
+
+def test_rate_limits_counted_in_each_of_several_web_processes_warn(capsys):
+    from atoll.cli import warn_rates_per_process
+    from atoll.config import load_config
+
+    assert not warn_rates_per_process(load_config(), 4)  # no rate limit
+    assert not warn_rates_per_process(load_config(caller_rate_limit="5/second"), 1)
+    assert not warn_rates_per_process(load_config(caller_rate_limit="5/second",
+                                                  rate_limit_storage_url="redis://127.0.0.1:6379/0"), 4)
+    limited = {"ann": {**callers()["ann"], "rate_limit": "1/second"}}
+    assert warn_rates_per_process(load_config(callers=limited), 2)
+    assert "2 times its rate" in capsys.readouterr().err
 
 
 def test_serving_a_public_address_without_tokens_warns(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from atoll import Client, RemoteError
+from atoll import Client, RemoteError, RunResult
 from tests.support import eventually, free_port, job_config, serve, write_config
 
 
@@ -114,6 +114,20 @@ def jobs(tmp_path_factory):
     # /health answers 200 once the embedded worker consumes the queue
     with serve("async_service:service", path, workers=1) as (url, _), Client(url) as c:
         yield c
+
+
+def test_run_and_submit_with_an_error_policy(jobs):
+    outcome = jobs.run("divide", [1, 0, 3], on_error="collect")
+    assert isinstance(outcome, RunResult) and outcome.results == [60, 20] and outcome.skipped == 1
+    assert outcome.errors[0]["element"] == 0 and outcome.errors[0]["error"] == "ZeroDivisionError"
+    assert jobs.run("divide", [1, 3]) == [60, 20]  # no policy: the results as always
+    # a pipeline registered with a policy answers a RunResult without one in the call
+    registered = jobs.run("comments", [{"text": "ab"}, {}, {"text": "c"}])
+    assert registered.results == [2, 1] and registered.skipped == 1
+    job = jobs.submit("divide", [0, 0, 6], on_error="collect")
+    assert job.result(60) == [10]
+    assert [letter["element"] for letter in job.dead_letters()] == [0, 0]
+    assert job.record()["element_errors"]["skipped"] == 2
 
 
 def test_list_jobs_newest_first_with_filters(jobs):

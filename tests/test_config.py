@@ -143,7 +143,10 @@ SAMPLES = {
     "spark_conf": {"spark.executor.memory": "512m", "spark.task.cpus": 1},
     "n_jobs": -2,
     "datasets_storage_options": {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}},
-    "callers": {"ann": {"tokens": ["0" * 64, "f" * 64], "scopes": ["run", "read"]}},
+    "callers": {"ann": {"tokens": ["0" * 64, "f" * 64], "scopes": ["run", "read"], "rate_limit": "5/second",
+                        "max_stored_bytes": 0}},
+    "caller_rate_limit": "20/second;600 per minute",
+    "rate_limit_storage_url": "redis://127.0.0.1:6379/0",
 }
 
 

@@ -134,3 +134,4 @@ def test_the_pipeline_listing_shows_the_registered_policy(stack):
     listed = {p["name"]: p for p in client.get("/pipelines").get_json()["pipelines"]}
     assert listed["comments"]["on_error"] == {"on_error": "collect", "max_errors": 0.5}
     assert listed["double"]["on_error"] is None
+

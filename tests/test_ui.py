@@ -346,6 +346,24 @@ def test_a_failed_job_is_rerun_from_its_page(page, service_url):
     assert page.errors == []
 
 
+def test_a_job_that_dropped_elements_shows_the_count_and_its_dead_letters(page, service_url):
+    answer = requests.post(f"{service_url}/pipelines/explode", json={
+        "data": [1, 2, 5, 2], "async": True, "on_error": "collect"}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    _open_job(page, service_url, job_id)
+    page.locator(".view .job-status .status-succeeded").wait_for(timeout=30_000)
+    dropped = page.locator(".view dd.element-errors")
+    dropped.wait_for()
+    assert dropped.text_content().startswith("2") and "stage 1: 2" in dropped.text_content()
+    letters = page.locator("#job-dead-letters li.dead-letter")
+    assert letters.count() == 2
+    first = letters.nth(0).text_content()
+    assert "stage 1 map(_explode_on_three)" in first and "KeyError" in first and "no entry 3" in first
+    assert first.endswith(" on 3")
+    assert page.errors == []
+
+
 def test_a_cancelled_job_is_rerun_from_its_page_and_its_rerun_cancelled(page, service_url):
     job_id = _submit(service_url, "slow", list(range(60)), seconds=1)
     try:

@@ -384,6 +384,7 @@ class Atoll:
             openapi,
             pipelines,
             probes,
+            rate_limits,
             ui,
         )
         from atoll.service.watchdog import CountRequests, Watchdog
@@ -414,7 +415,8 @@ class Atoll:
         # process the watchdog ends lets them finish), counted and timed in the metrics, and served
         # with its request id set (a refused or failed one too)
         app.wsgi_app = CountRequests(app.wsgi_app, watchdog)  # type: ignore[method-assign]
-        for part in (metrics, request_ids, auth):  # each reads what it needs from app.extensions
+        # each reads what it needs from app.extensions; the rate limits count a caller auth has found
+        for part in (metrics, request_ids, auth, rate_limits):
             part.install(app)
         app.config["ATOLL_SERVER"]["streamed"] = datasets.STREAMED  # bodies the web server streams
         own = [pipelines.blueprint, *([jobs.blueprint] if system is not None else []), datasets.blueprint,

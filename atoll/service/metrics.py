@@ -19,6 +19,9 @@ client), the process's own registry is served.
                                         pending = will retry, failed = URL refused, abandoned)
 ``atoll_queue_depth``                   jobs waiting in the broker's queue (asked at most every
                                         2 s, when scraped)
+``atoll_rejected_total``                requests refused by a caller's limit, by ``caller`` (a
+                                        configured caller's name, or ``anonymous``) and ``reason``
+                                        (``rate_limit``, ``max_jobs``, ``stored_bytes``)
 ======================================  =======================================================
 
 Workers count jobs and callbacks. ``atoll serve`` starts its embedded worker with the same folder, so
@@ -44,10 +47,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
-__all__ = ["REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS",
-           "ELEMENTS_FAILED", "QueueDepth", "registry", "render", "observe_run", "observe_job",
-           "observe_request",
-           "observe_failed_elements"]
+__all__ = ["REQUESTS", "REQUEST_SECONDS", "RUN_SECONDS", "JOBS", "JOB_SECONDS", "CALLBACKS", "REJECTED",
+           "REJECTION_REASONS", "ANONYMOUS", "ELEMENTS_FAILED", "QueueDepth", "registry", "render",
+           "observe_run", "observe_job", "observe_request", "observe_rejection", "observe_failed_elements"]
 
 REQUESTS = Counter("atoll_requests", "HTTP requests by pipeline, mode and status code",
                    ["pipeline", "mode", "status"])
@@ -61,6 +63,13 @@ JOB_SECONDS = Histogram("atoll_job_duration_seconds", "Job duration in the worke
 CALLBACKS = Counter("atoll_callback_deliveries", "Callback delivery attempts by outcome", ["outcome"])
 ELEMENTS_FAILED = Counter("atoll_elements_failed", "Elements dropped by on_error skip or collect, by "
                           "pipeline and the path of the stage that failed", ["pipeline", "stage"])
+REJECTED = Counter("atoll_rejected", "Requests refused by a caller's rate limit or quota, by caller and "
+                   "reason", ["caller", "reason"])
+
+#: the ``reason`` label values of ``atoll_rejected_total``: the limit that refused a request
+REJECTION_REASONS = ("rate_limit", "max_jobs", "stored_bytes")
+#: the ``caller`` label of a request made without a token (a service with no callers configured)
+ANONYMOUS = "anonymous"
 
 #: seconds a queue depth read from the broker is reused
 QUEUE_DEPTH_SECONDS = 2.0
@@ -176,3 +185,11 @@ def observe_request(pipeline: str, mode: str, status: str, seconds: float) -> No
     """Record an HTTP request to ``pipeline`` (``-`` off the pipeline routes) answered ``status``."""
     _requests(pipeline, mode, status).inc()
     _request_seconds(pipeline).observe(seconds)
+
+
+def observe_rejection(caller: str | None, reason: str) -> None:
+    """Count a request of ``caller`` (None: :data:`ANONYMOUS`) refused by its limit ``reason`` (one of
+    :data:`REJECTION_REASONS`); the caller is a configured caller's name, so the labels stay bounded."""
+    if reason not in REJECTION_REASONS:
+        raise ValueError(f"unknown rejection reason {reason!r}; one of {', '.join(REJECTION_REASONS)}")
+    REJECTED.labels(caller or ANONYMOUS, reason).inc()

@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 
 from atoll import Pipeline, PipelineError, TooManyErrors
+from atoll.encoding import Counts
 from tests.conformance.cases import Fresh, gen
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -69,6 +70,8 @@ class ErrorCase:
     raises: type[BaseException] | None = None
     #: compare results as a mapping (reduceByKey)
     as_mapping: bool = False
+    #: compare results as a multiset (distinct)
+    unordered: bool = False
 
     def input(self) -> Any:
         return self.data() if isinstance(self.data, Fresh) else self.data
@@ -105,6 +108,17 @@ ERROR_CASES: list[ErrorCase] = [
     ErrorCase("before-count", P().map(inverse).count(), [0, 1, 0, 2], 2, [("0", 0, ZERO)] * 2),
     ErrorCase("sortBy-key", P().sortBy(by_inverse), [2, 0, 1], [2, 1], [("0", 0, ZERO)]),
     ErrorCase("top-key", P().top(1, key=by_inverse), [2, 0, 1], [1], [("0", 0, ZERO)]),
+    ErrorCase("before-countByValue", P().map(inverse).countByValue(), [1, 0, 1], Counts({1.0: 2}),
+              [("0", 0, ZERO)]),
+    ErrorCase("before-distinct", P().map(inverse).distinct(), [1, 0, 1, 2], [1.0, 0.5], [("0", 0, ZERO)],
+              unordered=True),
+    ErrorCase("before-groupByKey", P().mapValues(inverse).groupByKey(), [("a", 1), ("a", 0), ("b", 2)],
+              [("a", [1.0]), ("b", [0.5])], [("0", ("a", 0), ZERO)], as_mapping=True),
+    ErrorCase("before-take", P().map(inverse).take(2), [0, 1, 0, 2, 4], [1.0, 0.5],
+              [("0", 0, ZERO), ("0", 0, ZERO)]),
+    ErrorCase("takeOrdered-key", P().takeOrdered(2, key=by_inverse), [4, 0, 1, 2], [4, 2], [("0", 0, ZERO)]),
+    ErrorCase("join-branch", P().fork(P().mapValues(inverse), None).join(),
+              [("a", 1), ("b", 0)], [("a", (1.0, 1))], [("0/fork[0]/0", ("b", 0), ZERO)]),
     ErrorCase("nested-map", P().map(P().map(inverse)), [[1], [2, 0]], [[1.0], [0.5]], [("0/0", 0, ZERO)]),
     ErrorCase("nested-empty-reduce-drops-the-outer", P().map(P().map(inverse).reduce(add)), [[1], [0]], [1.0],
               [("0/0", 0, ZERO), ("0", [0], "PipelineError")]),
@@ -129,6 +143,10 @@ ERROR_CASES: list[ErrorCase] = [
     # a fold's own function fails the run under every policy
     ErrorCase("reduce-function-fails-the-run", P().map(int).reduce(fold_no_threes), ["1", "x", "3"],
               raises=ValueError),
+    ErrorCase("aggregateByKey-function-fails-the-run", P().aggregateByKey(0, fold_no_threes, add),
+              [("a", 1), ("a", 3)], raises=ValueError),
+    ErrorCase("mapPartitions-fails-the-run", P().mapPartitions(lambda xs: [1 / x for x in xs]), [1, 0],
+              raises=ZeroDivisionError),
     ErrorCase("to-fails-the-run", P().map(inverse).to(lambda xs: 1 / len(xs)), [0], raises=ZeroDivisionError),
 ]
 

@@ -10,6 +10,8 @@ from tests.conformance.error_cases import ERROR_CASES, error_case_ids
 
 
 def _same(result, case) -> bool:
+    if case.unordered:
+        return sorted(result) == sorted(case.expected)
     if case.as_mapping:
         return dict(result) == dict(case.expected) and len(list(result)) == len(dict(result))
     return type(result) is type(case.expected) and result == case.expected

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["DatasetError", "DatasetNotFound", "DatasetInvalid", "DatasetEmpty", "DatasetTooLarge",
-           "DatasetQuotaExceeded", "DatasetInUse", "DatasetFormatUnsupported", "DataRefRefused",
-           "DatasetStoreUnavailable", "UploadNotFound", "UploadConflict"]
+           "DatasetQuotaExceeded", "StoredBytesExceeded", "DatasetInUse", "DatasetFormatUnsupported",
+           "DataRefRefused", "DatasetStoreUnavailable", "UploadNotFound", "UploadConflict"]
 
 
 class DatasetError(Exception):
@@ -36,6 +36,14 @@ class DatasetTooLarge(DatasetError):
 
 class DatasetQuotaExceeded(DatasetError):
     """Storing it would take the store past ``datasets_max_total_bytes``."""
+
+
+class StoredBytesExceeded(DatasetError):
+    """The caller keeps as many bytes as its ``max_stored_bytes`` allows, or this dataset would take it
+    past them; nothing was stored."""
+
+    #: the ``reason`` this refusal counts under in ``atoll_rejected_total``
+    rejection = "stored_bytes"
 
 
 class DatasetInUse(DatasetError):

@@ -43,6 +43,7 @@ from atoll.service.datasets.errors import (
     DatasetNotFound,
     DatasetQuotaExceeded,
     DatasetStoreUnavailable,
+    StoredBytesExceeded,
     UploadConflict,
     UploadNotFound,
 )
@@ -198,12 +199,20 @@ class DatasetStore:
         """Check and store the body ``chunks`` (see ``atoll.service.datasets.ingest``);
         return the new dataset. Nothing stays behind when it raises."""
         dataset_id = new_dataset_id()
+        caller_left = self.stored_bytes_left(owner)
         room = Reservation(self, dataset_id)
+
+        def reserve(size: int) -> None:  # the caller's own limit, then room in the store's quota
+            if caller_left is not None and size > caller_left:
+                raise self._over(owner, f"storing this dataset would take it past its limit "
+                                        f"({caller_left} bytes were left); nothing was kept")
+            room.cover(size)
+
         data_path = self._path(dataset_id, "data")
         try:
             room.cover(0)  # a full store refuses before the body is read
             with self.fs.open(data_path, "wb") as handle:
-                stored = ingest(chunks, kind, gzip, handle.write, self.config.dataset_max_bytes, room.cover)
+                stored = ingest(chunks, kind, gzip, handle.write, self.config.dataset_max_bytes, reserve)
             dataset = self._finish(dataset_id, "text" if kind == "text" else "jsonl", stored, owner,
                                    name, job_id)
         except BaseException:
@@ -283,6 +292,40 @@ class DatasetStore:
         lapsed = time.time() - RESERVATION_SECONDS
         return sum(record["bytes"] for dataset_id, record in self._reservations()
                    if dataset_id != but and record is not None and record["at"] > lapsed)
+
+    def stored_bytes_limit(self, owner: str | None) -> tuple[int | None, str]:
+        """Return the bytes caller ``owner`` may keep (None: no limit, as for no caller) and the key
+        that says so: its own ``max_stored_bytes`` or ``caller_max_stored_bytes`` (0 = no limit)."""
+        entry = self.config.callers.get(owner, {}) if owner is not None else {}
+        if entry.get("max_stored_bytes") is not None:
+            limit, key = entry["max_stored_bytes"], "max_stored_bytes"
+        else:
+            limit, key = self.config.caller_max_stored_bytes, "caller_max_stored_bytes"
+        return (limit or None) if owner is not None else None, key
+
+    def stored_bytes(self, owner: str) -> int:
+        """Return the bytes caller ``owner``'s datasets take (uploaded, or a job's results)."""
+        return sum(d.bytes for d in self._all() if d.owner == owner)
+
+    def stored_bytes_left(self, owner: str | None) -> int | None:
+        """Return the bytes caller ``owner`` may still store (None: no limit); raise
+        StoredBytesExceeded when it has none left. Read before storing: two uploads at the same
+        instant may both pass."""
+        limit, _ = self.stored_bytes_limit(owner)
+        if limit is None:
+            return None
+        left = limit - self.stored_bytes(str(owner))
+        if left <= 0:
+            raise self._over(owner, "delete some of its datasets (DELETE /datasets/<id>) or wait for "
+                                    "them to expire; nothing was stored")
+        return left
+
+    def _over(self, owner: str | None, what: str) -> StoredBytesExceeded:
+        limit, key = self.stored_bytes_limit(owner)
+        used = self.stored_bytes(str(owner))
+        return StoredBytesExceeded(f"caller {owner!r} keeps {used} bytes of datasets, its limit is "
+                                   f"{key} = {limit} bytes: {what}", limit=key, caller=owner,
+                                   max_stored_bytes=limit, stored_bytes=used)
 
     def total_bytes(self) -> int:
         """Return the bytes all stored datasets take."""
@@ -390,6 +433,7 @@ class DatasetStore:
     def start_upload(self, kind: str, gzip: bool, owner: str | None = None,
                      name: str | None = None) -> Upload:
         """Start a resumable upload of format ``kind``; its parts come with :meth:`append`."""
+        self.stored_bytes_left(owner)
         created = time.time()
         upload = Upload(new_dataset_id(), kind, gzip, _iso(created),
                         _iso(created + self.config.dataset_expires), 0, owner, name)
@@ -418,6 +462,7 @@ class DatasetStore:
                                  f"there (Upload-Offset: {upload.offset}), not at {offset}",
                                  offset=upload.offset)
         limit = self.config.dataset_max_bytes
+        caller_left = self.stored_bytes_left(upload.owner)
         path = self._path("uploads", upload_id, f"part-{offset:016d}")
         size = 0
         try:
@@ -429,6 +474,10 @@ class DatasetStore:
 
                         raise DatasetTooLarge(f"the upload is larger than dataset_max_bytes = {limit} "
                                               f"bytes", limit=limit)
+                    if caller_left is not None and offset + size > caller_left:
+                        raise self._over(upload.owner, f"this upload would take it past its limit "
+                                                       f"({caller_left} bytes were left); this part "
+                                                       f"was not kept")
                     handle.write(chunk)
         except BaseException:
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, g
 from werkzeug.exceptions import HTTPException
 
 from atoll.encoding import EncodingError, to_json
@@ -20,6 +20,7 @@ from atoll.service.datasets import errors as datasets
 from atoll.service.errors import UnknownPipeline
 from atoll.service.jobs import errors as jobs
 from atoll.service.jobs.model import ErrorBody, shorten_paths
+from atoll.service.metrics import observe_rejection
 
 __all__ = ["ApiError", "STATUSES", "answer_of", "error_json", "error_response", "shorten_paths",
            "register_handlers", "RETRY_AFTER_UNAVAILABLE", "RETRY_AFTER_ACCEPTED"]
@@ -56,6 +57,7 @@ STATUSES: dict[type[Exception], tuple[int, str, dict[str, str]]] = {
     datasets.DatasetInvalid: (422, "InvalidDataset", {}),
     datasets.DatasetTooLarge: (413, "DatasetTooLarge", {}),
     datasets.DatasetQuotaExceeded: (507, "DatasetQuotaExceeded", {}),
+    datasets.StoredBytesExceeded: (429, "QuotaExceeded", {"Retry-After": str(RETRY_AFTER_UNAVAILABLE)}),
     datasets.DatasetInUse: (409, "DatasetInUse", {}),
     datasets.UploadConflict: (409, "UploadOffsetMismatch", {}),
     datasets.DatasetFormatUnsupported: (415, "UnsupportedMediaType", {}),
@@ -138,6 +140,10 @@ def register_handlers(app: Flask) -> None:
     def _domain_error(exc: Exception) -> Response:
         answer = answer_of(exc)
         assert answer is not None  # registered for the table's classes only
+        reason = getattr(exc, "rejection", None)  # a caller's quota refused it
+        if reason is not None:
+            caller = g.get("caller")
+            observe_rejection(caller.name if caller is not None else None, reason)
         return _api_error(answer)
 
     for cls in STATUSES:

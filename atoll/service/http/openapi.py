@@ -186,10 +186,16 @@ _SCHEMAS["Upload"] = {
 }
 _SCHEMAS.update(openapi_schemas())  # the job model's components come from its dataclasses
 
-_COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid"),
-                  "403": _error("The caller lacks the scope (run, read, admin) the request needs")}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before polling or retrying",
                                 "schema": {"type": "integer"}}}
+_RATE_LIMITED = ("The caller is over its rate limit (RateLimited: limit names the key, rate the limit, "
+                 "caller the caller)")
+_COMMON_ERRORS = {"401": _error("A bearer token is required or was not valid"),
+                  "403": _error("The caller lacks the scope (run, read, admin) the request needs"),
+                  "429": {**_error(_RATE_LIMITED), "headers": _RETRY_AFTER}}
+_OVER_QUOTA = (f"{_RATE_LIMITED}, has its max_jobs (caller_max_jobs) jobs queued or running, or keeps "
+               f"its max_stored_bytes (caller_max_stored_bytes) of datasets (QuotaExceeded: limit names "
+               f"the key); nothing was queued")
 _JOB_ID_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -271,8 +277,7 @@ def _pipeline_path(registered: Any) -> dict:
                               "Idempotency-Key was used with another body"),
                 "500": _error("A stage failed (name, message, traceback, stage, item) or the "
                               "results are not JSON"),
-                "429": _unavailable("The caller has its max_jobs (caller_max_jobs) jobs queued or "
-                                    "running (QuotaExceeded; limit names the key)"),
+                "429": _unavailable(_OVER_QUOTA),
                 "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
                 "504": _error("The synchronous call ran past its sync_time_limit and was stopped"),
             },
@@ -369,8 +374,7 @@ def build_spec(service: Any) -> dict:
                           "is still being queued"),
             "410": _error("The job's request is no longer kept (RequestExpired)"),
             "422": _error("The Idempotency-Key was used with another job's re-run"),
-            "429": _unavailable("The caller has its max_jobs (caller_max_jobs) jobs queued or running "
-                                "(QuotaExceeded)"),
+            "429": _unavailable(_OVER_QUOTA),
             "503": _unavailable("Asynchronous jobs are unavailable (broker or job store down)"),
         },
     }}
@@ -489,6 +493,9 @@ def _dataset_paths() -> dict[str, Any]:
         "422": _error("A record that is not what the format says (its line or element named), "
                       "broken or truncated gzip, or no record at all; nothing was kept"),
         "503": store_down,
+        "429": _unavailable(f"{_RATE_LIMITED}, or its datasets would take more than its "
+                            f"max_stored_bytes (caller_max_stored_bytes; QuotaExceeded: limit names the "
+                            f"key); nothing was kept"),
         "507": _error("The store's quota (datasets_max_total_bytes) would be exceeded"),
     }
     return {
@@ -556,7 +563,8 @@ def _dataset_paths() -> dict[str, Any]:
                                                  "gzip": {"type": "boolean"},
                                                  "name": {"type": "string"}}}}}},
             "responses": {"201": _json(_ref("Upload"), "Started; PATCH its upload_url with parts"),
-                          "400": _error("A bad format or gzip"), **_COMMON_ERRORS, "503": store_down},
+                          "400": _error("A bad format or gzip"), **_COMMON_ERRORS,
+                          "429": body_answers["429"], "503": store_down},
         }},
         "/datasets/uploads/{upload_id}": {
             "get": {
@@ -576,7 +584,8 @@ def _dataset_paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "Stored; Upload-Offset is the new offset"},
                               "400": _error("No Upload-Offset"), **_COMMON_ERRORS, "404": no_upload,
                               "409": _error("The part does not start at the upload's offset"),
-                              "413": _error("Larger than dataset_max_bytes"), "503": store_down},
+                              "413": _error("Larger than dataset_max_bytes"), "429": body_answers["429"],
+                              "503": store_down},
             },
             "delete": {
                 "operationId": "abort_upload", "summary": "Abandon an upload, removing its parts",

@@ -68,6 +68,9 @@ class IdempotencyKeyInUse(JobError):
 class QuotaExceeded(JobError):
     """The caller has as many jobs queued or running as its quota allows; nothing was queued."""
 
+    #: the ``reason`` this refusal counts under in ``atoll_rejected_total``
+    rejection = "max_jobs"
+
 
 class BadCursor(JobError, ValueError):
     """A listing ``cursor`` that this service did not hand out."""

@@ -311,8 +311,8 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
-    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id, **policy: service.run_to_dataset(
-        name, data, kwargs, job_id=job_id, **policy)
+    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id, owner, **policy: (
+        service.run_to_dataset(name, data, kwargs, job_id=job_id, owner=owner, **policy))
     app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
@@ -383,7 +383,7 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                 policy = {} if errors is None else {"errors": ErrorPolicy(**errors)}
                 if to_dataset:
                     outcome = context.run_to_dataset(job.pipeline, context.resolve(data), kwargs,
-                                                     job.job_id, **policy)
+                                                     job.job_id, job.owner, **policy)
                 else:
                     outcome = context.run(job.pipeline, context.resolve(data), kwargs, **policy)
                 if isinstance(outcome, RunResult):
@@ -436,7 +436,7 @@ class JobContext:
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
     #: runs a pipeline and stores its results as a new dataset as they are produced (name, data,
-    #: kwargs, job id, errors=policy); returns the Dataset (in a RunResult under a policy)
+    #: kwargs, job id, owner, errors=policy); returns the Dataset (in a RunResult under a policy)
     run_to_dataset: Callable[..., Any] | None = None
     #: the retries policy of a registered pipeline (its name), or None
     retries: Callable[[str], RetryPolicy | None] = lambda name: None

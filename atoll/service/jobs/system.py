@@ -67,6 +67,7 @@ class JobSystem:
         self.celery = queue.create_celery(service)
         self.context: queue.JobContext = self.celery.atoll_context
         self.store = self.context.store
+        self._datasets = service.datasets  # built on first use: a caller's stored bytes
 
     def __repr__(self) -> str:
         return f"<JobSystem queue={self.config.worker_queue!r}>"
@@ -102,7 +103,7 @@ class JobSystem:
                 return earlier, False
         try:
             self._check_quota(owner)
-        except JobError:
+        except Exception:  # a quota, or the store that counts it, refused: the key is free again
             self._release(idempotency)
             raise
         try:  # the record first: a job id is known from the moment a worker could start it
@@ -129,11 +130,14 @@ class JobSystem:
 
     def _check_quota(self, owner: str | None) -> None:
         """Raise QuotaExceeded when caller ``owner`` has its ``max_jobs`` (or ``caller_max_jobs``) jobs
-        queued, running or waiting to retry already (checked before queuing: two submissions at once
-        may both pass)."""
+        queued, running or waiting to retry already, StoredBytesExceeded when it keeps its
+        ``max_stored_bytes`` (or ``caller_max_stored_bytes``) of datasets (checked before queuing: two
+        submissions at once may both pass)."""
         if owner is None:
             return
         config = self.config
+        if config.caller_max_stored_bytes or config.callers.get(owner, {}).get("max_stored_bytes"):
+            self._datasets().stored_bytes_left(owner)
         limit = config.callers.get(owner, {}).get("max_jobs") or config.caller_max_jobs
         if limit is None:
             return

@@ -146,6 +146,29 @@ function logList(record) {
   return list;
 }
 
+/** Return the first dead letters a job's record carries (on_error collect): stage, error, element. */
+function deadLetters(record) {
+  const dropped = record.element_errors;
+  const section = el("section", "dead-letters");
+  section.id = "job-dead-letters";
+  section.append(el("h3", "", "Dead letters"));
+  const list = el("ol", "logs");
+  for (const letter of dropped.sample) {
+    const stage = letter.stage || {};
+    const element = letter.element_repr ? String(letter.element) : JSON.stringify(letter.element);
+    list.append(el("li", "dead-letter",
+                   el("span", "log-tag", `stage ${stage.path} ${stage.operator}(${stage.function})`),
+                   el("span", "log-message", `${letter.error}: ${letter.message} on `),
+                   el("code", "mono small", element)));
+  }
+  section.append(list);
+  if (dropped.skipped > dropped.sample.length) {
+    section.append(el("p", "muted small", `the first ${dropped.sample.length} of ${dropped.skipped}; ` +
+                                           "all kept ones: GET /jobs/" + record.job_id + "/errors"));
+  }
+  return section;
+}
+
 /** Draw the page of job ``id`` into ``view``; its Cancel button calls ``cancel(id)``, its Re-run
  * button (on a finished job) ``rerun(id)``. */
 export function renderJob(view, id, cancel, rerun) {
@@ -192,7 +215,18 @@ export function renderJob(view, id, cancel, rerun) {
     facts.append(el("dt", "", "re-run of"),
                  el("dd", "", link("#/jobs/" + encodeURIComponent(record.rerun_of), record.rerun_of, "mono small")));
   }
+  if (record.element_errors) {
+    const dropped = record.element_errors;
+    const dd = el("dd", "element-errors", el("span", "", String(dropped.skipped)));
+    for (const [stage, count] of Object.entries(dropped.by_stage || {})) {
+      dd.append(el("span", "small muted", ` stage ${stage}: ${count}`));
+    }
+    facts.append(el("dt", "", "elements dropped"), dd);
+  }
   view.append(facts);
+  if (record.element_errors && (record.element_errors.sample || []).length) {
+    view.append(deadLetters(record));
+  }
   if (!finished(record)) {
     const button = el("button", "danger", "Cancel");
     button.type = "button";
