@@ -145,10 +145,10 @@ def run(name: str) -> Response:
         for dataset_id in reads:  # the job reads them: DELETE answers 409 while it is queued or running
             service.datasets().add_use(dataset_id, response.get_json()["job_id"])
         return response
-    if run_request.results_to == "dataset":  # 429 before running when the caller keeps all it may
-        service.datasets().stored_bytes_left(getattr(getattr(g, "caller", None), "name", None))
-    limit = sync_time_limit(service.config, name)
     owner = getattr(getattr(g, "caller", None), "name", None)
+    if run_request.results_to == "dataset":  # 429 before running when the caller keeps all it may
+        service.datasets().stored_bytes_left(owner)
+    limit = sync_time_limit(service.config, name)
     try:
         if limit is None:
             results = service.run_request(run_request, owner)
