@@ -613,3 +613,22 @@ def test_streamed_results_under_an_error_policy_keep_their_dead_letters(tmp_path
     answer = service.create_app().test_client().post("/pipelines/sevens", json={
         "data": data, "results_to": "dataset", "on_error": "skip"}).get_json()
     assert answer["dataset"]["records"] == 857 and answer["element_errors"]["skipped"] == 143
+
+
+def test_results_far_larger_than_the_memory_a_streamed_run_takes(tmp_path):
+    import tracemalloc
+
+    from atoll import Pipeline
+    from atoll.executors import SerialExecutor
+    from atoll.service import Atoll
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    service.register_pipeline("/big", Pipeline().map(lambda n: "x" * 2000 + str(n)),
+                              executor=SerialExecutor(chunk_size=1000))
+    tracemalloc.start()
+    try:
+        dataset = service.run_to_dataset("big", (n for n in range(30_000)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dataset.bytes > 60_000_000 and peak < 15_000_000, peak  # about 2 chunks' worth, not 60 MB
