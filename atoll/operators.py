@@ -41,7 +41,7 @@ __all__ = [
     "COUNT_BY_VALUE", "DISTINCT", "SORT_BY", "SORT_BY_KEY", "TOP", "TAKE_ORDERED", "TAKE", "FIRST",
     "COMBINE_BY_KEY", "AGGREGATE_BY_KEY", "FOLD_BY_KEY", "GROUP_BY_KEY", "COUNT_BY_KEY", "Selection",
     "Combiner", "Zero", "identity", "first_of", "one", "plus_one", "listed", "appended", "extended",
-    "Step", "ElementFailed", "SALVAGE_SLICE",
+    "Step", "ElementFailed", "SALVAGE_SLICE", "SALVAGE_SLICES",
     "map_partition", "flat_map_partition", "filter_partition", "map_values_partition",
     "flat_map_values_partition", "reduce_partition", "reduce_by_key_partition", "merge_reduced",
     "merge_by_key", "merge_partials", "pass_source", "compiled_pass", "run_steps", "call_whole",
@@ -1805,6 +1805,10 @@ _interruptions: tuple[type[BaseException], ...] = ()
 
 #: elements run at once when a failed pass is run again element by element (its intermediates)
 SALVAGE_SLICE = 65536
+#: the slice sizes a failed pass is compiled again in under ``skip`` or ``collect``, largest first,
+#: before the elements of a smallest slice that still raises are run one at a time: the element by
+#: element run (about 5x slower than a compiled pass) meets only the slices holding a failure
+SALVAGE_SLICES = (4096, 64)
 
 
 def _pass_path(steps: list[Step], aggregate: Step | None) -> str:
@@ -1814,23 +1818,65 @@ def _pass_path(steps: list[Step], aggregate: Step | None) -> str:
 
 
 def _run_salvaging(salvage: Salvage, steps: list[Step], items, aggregate: Step | None) -> Any:
-    """Run the pass as :func:`run_steps` does under ``skip`` or ``collect``: the compiled pass first,
-    and only if it raises, :func:`_salvaged`. What nested pipelines dropped during a compiled pass that
-    failed is forgotten: the element-by-element run meets those failures again."""
+    """Run the pass as :func:`run_steps` does under ``skip`` or ``collect``: the compiled pass over the
+    whole input first; if it raises, again over slices of :data:`SALVAGE_SLICES` elements, then of
+    the next size within a slice that raises, and only within the smallest slices that raise one
+    element at a time (:func:`_salvaged`). What nested pipelines dropped in a compiled run that
+    failed is forgotten: the next run meets those failures again."""
     where = _pass_path(steps, aggregate)
     salvage.entered(where, len(items))
-    with dead_letters.salvaging(salvage.policy) as inner:
-        try:
-            result = _fused(steps, items, aggregate, EMPTY)
-        except (*_interruptions, TooManyErrors):
-            raise
-        except Exception:
-            result = inner = None
-    if inner is not None:
-        if inner.skipped or inner.passes:
+    return _in_slices(salvage, where, steps, items, aggregate, (len(items), *SALVAGE_SLICES))
+
+
+def _in_slices(salvage: Salvage, where: str, steps: list[Step], items, aggregate: Step | None,
+               sizes: tuple[int, ...]) -> Any:
+    """Return the pass over ``items`` compiled a slice of ``sizes[0]`` elements at a time, a slice
+    that raises run again in the next size down (see :func:`_run_salvaging`); the slices' results
+    joined in order (partial aggregates combined)."""
+    size, smaller = max(sizes[0], 1), tuple(s for s in sizes[1:] if s < sizes[0])
+    parts = []
+    for at in range(0, max(len(items), 1), size):
+        part = items[at:at + size]
+        with dead_letters.salvaging(salvage.policy) as inner:
+            try:
+                result = _fused(steps, part, aggregate, EMPTY)
+            except (*_interruptions, TooManyErrors):
+                raise
+            except Exception:
+                inner = None
+        if (inner is None and aggregate is not None and steps and len(part) <= SALVAGE_SLICES[0]
+                and not _sort_key(aggregate)):
+            # the element-wise stages' results of the slice (a bounded list), then one fold over them:
+            # no partial per smaller slice to combine
+            outputs = (_in_slices(salvage, where, steps, part, None, smaller) if smaller
+                       else _salvaged(salvage, where, steps, part, None))
+            result = _folded(aggregate, outputs)
+        elif inner is None:
+            result = (_in_slices(salvage, where, steps, part, aggregate, smaller) if smaller
+                      else _salvaged(salvage, where, steps, part, aggregate))
+        elif inner.skipped or inner.passes:  # what nested pipelines dropped in a slice that ran
             salvage.merge(inner.export())
-        return result
-    return _salvaged(salvage, where, steps, items, aggregate)
+        parts.append(result)
+    if len(parts) == 1:
+        return parts[0]
+    if aggregate is None:
+        return list(chain.from_iterable(parts))
+    return combine_partials(aggregate, parts)
+
+
+def _folded(aggregate: Step, items: list) -> Any:
+    """Return ``aggregate``'s partial over ``items`` (one compiled pass); its failure located."""
+    try:
+        return _fused([], items, aggregate, EMPTY)
+    except (*_interruptions, TooManyErrors):
+        raise
+    except Exception:
+        return _run_staged([], items, aggregate)  # raises the located error when it recurs
+
+
+def _sort_key(aggregate: Step) -> Callable | None:
+    """Return the key function of a ``sortBy``, ``top`` or ``takeOrdered`` stage (None for others)."""
+    return getattr(aggregate.func, "key", None) if isinstance(aggregate.op, _Ordered) else None
 
 
 def _salvaged(salvage: Salvage, where: str, steps: list[Step], items, aggregate: Step | None) -> Any:
@@ -1885,7 +1931,7 @@ def _each_salvaged(salvage: Salvage, where: str, step: Step, items) -> list:
 
 def _keys_salvaged(salvage: Salvage, where: str, aggregate: Step, items) -> list:
     """Return ``items`` without those whose sort key (``sortBy``, ``top``, ``takeOrdered``) raises."""
-    key = getattr(aggregate.func, "key", None) if isinstance(aggregate.op, _Ordered) else None
+    key = _sort_key(aggregate)
     if key is None:
         return items
     out = []

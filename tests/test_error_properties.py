@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import operator
 import sys
+from collections import Counter
 
 import cloudpickle
 import pytest
@@ -143,3 +144,36 @@ def test_local_agrees_with_the_model_whatever_the_chunks(data, chain, aggregate,
 @given(data=datas, chain=chains, aggregate=st.sampled_from(AGGREGATES))
 def test_spark_agrees_with_the_model(spark_local_executor, data, chain, aggregate):
     check(data, chain, aggregate, spark_local_executor)
+
+
+def fails_at_positions(x):
+    if x % 997 == 13 or x in (0, 4095, 4096, 9999):
+        raise Bad(f"bad {x}")
+    return x
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(),
+                                      LocalExecutor(2, min_parallel_seconds=0, probe_seconds=0)],
+                         ids=["serial", "local"])
+def test_a_long_input_salvages_only_its_failing_slices_in_order(executor):
+    """10,000 elements, failures at the edges of the 4096 and 64 element slices a failed pass is run
+    again in, and scattered: the same results, in order, as the model, for plain, folded (an
+    associative but not commutative fold), keyed and ordered passes."""
+    data = list(range(10_000))
+    good = [x for x in data if not (x % 997 == 13 or x in (0, 4095, 4096, 9999))]
+    bad = [x for x in data if x not in set(good)]
+    base = Pipeline().map(fails_at_positions)
+    cases = [
+        (base, good),
+        (base.map(str).reduce(lambda a, b: a + "," + b), ",".join(map(str, good))),
+        (base.map(lambda x: (x % 10, 1)).reduceByKey(operator.add), None),
+        (base.sortBy(lambda x: -x), sorted(good, reverse=True)),
+        (base.take(3), good[:3]),
+    ]
+    for pipeline, expected in cases:
+        outcome = pipeline.run(data, executor=executor, on_error="collect")
+        if expected is None:
+            assert dict(outcome.results) == dict(Counter(x % 10 for x in good))
+        else:
+            assert outcome.results == expected
+        assert [e.element for e in outcome.errors] == bad and outcome.skipped == len(bad)

@@ -388,28 +388,26 @@ def build_spec(service: Any) -> dict:
             "409": _error("The job has not succeeded"), "503": store_down,
         },
     }}
-    paths["/jobs/{job_id}/logs"] = {"get": {
-        "operationId": "get_job_logs", "summary": "What the job's pipeline printed and logged",
-        "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
-        "responses": {
-            "200": {"description": 'JSON lines: {"time", "stream": stdout|stderr|log|atoll, "message"} '
-                                   'and "level", "logger" for log records; at most job_log_max_bytes, '
-                                   "the tail kept; empty while it runs",
-                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-            **_COMMON_ERRORS, "404": job_404, "503": store_down,
-        },
-    }}
-    paths["/jobs/{job_id}/errors"] = {"get": {
-        "operationId": "get_job_errors", "summary": "The dead letters of a job run with on_error collect",
-        "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
-        "responses": {
-            "200": {"description": "JSON lines, one DeadLetter a line, in the order the elements failed "
-                                   "(by pass, then input); the first ones, at most dead_letters_max of them "
-                                   "and dead_letters_max_bytes; empty while it runs or without collect",
-                    "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-            **_COMMON_ERRORS, "404": job_404, "503": store_down,
-        },
-    }}
+    def lines(operation: str, summary: str, description: str) -> dict:
+        """A job's text kept beside its record, answered as JSON lines."""
+        return {"get": {
+            "operationId": operation, "summary": summary, "tags": ["jobs"], "parameters": [_JOB_ID_PARAM],
+            "responses": {
+                "200": {"description": description,
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+                **_COMMON_ERRORS, "404": job_404, "503": store_down,
+            },
+        }}
+
+    paths["/jobs/{job_id}/logs"] = lines(
+        "get_job_logs", "What the job's pipeline printed and logged",
+        'JSON lines: {"time", "stream": stdout|stderr|log|atoll, "message"} and "level", "logger" for log '
+        "records; at most job_log_max_bytes, the tail kept; empty while it runs")
+    paths["/jobs/{job_id}/errors"] = lines(
+        "get_job_errors", "The dead letters of a job run with on_error collect",
+        "JSON lines, one DeadLetter a line, in the order the elements failed (by pass, then input); the "
+        "first ones, at most dead_letters_max of them and dead_letters_max_bytes; empty while it runs or "
+        "without collect")
     paths.update(_dataset_paths())
     paths["/health"] = {"get": {
         "operationId": "health", "summary": "Service, broker, job store and worker status",
