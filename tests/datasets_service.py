@@ -5,6 +5,7 @@ Its config comes from ``$ATOLL_CONF``; tests build the same service in-process w
 
 from __future__ import annotations
 
+import glob
 import os
 from operator import add
 
@@ -15,6 +16,13 @@ from atoll.service import Atoll
 
 def words(line: str) -> list[str]:
     return line.split()
+
+
+def results_seen(n: int, store: str) -> dict:
+    """Return record ``n`` (about 1 kB) with ``seen``: the bytes of dataset data in ``store`` when it
+    was made, wherever it runs (a worker process, a Spark executor on this machine)."""
+    seen = sum(os.path.getsize(path) for path in glob.glob(os.path.join(store, "*", "data")))
+    return {"n": n, "seen": seen, "pad": "x" * 1000}
 
 
 def build_service(config: Config) -> Atoll:

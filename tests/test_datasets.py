@@ -131,6 +131,61 @@ def test_quota_of_the_store_is_507_and_keeps_nothing(tmp_path):
     assert len([f for f in stored(tmp_path) if f.endswith("/data")]) == 1
 
 
+def _store_when_told(root: str, limit: int, start_at: float, size: int) -> str:
+    """(in a process of its own) Store a dataset of ``size`` bytes from ``start_at`` on, its body read
+    slowly; return "stored" or the error's name."""
+    from atoll.service.datasets.store import DatasetStore
+
+    store = DatasetStore(Config({"datasets_url": root, "datasets_max_total_bytes": limit}))
+
+    def body():
+        time.sleep(0.3)  # the others have all started: a check made before this is stale now
+        yield b"x" * (size - 1) + b"\n"
+
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        store.create(body(), "text", False)
+        return "stored"
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def test_concurrent_uploads_never_exceed_the_quota_together(tmp_path):
+    import multiprocessing
+
+    root = str(tmp_path / "datasets")
+    start_at = time.time() + 3  # the processes have started by then
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        outcomes = pool.starmap(_store_when_told, [(root, 1000, start_at, 600)] * 4)
+    assert sorted(outcomes) == ["DatasetQuotaExceeded"] * 3 + ["stored"], outcomes
+    files = [p for p in Path(root).rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["data", "meta.json", "quota.lock"]  # no reservation left
+    assert sum(p.stat().st_size for p in files if p.name == "data") == 600
+
+
+def test_a_live_reservation_holds_room_and_a_lapsed_one_is_swept(tmp_path):
+    from atoll.service.datasets.store import RESERVATION_SECONDS
+
+    service, client = app_of(tmp_path, datasets_max_total_bytes=1000)
+    reservation = tmp_path / "state" / "datasets" / "reservations" / ("0" * 32)
+    reservation.parent.mkdir(parents=True)
+    reservation.write_text(json.dumps({"bytes": 900, "at": time.time()}))  # a writer under way
+    answer = upload(client, b"y" * 200 + b"\n", "text/plain")
+    assert answer.status_code == 507 and answer.get_json()["error"]["available"] == 100
+    reservation.write_text(json.dumps({"bytes": 900, "at": time.time() - RESERVATION_SECONDS - 1}))
+    assert upload(client, b"y" * 200 + b"\n", "text/plain").status_code == 201  # its writer died
+    service.datasets().sweep()
+    assert not reservation.exists()
+
+
+def test_results_count_against_the_quota(tmp_path):
+    _, client = app_of(tmp_path, datasets_max_total_bytes=1500)
+    source = upload(client, b'{"n": 1}\n' * 100).get_json()["dataset_id"]  # 900 bytes, and as many
+    answer = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset"})
+    assert answer.status_code == 507 and answer.get_json()["error"]["name"] == "DatasetQuotaExceeded"
+    assert [f for f in stored(tmp_path) if f.endswith("/data")] == [f"{source}/data"]
+
+
 def test_list_is_newest_first_with_a_cursor_and_delete_removes(tmp_path):
     _, client = app_of(tmp_path)
     ids = [upload(client, f"{i}\n".encode(), "text/plain").get_json()["dataset_id"] for i in range(5)]
@@ -457,3 +512,123 @@ def test_datasets_record_their_owner_and_another_callers_is_a_404(tmp_path):
     assert client.get(f"/datasets/{mine['dataset_id']}", headers=admin).status_code == 200
     run = client.post("/pipelines/wordcount", headers=ann, json={"data": {"dataset": mine["dataset_id"]}})
     assert run.get_json()["results"] == [["a", 1], ["b", 1]]
+
+
+# -- results written as they are produced ----------------------------------------------------------------
+
+@pytest.fixture(params=["serial", "local", "spark"])
+def executor(request):
+    """Each executor, cutting 1,000 elements into many chunks (Spark: into its partitions)."""
+    from atoll.executors import LocalExecutor, SerialExecutor
+
+    if request.param == "serial":
+        return SerialExecutor(chunk_size=100)
+    if request.param == "local":  # every chunk of 10 to the two workers
+        return LocalExecutor(n_jobs=2, probe_seconds=0, min_parallel_seconds=0, max_chunk=10)
+    return request.getfixturevalue("spark_local_executor")
+
+
+def test_element_wise_results_are_in_the_store_before_the_last_element_is_made(tmp_path, executor):
+    # Each record says how many bytes of results the store held when its function ran. Were the results
+    # collected before being written, every record would say 0 (the data file is opened empty first).
+    from atoll import Pipeline
+    from atoll.service import Atoll
+    from tests.datasets_service import results_seen
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    pipeline = Pipeline(name="seen").map(results_seen, kwargs=["store"]).filter(lambda r: r["n"] % 7)
+    service.register_pipeline("/seen", pipeline, executor=executor)
+    store = str(tmp_path / "state" / "datasets")
+    data = range(1000) if executor.name == "spark" else (n for n in range(1000))  # Spark: its partitions
+    dataset = service.run_to_dataset("seen", data, {"store": store})
+    records = [json.loads(line) for line in service.datasets().open(dataset.dataset_id).read().splitlines()]
+    assert [r["n"] for r in records] == [n for n in range(1000) if n % 7]
+    assert dataset.records == len(records)
+    assert records[0]["seen"] == 0 and records[-1]["seen"] > 100_000  # the first half (or more) written
+    assert pipeline.run(range(1000), executor, store=store)[-1]["n"] == 999  # run() still a list
+
+
+@pytest.mark.parametrize("pipeline", ["keyed-then-element-wise", "reduce", "sortBy", "to", "no stages"])
+def test_streamed_results_equal_run_results_on_every_executor(executor, pipeline):
+    from operator import add
+
+    from atoll import Pipeline
+
+    pipelines = {
+        "keyed-then-element-wise": Pipeline().map(lambda n: (n % 5, n)).reduceByKey(add).mapValues(str),
+        "reduce": Pipeline().map(lambda n: n * n).reduce(add),
+        "sortBy": Pipeline().flatMap(lambda n: [n, -n]).sortBy(abs),
+        "to": Pipeline().map(lambda n: n + 1).to(lambda xs: (min(xs), max(xs))),
+        "no stages": Pipeline(),
+    }
+    data = list(range(300))
+    expected = pipelines[pipeline].run(data, executor)
+    streamed = list(executor.stream(pipelines[pipeline], data))
+    if pipeline == "keyed-then-element-wise":  # key order not guaranteed across executors
+        assert sorted(streamed) == sorted(expected)
+    else:
+        assert streamed == (list(expected) if isinstance(expected, list | tuple) else [expected])
+
+
+def test_a_failure_half_way_through_streamed_results_keeps_nothing(tmp_path, executor):
+    from atoll import Pipeline
+    from atoll.service import Atoll
+
+    def fails_late(n):
+        if n == 900:
+            raise KeyError(n)
+        return n
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    service.register_pipeline("/late", Pipeline().map(fails_late), executor=executor)
+    data = range(1000) if executor.name == "spark" else (n for n in range(1000))
+    with pytest.raises(KeyError):
+        service.run_to_dataset("late", data)
+    assert stored(tmp_path) == []
+
+
+def _fails_on_sevens(n):
+    if n % 7 == 0:
+        raise ValueError(n)
+    return {"n": n}
+
+
+def test_streamed_results_under_an_error_policy_keep_their_dead_letters(tmp_path, executor):
+    from atoll import Pipeline
+    from atoll.dead_letters import ErrorPolicy, TooManyErrors
+    from atoll.service import Atoll
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    pipeline = Pipeline().map(_fails_on_sevens)
+    service.register_pipeline("/sevens", pipeline, executor=executor)
+    data = list(range(1000))
+    outcome = service.run_to_dataset("sevens", data, errors=ErrorPolicy("collect"))
+    expected = pipeline.run(data, executor, on_error="collect")
+    assert outcome.skipped == expected.skipped == 143 and len(outcome.errors) == 143
+    lines = service.datasets().open(outcome.results.dataset_id).read().splitlines()
+    assert [json.loads(line) for line in lines] == expected.results
+    with pytest.raises(TooManyErrors):  # found out after the last element: nothing is kept
+        service.run_to_dataset("sevens", data, errors=ErrorPolicy("skip", max_errors=10))
+    assert [f for f in stored(tmp_path) if f.endswith("/data")] == [f"{outcome.results.dataset_id}/data"]
+    answer = service.create_app().test_client().post("/pipelines/sevens", json={
+        "data": data, "results_to": "dataset", "on_error": "skip"}).get_json()
+    assert answer["dataset"]["records"] == 857 and answer["element_errors"]["skipped"] == 143
+
+
+def test_results_far_larger_than_the_memory_a_streamed_run_takes(tmp_path):
+    import tracemalloc
+
+    from atoll import Pipeline
+    from atoll.executors import SerialExecutor
+    from atoll.service import Atoll
+
+    service = Atoll(Config({"state_dir": str(tmp_path / "state")}))
+    service.register_pipeline("/big", Pipeline().map(lambda n: "x" * 2000 + str(n)),
+                              executor=SerialExecutor(chunk_size=1000))
+    tracemalloc.start()
+    try:
+        dataset = service.run_to_dataset("big", (n for n in range(30_000)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dataset.bytes > 60_000_000 and peak < 15_000_000, peak  # about 2 chunks' worth, not 60 MB

@@ -79,3 +79,17 @@ def test_a_run_reads_an_s3_dataset_where_it_lies(s3_config):
                              content_type=JSONL).get_json()["dataset_id"]
     answer = client.post("/pipelines/total", json={"data": {"dataset": dataset_id}})
     assert answer.get_json() == {"results": 42}
+
+
+def test_the_quota_and_results_written_as_produced_on_s3(s3_config):
+    config, fs, bucket = s3_config
+    client = build_service(config.replace(datasets_max_total_bytes=2000)).create_app().test_client()
+    source = client.post("/datasets", data=b'{"n": 1}\n' * 100, content_type=JSONL).get_json()["dataset_id"]
+    answer = client.post("/pipelines/double", json={"data": {"dataset": source}, "results_to": "dataset"})
+    assert answer.status_code == 200, answer.get_json()
+    results = answer.get_json()["results_dataset"]
+    assert fs.cat_file(f"{bucket}/datasets/{results}/data") == b'{"n":2}\n' * 100
+    refused = client.post("/datasets", data=b"x" * 400 + b"\n", content_type="text/plain")
+    assert refused.status_code == 507 and refused.get_json()["error"]["available"] == 300
+    assert objects(fs, bucket) == sorted(f"{bucket}/datasets/{d}/{name}" for d in (source, results)
+                                         for name in ("data", "meta.json"))  # no reservation left

@@ -15,7 +15,7 @@ Pipelines and their stages are read by their attributes (``stages``, ``operator`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,16 @@ def _materialized(value: Any) -> Any:
     return value
 
 
+def _tail_pass(stages: list[Stage]) -> int | None:
+    """Return the index of the first stage of the element-wise pass that ends ``stages``, or None when
+    they end in anything else (an aggregate, ``to``, a fork, ...) or there are none."""
+    start = len(stages)
+    while start > 0 and stages[start - 1].operator.joins_pass and not isinstance(
+            stages[start - 1].operator, Aggregate):
+        start -= 1
+    return start if start < len(stages) else None
+
+
 class Executor(ABC):
     """Runs pipelines. Subclasses say how a fused pass runs and what their datasets are."""
 
@@ -129,6 +139,48 @@ class Executor(ABC):
         (the Spark executor's partitions); the other executors' chunks are merged as they come back."""
         return None
 
+    def stream(self, pipeline: Pipeline, data: Any, kwargs: dict | None = None, *,
+               checked: bool = False, errors: ErrorPolicy | None = None) -> Generator:
+        """Yield ``pipeline``'s result on ``data`` element by element: a list or tuple result's
+        elements, any other result as one element (what ``"results_to": "dataset"`` stores).
+
+        A pipeline that ends in element-wise stages (``map``, ``flatMap``, ``filter``, ``mapValues``,
+        ...) yields that last pass's results as the executor produces them (:meth:`stream_pass`),
+        never holding them whole; the stages before that pass run as in :meth:`run`. Any other
+        pipeline (one ending in ``reduce``, ``to``, ``sortBy``, ...) is run whole first.
+
+        With an error policy (``errors``) the generator returns (the value of ``yield from``) a
+        :class:`~atoll.dead_letters.RunResult` without results once the last element is out; past its
+        ``max_errors`` the last step raises :class:`~atoll.dead_letters.TooManyErrors` instead."""
+        kwargs = dict(kwargs or {})
+        if not checked:
+            pipeline.check_kwargs(kwargs)
+        if errors is None:
+            yield from self._stream(pipeline, data, kwargs)
+            return None
+        with dead_letters.salvaging(errors) as salvage:
+            yield from self._stream(pipeline, data, kwargs)
+            self.salvaged(salvage)
+        salvage.check()
+        return salvage.result(None)
+
+    def _stream(self, pipeline: Pipeline, data: Any, kwargs: dict) -> Iterator:
+        start = _tail_pass(pipeline.stages)
+        if start is None:
+            result = _materialized(self.collect(self.walk(pipeline, data, kwargs)))
+            yield from result if isinstance(result, list | tuple) else [result]
+            return
+        stages = pipeline.stages
+        value = self.walk(pipeline, data, kwargs, stop=start)
+        steps = [self._step(stages[i], kwargs, _stage_info(i, stages[i], None, None))
+                 for i in range(start, len(stages))]
+        parts = self.stream_pass(self._as_collection(value, stages[start], steps[0].info), steps)
+        try:
+            for part in parts:
+                yield from part
+        finally:
+            parts.close()
+
     # -- what a subclass provides ------------------------------------------------------------
 
     @abstractmethod
@@ -138,6 +190,12 @@ class Executor(ABC):
         Returns a dataset (or list) for a plain run, the merged value for ``reduce``, and a dataset or
         list of ``(key, value)`` pairs for ``reduceByKey``.
         """
+
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the results of fused element-wise ``steps`` over a collection in order, a list at a
+        time, as they are produced (here: all at once; executors that can, a chunk or partition at a
+        time)."""
+        yield self.collect(self.run_pass(data, steps, None))
 
     @staticmethod
     def byte_ranges(source: Any) -> list:
@@ -193,9 +251,10 @@ class Executor(ABC):
         return value
 
     def walk(self, pipeline: Pipeline, value: Any, kwargs: dict,
-             outer: StageInfo | None = None, branch: int | None = None) -> Any:
-        """Run every stage of ``pipeline`` on ``value``; datasets may remain in the result."""
-        stages = pipeline.stages
+             outer: StageInfo | None = None, branch: int | None = None, stop: int | None = None) -> Any:
+        """Run every stage of ``pipeline`` (those before index ``stop``) on ``value``; datasets may
+        remain in the result."""
+        stages = pipeline.stages[:stop]
         i = 0
         while i < len(stages):
             stage = stages[i]

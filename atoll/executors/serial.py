@@ -83,6 +83,16 @@ class SerialExecutor(Executor):
         run.advance(1)
         return result
 
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the pass's results ``chunk_size`` input elements at a time."""
+        run = progress.current() if self.report_progress else None
+        if run is not None:
+            run.add_total(1)
+        for chunk in chunks_of(data, self.chunk_size):
+            yield run_steps(steps, chunk)
+        if run is not None:
+            run.advance(1)
+
     def _serial_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
         if not isinstance(data, (list, tuple, range)):  # a generator is never held whole
             part = run_chunks(chunks_of(data, self.chunk_size), steps, aggregate)

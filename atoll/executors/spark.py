@@ -54,7 +54,8 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -501,6 +502,19 @@ class SparkExecutor(Executor):
     def run(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False,
             errors: dead_letters.ErrorPolicy | None = None) -> Any:
         """Return ``pipeline``'s result on ``data``; RDDs cached for forks are released after."""
+        with self._run_scope():
+            return self._decoding(super().run, pipeline, data, kwargs, checked=checked, errors=errors)
+
+    def stream(self, pipeline, data: Any, kwargs: dict | None = None, *, checked: bool = False,
+               errors: dead_letters.ErrorPolicy | None = None) -> Generator:
+        """Yield ``pipeline``'s result element by element (see :meth:`atoll.Executor.stream`), an
+        element-wise last pass a partition at a time; RDDs cached for forks are released after."""
+        with self._run_scope():
+            return (yield from super().stream(pipeline, data, kwargs, checked=checked, errors=errors))
+
+    @contextmanager
+    def _run_scope(self) -> Iterator[None]:
+        """A run: the workers' PYTHONPATH set, its own job group, RDDs it cached released after."""
         sc = self.context
         path = _worker_pythonpath()
         if sc.environment.get("PYTHONPATH") != path:
@@ -511,7 +525,7 @@ class SparkExecutor(Executor):
         self._local.jobs = _RunJobs(sc, progress.current())
         self._local.dropped = None
         try:
-            return self._decoding(super().run, pipeline, data, kwargs, checked=checked, errors=errors)
+            yield
         finally:
             for rdd in self._local.cached:
                 rdd.unpersist()
@@ -576,6 +590,13 @@ class SparkExecutor(Executor):
         if aggregate.op.keyed:
             return combined.reduceByKey(_MergeValues(payload), combined.getNumPartitions())
         return merge_partials(aggregate, self._action(combined.collect))
+
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the pass's results a partition at a time, each partition a Spark job of the run (as
+        ``RDD.toLocalIterator`` runs them), so the driver holds one partition's results at a time."""
+        rdd = self.run_pass(data, steps, None)
+        for index in range(rdd.getNumPartitions()):
+            yield self._action(partial(rdd.context.runJob, rdd, list, [index]))
 
     def _salvage_of_pass(self) -> tuple | None:
         """Return what a pass's partitions need to drop failing elements (see :func:`_run_partition`),

@@ -17,8 +17,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from atoll.config import Config, load_config
@@ -250,16 +250,25 @@ class Atoll:
         :class:`~atoll.dead_letters.RunResult`, keeping at most ``dead_letters_max`` dead letters; the
         failing elements are counted in the metrics (``atoll_elements_failed_total``).
         """
+        def run(registered: Registered, policy: dict) -> Any:
+            return registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked,
+                                             **policy)
+
+        return self._run(name, errors, run)
+
+    def _run(self, name: str, errors: ErrorPolicy | None, run: Callable[[Registered, dict], Any]) -> Any:
+        """Return ``run(registered, policy)`` for the registered pipeline ``name``, ``policy`` the keyword
+        ``errors`` (that policy, else the pipeline's, with ``dead_letters_max``) or none; the run and
+        its failing elements are counted in the metrics."""
         registered = self.get(name)
         policy = errors or registered.on_error
         started = time.perf_counter()
         try:
             if policy is None:
-                return registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked)
+                return run(registered, {})
             policy = ErrorPolicy(policy.on_error, policy.max_errors, self.config.dead_letters_max)
             try:
-                outcome = registered.executor().run(registered.pipeline, data, kwargs or {}, checked=checked,
-                                                    errors=policy)
+                outcome = run(registered, {"errors": policy})
             except TooManyErrors as exc:
                 _observe_failures(name, exc.by_stage)
                 raise
@@ -268,11 +277,16 @@ class Atoll:
         finally:
             _observe_run(name, registered, time.perf_counter() - started)
 
-    def run_request(self, run: RunRequest) -> Any:
+    def run_request(self, run: RunRequest, owner: str | None = None) -> Any:
         """Run a request parsed by :meth:`RunRequest.parse
-        <atoll.service.http.run_request.RunRequest.parse>`."""
-        return self.run_pipeline(run.pipeline, self.resolve_data(run.data), run.kwargs,
-                                 checked=True, errors=run.errors)  # parse checked them
+        <atoll.service.http.run_request.RunRequest.parse>`; return its results, or with
+        ``"results_to": "dataset"`` the ``Dataset`` holding them (owned by ``owner``); under an error
+        policy, in a :class:`~atoll.dead_letters.RunResult`."""
+        data = self.resolve_data(run.data)
+        if run.results_to == "dataset":  # parse checked the kwargs
+            return self.run_to_dataset(run.pipeline, data, run.kwargs, owner=owner, checked=True,
+                                       errors=run.errors)
+        return self.run_pipeline(run.pipeline, data, run.kwargs, checked=True, errors=run.errors)
 
     # -- datasets ----------------------------------------------------------------------------
 
@@ -286,14 +300,35 @@ class Atoll:
                     self._datasets = DatasetStore(self.config)
         return self._datasets
 
-    def keep_results(self, results: Any, job_id: str | None = None, owner: str | None = None) -> Any:
-        """Store a run's ``results`` as a new JSON-lines dataset (one record per element of a list, the
-        value itself otherwise); return its ``Dataset`` (metadata)."""
+    def run_to_dataset(self, name: str, data: Any, kwargs: dict | None = None, *, job_id: str | None = None,
+                       owner: str | None = None, checked: bool = False,
+                       errors: ErrorPolicy | None = None) -> Any:
+        """Run the registered pipeline ``name`` on ``data`` and store its results as a new JSON-lines
+        dataset; return its ``Dataset`` (metadata), under an error policy (as :meth:`run_pipeline`) in
+        a :class:`~atoll.dead_letters.RunResult`.
+
+        One record per element of a list result, the value itself otherwise. A pipeline ending in
+        element-wise stages is written as its results are produced, never held whole (see
+        :meth:`Executor.stream <atoll.Executor.stream>`); any other is run whole first. Nothing is
+        kept when the run or the store fails, or more elements fail than ``max_errors`` allows."""
         from atoll.encoding import to_json
 
-        records = results if isinstance(results, list | tuple) else [results]
-        return self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
-            records, lambda record: to_json(record, path="results").encode("utf-8"))
+        def run(registered: Registered, policy: dict) -> Any:
+            ended: list = []
+
+            def records() -> Iterator:  # what the stream returns at its end: a RunResult, or None
+                ended.append((yield from registered.executor().stream(
+                    registered.pipeline, data, kwargs or {}, checked=checked, **policy)))
+
+            stream = records()
+            try:
+                dataset = self.datasets().writer("jsonl", owner=owner, job_id=job_id).write(
+                    stream, lambda record: to_json(record, path="results").encode("utf-8"))
+            finally:
+                stream.close()  # a run stopped half-way stops its workers now
+            return dataset if ended[0] is None else replace(ended[0], results=dataset)
+
+        return self._run(name, errors, run)
 
     def resolve_data(self, data: Any) -> Any:
         """Return a run's input: ``data`` itself, or what a ``{"dataset"|"files"|"url": ...}``

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import partial
-from itertools import chain
 from typing import Any
 
 from atoll import capture, dead_letters, progress
@@ -78,9 +77,28 @@ class LocalExecutor(SerialExecutor):
         return f"LocalExecutor(n_jobs={self.n_jobs})"
 
     def run_pass(self, data: Any, steps: list[Step], aggregate: Step | None) -> Any:
+        parts = self._parts(data, steps, aggregate)
+        try:
+            return combine(parts, aggregate)
+        finally:
+            # at once, not when the traceback holding it is dropped: if combining raised, the chunks
+            # still running are stopped now
+            parts.close()
+
+    def stream_pass(self, data: Any, steps: list[Step]) -> Iterator:
+        """Yield the pass's results a chunk at a time, in order, as each chunk's come back. A sequence
+        is not shared with this process (which holds the results of its chunks, taken from the back,
+        until the workers reach them): its chunks all go to the workers while this process takes
+        their results (and writes them, for a dataset)."""
+        return self._parts(data, steps, None, share=False)
+
+    def _parts(self, data: Any, steps: list[Step], aggregate: Step | None, share: bool = True) -> Iterator:
+        """Yield the pass's per-chunk results (for an aggregate, partials to combine) in order; a
+        sequence's rest run alongside the workers (:class:`SharedPass`) when ``share``."""
         run = progress.current()
         if isinstance(data, FileSource) and self.n_jobs > 1:
-            return self._byte_ranges(data, steps, aggregate, run)
+            yield from self._byte_ranges(data, steps, aggregate, run)
+            return
         source = Source(data)
         parts, per_item, transfer, per_partial, per_merge = self._probe(source, steps, aggregate)
         plan = self.last_plan = Plan(probe=source.offset)
@@ -89,29 +107,33 @@ class LocalExecutor(SerialExecutor):
             if run is not None:  # a pass that stays here is one unit, as on the serial executor
                 run.add_total(1)
                 run.advance(1)
-            return combine(parts, aggregate)
+            yield from parts
+            return
         if self.min_parallel_seconds > 0 and parts and not worth_parallel(
                 per_item, transfer, remaining, self.n_jobs, self.min_parallel_seconds, per_merge):
             self.last_plan = replace(plan, inline=-1 if remaining is None else remaining)
             if run is not None:
                 run.add_total(1)
             if aggregate is None:
-                result = combine([*parts, run_chunks(source.chunks(self.chunk_size), steps, None)], None)
+                yield from parts
+                yield from (run_steps(steps, chunk) for chunk in source.chunks(self.chunk_size))
             else:  # the rest folded on into the probe's partials: no large partial merged after it
-                result = combine([run_chunks(source.chunks(self.chunk_size), steps, aggregate,
-                                             combine_partials(aggregate, parts))], aggregate)
+                yield run_chunks(source.chunks(self.chunk_size), steps, aggregate,
+                                 combine_partials(aggregate, parts))
             if run is not None:
                 run.advance(1)
-            return result
-        if remaining is not None and self.n_jobs > 1 and self.min_parallel_seconds > 0:
+            return
+        if share and remaining is not None and self.n_jobs > 1 and self.min_parallel_seconds > 0:
             shared = SharedPass(self, source, steps, aggregate, per_item, per_partial, run)
             results = shared.results()
             try:
-                return combine(chain(parts, results), aggregate)
+                yield from parts
+                yield from results
             finally:
                 results.close()
                 self.last_plan = replace(plan, chunks=shared.chunks, chunk_size=shared.chunk_size,
                                          here=shared.here)
+            return
         size = chunk_length(per_item, remaining, self.n_jobs, self.chunk_seconds, self.max_chunk, per_partial)
         total = None
         if remaining is None:
@@ -124,23 +146,23 @@ class LocalExecutor(SerialExecutor):
             run.add_total(total)
         results = self._parallel(chunks, steps, aggregate, total, run)
         try:
-            return combine(chain(parts, results), aggregate)
+            yield from parts
+            yield from results
         finally:
-            # at once, not when the traceback holding it is dropped: if combining raised, the chunks
-            # still running are stopped now
             results.close()
 
-    def _byte_ranges(self, data: FileSource, steps, aggregate, run) -> Any:
-        """Run the pass with each worker reading its own byte ranges of the files from the store: this
-        process sends only their URLs and offsets (:class:`~atoll.sources.ByteRange`)."""
+    def _byte_ranges(self, data: FileSource, steps, aggregate, run) -> Iterator:
+        """Yield the pass's per-range results, each worker reading its own byte ranges of the files
+        from the store: this process sends only their URLs and offsets (:class:`~atoll.sources.ByteRange`)."""
         ranges = self.byte_ranges(data)
         self.last_plan = Plan(chunks=len(ranges))
         if run is not None:
             run.add_total(len(ranges))
+        if aggregate is not None:
+            yield run_steps(steps, (), aggregate)  # an empty input's partial
         results = self._parallel(iter(ranges), steps, aggregate, len(ranges), run)
         try:
-            return combine(chain([run_steps(steps, (), aggregate)] if aggregate is not None else [],
-                                 results), aggregate)
+            yield from results
         finally:
             results.close()
 

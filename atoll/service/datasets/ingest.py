@@ -60,8 +60,9 @@ class Ingested:
 
 
 class _Sink:
-    def __init__(self, write: Callable[[bytes], object], max_bytes: int, quota: int | None):
-        self.write_to, self.max_bytes, self.quota = write, max_bytes, quota
+    def __init__(self, write: Callable[[bytes], object], max_bytes: int,
+                 reserve: Callable[[int], object] | None):
+        self.write_to, self.max_bytes, self.reserve = write, max_bytes, reserve
         self.hash = hashlib.sha256()
         self.size = self.records = 0
         self.pending: list[bytes] = []
@@ -89,12 +90,8 @@ class _Sink:
         if self.size > self.max_bytes:
             raise DatasetTooLarge(f"the dataset is larger than dataset_max_bytes = {self.max_bytes} bytes "
                                   f"once decompressed; nothing was kept", limit=self.max_bytes)
-        if self.quota is not None and self.size > self.quota:
-            from atoll.service.datasets.errors import DatasetQuotaExceeded
-
-            raise DatasetQuotaExceeded(f"storing this dataset would exceed datasets_max_total_bytes: "
-                                       f"{max(self.quota, 0)} bytes are left; nothing was kept",
-                                       available=max(self.quota, 0))
+        if self.reserve is not None:
+            self.reserve(self.size)
         self.hash.update(block)
         self.write_to(block)
 
@@ -287,11 +284,12 @@ def _check_array(data: Iterable[bytes], sink: _Sink, max_bytes: int) -> None:
 
 
 def ingest(chunks: Iterable[bytes], kind: str, gzip: bool, write: Callable[[bytes], object],
-           max_bytes: int, quota: int | None = None) -> Ingested:
+           max_bytes: int, reserve: Callable[[int], object] | None = None) -> Ingested:
     """Check ``chunks`` (a body of format ``kind``: jsonl, text or json) and write its records, one a
     line, through ``write``; return what was stored. Raises DatasetInvalid (naming the line or element),
-    DatasetEmpty, DatasetTooLarge or DatasetQuotaExceeded (``quota``: bytes left in the store)."""
-    sink = _Sink(write, max_bytes, quota)
+    DatasetEmpty, DatasetTooLarge, or what ``reserve`` raises: it is called with the bytes stored so
+    far, this block's included, before each block is written (the store's quota)."""
+    sink = _Sink(write, max_bytes, reserve)
     counter = [0]
     data = _decompressed(chunks, gzip, max_bytes, counter)
     if kind == "jsonl":

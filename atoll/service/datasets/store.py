@@ -6,10 +6,21 @@ Layout under the URL (the same on a local folder, ``s3://bucket/prefix`` or any 
     <id>/meta.json            written last: a dataset exists once its metadata does
     uses/<id>/<job_id>        a job that reads the dataset (DELETE answers 409 while it is queued/running)
     uploads/<upload>/meta.json, uploads/<upload>/part-<offset>   a resumable upload's parts
+    reservations/<id>         bytes of ``datasets_max_total_bytes`` held by a dataset being written
+    quota.lock                (a local store) the lock that makes checking and reserving one step
 
 An upload that fails half-way leaves ``<id>/data`` without metadata: invisible, removed at once, and
 by :meth:`DatasetStore.sweep` if the process died first. Workers and Spark executors read ``<id>/data``
 straight from the store (:meth:`DatasetStore.data_url`); no dataset byte travels through the broker.
+
+The quota ``datasets_max_total_bytes`` counts stored datasets and the reservations of those being
+written. A writer reserves room before it writes (:class:`Reservation`): a block at a time, the
+stored and reserved bytes counted and its reservation recorded in one step under a lock. On a local
+store the lock is ``fcntl.flock`` on ``quota.lock``, which holds across processes, so concurrent
+uploads and results never exceed the quota together. An object store (``s3://``) has no such lock:
+there it is a lock of this process only, and writers in *different* processes can each be granted
+the same room; together they exceed the quota by at most the room each was granted beyond the bytes
+it has written, a block of at most ``max(RESERVE_BYTES, a quarter of its size so far)`` per writer.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -37,13 +49,22 @@ from atoll.service.datasets.errors import (
 )
 from atoll.service.datasets.ingest import Ingested, ingest
 
-__all__ = ["DatasetStore", "Dataset", "Upload", "is_dataset_id", "new_dataset_id", "visible_to",
+__all__ = ["DatasetStore", "Dataset", "Upload", "Reservation", "RESERVE_BYTES", "RESERVATION_SECONDS",
+           "is_dataset_id", "new_dataset_id", "visible_to",
            "store_url"]
 
 log = logging.getLogger("atoll.datasets")
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1024 * 1024
+
+#: the least room a writer reserves beyond what it is about to write (a quarter of its size once larger)
+RESERVE_BYTES = 8 * 1024 * 1024
+#: a reservation not renewed for this long is of a writer that died: it counts no more (live writers
+#: renew theirs at least every half of it while they write)
+RESERVATION_SECONDS = 3600.0
+
+_quota_lock = threading.Lock()  # the threads of this process; a local store adds fcntl.flock
 
 
 _last_id = [0, 0]
@@ -178,25 +199,27 @@ class DatasetStore:
         """Check and store the body ``chunks`` (see ``atoll.service.datasets.ingest``);
         return the new dataset. Nothing stays behind when it raises."""
         dataset_id = new_dataset_id()
-        quota = self._quota_left()
         caller_left = self.stored_bytes_left(owner)
-        binding = caller_left is not None and (quota is None or caller_left < quota)
+        room = Reservation(self, dataset_id)
+
+        def reserve(size: int) -> None:  # the caller's own limit, then room in the store's quota
+            if caller_left is not None and size > caller_left:
+                raise self._over(owner, f"storing this dataset would take it past its limit "
+                                        f"({caller_left} bytes were left); nothing was kept")
+            room.cover(size)
+
         data_path = self._path(dataset_id, "data")
         try:
+            room.cover(0)  # a full store refuses before the body is read
             with self.fs.open(data_path, "wb") as handle:
-                stored = ingest(chunks, kind, gzip, handle.write, self.config.dataset_max_bytes,
-                                caller_left if binding else quota)
+                stored = ingest(chunks, kind, gzip, handle.write, self.config.dataset_max_bytes, reserve)
             dataset = self._finish(dataset_id, "text" if kind == "text" else "jsonl", stored, owner,
                                    name, job_id)
-        except DatasetQuotaExceeded:
-            self._remove(dataset_id)
-            if binding:
-                raise self._over(owner, f"storing this dataset would take it past its limit "
-                                        f"({caller_left} bytes were left); nothing was kept") from None
-            raise
         except BaseException:
             self._remove(dataset_id)
             raise
+        finally:
+            room.release()  # once the metadata counts its bytes, or nothing was kept
         log.info("dataset %s stored: %d records, %d bytes", dataset_id, dataset.records, dataset.bytes)
         return dataset
 
@@ -212,16 +235,63 @@ class DatasetStore:
         self._write_json(self._path(dataset_id, "meta.json"), dataset.public())
         return dataset
 
-    def _quota_left(self) -> int | None:
-        limit = self.config.datasets_max_total_bytes
-        if limit is None:
-            return None
-        left = int(limit) - self.total_bytes()
-        if left <= 0:
-            raise DatasetQuotaExceeded(f"the datasets store is full: datasets_max_total_bytes = {int(limit)} "
-                                       f"bytes are used; delete datasets or wait for them to expire",
-                                       available=0)
-        return left
+    # -- the quota ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _quota_locked(self) -> Iterator[None]:
+        """Hold the quota's lock: this process's, and on a local store ``quota.lock``'s flock."""
+        with _quota_lock:
+            if self.protocol not in ("file", "local"):
+                yield
+                return
+            import fcntl
+
+            with open(os.path.join(self.root, "quota.lock"), "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+                yield
+
+    def reserve(self, dataset_id: str, size: int) -> int:
+        """Reserve room for dataset ``dataset_id`` being written: at least ``size`` bytes, more while
+        there is room (see ``RESERVE_BYTES``); return the bytes reserved. Raises
+        DatasetQuotaExceeded when the stored datasets and the others' reservations leave less."""
+        limit = int(self.config.datasets_max_total_bytes)
+        with self._quota_locked():
+            others = self._reserved(but=dataset_id)
+            left = limit - self.total_bytes() - others
+            if left <= 0 or size > left:
+                raise DatasetQuotaExceeded(
+                    f"storing this dataset would exceed datasets_max_total_bytes = {limit} bytes: "
+                    f"{max(left, 0)} bytes are left ({others} held by datasets being written); delete "
+                    f"datasets or wait for them to expire; nothing was kept", available=max(left, 0))
+            granted = min(left, size + max(RESERVE_BYTES, size // 4))
+            self._write_json(self._path("reservations", dataset_id), {"bytes": granted, "at": time.time()})
+        return granted
+
+    def release(self, dataset_id: str) -> None:
+        """Drop dataset ``dataset_id``'s reservation (stored, or given up)."""
+        try:
+            self.fs.rm(self._path("reservations", dataset_id))
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # it lapses after RESERVATION_SECONDS
+            log.warning("dataset %s: could not drop its reservation: %s", dataset_id, exc)
+
+    def _reservations(self) -> Iterator[tuple[str, dict | None]]:
+        try:
+            names = self.fs.ls(self._path("reservations"), detail=False, **(
+                {} if self.protocol in ("file", "local") else {"refresh": True}))
+        except FileNotFoundError:
+            return
+        for name in names:
+            dataset_id = name.rstrip("/").rsplit("/", 1)[-1]
+            if is_dataset_id(dataset_id):
+                yield dataset_id, self._read_json(self._path("reservations", dataset_id))
+
+    def _reserved(self, but: str) -> int:
+        """Return the bytes that live reservations (not of dataset ``but``) hold."""
+        lapsed = time.time() - RESERVATION_SECONDS
+        return sum(record["bytes"] for dataset_id, record in self._reservations()
+                   if dataset_id != but and record is not None and record["at"] > lapsed)
 
     def stored_bytes_limit(self, owner: str | None) -> tuple[int | None, str]:
         """Return the bytes caller ``owner`` may keep (None: no limit, as for no caller) and the key
@@ -451,7 +521,8 @@ class DatasetStore:
 
     def sweep(self) -> int:
         """Remove expired datasets, data without metadata older than ``dataset_expires`` (an upload
-        whose process died) and expired resumable uploads; return how many were removed."""
+        whose process died) and expired resumable uploads; return how many were removed. Lapsed
+        reservations (older than ``RESERVATION_SECONDS``) are dropped too, uncounted."""
         removed = 0
         now = time.time()
         for dataset_id in self._ids():
@@ -474,6 +545,10 @@ class DatasetStore:
             if expires is not None and expires <= now:
                 self.abort(upload_id)
                 removed += 1
+        lapsed = now - RESERVATION_SECONDS
+        for dataset_id, record in self._reservations():  # of writers that died
+            if record is None or record["at"] <= lapsed:
+                self.release(dataset_id)
         return removed
 
     # -- files -------------------------------------------------------------------------------
@@ -505,7 +580,9 @@ class DatasetWriter:
         digest = hashlib.sha256()
         size = count = 0
         limit = self.store.config.dataset_max_bytes
+        room = Reservation(self.store, self.dataset_id)
         try:
+            room.cover(0)  # a full store refuses before the pipeline runs
             with self.store.fs.open(self.store._path(self.dataset_id, "data"), "wb") as handle:
                 for record in records:
                     line = encode(record) + b"\n"
@@ -516,6 +593,7 @@ class DatasetWriter:
 
                         raise DatasetTooLarge(f"the results are larger than dataset_max_bytes = {limit} "
                                               f"bytes", limit=limit)
+                    room.cover(size)
                     digest.update(line)
                     handle.write(line)
             return self.store._finish(self.dataset_id, self.kind,
@@ -524,3 +602,28 @@ class DatasetWriter:
         except BaseException:
             self.store._remove(self.dataset_id)
             raise
+        finally:
+            room.release()
+
+
+class Reservation:
+    """A dataset being written's share of ``datasets_max_total_bytes`` (none without that limit): grown
+    as the dataset grows, renewed while it is written, released once it is stored or given up."""
+
+    def __init__(self, store: DatasetStore, dataset_id: str):
+        self.store, self.dataset_id = store, dataset_id
+        self.limited = store.config.datasets_max_total_bytes is not None
+        self.granted, self.at = 0, 0.0
+
+    def cover(self, size: int) -> None:
+        """Make sure ``size`` bytes are reserved before they are written; raise DatasetQuotaExceeded
+        when the store has no room for them."""
+        if not self.limited or (size <= self.granted and time.time() - self.at < RESERVATION_SECONDS / 2):
+            return
+        self.granted, self.at = self.store.reserve(self.dataset_id, size), time.time()
+
+    def release(self) -> None:
+        """Give the reservation back."""
+        if self.granted:
+            self.store.release(self.dataset_id)
+            self.granted = 0

@@ -145,15 +145,16 @@ def run(name: str) -> Response:
         for dataset_id in reads:  # the job reads them: DELETE answers 409 while it is queued or running
             service.datasets().add_use(dataset_id, response.get_json()["job_id"])
         return response
+    owner = getattr(getattr(g, "caller", None), "name", None)
     if run_request.results_to == "dataset":  # 429 before running when the caller keeps all it may
-        service.datasets().stored_bytes_left(getattr(getattr(g, "caller", None), "name", None))
+        service.datasets().stored_bytes_left(owner)
     limit = sync_time_limit(service.config, name)
     try:
         if limit is None:
-            results = service.run_request(run_request)
+            results = service.run_request(run_request, owner)
         else:  # the watchdog stops the call past its limit
             results = current_app.extensions["atoll.watchdog"].run(
-                name, limit, request.environ, lambda: service.run_request(run_request))
+                name, limit, request.environ, lambda: service.run_request(run_request, owner))
     except SyncTimeLimitExceeded:
         return Response(time_limit_error(name, limit), status=504, mimetype="application/json")
     except (PipelineError, DatasetError):
@@ -167,9 +168,8 @@ def run(name: str) -> Response:
     if isinstance(results, RunResult):  # an on_error policy: what it dropped goes with the results
         dropped = ',"element_errors":' + to_json(_element_errors(results, service.config))
         results = results.results
-    if run_request.results_to == "dataset":
-        dataset = service.keep_results(results, owner=getattr(getattr(g, "caller", None), "name", None))
-        text = to_json({"results_dataset": dataset.dataset_id, "dataset": dataset.public()})
+    if run_request.results_to == "dataset":  # written while it ran: results is the Dataset
+        text = to_json({"results_dataset": results.dataset_id, "dataset": results.public()})
         return Response(text[:-1] + dropped + "}", mimetype="application/json")
     try:
         text = '{"results":' + to_json(results, path="results") + dropped + "}"

@@ -311,8 +311,8 @@ def create_celery(service: Any) -> Celery:
     _register_tasks(app, config, service.run_pipeline)
     app.atoll_context.resolve = service.resolve_data
     app.atoll_context.sweep = lambda: service.datasets().sweep()
-    app.atoll_context.keep_results = lambda results, job_id, owner: service.keep_results(
-        results, job_id, owner).dataset_id
+    app.atoll_context.run_to_dataset = lambda name, data, kwargs, job_id, owner, **policy: (
+        service.run_to_dataset(name, data, kwargs, job_id=job_id, owner=owner, **policy))
     app.atoll_context.retries = lambda name: getattr(service.pipelines.get(name), "retries", None)
     return app
 
@@ -364,11 +364,13 @@ class RunningRecord:
 
 
 def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: float,
-             errors: dict | None = None) -> tuple[Any, Any]:
+             errors: dict | None = None, to_dataset: bool = False) -> tuple[Any, Any]:
     """Run ``job``'s pipeline; return (results, None) or (None, the exception), with what it printed
     and logged kept beside the record and its progress written while it runs. ``errors`` is the call's
     error policy (``{"on_error", "max_errors"}``); what a policy dropped goes in the record
-    (``element_errors``) and its dead letters beside it."""
+    (``element_errors``) and its dead letters beside it. ``to_dataset``: the results are stored as a
+    new dataset as they are produced, and the dataset's id returned instead (a store that refuses
+    them, too large, full or down, fails the job)."""
     config = context.config
     running = RunningRecord(context.store, job, delay)
     captured = None
@@ -379,11 +381,15 @@ def _run_job(job: Job, data: Any, kwargs: dict, context: JobContext, delay: floa
                                                    propagate=(SoftTimeLimitExceeded,))):
             try:
                 policy = {} if errors is None else {"errors": ErrorPolicy(**errors)}
-                outcome = context.run(job.pipeline, context.resolve(data), kwargs, **policy)
+                if to_dataset:
+                    outcome = context.run_to_dataset(job.pipeline, context.resolve(data), kwargs,
+                                                     job.job_id, job.owner, **policy)
+                else:
+                    outcome = context.run(job.pipeline, context.resolve(data), kwargs, **policy)
                 if isinstance(outcome, RunResult):
                     _keep_dead_letters(context, job, outcome)
                     outcome = outcome.results
-                return jsonable(outcome), None
+                return (outcome.dataset_id if to_dataset else jsonable(outcome)), None
             except (Exception, SoftTimeLimitExceeded) as exc:
                 if isinstance(exc, TooManyErrors):  # what it dropped before it failed is kept too
                     _keep_dead_letters(context, job, exc.result())
@@ -429,8 +435,9 @@ class JobContext:
     resolve: Callable[[Any], Any] = lambda data: data
     #: removes expired datasets and abandoned uploads (run with the job records' cleanup)
     sweep: Callable[[], Any] | None = None
-    #: stores a job's results as a new dataset (results, job id, owner); returns the dataset's id
-    keep_results: Callable[[Any, str, str | None], str] | None = None
+    #: runs a pipeline and stores its results as a new dataset as they are produced (name, data,
+    #: kwargs, job id, owner, errors=policy); returns the Dataset (in a RunResult under a policy)
+    run_to_dataset: Callable[..., Any] | None = None
     #: the retries policy of a registered pipeline (its name), or None
     retries: Callable[[str], RetryPolicy | None] = lambda name: None
 
@@ -805,17 +812,13 @@ def _register_tasks(app: Celery, config: Config, run: Callable[[str, Any, dict],
             log.info("job %s: attempt %d", job_id, job.attempts)
         started = time.monotonic()
         results, error = _run_job(job, message.data, message.kwargs, context, config.job_running_after,
-                                  message.errors)
+                                  message.errors, to_dataset=message.results_to == "dataset")
         policy = context.retries(name) if error is not None else None
         if policy is not None and job.attempts < policy.max and policy.retries(error):
             if _retry(self, job, policy, error, message, waiting, context):
                 return  # cancelled while it ran: never retried
-        if error is None and message.results_to == "dataset":
-            try:  # the results become a dataset; the record carries its id
-                job.results_dataset, results = context.keep_results(results, job.job_id, job.owner), None
-            except Exception as exc:  # the store refused them (too large, full, down): the job fails
-                log.error("job %s: could not store its results as a dataset: %s", job_id, exc)
-                error = exc
+        if error is None and message.results_to == "dataset":  # stored while it ran: the record
+            job.results_dataset, results = results, None  # carries the dataset's id
         aside = None
         try:
             aside = _finished_job(job, results, error, context)
