@@ -1,4 +1,5 @@
-"""Count the instructions atoll's serial executor runs against the hand-written loops (W1, W3).
+"""Count the instructions atoll's serial executor runs against the hand-written loops (W1, W3), and
+with ``on_error="collect"`` when nothing fails.
 
     .venv/bin/python benchmarks/bench_instructions.py          # W1 over 100,000 ints, W3 over 20,000 lines
     .venv/bin/python benchmarks/bench_instructions.py --quick  # smoke run: small inputs
@@ -35,8 +36,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 VARIANTS = {
     ("w1", "loop"): "plain Python fused loop calling inc/is_even/double (floor)",
     ("w1", "atoll"): "atoll serial",
+    ("w1", "collect"): "atoll serial, on_error collect (nothing failing)",
     ("w3", "loop"): "hand-written dict loop calling pair_one (floor)",
     ("w3", "atoll"): "atoll serial",
+    ("w3", "collect"): "atoll serial, on_error collect (nothing failing)",
 }
 
 
@@ -48,10 +51,12 @@ def child(workload: str, variant: str, size: int, runs: int) -> None:
 
     if workload == "w1":
         data = list(range(size))
-        work = {"loop": lambda: w1_loop_calls(data), "atoll": lambda: W1.run(data, executor=SerialExecutor())}
+        work = {"loop": lambda: w1_loop_calls(data), "atoll": lambda: W1.run(data, executor=SerialExecutor()),
+                "collect": lambda: W1.run(data, executor=SerialExecutor(), on_error="collect").results}
     else:
         data = make_lines(size)
-        work = {"loop": lambda: dict_loop(data), "atoll": lambda: W3.run(data, executor=SerialExecutor())}
+        work = {"loop": lambda: dict_loop(data), "atoll": lambda: W3.run(data, executor=SerialExecutor()),
+                "collect": lambda: W3.run(data, executor=SerialExecutor(), on_error="collect").results}
     run = work[variant]
     expected = run()
     for _ in range(runs):
