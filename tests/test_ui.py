@@ -592,3 +592,50 @@ def test_the_datasets_list_shows_size_records_expiry_and_links_the_jobs(page, se
     reader.click()
     page.wait_for_function(f"location.hash === '#/jobs/{job_id}'")
     assert page.errors == []
+
+
+CALLER_TOKENS = {"ann": "ui-ann-token-51c0", "bob": "ui-bob-token-8e27", "root": "ui-root-token-0a9d"}
+
+
+def _bearer(name: str) -> dict:
+    return {"Authorization": f"Bearer {CALLER_TOKENS[name]}"}
+
+
+@pytest.fixture(scope="module")
+def callers_service_url(tmp_path_factory):
+    import hashlib
+
+    def entry(name: str, scopes: list[str]) -> dict:
+        return {"tokens": [hashlib.sha256(CALLER_TOKENS[name].encode()).hexdigest()], "scopes": scopes}
+
+    callers = {"ann": entry("ann", ["run", "read"]), "bob": entry("bob", ["run", "read"]),
+               "root": entry("root", ["admin"])}
+    with serve(tmp_path_factory.mktemp("ui-callers"), ready="live", callers=callers) as url:
+        yield url
+
+
+def test_the_dashboard_shows_what_the_entered_token_may_see(browser, callers_service_url):
+    url = callers_service_url
+    ids = {}
+    for name in ("ann", "bob"):
+        answer = requests.post(f"{url}/pipelines/double", json={"data": [1], "async": True},
+                               headers=_bearer(name), timeout=30)
+        assert answer.status_code == 202, answer.text
+        ids[name] = answer.json()["job_id"]
+    for name, expected in (("ann", {ids["ann"]}), ("root", set(ids.values()))):
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        try:
+            page.goto(f"{url}/ui")
+            page.locator("#token-dialog").wait_for(state="visible")
+            page.fill("#token-input", CALLER_TOKENS[name])
+            page.click("#token-ok")
+            for job_id in expected:
+                _entry(page, job_id).wait_for()
+            assert set(_listed(page)) == expected, name
+            if name == "ann":  # another caller's job is a 404 on its page, as over the API
+                page.goto(f"{url}/ui#/jobs/{ids['bob']}")
+                page.locator(".view", has_text="UnknownJob").wait_for()
+        finally:
+            context.close()
