@@ -1946,6 +1946,7 @@ def _keys_salvaged(salvage: Salvage, where: str, aggregate: Step, items) -> list
         out.append(x)
     return out
 
+
 #: per reduceByKey stage: what its recent passes' new keys would cost folded with KeyErrors, and
 #: how long those passes took (seconds both; see :func:`run_steps`)
 _keys_seen: dict[StageInfo, list[float]] = {}
