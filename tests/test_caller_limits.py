@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.requirements import unavailable
 from tests.support import eventually, job_config
 from tests.support import serve as serve_target
+from tests.support.redis_db import empty_redis
 
 pytestmark = pytest.mark.slow
 
@@ -166,18 +166,7 @@ def test_a_caller_over_its_stored_bytes_is_refused_until_it_deletes_a_dataset(se
 
 @pytest.fixture
 def redis_url():
-    try:
-        import redis
-    except ImportError:
-        unavailable("redis", "the redis client is not installed (pip install 'atoll[redis]')")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable("redis", f"no Redis server at {REDIS_URL}: {exc}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    yield from empty_redis(REDIS_URL)
 
 
 def test_the_rate_limit_holds_across_web_processes_and_services_sharing_redis(tmp_path, redis_url):

@@ -15,26 +15,15 @@ import pytest
 from atoll import Atoll, Pipeline
 from atoll.config import load_config
 from atoll.service.jobs.model import ErrorBody, Job, JobStatus, new_job_id
-from tests.requirements import unavailable
 from tests.support import race_saves
+from tests.support.redis_db import empty_redis
 
 URL = os.environ.get("ATOLL_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
 def redis_url():
-    try:
-        import redis
-    except ImportError:
-        unavailable("redis", "the redis client is not installed (pip install 'atoll[redis]')")
-    client = redis.Redis.from_url(URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable("redis", f"no Redis server at {URL}: {exc}")
-    client.flushdb()
-    yield URL
-    client.flushdb()
+    yield from empty_redis(URL)
 
 
 def _store(url: str, tmp_path):
